@@ -1,0 +1,593 @@
+//! The HTTP API (contract sections 3–5), `/healthz`, `/metrics` and a small status page.
+//!
+//! Reads go straight to the store through read-only connections on the blocking pool; people
+//! actions (ack, close, notes) go through the pipeline thread, so they are serialised with the
+//! rule engine and committed with the same durability as everything else.
+
+use crate::metrics::Metrics;
+use crate::model::{now_ms, parse_rfc3339, rfc3339, Kind, Millis};
+use crate::pipeline::Input;
+use crate::rules::engine::DeviceRecord;
+use crate::rules::Registry;
+use crate::store::alerts::{self, Action, ActionError};
+use crate::store::{self, StoreError};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rusqlite::{params, Connection};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// `storage.dir`.
+    pub dir: PathBuf,
+    /// The pipeline's input.
+    pub pipeline: Sender<Input>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Offline timeouts are computed with the rules.
+    pub rules: Arc<crate::rules::Rules>,
+}
+
+/// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400.
+    BadRequest(String),
+    /// 404.
+    NotFound(String),
+    /// 409.
+    Conflict(String),
+    /// 503.
+    Unavailable(String),
+    /// 500, logged, never shown.
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "API request failed.");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+            }
+        };
+        (status, Json(json!({ "error": msg }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Builds the router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/alerts/{id}/ack", post(ack_alert))
+        .route("/api/v1/alerts/{id}/close", post(close_alert))
+        .route("/api/v1/alerts/{id}/notes", post(note_alert))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{id}", get(get_device))
+        .route("/api/v1/devices/{id}/readings", get(readings))
+        .route("/api/v1/buildings", get(list_buildings))
+        .route("/api/v1/buildings/{id}", get(get_building))
+        .route("/api/v1/rejected", get(list_rejected))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}
+
+async fn read<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let dir = state.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = store::open_reader(&dir)?;
+        f(&conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+fn parse_time(s: &str, key: &str) -> Result<Millis, ApiError> {
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| parse_rfc3339(s))
+        .ok_or_else(|| ApiError::BadRequest(format!("{key}: {s:?} is not RFC 3339 or epoch milliseconds")))
+}
+
+fn parse_bool(s: &str, key: &str) -> Result<bool, ApiError> {
+    match s {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!("{key}: {s:?} is not true or false"))),
+    }
+}
+
+fn parse_limit(s: Option<&String>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match s {
+        None => Ok(default),
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!("limit must be 1–{max}"))),
+        },
+    }
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(s): State<ApiState>) -> Response {
+    let m = &s.metrics;
+    let mut problems = Vec::new();
+    if !m.mqtt_connected.load(Relaxed) {
+        problems.push("mqtt: not connected to the broker".to_owned());
+    }
+    let dir = s.dir.clone();
+    let store_ok = tokio::task::spawn_blocking(move || {
+        store::open_reader(&dir).and_then(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+    })
+    .await;
+    if !matches!(store_ok, Ok(Ok(1))) {
+        problems.push("store: not readable".to_owned());
+    }
+    let tick = m.pipeline_tick_ms.load(Relaxed);
+    if now_ms() - tick > 5_000 {
+        problems.push(format!("pipeline: no progress since {}", rfc3339(tick)));
+    }
+    let failing = m.tsdb_failing_since.load(Relaxed);
+    if failing != 0 && now_ms() - failing > 60_000 {
+        problems.push(format!(
+            "tsdb: writes failing since {}, {} readings spooled",
+            rfc3339(failing),
+            m.tsdb_spool.load(Relaxed)
+        ));
+    }
+    let body = json!({
+        "status": if problems.is_empty() { "ok" } else { "unavailable" },
+        "problems": problems,
+        "mqtt_connected": m.mqtt_connected.load(Relaxed),
+        "tsdb_spool": m.tsdb_spool.load(Relaxed),
+        "notifications_queued": m.notify_queue.load(Relaxed),
+    });
+    let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+async fn list_alerts(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let mut f = alerts::Filter {
+        limit: parse_limit(q.get("limit"), 100, 10_000)?,
+        ..Default::default()
+    };
+    for (k, v) in &q {
+        match k.as_str() {
+            "active" => f.active = Some(parse_bool(v, k)?),
+            "status" => {
+                if !alerts::STATUSES.contains(&v.as_str()) {
+                    return Err(ApiError::BadRequest(format!("status must be one of {}", alerts::STATUSES.join(", "))));
+                }
+                f.status = Some(v.clone());
+            }
+            "building" => f.building = Some(v.clone()),
+            "device" => f.device = Some(v.clone()),
+            "rule" => f.rule = Some(v.clone()),
+            "severity" => {
+                if v.parse::<crate::model::Severity>().is_err() {
+                    return Err(ApiError::BadRequest("severity must be critical, major, minor or info".into()));
+                }
+                f.severity = Some(v.clone());
+            }
+            "since" => f.since = Some(parse_time(v, k)?),
+            "limit" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let list = read(&s, move |c| Ok(alerts::list(c, &f)?)).await?;
+    let out: Vec<Value> = list.iter().map(|a| a.to_json(Vec::new())).collect();
+    Ok(Json(out).into_response())
+}
+
+fn alert_param(id: &str) -> Result<i64, ApiError> {
+    alerts::parse_alert_id(id).ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))
+}
+
+async fn get_alert(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let n = alert_param(&id)?;
+    let v = read(&s, move |c| {
+        let a = alerts::get(c, n)?.ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))?;
+        let history = alerts::history_of(c, n)?;
+        let mut j = a.to_json(alerts::notes_of(&history));
+        j["history"] = serde_json::to_value(&history).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(j)
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActBody {
+    by: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    classification: Option<String>,
+}
+
+fn body(bytes: &Bytes) -> Result<ActBody, ApiError> {
+    let b: ActBody = serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+    if b.by.trim().is_empty() {
+        return Err(ApiError::BadRequest("by: who is acting must be given".into()));
+    }
+    if b.by.len() > 200 || b.note.as_ref().is_some_and(|n| n.len() > 10_000) {
+        return Err(ApiError::BadRequest("by or note too long".into()));
+    }
+    Ok(b)
+}
+
+async fn act(s: &ApiState, id: &str, action: Action) -> ApiResult {
+    let n = alert_param(id)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.pipeline
+        .send(Input::Act { id: n, action, reply: tx })
+        .map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
+    let r = rx.await.map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
+    match r {
+        Ok(a) => Ok(Json(a.to_json(Vec::new())).into_response()),
+        Err(ActionError::NotFound(m)) => Err(ApiError::NotFound(m)),
+        Err(ActionError::Conflict(m)) => Err(ApiError::Conflict(m)),
+        Err(ActionError::Invalid(m)) => Err(ApiError::BadRequest(m)),
+        Err(ActionError::Store(e)) => Err(e.into()),
+    }
+}
+
+async fn ack_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+    let b = body(&b)?;
+    act(&s, &id, Action::Ack { by: b.by, note: b.note }).await
+}
+
+async fn close_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+    let b = body(&b)?;
+    let classification = b.classification.ok_or_else(|| {
+        ApiError::BadRequest(format!("classification is required: one of {}", alerts::CLASSIFICATIONS.join(", ")))
+    })?;
+    act(&s, &id, Action::Close { by: b.by, classification, note: b.note }).await
+}
+
+async fn note_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+    let b = body(&b)?;
+    let note = b.note.filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::BadRequest("note is required".into()))?;
+    act(&s, &id, Action::Note { by: b.by, note }).await
+}
+
+/// One device as the API shows it (contract section 4).
+fn device_json(
+    id: &str,
+    rec: Option<&DeviceRecord>,
+    reg: &Registry,
+    rules: &crate::rules::Rules,
+    open: i64,
+    now: Millis,
+) -> Value {
+    let entry = reg.device(id);
+    let (building, kind) = match (rec, entry) {
+        (Some(r), _) => (r.building.clone(), r.kind.as_str().to_owned()),
+        (None, Some(e)) => (e.building.clone(), e.kind.as_str().to_owned()),
+        (None, None) => (String::new(), String::new()),
+    };
+    let state = match rec {
+        None => "never_seen",
+        Some(r) if r.last_seen.is_none() && r.messages == 0 => "never_seen",
+        Some(r) if r.offline => "offline",
+        Some(_) => "online",
+    };
+    let mut last_values = serde_json::Map::new();
+    if let Some(r) = rec {
+        for (k, v) in &r.last_values {
+            match k.split_once('.') {
+                Some((metric, channel)) => {
+                    let e = last_values.entry(metric.to_owned()).or_insert_with(|| json!({}));
+                    if let Value::Object(m) = e {
+                        m.insert(channel.to_owned(), json!(v));
+                    }
+                }
+                None => {
+                    last_values.insert(k.clone(), json!(v));
+                }
+            }
+        }
+    }
+    let timeout = rec.map(|r| crate::rules::engine::offline_timeout(rules, reg, id, r) / 1000);
+    json!({
+        "id": id,
+        "building": building,
+        "kind": kind,
+        "registered": entry.is_some(),
+        "location": entry.and_then(|e| e.location.clone()),
+        "state": state,
+        "first_seen": rec.and_then(|r| r.first_seen).map(rfc3339),
+        "last_seen": rec.and_then(|r| r.last_seen).map(rfc3339),
+        "last_values": last_values,
+        "battery_pct": rec.and_then(|r| r.battery_pct),
+        "rssi_dbm": rec.and_then(|r| r.rssi_dbm),
+        "firmware": rec.and_then(|r| r.firmware.clone()),
+        "interval_s": rec.and_then(|r| r.interval_s).or(entry.and_then(|e| e.interval_s)),
+        "offline_after_s": timeout,
+        "messages": rec.map_or(0, |r| r.messages),
+        "rejected": rec.map_or(0, |r| r.rejected),
+        "lost": rec.map_or(0, |r| r.lost),
+        "open_alerts": open,
+        "quality": rec.map(|r| r.quality(now)).unwrap_or_default(),
+    })
+}
+
+fn load_devices(c: &Connection, building: Option<&str>) -> Result<BTreeMap<String, DeviceRecord>, ApiError> {
+    let mut out = BTreeMap::new();
+    let mut stmt = c.prepare("SELECT id, record FROM devices WHERE ?1 IS NULL OR building = ?1")?;
+    let rows = stmt.query_map(params![building], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (id, rec) = row?;
+        let rec: DeviceRecord = serde_json::from_str(&rec).map_err(|e| ApiError::Internal(format!("device {id}: {e}")))?;
+        out.insert(id, rec);
+    }
+    Ok(out)
+}
+
+/// Every device of interest: seen ones plus registered ones never seen.
+fn all_devices(c: &Connection, reg: &Registry, rules: &crate::rules::Rules, building: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    let recs = load_devices(c, building)?;
+    let open = alerts::open_counts(c)?;
+    let now = now_ms();
+    let mut ids: Vec<&str> = recs.keys().map(String::as_str).collect();
+    for d in &reg.devices {
+        if building.is_none_or(|b| b == d.building) && !recs.contains_key(&d.id) {
+            ids.push(&d.id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids
+        .into_iter()
+        .map(|id| device_json(id, recs.get(id), reg, rules, open.get(id).copied().unwrap_or(0), now))
+        .collect())
+}
+
+async fn list_devices(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let mut building = None;
+    let mut kind = None;
+    let mut online = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "building" => building = Some(v.clone()),
+            "kind" => {
+                kind = Some(v.parse::<Kind>().map_err(|()| ApiError::BadRequest(format!("kind {v:?} is not a device kind")))?);
+            }
+            "online" => online = Some(parse_bool(v, k)?),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let list = read(&s, move |c| all_devices(c, &reg, &rules, building.as_deref())).await?;
+    let out: Vec<Value> = list
+        .into_iter()
+        .filter(|d| kind.is_none_or(|k| d["kind"] == k.as_str()))
+        .filter(|d| online.is_none_or(|o| (d["state"] == "online") == o))
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let v = read(&s, move |c| {
+        let rec: Option<String> = c
+            .query_row("SELECT record FROM devices WHERE id = ?1", [&id], |r| r.get(0))
+            .ok();
+        let rec: Option<DeviceRecord> = match rec {
+            Some(r) => Some(serde_json::from_str(&r).map_err(|e| ApiError::Internal(e.to_string()))?),
+            None => None,
+        };
+        if rec.is_none() && reg.device(&id).is_none() {
+            return Err(ApiError::NotFound(format!("device {id} not found")));
+        }
+        let open: i64 = c.query_row(
+            "SELECT count(*) FROM alerts WHERE device = ?1 AND status != 'closed'",
+            [&id],
+            |r| r.get(0),
+        )?;
+        Ok(device_json(&id, rec.as_ref(), &reg, &rules, open, now_ms()))
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn readings(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let mut metric = None;
+    let mut since = now_ms() - 86_400_000;
+    let mut until = now_ms() + 86_400_000;
+    for (k, v) in &q {
+        match k.as_str() {
+            "metric" => metric = Some(v.clone()),
+            "since" => since = parse_time(v, k)?,
+            "until" => until = parse_time(v, k)?,
+            "limit" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let limit = parse_limit(q.get("limit"), 10_000, 100_000)?;
+    let v = read(&s, move |c| {
+        let mut stmt = c.prepare(
+            "SELECT ts, metric, channel, value FROM readings WHERE device = ?1 AND ts >= ?2 AND ts <= ?3
+             AND (?4 IS NULL OR metric = ?4) ORDER BY ts, id LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(params![id, since, until, metric, limit], |r| {
+            Ok(json!({
+                "ts": rfc3339(r.get(0)?),
+                "metric": r.get::<_, String>(1)?,
+                "channel": r.get::<_, Option<String>>(2)?,
+                "value": r.get::<_, f64>(3)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts: i64) -> Value {
+    let entry = reg.building(id);
+    let mut kinds: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for d in devices {
+        let k = d["kind"].as_str().unwrap_or("").to_owned();
+        let st = d["state"].as_str().unwrap_or("").to_owned();
+        *kinds.entry(k).or_default().entry(st).or_insert(0) += 1;
+    }
+    let online = devices.iter().filter(|d| d["state"] == "online").count();
+    let registered = devices.iter().filter(|d| d["registered"] == true).count();
+    let reporting = devices.iter().filter(|d| d["registered"] == true && d["state"] != "never_seen").count();
+    let expected: u32 = entry.map_or(0, |b| b.expected.values().sum());
+    json!({
+        "id": id,
+        "name": entry.and_then(|b| b.name.clone()),
+        "class": entry.map(|b| b.class.as_str()),
+        "registered": entry.is_some(),
+        "devices": devices.len(),
+        "online": online,
+        "by_kind": kinds,
+        "open_alerts": open_alerts,
+        "coverage": {
+            "expected": expected,
+            "registered": registered,
+            "reporting": reporting,
+            "online_rate": if devices.is_empty() { Value::Null } else { json!(online as f64 / devices.len() as f64) },
+        },
+    })
+}
+
+async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
+    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let v = read(&s, move |c| {
+        let devices = all_devices(c, &reg, &rules, None)?;
+        let mut by: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for b in &reg.buildings {
+            by.entry(b.id.clone()).or_default();
+        }
+        for d in devices {
+            by.entry(d["building"].as_str().unwrap_or("").to_owned()).or_default().push(d);
+        }
+        let mut stmt = c.prepare("SELECT building, count(*) FROM alerts WHERE status != 'closed' GROUP BY building")?;
+        let open: HashMap<String, i64> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(by
+            .iter()
+            .map(|(id, ds)| building_summary(id, ds, &reg, open.get(id).copied().unwrap_or(0)))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let v = read(&s, move |c| {
+        let devices = all_devices(c, &reg, &rules, Some(&id))?;
+        if devices.is_empty() && reg.building(&id).is_none() {
+            return Err(ApiError::NotFound(format!("building {id} not found")));
+        }
+        let open: i64 = c.query_row(
+            "SELECT count(*) FROM alerts WHERE building = ?1 AND status != 'closed'",
+            [&id],
+            |r| r.get(0),
+        )?;
+        let mut j = building_summary(&id, &devices, &reg, open);
+        j["device_list"] = Value::Array(devices);
+        Ok(j)
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn list_rejected(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let mut reason = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "reason" => reason = Some(v.clone()),
+            "limit" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let limit = parse_limit(q.get("limit"), 100, 10_000)?;
+    let v = read(&s, move |c| {
+        let mut stmt = c.prepare(
+            "SELECT id, received, reason, detail, topic, payload, size FROM rejected
+             WHERE ?1 IS NULL OR reason = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![reason, limit], |r| {
+            let payload: Vec<u8> = r.get(5)?;
+            let text = match String::from_utf8(payload) {
+                Ok(s) => json!(s),
+                Err(e) => {
+                    use base64::Engine as _;
+                    json!({"base64": base64::engine::general_purpose::STANDARD.encode(e.as_bytes())})
+                }
+            };
+            Ok(json!({
+                "id": r.get::<_, i64>(0)?,
+                "received_at": rfc3339(r.get(1)?),
+                "reason": r.get::<_, String>(2)?,
+                "detail": r.get::<_, String>(3)?,
+                "topic": r.get::<_, String>(4)?,
+                "payload": text,
+                "size": r.get::<_, i64>(6)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}

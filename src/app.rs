@@ -1,0 +1,230 @@
+//! The wiring: builds every stage, runs them, and shuts them down in order.
+//!
+//! Shutdown order (backend before frontend): ingest stops taking messages and disconnects
+//! (unacknowledged ones are redelivered on the persistent session) → the pipeline commits what it
+//! holds and stops → the time-series forwarder and the notifier get a bounded grace period
+//! (unsent rows stay in the store) → HTTP stops last.
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, Problem};
+use crate::ingest::{broker, mqtt};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::pipeline::{self, Input, Outputs, Pipeline, Settings};
+use crate::rules::engine::Engine;
+use crate::rules::{Registry, Rules};
+use crate::store;
+use crate::tsdb::Forwarder;
+use anyhow::{anyhow, Context};
+use futures::future::{FusedFuture, FutureExt};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Loads and validates everything `run` needs, without starting anything.
+pub fn check(cfg: &Config) -> Result<(Rules, Registry), Vec<Problem>> {
+    let mut problems = cfg.validate();
+    let rules = match Rules::load(&cfg.rules.file) {
+        Ok(r) => Some(r),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    let registry = match Registry::load(&cfg.registry.file, rules.as_ref()) {
+        Ok(r) => Some(r),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    match (rules, registry) {
+        (Some(r), Some(g)) if problems.is_empty() => Ok((r, g)),
+        _ => Err(problems),
+    }
+}
+
+fn problems_error(p: Vec<Problem>) -> anyhow::Error {
+    let lines: Vec<String> = p.iter().map(ToString::to_string).collect();
+    anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+}
+
+/// Runs firewatch until `signal` completes or a stage fails.
+pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (rules, registry) = check(&cfg).map_err(problems_error)?;
+    let rules = Arc::new(rules);
+    let registry = Arc::new(registry);
+    let dir = cfg.storage.dir.clone();
+    let conn = store::open_writer(&dir, &cfg.storage.synchronous)
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let mut engine = Engine::new(Arc::clone(&rules), Arc::clone(&registry));
+    pipeline::restore(&conn, &mut engine).context("restoring rule state")?;
+
+    if cfg.mqtt.url == "embedded" {
+        broker::start(&cfg.mqtt.embedded_listen).map_err(|e| anyhow!(e))?;
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    metrics.pipeline_tick_ms.store(crate::model::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    let (input_tx, input_rx) = std::sync::mpsc::channel::<Input>();
+    let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Republishing rejected messages is best effort (QoS 0); 10k copies may wait.
+    let (rep_tx, rep_rx) = tokio::sync::mpsc::channel(10_000);
+    let notify_wake = Arc::new(Notify::new());
+    let tsdb_wake = Arc::new(Notify::new());
+
+    let notifier = Notifier::new(&cfg.email, &dir, Arc::clone(&metrics), Arc::clone(&notify_wake))
+        .map_err(|e| anyhow!(e))?;
+
+    let core = Pipeline::new(
+        conn,
+        engine,
+        Arc::clone(&metrics),
+        Settings {
+            email_to: cfg.email.to.clone(),
+            rejected_keep: cfg.storage.rejected_keep,
+            retention_days: cfg.storage.retention_days,
+        },
+        Outputs {
+            acks: ack_tx,
+            republish: rep_tx,
+            notify_wake: Arc::clone(&notify_wake),
+            tsdb_wake: Arc::clone(&tsdb_wake),
+        },
+    );
+    let (core_done_tx, mut core_done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            let r = core.run(input_rx);
+            let _ = core_done_tx.send(r);
+        })
+        .context("starting the pipeline thread")?;
+
+    let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .with_context(|| format!("http.listen {}: cannot listen", cfg.http.listen))?;
+    tracing::info!(listen = %cfg.http.listen, "HTTP API and dashboard on http://{}/", cfg.http.listen);
+    let state = ApiState {
+        dir: dir.clone(),
+        pipeline: input_tx.clone(),
+        metrics: Arc::clone(&metrics),
+        registry: Arc::clone(&registry),
+        rules: Arc::clone(&rules),
+    };
+
+    let ingest_token = CancellationToken::new();
+    let backend_token = CancellationToken::new();
+    let http_token = CancellationToken::new();
+
+    let http = {
+        let t = http_token.clone();
+        tokio::spawn(async move {
+            axum::serve(http_listener, api::router(state))
+                .with_graceful_shutdown(t.cancelled_owned())
+                .await
+        })
+    };
+    let mut ingest = tokio::spawn(mqtt::run(
+        cfg.mqtt.clone(),
+        input_tx.clone(),
+        Arc::clone(&metrics),
+        ack_rx,
+        rep_rx,
+        ingest_token.clone(),
+    ))
+    .fuse();
+    let mut forwarder = tokio::spawn(
+        Forwarder::new(cfg.tsdb.clone(), dir.clone(), Arc::clone(&metrics), tsdb_wake)
+            .run(backend_token.clone()),
+    )
+    .fuse();
+    let mut sender = tokio::spawn(notifier.run(backend_token.clone())).fuse();
+    match &cfg.email.smtp_url {
+        Some(u) => match crate::notify::SmtpTarget::parse(u.expose()) {
+            Ok(t) => tracing::info!(smtp = %t.redacted(), to = ?cfg.email.to, "E-mail via SMTP."),
+            Err(_) => {}
+        },
+        None => tracing::info!(outbox = %dir.join("outbox").display(), to = ?cfg.email.to, "E-mail written as .eml files."),
+    }
+
+    // Run until a signal or a failing stage.
+    let mut failure: Option<anyhow::Error> = None;
+    tokio::select! {
+        () = signal => tracing::info!("Shutting down."),
+        r = &mut ingest => failure = Some(anyhow!("ingest stopped: {}", flat(r))),
+        r = &mut core_done => failure = Some(anyhow!("pipeline stopped: {}", match r { Ok(Ok(())) => "no error".into(), Ok(Err(e)) => e.to_string(), Err(_) => "panicked".into() })),
+        r = &mut forwarder => failure = Some(anyhow!("time-series forwarder stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
+        r = &mut sender => failure = Some(anyhow!("notifier stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
+    }
+    if let Some(e) = &failure {
+        tracing::error!(error = %e, "A stage failed; shutting down.");
+    }
+
+    // 1. Ingest.
+    ingest_token.cancel();
+    if !ingest.is_terminated() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut ingest).await;
+    }
+    // 2. Pipeline: commit what is queued.
+    let _ = input_tx.send(Input::Shutdown);
+    drop(input_tx);
+    if !core_done.is_terminated() {
+        match tokio::time::timeout(Duration::from_secs(20), &mut core_done).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!("Pipeline still running after 20 s; stopping anyway."),
+        }
+    }
+    // 3. Backends, bounded.
+    backend_token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        if !forwarder.is_terminated() {
+            let _ = (&mut forwarder).await;
+        }
+        if !sender.is_terminated() {
+            let _ = (&mut sender).await;
+        }
+    })
+    .await;
+    // 4. HTTP last.
+    http_token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    tracing::info!("Stopped.");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn flat<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {
+    match r {
+        Ok(Ok(())) => "ended".into(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("task failed: {e}"),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,210 @@
+//! The MQTT client: a fixed client id, a persistent session, one QoS 1 subscription, manual
+//! acknowledgements.
+//!
+//! The event loop is polled continuously and never awaits anything that can fill up: publishes
+//! go into the pipeline's unbounded queue, whose size is bounded by the broker's in-flight
+//! window because nothing is acknowledged before it is durable (Mosquitto
+//! `max_inflight_messages`; QoS 0 messages, which the broker does not window, are dropped and
+//! counted past [`QOS0_QUEUE_LIMIT`]). Acks are sent by a separate task in arrival order after
+//! each group commit. An ack whose message arrived on an earlier connection is withheld: the
+//! packet id may since have been reused, and the broker redelivers the message anyway (then
+//! dropped as a duplicate `seq`).
+
+use crate::config::{parse_mqtt_url, MqttConfig};
+use crate::metrics::Metrics;
+use crate::model::{now_ms, REJECTED_PREFIX, SUBSCRIPTION};
+use crate::pipeline::{AckToken, Incoming, Input, Republish};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// QoS 0 messages are dropped (and counted) while more than this many wait for the pipeline.
+pub const QOS0_QUEUE_LIMIT: i64 = 200_000;
+
+/// Builds the client options from the configuration.
+pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
+    let (host, port, tls) = if cfg.url == "embedded" {
+        let addr: std::net::SocketAddr = cfg
+            .embedded_listen
+            .parse()
+            .map_err(|e| format!("mqtt.embedded_listen: {e}"))?;
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        (host, addr.port(), false)
+    } else {
+        let u = parse_mqtt_url(&cfg.url)?;
+        (u.host, u.port, u.tls)
+    };
+    let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(Duration::from_secs(cfg.keep_alive_s))
+        // Oversize payloads must reach the decoder to be counted as `too_large`; a smaller
+        // limit here would make one such message break the connection again and again.
+        .set_max_packet_size(256 * 1024 * 1024, 1024 * 1024)
+        .set_inflight(100);
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        o.set_credentials(u.clone(), p.expose().to_owned());
+    } else if let Some(u) = &cfg.username {
+        o.set_credentials(u.clone(), "");
+    }
+    if tls {
+        o.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::default(),
+        ));
+    }
+    Ok(o)
+}
+
+/// Runs the event loop until cancelled.
+pub async fn run(
+    cfg: MqttConfig,
+    pipeline: Sender<Input>,
+    metrics: Arc<Metrics>,
+    mut acks: tokio::sync::mpsc::UnboundedReceiver<Vec<AckToken>>,
+    mut republish: tokio::sync::mpsc::Receiver<Republish>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let opts = options(&cfg)?;
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+    let generation = Arc::new(AtomicU64::new(0));
+
+    // The acker: acks in commit order, only for the connection they arrived on.
+    let acker = {
+        let client = client.clone();
+        let generation = Arc::clone(&generation);
+        let metrics = Arc::clone(&metrics);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    b = acks.recv() => match b { Some(b) => b, None => break },
+                    () = shutdown.cancelled() => break,
+                };
+                for a in batch {
+                    if a.generation != generation.load(SeqCst) {
+                        metrics.acks_skipped.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    let mut p = rumqttc::Publish::new("", QoS::AtLeastOnce, Vec::new());
+                    p.pkid = a.pkid;
+                    if client.ack(&p).await.is_err() {
+                        break;
+                    }
+                    metrics.acked.fetch_add(1, Relaxed);
+                }
+            }
+        })
+    };
+    // Republisher of rejected messages (QoS 0, best effort).
+    let republisher = {
+        let client = client.clone();
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            while let Some(r) = republish.recv().await {
+                let topic = format!("{REJECTED_PREFIX}{}", r.reason.as_str());
+                if client.try_publish(topic, QoS::AtMostOnce, false, r.body).is_ok() {
+                    metrics.republished.fetch_add(1, Relaxed);
+                }
+            }
+        })
+    };
+
+    let result = poll_loop(&cfg, &client, &mut eventloop, &pipeline, &metrics, &generation, &shutdown).await;
+    metrics.mqtt_connected.store(false, Relaxed);
+    // Stop taking messages; what was not acknowledged is redelivered on the persistent session.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = client.disconnect().await;
+        for _ in 0..10 {
+            if eventloop.poll().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    acker.abort();
+    republisher.abort();
+    result
+}
+
+async fn poll_loop(
+    cfg: &MqttConfig,
+    client: &AsyncClient,
+    eventloop: &mut EventLoop,
+    pipeline: &Sender<Input>,
+    metrics: &Metrics,
+    generation: &AtomicU64,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let max_backoff = Duration::from_secs(cfg.reconnect_max_s.max(1));
+    let mut backoff = Duration::from_millis(250);
+    let mut last_error_log: Option<std::time::Instant> = None;
+    loop {
+        let ev = tokio::select! {
+            ev = eventloop.poll() => ev,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let received = now_ms();
+                let _ = metrics.first_message_ms.compare_exchange(0, received, Relaxed, Relaxed);
+                let qos1 = p.qos != QoS::AtMostOnce;
+                if !qos1 && metrics.queue_depth.load(Relaxed) > QOS0_QUEUE_LIMIT {
+                    metrics.dropped_qos0.fetch_add(1, Relaxed);
+                    continue;
+                }
+                let ack = qos1.then(|| AckToken {
+                    generation: generation.load(SeqCst),
+                    pkid: p.pkid,
+                });
+                metrics.queue_depth.fetch_add(1, Relaxed);
+                let input = Input::Publish(Incoming {
+                    topic: p.topic,
+                    payload: p.payload,
+                    retained: p.retain,
+                    received,
+                    ack,
+                });
+                if pipeline.send(input).is_err() {
+                    return Err("the pipeline stopped".into());
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                generation.fetch_add(1, SeqCst);
+                metrics.mqtt_connected.store(true, Relaxed);
+                metrics.mqtt_connects.fetch_add(1, Relaxed);
+                backoff = Duration::from_millis(250);
+                tracing::info!(session_present = ack.session_present, "Connected to the MQTT broker.");
+                if !ack.session_present {
+                    client
+                        .try_subscribe(SUBSCRIPTION, QoS::AtLeastOnce)
+                        .map_err(|e| format!("subscribe: {e}"))?;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(s))) => {
+                tracing::info!(topic = SUBSCRIPTION, result = ?s.return_codes, "Subscribed.");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics.mqtt_connected.store(false, Relaxed);
+                metrics.mqtt_errors.fetch_add(1, Relaxed);
+                if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed; reconnecting.");
+                    last_error_log = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Process counters, exposed at `GET /metrics` in the Prometheus text format.
+//!
+//! Plain atomics: every stage bumps its own counters without locks, and the exposition reads
+//! them all at once. Names are constants here so docs, tests and the benchmark harness agree.
+
+use crate::model::Reason;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// All counters and gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Publishes received from the broker.
+    pub received: AtomicU64,
+    /// Messages accepted.
+    pub accepted: AtomicU64,
+    /// Command echoes ignored.
+    pub ignored: AtomicU64,
+    /// Rejected by reason (index: [`Reason::index`]).
+    pub rejected: [AtomicU64; 10],
+    /// QoS 0 messages dropped because the pipeline queue was over its bound.
+    pub dropped_qos0: AtomicU64,
+    /// Messages (accepted or rejected) committed to the store.
+    pub committed: AtomicU64,
+    /// Group commits.
+    pub commits: AtomicU64,
+    /// Wall time of the last commit, epoch ms.
+    pub last_commit_ms: AtomicI64,
+    /// Wall time of the first received message, epoch ms.
+    pub first_message_ms: AtomicI64,
+    /// Total commit time, microseconds.
+    pub commit_us: AtomicU64,
+    /// PUBACKs handed to the MQTT client.
+    pub acked: AtomicU64,
+    /// Acks withheld because the connection they came on is gone (broker redelivers).
+    pub acks_skipped: AtomicU64,
+    /// Messages waiting for the pipeline.
+    pub queue_depth: AtomicI64,
+    /// Last pipeline tick, epoch ms (liveness of the pipeline thread).
+    pub pipeline_tick_ms: AtomicI64,
+    /// Broker connected.
+    pub mqtt_connected: AtomicBool,
+    /// Connections made.
+    pub mqtt_connects: AtomicU64,
+    /// Connection errors.
+    pub mqtt_errors: AtomicU64,
+    /// Rejected messages republished.
+    pub republished: AtomicU64,
+    /// `seq` gaps counted as lost.
+    pub lost: AtomicU64,
+    /// Alerts opened.
+    pub alerts_opened: AtomicU64,
+    /// Alerts cleared.
+    pub alerts_cleared: AtomicU64,
+    /// Conditions held by the engine.
+    pub conditions: AtomicI64,
+    /// Devices known.
+    pub devices: AtomicI64,
+    /// Last store error, epoch ms (0 = none since start).
+    pub store_error_ms: AtomicI64,
+    /// Points written to the time-series database.
+    pub tsdb_points: AtomicU64,
+    /// Write requests.
+    pub tsdb_writes: AtomicU64,
+    /// Failed write requests.
+    pub tsdb_errors: AtomicU64,
+    /// Readings not yet written (the spool).
+    pub tsdb_spool: AtomicI64,
+    /// Last write latency, microseconds.
+    pub tsdb_last_latency_us: AtomicU64,
+    /// Total write latency, microseconds.
+    pub tsdb_latency_us: AtomicU64,
+    /// Failing since (epoch ms; 0 = healthy).
+    pub tsdb_failing_since: AtomicI64,
+    /// Time-series forwarding configured.
+    pub tsdb_enabled: AtomicBool,
+    /// Notifications sent.
+    pub notify_sent: AtomicU64,
+    /// Failed attempts.
+    pub notify_failed: AtomicU64,
+    /// Waiting in the outbox.
+    pub notify_queue: AtomicI64,
+    /// Last send latency (enqueue → accepted), microseconds.
+    pub notify_last_latency_us: AtomicU64,
+}
+
+/// Counter names (exposition and docs).
+pub mod names {
+    /// Messages rejected, by reason.
+    pub const REJECTED: &str = "firewatch_messages_rejected_total";
+    /// Messages committed.
+    pub const COMMITTED: &str = "firewatch_messages_committed_total";
+    /// Last commit time.
+    pub const LAST_COMMIT: &str = "firewatch_last_commit_timestamp_ms";
+    /// Time-series spool depth.
+    pub const TSDB_SPOOL: &str = "firewatch_tsdb_spool_points";
+}
+
+impl Metrics {
+    /// Counts a rejection.
+    pub fn reject(&self, r: Reason) {
+        self.rejected[r.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Rejections of one reason so far.
+    pub fn rejected_of(&self, r: Reason) -> u64 {
+        self.rejected[r.index()].load(Relaxed)
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        let mut c = |name: &str, help: &str, kind: &str, v: String| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        let l = |a: &AtomicU64| a.load(Relaxed).to_string();
+        let g = |a: &AtomicI64| a.load(Relaxed).to_string();
+        c("firewatch_messages_received_total", "MQTT publishes received.", "counter", l(&self.received));
+        c("firewatch_messages_accepted_total", "Messages that passed validation.", "counter", l(&self.accepted));
+        c("firewatch_messages_ignored_total", "Command echoes ignored.", "counter", l(&self.ignored));
+        c("firewatch_messages_dropped_qos0_total", "QoS 0 messages dropped while the pipeline queue was full.", "counter", l(&self.dropped_qos0));
+        c(names::COMMITTED, "Messages durable in the embedded store.", "counter", l(&self.committed));
+        c("firewatch_store_commits_total", "Group commits.", "counter", l(&self.commits));
+        c("firewatch_store_commit_seconds_total", "Time spent committing.", "counter", format!("{:.6}", self.commit_us.load(Relaxed) as f64 / 1e6));
+        c(names::LAST_COMMIT, "Wall time of the last commit (epoch ms).", "gauge", g(&self.last_commit_ms));
+        c("firewatch_first_message_timestamp_ms", "Wall time of the first message received (epoch ms).", "gauge", g(&self.first_message_ms));
+        c("firewatch_mqtt_acks_total", "Acknowledgements sent to the broker after the durable write.", "counter", l(&self.acked));
+        c("firewatch_mqtt_acks_withheld_total", "Acks withheld after a reconnect; the broker redelivers those messages.", "counter", l(&self.acks_skipped));
+        c("firewatch_pipeline_queue_depth", "Messages waiting for the pipeline.", "gauge", g(&self.queue_depth));
+        c("firewatch_mqtt_connected", "1 when connected to the broker.", "gauge", u8::from(self.mqtt_connected.load(Relaxed)).to_string());
+        c("firewatch_mqtt_connects_total", "Broker connections made.", "counter", l(&self.mqtt_connects));
+        c("firewatch_mqtt_errors_total", "Broker connection errors.", "counter", l(&self.mqtt_errors));
+        c("firewatch_rejected_republished_total", "Rejected messages republished to fw/v1/_rejected/.", "counter", l(&self.republished));
+        c("firewatch_messages_lost_total", "Messages missing from device seq sequences.", "counter", l(&self.lost));
+        c("firewatch_alerts_opened_total", "Alerts opened.", "counter", l(&self.alerts_opened));
+        c("firewatch_alerts_cleared_total", "Alert conditions cleared.", "counter", l(&self.alerts_cleared));
+        c("firewatch_rule_conditions", "Conditions held (pending, active, clearing).", "gauge", g(&self.conditions));
+        c("firewatch_devices", "Devices known.", "gauge", g(&self.devices));
+        c("firewatch_tsdb_points_written_total", "Points written to the time-series database.", "counter", l(&self.tsdb_points));
+        c("firewatch_tsdb_writes_total", "Write requests.", "counter", l(&self.tsdb_writes));
+        c("firewatch_tsdb_write_errors_total", "Failed write requests.", "counter", l(&self.tsdb_errors));
+        c(names::TSDB_SPOOL, "Readings spooled on disk, not yet in the time-series database.", "gauge", g(&self.tsdb_spool));
+        c("firewatch_tsdb_write_latency_seconds", "Latency of the last write.", "gauge", format!("{:.6}", self.tsdb_last_latency_us.load(Relaxed) as f64 / 1e6));
+        c("firewatch_tsdb_write_seconds_total", "Time spent in writes.", "counter", format!("{:.6}", self.tsdb_latency_us.load(Relaxed) as f64 / 1e6));
+        c("firewatch_notifications_sent_total", "Notifications delivered.", "counter", l(&self.notify_sent));
+        c("firewatch_notifications_failed_total", "Failed delivery attempts (retried).", "counter", l(&self.notify_failed));
+        c("firewatch_notifications_queued", "Notifications waiting in the outbox.", "gauge", g(&self.notify_queue));
+        c("firewatch_notification_latency_seconds", "Last notification: transition to accepted by the server.", "gauge", format!("{:.6}", self.notify_last_latency_us.load(Relaxed) as f64 / 1e6));
+        let _ = writeln!(s, "# HELP {} Messages rejected, by reason.\n# TYPE {} counter", names::REJECTED, names::REJECTED);
+        for r in Reason::ALL {
+            let _ = writeln!(s, "{}{{reason=\"{}\"}} {}", names::REJECTED, r.as_str(), self.rejected_of(r));
+        }
+        s
+    }
+}

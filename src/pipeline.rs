@@ -1,0 +1,490 @@
+//! The pipeline core: one thread that owns the rule engine and the store's writer connection.
+//!
+//! It takes whatever inputs are queued (publishes from the broker, people actions from the
+//! API), runs them through decoding, the engine and the alert manager, and commits everything
+//! they changed in **one transaction** (group commit). Only after that commit are the
+//! messages' acknowledgements handed to the MQTT client, in arrival order, and API callers
+//! answered. Under load the batches grow by themselves (the queue fills while a commit runs),
+//! so throughput scales with the fsync rate without any added waiting at low load.
+//!
+//! One thread, because both machines this runs on have two cores and the MQTT event loop needs
+//! the other; the engine is keyed by device, so it can be sharded by device hash later.
+
+use crate::ingest::decode::{decode, parse_topic, Decoded, Rejection};
+use crate::metrics::Metrics;
+use crate::model::{now_ms, Body, EventState, Millis, Reason, MAX_PAYLOAD};
+use crate::notify;
+use crate::rules::engine::{Engine, Transition};
+use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Outgoing};
+use crate::store::{self, StoreError};
+use rusqlite::{Connection, Transaction};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+
+/// Identifies a QoS 1 publish to acknowledge: the connection generation it arrived on and its
+/// packet id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckToken {
+    /// Connection generation (bumped on every CONNACK).
+    pub generation: u64,
+    /// MQTT packet id.
+    pub pkid: u16,
+}
+
+/// One publish from the broker.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Topic.
+    pub topic: String,
+    /// Payload.
+    pub payload: bytes::Bytes,
+    /// Retained flag.
+    pub retained: bool,
+    /// Receive time.
+    pub received: Millis,
+    /// Ack after commit (QoS 1).
+    pub ack: Option<AckToken>,
+}
+
+/// What the pipeline takes.
+#[derive(Debug)]
+pub enum Input {
+    /// A publish.
+    Publish(Incoming),
+    /// A people action on an alert.
+    Act {
+        /// Alert id.
+        id: i64,
+        /// What.
+        action: Action,
+        /// Answer, sent after the commit.
+        reply: oneshot::Sender<Result<Alert, ActionError>>,
+    },
+    /// Finish the current batch and stop.
+    Shutdown,
+}
+
+/// A rejected message to republish on `fw/v1/_rejected/{reason}`.
+#[derive(Debug, Clone)]
+pub struct Republish {
+    /// Reason.
+    pub reason: Reason,
+    /// JSON document.
+    pub body: Vec<u8>,
+}
+
+/// Where the pipeline's outputs go.
+#[derive(Debug)]
+pub struct Outputs {
+    /// Acks, one vector per commit, in arrival order.
+    pub acks: tokio::sync::mpsc::UnboundedSender<Vec<AckToken>>,
+    /// Rejected messages to republish (best effort, QoS 0).
+    pub republish: tokio::sync::mpsc::Sender<Republish>,
+    /// Wakes the notifier after a commit that queued notifications.
+    pub notify_wake: Arc<Notify>,
+    /// Wakes the time-series forwarder after a commit with readings.
+    pub tsdb_wake: Arc<Notify>,
+}
+
+/// Settings the pipeline needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Default recipients.
+    pub email_to: Vec<String>,
+    /// Rejected messages kept.
+    pub rejected_keep: u32,
+    /// Readings retention.
+    pub retention_days: u32,
+}
+
+const MAX_BATCH: usize = 8192;
+const TICK: Duration = Duration::from_millis(250);
+const HOUSEKEEPING: Duration = Duration::from_secs(600);
+
+/// Logs at most one line per reason every 10 s, with the count of suppressed ones.
+#[derive(Debug, Default)]
+struct LogLimiter {
+    last: HashMap<Reason, (Instant, u64)>,
+}
+
+impl LogLimiter {
+    fn log(&mut self, reason: Reason, topic: &str, detail: &str) {
+        let now = Instant::now();
+        let e = self
+            .last
+            .entry(reason)
+            .or_insert((now - Duration::from_secs(3600), 0));
+        if now.duration_since(e.0) >= Duration::from_secs(10) {
+            tracing::warn!(reason = %reason, topic, detail, suppressed = e.1, "Message rejected.");
+            *e = (now, 0);
+        } else {
+            e.1 += 1;
+        }
+    }
+}
+
+/// The pipeline core.
+#[derive(Debug)]
+pub struct Pipeline {
+    conn: Connection,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    out: Outputs,
+    limiter: LogLimiter,
+    last_tick: Instant,
+    last_housekeeping: Instant,
+}
+
+struct Batch {
+    acks: Vec<AckToken>,
+    replies: Vec<(oneshot::Sender<Result<Alert, ActionError>>, Result<Alert, ActionError>)>,
+    republish: Vec<Republish>,
+    transitions: Vec<Transition>,
+    messages: u64,
+    readings: bool,
+    notifications: bool,
+}
+
+impl Pipeline {
+    /// Builds the pipeline around a restored engine.
+    pub fn new(conn: Connection, engine: Engine, metrics: Arc<Metrics>, settings: Settings, out: Outputs) -> Self {
+        Pipeline {
+            conn,
+            engine,
+            metrics,
+            settings,
+            out,
+            limiter: LogLimiter::default(),
+            last_tick: Instant::now(),
+            last_housekeeping: Instant::now() - HOUSEKEEPING,
+        }
+    }
+
+    /// Runs until [`Input::Shutdown`] or every sender is gone. A store error ends the thread
+    /// with the error: unacknowledged messages are redelivered after a restart, and the
+    /// engine state is reloaded from what was committed.
+    pub fn run(mut self, rx: Receiver<Input>) -> Result<(), StoreError> {
+        let mut stopping = false;
+        while !stopping {
+            let wait = TICK.saturating_sub(self.last_tick.elapsed());
+            let mut inputs = Vec::new();
+            match rx.recv_timeout(wait) {
+                Ok(i) => inputs.push(i),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stopping = true,
+            }
+            while inputs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(i) => inputs.push(i),
+                    Err(_) => break,
+                }
+            }
+            if inputs.iter().any(|i| matches!(i, Input::Shutdown)) {
+                stopping = true;
+            }
+            self.batch(inputs)?;
+            if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+                self.housekeeping()?;
+            }
+        }
+        tracing::info!("Pipeline stopped; everything received was committed.");
+        Ok(())
+    }
+
+    fn batch(&mut self, inputs: Vec<Input>) -> Result<(), StoreError> {
+        let tick_due = self.last_tick.elapsed() >= TICK;
+        if inputs.is_empty() && !tick_due {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut b = Batch {
+            acks: Vec::new(),
+            replies: Vec::new(),
+            republish: Vec::new(),
+            transitions: Vec::new(),
+            messages: 0,
+            readings: false,
+            notifications: false,
+        };
+        let depth = inputs.iter().filter(|i| matches!(i, Input::Publish(_))).count();
+        let tx = self.conn.transaction()?;
+        for input in inputs {
+            match input {
+                Input::Publish(m) => {
+                    handle_publish(&tx, &mut self.engine, &self.metrics, &mut self.limiter, m, &mut b)?;
+                }
+                Input::Act { id, action, reply } => {
+                    let now = now_ms();
+                    let to = &self.settings.email_to;
+                    let engine = &self.engine;
+                    let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
+                    let r = alerts::act(&tx, id, &action, now, &render);
+                    if let (Ok(a), Action::Close { .. }) = (&r, &action) {
+                        self.engine.rearm(&a.rule, &a.device, a.channel.as_deref());
+                        b.notifications = true;
+                    }
+                    b.replies.push((reply, r));
+                }
+                Input::Shutdown => {}
+            }
+        }
+        if tick_due {
+            self.engine.tick(now_ms(), &mut b.transitions);
+            self.last_tick = Instant::now();
+            self.metrics.pipeline_tick_ms.store(now_ms(), Relaxed);
+            refresh_gauges(&self.engine, &self.metrics);
+        }
+        {
+            let to = &self.settings.email_to;
+            let engine = &self.engine;
+            let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
+            for t in &b.transitions {
+                match alerts::apply(&tx, t, &render)? {
+                    Applied::Opened(id) => {
+                        self.metrics.alerts_opened.fetch_add(1, Relaxed);
+                        tracing::info!(alert = %alerts::alert_id(id), rule = %t.rule, device = %t.device, severity = t.severity.as_str(), message = %t.message, "Alert fired.");
+                        b.notifications = true;
+                    }
+                    Applied::Reactivated(id) => {
+                        tracing::info!(alert = %alerts::alert_id(id), rule = %t.rule, device = %t.device, "Alert fired again.");
+                        b.notifications = true;
+                    }
+                    Applied::Cleared(id) => {
+                        self.metrics.alerts_cleared.fetch_add(1, Relaxed);
+                        tracing::info!(alert = %alerts::alert_id(id), rule = %t.rule, device = %t.device, "Alert condition cleared.");
+                        b.notifications = true;
+                    }
+                    Applied::Reminded(_) => b.notifications = true,
+                    Applied::Nothing => {}
+                }
+            }
+        }
+        let dirty = self.engine.take_dirty();
+        for (k, c) in &dirty.conds {
+            store::save_cond(&tx, k, c.as_ref())?;
+        }
+        for (id, rec) in &dirty.devices {
+            store::upsert_device(&tx, id, rec)?;
+        }
+        tx.commit()?;
+
+        // Durable: now acknowledge, answer and announce.
+        self.metrics.committed.fetch_add(b.messages, Relaxed);
+        self.metrics.commits.fetch_add(1, Relaxed);
+        self.metrics.last_commit_ms.store(now_ms(), Relaxed);
+        self.metrics.commit_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        self.metrics.queue_depth.fetch_sub(depth as i64, Relaxed);
+        if !b.acks.is_empty() {
+            // The receiver lives as long as the ingest task; if it is gone, we are stopping and
+            // the broker redelivers.
+            let _ = self.out.acks.send(std::mem::take(&mut b.acks));
+        }
+        for (reply, r) in b.replies {
+            let _ = reply.send(r);
+        }
+        for r in b.republish {
+            // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
+            // kept row.
+            let _ = self.out.republish.try_send(r);
+        }
+        if b.notifications {
+            self.out.notify_wake.notify_one();
+        }
+        if b.readings {
+            self.out.tsdb_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn housekeeping(&mut self) -> Result<(), StoreError> {
+        self.last_housekeeping = Instant::now();
+        let cutoff = now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
+        let mut pruned = 0;
+        loop {
+            let n = store::prune_readings(&self.conn, cutoff, 20_000)?;
+            pruned += n;
+            if n < 20_000 {
+                break;
+            }
+        }
+        let r = store::prune_rejected(&self.conn, self.settings.rejected_keep)?;
+        if pruned + r > 0 {
+            tracing::info!(readings = pruned, rejected = r, "Pruned old rows.");
+        }
+        Ok(())
+    }
+}
+
+fn refresh_gauges(engine: &Engine, metrics: &Metrics) {
+    let devices = engine.devices();
+    metrics.devices.store(devices.len() as i64, Relaxed);
+    metrics.conditions.store(engine.condition_count() as i64, Relaxed);
+    let lost: u64 = devices.values().map(|d| d.lost).sum();
+    metrics.lost.store(lost, Relaxed);
+}
+
+fn render_for(engine: &Engine, to: &[String], a: &Alert, event: &'static str) -> Option<Outgoing> {
+    if a.severity == "info" {
+        return None; // recorded, not mailed
+    }
+    let location = engine
+        .registry()
+        .device(&a.device)
+        .and_then(|d| d.location.as_deref());
+    Some(notify::render(a, event, to, location))
+}
+
+fn handle_publish(
+    tx: &Transaction<'_>,
+    engine: &mut Engine,
+    metrics: &Metrics,
+    limiter: &mut LogLimiter,
+    m: Incoming,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    metrics.received.fetch_add(1, Relaxed);
+    let _ = metrics
+        .first_message_ms
+        .compare_exchange(0, m.received, Relaxed, Relaxed);
+    b.messages += 1;
+    if let Some(a) = m.ack {
+        b.acks.push(a);
+    }
+    let outcome = decode(&m.topic, &m.payload, m.retained, m.received).and_then(|d| match d {
+        Decoded::Ignored => Ok(None),
+        Decoded::Message(msg) => engine.accept(&msg).map(|()| Some(msg)),
+    });
+    match outcome {
+        Ok(None) => {
+            metrics.ignored.fetch_add(1, Relaxed);
+        }
+        Ok(Some(msg)) => {
+            metrics.accepted.fetch_add(1, Relaxed);
+            match &msg.body {
+                Body::Telemetry(samples) => {
+                    for s in samples {
+                        store::insert_reading(tx, msg.ts, &msg.device, s.metric, s.channel.as_deref(), s.value)?;
+                    }
+                    b.readings = true;
+                }
+                Body::Status(st) => {
+                    for (metric, v) in [("battery_pct", st.battery_pct), ("rssi_dbm", st.rssi_dbm)] {
+                        if let Some(v) = v {
+                            store::insert_reading(tx, msg.ts, &msg.device, metric, None, v)?;
+                            b.readings = true;
+                        }
+                    }
+                }
+                Body::Event(ev) => {
+                    let state = match ev.state {
+                        EventState::Start => "start",
+                        EventState::End => "end",
+                        EventState::Pulse => "pulse",
+                    };
+                    let detail = serde_json::json!({
+                        "point": ev.point, "snapshot_url": ev.snapshot_url, "ref": ev.reference,
+                    });
+                    store::insert_event(
+                        tx,
+                        msg.ts,
+                        msg.received,
+                        &msg.device,
+                        &ev.name,
+                        state,
+                        ev.channel().as_deref(),
+                        ev.confidence,
+                        Some(&detail.to_string()),
+                    )?;
+                }
+            }
+            engine.evaluate(&msg, &mut b.transitions);
+        }
+        Err(rej) => {
+            if rej.reason != Reason::Duplicate && rej.reason != Reason::Binding && rej.reason != Reason::Unregistered {
+                // Engine-side rejections counted themselves against the device.
+                if let Ok(t) = parse_topic(&m.topic) {
+                    engine.count_rejected(t.building, t.kind, t.device);
+                }
+            }
+            reject(tx, metrics, limiter, &m, &rej, b)?;
+        }
+    }
+    Ok(())
+}
+
+fn reject(
+    tx: &Transaction<'_>,
+    metrics: &Metrics,
+    limiter: &mut LogLimiter,
+    m: &Incoming,
+    rej: &Rejection,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    metrics.reject(rej.reason);
+    limiter.log(rej.reason, &m.topic, &rej.detail);
+    store::insert_rejected(tx, m.received, rej.reason.as_str(), &rej.detail, &m.topic, &m.payload)?;
+    b.republish.push(Republish {
+        reason: rej.reason,
+        body: republish_body(&m.topic, &m.payload, rej, m.received),
+    });
+    Ok(())
+}
+
+/// The JSON republished for a rejected message (contract section 5).
+pub fn republish_body(topic: &str, payload: &[u8], rej: &Rejection, received: Millis) -> Vec<u8> {
+    let cut = if payload.len() > MAX_PAYLOAD { &payload[..1024] } else { payload };
+    let text = match std::str::from_utf8(cut) {
+        Ok(s) => s.to_owned(),
+        Err(_) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(cut)
+        }
+    };
+    serde_json::json!({
+        "reason": rej.reason.as_str(),
+        "detail": rej.detail,
+        "topic": topic,
+        "payload": text,
+        "received_at": crate::model::rfc3339(received),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Restores the engine from the store: conditions, device records, and rate-rule windows.
+pub fn restore(conn: &Connection, engine: &mut Engine) -> Result<(), StoreError> {
+    let now = now_ms();
+    let (conds, devices) = store::load_state(conn)?;
+    let (nc, nd) = (conds.len(), devices.len());
+    engine.restore(conds, devices, now);
+    let rates: Vec<(String, f64)> = engine
+        .rules()
+        .rate
+        .iter()
+        .map(|r| (r.metric.clone(), r.window_s))
+        .collect();
+    let max_id = store::max_reading_id(conn)?;
+    for (metric, window_s) in rates {
+        let since = now - (window_s * 1000.0) as i64;
+        let mut stmt = conn.prepare(
+            "SELECT device, channel, ts, value FROM readings
+             WHERE id > ?1 AND metric = ?2 AND ts >= ?3 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![max_id - 200_000, metric, since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))
+        })?;
+        for row in rows {
+            let (device, channel, ts, v) = row?;
+            if let Some(kind) = engine.device(&device).map(|d| d.kind) {
+                engine.prime_window(&device, kind, &metric, channel.as_deref(), ts, v);
+            }
+        }
+    }
+    tracing::info!(conditions = nc, devices = nd, "Restored rule state.");
+    Ok(())
+}

@@ -1,0 +1,1098 @@
+//! The rule and device-health engine: pure and synchronous, with time always passed in.
+//!
+//! [`Engine::accept`] checks a decoded message against the registry and the device's `seq`
+//! history, [`Engine::evaluate`] runs it through the rules, and [`Engine::tick`] expires hold
+//! times, offline timers, repeats and stale events. All three emit [`Transition`]s; nothing here
+//! does I/O, so unit tests drive hours of device time in microseconds.
+//!
+//! Conditions (a rule on a device and channel, between first breach and clear) and device
+//! records are marked dirty when they change; the pipeline persists them in the same
+//! transaction as the messages that changed them ([`Engine::take_dirty`]) and restores them on
+//! start ([`Engine::restore`]).
+
+use super::{Direction, EventRule, Levels, Power, RateRule, Registry, Rules, ThresholdRule};
+use crate::ingest::decode::Rejection;
+use crate::model::{Body, EventState, Kind, Message, Millis, Reason, Severity};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// What happened to a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// The condition now holds: open (or re-activate) the alert.
+    Fired,
+    /// The condition no longer holds.
+    Cleared,
+    /// Still active after `repeat_s`: remind.
+    Repeat,
+}
+
+/// One alert-worthy change, produced by the engine and applied by the alert manager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// Fired, cleared or repeat.
+    pub change: Change,
+    /// Rule id.
+    pub rule: String,
+    /// Building id.
+    pub building: String,
+    /// Device kind.
+    pub kind: Kind,
+    /// Device id.
+    pub device: String,
+    /// Channel, zone or point.
+    pub channel: Option<String>,
+    /// Severity.
+    pub severity: Severity,
+    /// When (epoch ms).
+    pub at: Millis,
+    /// When the condition began.
+    pub since: Millis,
+    /// The value that caused it, when numeric.
+    pub value: Option<f64>,
+    /// The level it was compared with.
+    pub threshold: Option<f64>,
+    /// Human-readable description.
+    pub message: String,
+    /// An instantaneous event: the alert opens already inactive.
+    pub pulse: bool,
+}
+
+/// Key of a condition: rule source, rule id, device, channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CondKey {
+    /// `t` threshold, `r` rate, `e` event, `o` offline.
+    pub source: char,
+    /// Rule id.
+    pub rule: String,
+    /// Device id.
+    pub device: String,
+    /// Channel.
+    pub channel: Option<String>,
+}
+
+impl CondKey {
+    /// Stable text form used as the persistence key.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.source,
+            self.rule,
+            self.device,
+            self.channel.as_deref().unwrap_or("")
+        )
+    }
+
+    /// Inverse of [`CondKey::encode`].
+    pub fn decode(s: &str) -> Option<CondKey> {
+        let mut it = s.splitn(4, '|');
+        let source = it.next()?.chars().next()?;
+        let rule = it.next()?.to_owned();
+        let device = it.next()?.to_owned();
+        let channel = it.next()?;
+        Some(CondKey {
+            source,
+            rule,
+            device,
+            channel: (!channel.is_empty()).then(|| channel.to_owned()),
+        })
+    }
+}
+
+/// Phase of a condition. A condition that is not in the map is normal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Past the raise level, waiting out the hold time.
+    Pending,
+    /// Fired.
+    Active,
+    /// Fired, back at the clear level, waiting out the clear hold time.
+    Clearing,
+}
+
+/// A condition's persisted state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cond {
+    /// Phase.
+    pub phase: Phase,
+    /// When the condition began (first breach or `start`).
+    pub since: Millis,
+    /// When the current phase began.
+    pub phase_since: Millis,
+    /// Latest value.
+    pub value: Option<f64>,
+    /// Level compared with.
+    pub threshold: Option<f64>,
+    /// Last notification (fired or repeat), for `repeat_s`.
+    pub notified: Millis,
+    /// Last time the condition was asserted (event `start`, rate drop).
+    pub refreshed: Millis,
+    /// Severity to report.
+    pub severity: Severity,
+    /// Building and kind, for transitions raised by timers.
+    pub building: String,
+    /// Device kind.
+    pub kind: Kind,
+    /// Message detail (event name, zone) for timer transitions.
+    pub detail: String,
+}
+
+/// A device's health record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Building id.
+    pub building: String,
+    /// Kind.
+    pub kind: Kind,
+    /// First accepted message.
+    pub first_seen: Option<Millis>,
+    /// Latest accepted message that is a sign of life.
+    pub last_seen: Option<Millis>,
+    /// Offline now (silent, or last will).
+    pub offline: bool,
+    /// Accepted messages.
+    pub messages: u64,
+    /// Rejected messages.
+    pub rejected: u64,
+    /// Messages missing from the `seq` sequence.
+    pub lost: u64,
+    /// Highest `seq` seen.
+    pub max_seq: Option<u64>,
+    /// Bit i set: `max_seq - 1 - i` arrived.
+    pub seq_window: u64,
+    /// Messages that arrived with a `seq` below the highest (late arrivals).
+    pub out_of_order: u64,
+    /// `interval_s` announced in `status`.
+    pub interval_s: Option<u64>,
+    /// Battery charge, %.
+    pub battery_pct: Option<f64>,
+    /// Signal, dBm.
+    pub rssi_dbm: Option<f64>,
+    /// Firmware.
+    pub firmware: Option<String>,
+    /// Latest values by `metric` or `metric.channel`.
+    pub last_values: BTreeMap<String, f64>,
+    /// Largest |device ts − receive time| of the latest message, ms.
+    pub skew_ms: i64,
+    /// Since when the latest value has not changed (stuck detection).
+    pub unchanged_since: Option<Millis>,
+    /// Not persisted: offline checks wait until this time after a restart.
+    #[serde(skip)]
+    pub grace_until: Millis,
+}
+
+impl DeviceRecord {
+    fn new(building: &str, kind: Kind) -> Self {
+        DeviceRecord {
+            building: building.to_owned(),
+            kind,
+            first_seen: None,
+            last_seen: None,
+            offline: false,
+            messages: 0,
+            rejected: 0,
+            lost: 0,
+            max_seq: None,
+            seq_window: 0,
+            out_of_order: 0,
+            interval_s: None,
+            battery_pct: None,
+            rssi_dbm: None,
+            firmware: None,
+            last_values: BTreeMap::new(),
+            skew_ms: 0,
+            unchanged_since: None,
+            grace_until: 0,
+        }
+    }
+
+    /// Data-quality findings (contract section 4).
+    pub fn quality(&self, now: Millis) -> Vec<&'static str> {
+        let mut q = Vec::new();
+        if self.skew_ms.abs() > CLOCK_SKEW_MS {
+            q.push("clock_skew");
+        }
+        if self.out_of_order > 0 {
+            q.push("out_of_order");
+        }
+        if self.lost > 0 {
+            q.push("gaps");
+        }
+        if let (Some(since), Some(interval)) = (self.unchanged_since, self.interval_s) {
+            let interval_ms = i64::try_from(interval).unwrap_or(i64::MAX / 2000) * 1000;
+            if now - since > STUCK_INTERVALS * interval_ms && now - since > STUCK_MIN_MS {
+                q.push("stuck");
+            }
+        }
+        q
+    }
+}
+
+/// A device clock further off than this is flagged `clock_skew`.
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// A value unchanged for this many intervals (and at least [`STUCK_MIN_MS`]) is flagged `stuck`.
+const STUCK_INTERVALS: i64 = 48;
+const STUCK_MIN_MS: i64 = 6 * 3600 * 1000;
+/// Sequence numbers further back than this are a counter reset, not a duplicate.
+const SEQ_RESET_DISTANCE: u64 = 1024;
+
+fn secs(s: f64) -> Millis {
+    // Rule times are configured in seconds (fractions allowed for fast replays).
+    (s * 1000.0).round() as Millis
+}
+
+/// A sliding window keeping the maximum of the last `window` ms of values.
+#[derive(Debug, Default, Clone)]
+struct MaxWindow {
+    /// (time, value), values strictly decreasing from the front.
+    q: VecDeque<(Millis, f64)>,
+}
+
+impl MaxWindow {
+    fn push(&mut self, t: Millis, v: f64, window: Millis) -> f64 {
+        while self.q.back().is_some_and(|&(_, b)| b <= v) {
+            self.q.pop_back();
+        }
+        self.q.push_back((t, v));
+        while self.q.front().is_some_and(|&(ft, _)| ft < t - window) {
+            self.q.pop_front();
+        }
+        self.q.front().map_or(v, |&(_, m)| m)
+    }
+}
+
+/// The engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Arc<Rules>,
+    registry: Arc<Registry>,
+    conds: HashMap<CondKey, Cond>,
+    devices: HashMap<String, DeviceRecord>,
+    windows: HashMap<(usize, String, Option<String>), MaxWindow>,
+    dirty_conds: HashSet<CondKey>,
+    dirty_devices: HashSet<String>,
+}
+
+/// What [`Engine::take_dirty`] hands to the store.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// Conditions to upsert (`Some`) or delete (`None`).
+    pub conds: Vec<(CondKey, Option<Cond>)>,
+    /// Device records to upsert.
+    pub devices: Vec<(String, DeviceRecord)>,
+}
+
+impl Engine {
+    /// A new engine with no state.
+    pub fn new(rules: Arc<Rules>, registry: Arc<Registry>) -> Self {
+        Engine {
+            rules,
+            registry,
+            conds: HashMap::new(),
+            devices: HashMap::new(),
+            windows: HashMap::new(),
+            dirty_conds: HashSet::new(),
+            dirty_devices: HashSet::new(),
+        }
+    }
+
+    /// Restores persisted state at start-up. Offline checks of devices are deferred by one
+    /// reporting interval after `now`, so devices whose messages were queued by the broker
+    /// while firewatch was down are not reported offline before those messages arrive; a device
+    /// that stays silent is still reported, at most one interval late.
+    pub fn restore(
+        &mut self,
+        conds: Vec<(CondKey, Cond)>,
+        devices: Vec<(String, DeviceRecord)>,
+        now: Millis,
+    ) {
+        self.conds.extend(conds);
+        for (id, mut d) in devices {
+            let interval = self.offline_timeout(&id, &d) as f64 / self.rules.offline.factor;
+            d.grace_until = now + interval as Millis;
+            self.devices.insert(id, d);
+        }
+    }
+
+    /// Feeds a past reading into rate-rule windows without evaluating (rebuilds them after a
+    /// restart from the embedded store).
+    pub fn prime_window(&mut self, device: &str, kind: Kind, metric: &str, channel: Option<&str>, t: Millis, v: f64) {
+        for (i, r) in self.rules.rate.iter().enumerate() {
+            if r.kind == kind && r.metric == metric {
+                self.windows
+                    .entry((i, device.to_owned(), channel.map(str::to_owned)))
+                    .or_default()
+                    .push(t, v, secs(r.window_s));
+            }
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The registry in force.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// All device records.
+    pub fn devices(&self) -> &HashMap<String, DeviceRecord> {
+        &self.devices
+    }
+
+    /// One device record.
+    pub fn device(&self, id: &str) -> Option<&DeviceRecord> {
+        self.devices.get(id)
+    }
+
+    /// Number of conditions held (pending, active or clearing).
+    pub fn condition_count(&self) -> usize {
+        self.conds.len()
+    }
+
+    /// Hands out what changed since the last call.
+    pub fn take_dirty(&mut self) -> Dirty {
+        let mut d = Dirty::default();
+        for k in self.dirty_conds.drain() {
+            let c = self.conds.get(&k).cloned();
+            d.conds.push((k, c));
+        }
+        for id in self.dirty_devices.drain() {
+            if let Some(r) = self.devices.get(&id) {
+                d.devices.push((id, r.clone()));
+            }
+        }
+        d
+    }
+
+    /// Counts a rejected message against its device (when the topic named one).
+    pub fn count_rejected(&mut self, building: &str, kind: Kind, device: &str) {
+        let rec = self
+            .devices
+            .entry(device.to_owned())
+            .or_insert_with(|| DeviceRecord::new(building, kind));
+        rec.rejected += 1;
+        self.dirty_devices.insert(device.to_owned());
+    }
+
+    /// Checks registry binding and `seq`; on success the message is counted as accepted.
+    pub fn accept(&mut self, msg: &Message) -> Result<(), Rejection> {
+        let registry = Arc::clone(&self.registry);
+        if let Some(reg) = registry.device(&msg.device) {
+            if reg.building != msg.building || reg.kind != msg.kind {
+                self.count_rejected(&msg.building, msg.kind, &msg.device);
+                return Err(Rejection::new(
+                    Reason::Binding,
+                    format!(
+                        "device {} is registered as {} in building {}, not {} in {}",
+                        msg.device, reg.kind, reg.building, msg.kind, msg.building
+                    ),
+                ));
+            }
+        } else if registry.strict {
+            self.count_rejected(&msg.building, msg.kind, &msg.device);
+            return Err(Rejection::new(
+                Reason::Unregistered,
+                format!("device {} is not in the registry", msg.device),
+            ));
+        } else if let Some(rec) = self.devices.get(&msg.device) {
+            if rec.building != msg.building || rec.kind != msg.kind {
+                let detail = format!(
+                    "device {} was first seen as {} in building {}, not {} in {}",
+                    msg.device, rec.kind, rec.building, msg.kind, msg.building
+                );
+                self.count_rejected(&msg.building, msg.kind, &msg.device);
+                return Err(Rejection::new(Reason::Binding, detail));
+            }
+        }
+        let rec = self
+            .devices
+            .entry(msg.device.clone())
+            .or_insert_with(|| DeviceRecord::new(&msg.building, msg.kind));
+        if let (Some(seq), false) = (msg.seq, msg.retained) {
+            match rec.max_seq {
+                None => rec.max_seq = Some(seq),
+                Some(max) if seq > max => {
+                    let gap = seq - max - 1;
+                    rec.lost += gap;
+                    rec.seq_window = if seq - max >= 64 {
+                        0
+                    } else {
+                        (rec.seq_window << (seq - max)) | (1 << (seq - max - 1))
+                    };
+                    rec.max_seq = Some(seq);
+                }
+                Some(max) => {
+                    let back = max - seq; // 0 = same as the highest
+                    if (1..=64).contains(&back) && rec.seq_window & (1 << (back - 1)) == 0 {
+                        // A late arrival fills its gap.
+                        rec.seq_window |= 1 << (back - 1);
+                        rec.lost = rec.lost.saturating_sub(1);
+                        rec.out_of_order += 1;
+                    } else if seq == 0 || back > SEQ_RESET_DISTANCE {
+                        // The device restarted its counter (at 0) or jumped far back.
+                        rec.max_seq = Some(seq);
+                        rec.seq_window = 0;
+                    } else {
+                        rec.rejected += 1;
+                        self.dirty_devices.insert(msg.device.clone());
+                        return Err(Rejection::new(
+                            Reason::Duplicate,
+                            format!("seq {seq} already seen (highest {max})"),
+                        ));
+                    }
+                }
+            }
+        }
+        rec.messages += 1;
+        rec.first_seen.get_or_insert(msg.received);
+        if msg.has_ts {
+            rec.skew_ms = msg.ts - msg.received;
+        }
+        self.dirty_devices.insert(msg.device.clone());
+        Ok(())
+    }
+
+    /// Evaluates an accepted message; time is the message's receive time.
+    pub fn evaluate(&mut self, msg: &Message, out: &mut Vec<Transition>) {
+        let now = msg.received;
+        self.liveness(msg, out);
+        match &msg.body {
+            Body::Telemetry(samples) => {
+                let rec = self.devices.get_mut(&msg.device);
+                if let Some(rec) = rec {
+                    let mut changed = false;
+                    for s in samples {
+                        let key = match &s.channel {
+                            Some(c) => format!("{}.{c}", s.metric),
+                            None => s.metric.to_owned(),
+                        };
+                        let prev = rec.last_values.insert(key, s.value);
+                        changed |= prev != Some(s.value);
+                    }
+                    if changed || rec.unchanged_since.is_none() {
+                        rec.unchanged_since = Some(now);
+                    }
+                }
+                for s in samples {
+                    self.eval_thresholds(msg, s.metric, s.channel.as_deref(), s.value, out);
+                    self.eval_rates(msg, s.metric, s.channel.as_deref(), s.value, out);
+                }
+            }
+            Body::Event(ev) => {
+                if ev.name == "reset" && msg.kind == Kind::Transmitter {
+                    self.reset_device(&msg.device, now, out);
+                }
+                let channel = ev.channel();
+                let rules = Arc::clone(&self.rules);
+                for r in rules.event.iter().filter(|r| r.kind == msg.kind) {
+                    if r.events.iter().any(|e| *e == ev.name) {
+                        self.eval_event(r, msg, ev, channel.clone(), out);
+                    }
+                }
+            }
+            Body::Status(st) => {
+                if let Some(rec) = self.devices.get_mut(&msg.device) {
+                    if st.interval_s.is_some() {
+                        rec.interval_s = st.interval_s;
+                    }
+                    if st.battery_pct.is_some() {
+                        rec.battery_pct = st.battery_pct;
+                    }
+                    if st.rssi_dbm.is_some() {
+                        rec.rssi_dbm = st.rssi_dbm;
+                    }
+                    if st.firmware.is_some() {
+                        rec.firmware.clone_from(&st.firmware);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Timers: hold times, clear holds, rate clears, event expiry, repeats, offline devices.
+    pub fn tick(&mut self, now: Millis, out: &mut Vec<Transition>) {
+        let rules = Arc::clone(&self.rules);
+        let keys: Vec<CondKey> = self.conds.keys().cloned().collect();
+        for key in keys {
+            let Some(c) = self.conds.get(&key).cloned() else {
+                continue;
+            };
+            match key.source {
+                't' => {
+                    let Some(r) = rules.threshold.iter().find(|r| r.id == key.rule && r.kind == c.kind) else {
+                        continue;
+                    };
+                    match c.phase {
+                        Phase::Pending if now - c.phase_since >= secs(r.hold_s) => {
+                            self.fire(&key, now, out);
+                        }
+                        Phase::Clearing if now - c.phase_since >= secs(r.clear_hold_s) => {
+                            self.clear(&key, now, out);
+                        }
+                        _ => {}
+                    }
+                }
+                'r' => {
+                    let Some(r) = rules.rate.iter().find(|r| r.id == key.rule && r.kind == c.kind) else {
+                        continue;
+                    };
+                    if now - c.refreshed >= secs(r.clear_after_s) {
+                        self.clear(&key, now, out);
+                    }
+                }
+                'e' => {
+                    let Some(r) = rules.event.iter().find(|r| r.id == key.rule && r.kind == c.kind) else {
+                        continue;
+                    };
+                    if r.expire_s > 0.0 && now - c.refreshed >= secs(r.expire_s) {
+                        match c.phase {
+                            Phase::Pending => self.forget(&key),
+                            _ => self.clear(&key, now, out),
+                        }
+                        continue;
+                    }
+                    match c.phase {
+                        Phase::Pending if now - c.phase_since >= secs(r.hold_s) => {
+                            self.fire(&key, now, out);
+                        }
+                        Phase::Active
+                            if r.repeat_s > 0.0 && now - c.notified >= secs(r.repeat_s) =>
+                        {
+                            if let Some(c) = self.conds.get_mut(&key) {
+                                c.notified = now;
+                                let t = transition(&key, c, Change::Repeat, now, false);
+                                self.dirty_conds.insert(key.clone());
+                                out.push(t);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Offline devices.
+        let mut newly_offline = Vec::new();
+        for (id, d) in &self.devices {
+            if d.offline || now < d.grace_until {
+                continue;
+            }
+            if let Some(last) = d.last_seen {
+                let timeout = self.offline_timeout(id, d);
+                if now - last > timeout {
+                    newly_offline.push((id.clone(), timeout));
+                }
+            }
+        }
+        newly_offline.sort();
+        for (id, timeout) in newly_offline {
+            self.go_offline(&id, now, Some(timeout), out);
+        }
+    }
+
+    /// The offline timeout of a device, ms.
+    pub fn offline_timeout(&self, id: &str, d: &DeviceRecord) -> Millis {
+        offline_timeout(&self.rules, &self.registry, id, d)
+    }
+
+    /// A person closed the alert of this condition: forget the condition, so a hazard that
+    /// persists raises a new alert after its hold time instead of hiding behind a closed one.
+    pub fn rearm(&mut self, rule: &str, device: &str, channel: Option<&str>) {
+        let keys: Vec<CondKey> = self
+            .conds
+            .keys()
+            .filter(|k| k.rule == rule && k.device == device && k.channel.as_deref() == channel)
+            .cloned()
+            .collect();
+        for k in keys {
+            if k.source == 'o' {
+                // Offline stays tracked by the device record; a new message clears it.
+                continue;
+            }
+            self.forget(&k);
+        }
+    }
+
+    fn liveness(&mut self, msg: &Message, out: &mut Vec<Transition>) {
+        let now = msg.received;
+        let going_offline = matches!(&msg.body, Body::Status(s) if s.online == Some(false));
+        let Some(rec) = self.devices.get_mut(&msg.device) else {
+            return;
+        };
+        if msg.retained && !going_offline {
+            // A retained message replayed by the broker on subscribe is no sign of life.
+            return;
+        }
+        rec.last_seen = Some(now);
+        let was_offline = rec.offline;
+        if going_offline {
+            if !was_offline {
+                let id = msg.device.clone();
+                self.go_offline(&id, now, None, out);
+            }
+            return;
+        }
+        if was_offline {
+            rec.offline = false;
+            let key = CondKey {
+                source: 'o',
+                rule: self.rules.offline.id.clone(),
+                device: msg.device.clone(),
+                channel: None,
+            };
+            self.clear(&key, now, out);
+        }
+    }
+
+    fn go_offline(&mut self, id: &str, now: Millis, timeout: Option<Millis>, out: &mut Vec<Transition>) {
+        let Some(rec) = self.devices.get_mut(id) else {
+            return;
+        };
+        rec.offline = true;
+        self.dirty_devices.insert(id.to_owned());
+        let since = rec.last_seen.unwrap_or(now);
+        let detail = match timeout {
+            Some(t) => format!("silent for more than {} s", t / 1000),
+            None => "announced offline (last will)".to_owned(),
+        };
+        let key = CondKey {
+            source: 'o',
+            rule: self.rules.offline.id.clone(),
+            device: id.to_owned(),
+            channel: None,
+        };
+        let c = Cond {
+            phase: Phase::Pending,
+            since,
+            phase_since: now,
+            value: None,
+            threshold: timeout.map(|t| t as f64 / 1000.0),
+            notified: now,
+            refreshed: now,
+            severity: self.rules.offline.severity,
+            building: rec.building.clone(),
+            kind: rec.kind,
+            detail,
+        };
+        self.conds.insert(key.clone(), c);
+        self.fire(&key, now, out);
+    }
+
+    fn levels(&self, r: &ThresholdRule, msg: &Message) -> Levels {
+        if let Some(l) = self
+            .registry
+            .device(&msg.device)
+            .and_then(|d| d.thresholds.get(&r.id))
+        {
+            return *l;
+        }
+        let class = self.registry.class_of(&msg.building);
+        r.by_class.get(&class).copied().unwrap_or(Levels {
+            raise: r.raise,
+            clear: r.clear,
+        })
+    }
+
+    fn eval_thresholds(
+        &mut self,
+        msg: &Message,
+        metric: &str,
+        channel: Option<&str>,
+        v: f64,
+        out: &mut Vec<Transition>,
+    ) {
+        let now = msg.received;
+        let rules = Arc::clone(&self.rules);
+        for r in rules
+            .threshold
+            .iter()
+            .filter(|r| r.kind == msg.kind && r.metric == metric)
+        {
+            let l = self.levels(r, msg);
+            let breach = match (r.direction, r.inclusive) {
+                (Direction::Below, false) => v < l.raise,
+                (Direction::Below, true) => v <= l.raise,
+                (Direction::Above, false) => v > l.raise,
+                (Direction::Above, true) => v >= l.raise,
+            };
+            let cleared = match r.direction {
+                Direction::Below => v >= l.clear,
+                Direction::Above => v <= l.clear,
+            };
+            let key = CondKey {
+                source: 't',
+                rule: r.id.clone(),
+                device: msg.device.clone(),
+                channel: channel.map(str::to_owned),
+            };
+            let phase = self.conds.get(&key).map(|c| c.phase);
+            match phase {
+                None if breach => {
+                    let c = Cond {
+                        phase: Phase::Pending,
+                        since: now,
+                        phase_since: now,
+                        value: Some(v),
+                        threshold: Some(l.raise),
+                        notified: now,
+                        refreshed: now,
+                        severity: r.severity,
+                        building: msg.building.clone(),
+                        kind: msg.kind,
+                        detail: threshold_text(r, v, l.raise),
+                    };
+                    self.conds.insert(key.clone(), c);
+                    self.dirty_conds.insert(key.clone());
+                    if r.hold_s <= 0.0 {
+                        self.fire(&key, now, out);
+                    }
+                }
+                None => {}
+                Some(Phase::Pending) => {
+                    if breach {
+                        self.update_value(&key, v, threshold_text(r, v, l.raise));
+                        let since = self.conds.get(&key).map_or(now, |c| c.phase_since);
+                        if now - since >= secs(r.hold_s) {
+                            self.fire(&key, now, out);
+                        }
+                    } else {
+                        // A dip shorter than the hold time: nothing to report.
+                        self.forget(&key);
+                    }
+                }
+                Some(Phase::Active) => {
+                    if cleared {
+                        self.update_value(&key, v, threshold_text(r, v, l.raise));
+                        if r.clear_hold_s <= 0.0 {
+                            self.clear(&key, now, out);
+                        } else if let Some(c) = self.conds.get_mut(&key) {
+                            c.phase = Phase::Clearing;
+                            c.phase_since = now;
+                        }
+                    } else if breach {
+                        self.update_value(&key, v, threshold_text(r, v, l.raise));
+                    }
+                }
+                Some(Phase::Clearing) => {
+                    if cleared {
+                        let since = self.conds.get(&key).map_or(now, |c| c.phase_since);
+                        if now - since >= secs(r.clear_hold_s) {
+                            self.clear(&key, now, out);
+                        }
+                    } else if let Some(c) = self.conds.get_mut(&key) {
+                        // Back inside the band or past the raise level: still active.
+                        c.phase = Phase::Active;
+                        c.phase_since = now;
+                        self.dirty_conds.insert(key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn eval_rates(
+        &mut self,
+        msg: &Message,
+        metric: &str,
+        channel: Option<&str>,
+        v: f64,
+        out: &mut Vec<Transition>,
+    ) {
+        let now = msg.received;
+        let rules = Arc::clone(&self.rules);
+        for (i, r) in rules.rate.iter().enumerate() {
+            if r.kind != msg.kind || r.metric != metric {
+                continue;
+            }
+            let max = self
+                .windows
+                .entry((i, msg.device.clone(), channel.map(str::to_owned)))
+                .or_default()
+                .push(now, v, secs(r.window_s));
+            let fall = max - v;
+            if fall + 1e-9 < r.drop {
+                continue;
+            }
+            let key = CondKey {
+                source: 'r',
+                rule: r.id.clone(),
+                device: msg.device.clone(),
+                channel: channel.map(str::to_owned),
+            };
+            let detail = rate_text(r, max, v);
+            if let Some(c) = self.conds.get_mut(&key) {
+                c.refreshed = now;
+                c.value = Some(v);
+                c.detail = detail;
+                self.dirty_conds.insert(key);
+            } else {
+                let c = Cond {
+                    phase: Phase::Pending,
+                    since: now,
+                    phase_since: now,
+                    value: Some(v),
+                    threshold: Some(r.drop),
+                    notified: now,
+                    refreshed: now,
+                    severity: r.severity,
+                    building: msg.building.clone(),
+                    kind: msg.kind,
+                    detail,
+                };
+                self.conds.insert(key.clone(), c);
+                self.fire(&key, now, out);
+            }
+        }
+    }
+
+    fn eval_event(
+        &mut self,
+        r: &EventRule,
+        msg: &Message,
+        ev: &crate::model::Event,
+        channel: Option<String>,
+        out: &mut Vec<Transition>,
+    ) {
+        let now = msg.received;
+        if ev.state != EventState::End && ev.confidence.unwrap_or(1.0) < r.min_confidence {
+            return;
+        }
+        let key = CondKey {
+            source: 'e',
+            rule: r.id.clone(),
+            device: msg.device.clone(),
+            channel: channel.clone(),
+        };
+        let severity = r.severity_by_event.get(&ev.name).copied().unwrap_or(r.severity);
+        let detail = event_text(r, ev);
+        match ev.state {
+            EventState::Start => {
+                if let Some(c) = self.conds.get_mut(&key) {
+                    c.refreshed = now;
+                    self.dirty_conds.insert(key);
+                    return;
+                }
+                let c = Cond {
+                    phase: Phase::Pending,
+                    since: now,
+                    phase_since: now,
+                    value: ev.confidence,
+                    threshold: (r.min_confidence > 0.0).then_some(r.min_confidence),
+                    notified: now,
+                    refreshed: now,
+                    severity,
+                    building: msg.building.clone(),
+                    kind: msg.kind,
+                    detail,
+                };
+                self.conds.insert(key.clone(), c);
+                self.dirty_conds.insert(key.clone());
+                if r.hold_s <= 0.0 {
+                    self.fire(&key, now, out);
+                }
+            }
+            EventState::End => match self.conds.get(&key).map(|c| c.phase) {
+                Some(Phase::Pending) => self.forget(&key),
+                Some(_) => self.clear(&key, now, out),
+                None => {}
+            },
+            EventState::Pulse => {
+                let c = Cond {
+                    phase: Phase::Active,
+                    since: now,
+                    phase_since: now,
+                    value: ev.confidence,
+                    threshold: None,
+                    notified: now,
+                    refreshed: now,
+                    severity,
+                    building: msg.building.clone(),
+                    kind: msg.kind,
+                    detail,
+                };
+                out.push(transition(&key, &c, Change::Fired, now, true));
+            }
+        }
+    }
+
+    /// A transmitter `reset`: every event condition of the device ends.
+    fn reset_device(&mut self, device: &str, now: Millis, out: &mut Vec<Transition>) {
+        let mut keys: Vec<CondKey> = self
+            .conds
+            .keys()
+            .filter(|k| k.device == device && k.source == 'e')
+            .cloned()
+            .collect();
+        keys.sort();
+        for k in keys {
+            match self.conds.get(&k).map(|c| c.phase) {
+                Some(Phase::Pending) => self.forget(&k),
+                Some(_) => self.clear(&k, now, out),
+                None => {}
+            }
+        }
+    }
+
+    fn update_value(&mut self, key: &CondKey, v: f64, detail: String) {
+        if let Some(c) = self.conds.get_mut(key) {
+            if c.value != Some(v) {
+                c.value = Some(v);
+                c.detail = detail;
+                self.dirty_conds.insert(key.clone());
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &CondKey) {
+        if self.conds.remove(key).is_some() {
+            self.dirty_conds.insert(key.clone());
+        }
+    }
+
+    /// The same alert raised by another source (threshold and event sharing a rule id).
+    fn sibling_active(&self, key: &CondKey) -> bool {
+        self.conds.iter().any(|(k, c)| {
+            k.source != key.source
+                && k.rule == key.rule
+                && k.device == key.device
+                && k.channel == key.channel
+                && c.phase != Phase::Pending
+        })
+    }
+
+    fn fire(&mut self, key: &CondKey, now: Millis, out: &mut Vec<Transition>) {
+        let sibling = self.sibling_active(key);
+        let Some(c) = self.conds.get_mut(key) else {
+            return;
+        };
+        c.phase = Phase::Active;
+        c.phase_since = now;
+        c.notified = now;
+        self.dirty_conds.insert(key.clone());
+        if !sibling {
+            out.push(transition(key, c, Change::Fired, now, false));
+        }
+    }
+
+    fn clear(&mut self, key: &CondKey, now: Millis, out: &mut Vec<Transition>) {
+        let Some(c) = self.conds.remove(key) else {
+            return;
+        };
+        self.dirty_conds.insert(key.clone());
+        if c.phase != Phase::Pending && !self.sibling_active(key) {
+            out.push(transition(key, &c, Change::Cleared, now, false));
+        }
+    }
+}
+
+/// The offline timeout of a device, ms: `factor` × its interval (announced in `status`, else
+/// from the registry), else the per-kind default (battery devices: `battery_s`).
+pub fn offline_timeout(rules: &Rules, registry: &Registry, id: &str, d: &DeviceRecord) -> Millis {
+    let o = &rules.offline;
+    let reg = registry.device(id);
+    let interval = d.interval_s.or_else(|| reg.and_then(|r| r.interval_s));
+    if let Some(i) = interval {
+        return secs(i as f64 * o.factor);
+    }
+    let power = reg.and_then(|r| r.power);
+    let battery = power == Some(Power::Battery) || (power.is_none() && d.battery_pct.is_some());
+    if battery && d.kind != Kind::Transmitter {
+        return secs(o.battery_s);
+    }
+    secs(o.default_s.get(&d.kind).copied().unwrap_or(900.0))
+}
+
+fn transition(key: &CondKey, c: &Cond, change: Change, at: Millis, pulse: bool) -> Transition {
+    Transition {
+        change,
+        rule: key.rule.clone(),
+        building: c.building.clone(),
+        kind: c.kind,
+        device: key.device.clone(),
+        channel: key.channel.clone(),
+        severity: c.severity,
+        at,
+        since: c.since,
+        value: c.value,
+        threshold: c.threshold,
+        message: c.detail.clone(),
+        pulse,
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_owned()
+}
+
+fn threshold_text(r: &ThresholdRule, v: f64, level: f64) -> String {
+    let label = r.label.clone().unwrap_or_else(|| r.metric.clone());
+    let side = match r.direction {
+        Direction::Below => "below",
+        Direction::Above => "above",
+    };
+    let unit = if r.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", r.unit)
+    };
+    let hold = if r.hold_s > 0.0 {
+        format!(" for {} s", fmt_num(r.hold_s))
+    } else {
+        String::new()
+    };
+    format!(
+        "{label} {}{unit} {side} {}{unit}{hold}",
+        fmt_num(v),
+        fmt_num(level)
+    )
+}
+
+fn rate_text(r: &RateRule, from: f64, to: f64) -> String {
+    let label = r.label.clone().unwrap_or_else(|| r.metric.clone());
+    let unit = if r.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", r.unit)
+    };
+    format!(
+        "{label} fell {}{unit} within {} s ({} → {}{unit})",
+        fmt_num(from - to),
+        fmt_num(r.window_s),
+        fmt_num(from),
+        fmt_num(to)
+    )
+}
+
+fn event_text(r: &EventRule, ev: &crate::model::Event) -> String {
+    let mut s = r.label.clone().unwrap_or_else(|| r.id.clone());
+    s.push_str(&format!(": {}", ev.name));
+    if let Some(z) = &ev.zone {
+        s.push_str(&format!(" in {z}"));
+    }
+    if let Some(p) = &ev.point {
+        if let Some(d) = p.description.as_deref().filter(|d| !d.trim().is_empty()) {
+            s.push_str(&format!(" at {}", d.trim()));
+        }
+        if let Some(a) = &p.component_addr {
+            s.push_str(&format!(" (point {a})"));
+        }
+    }
+    if let Some(c) = ev.confidence {
+        s.push_str(&format!(", confidence {}", fmt_num(c)));
+    }
+    if r.hold_s > 0.0 {
+        s.push_str(&format!(", for more than {} s", fmt_num(r.hold_s)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

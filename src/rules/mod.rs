@@ -1,0 +1,647 @@
+//! Rule definitions (`config/rules.toml`), the device registry (`config/registry.toml`) and
+//! the pure evaluation engine ([`engine::Engine`]).
+//!
+//! Rule shapes:
+//! - `[[threshold]]`: a metric below or above a raise level for `hold_s`, cleared when it is back
+//!   at or past a separate clear level for `clear_hold_s` (hysteresis); levels can be overridden
+//!   per building class and per device;
+//! - `[[rate]]`: a metric falling by `drop` within `window_s`; clears after `clear_after_s`
+//!   without a further drop;
+//! - `[[event]]`: device events with `start`/`end`/`pulse`, an optional dwell (`hold_s`),
+//!   repeat while active (`repeat_s`), minimum confidence and expiry of events that never end;
+//! - `[offline]`: a device silent for `factor` × its interval.
+
+pub mod engine;
+
+use crate::config::Problem;
+use crate::model::{BuildingClass, Kind, Severity};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Which side of the raise level is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Alert when the value is below the raise level.
+    Below,
+    /// Alert when the value is above the raise level.
+    Above,
+}
+
+/// A raise and a clear level.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    /// The alert fires past this level.
+    pub raise: f64,
+    /// The alert clears at or past this level (on the good side).
+    pub clear: f64,
+}
+
+/// `[[threshold]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdRule {
+    /// Rule id, e.g. `water_pressure.low`.
+    pub id: String,
+    /// Device kind it applies to.
+    pub kind: Kind,
+    /// Metric it watches.
+    pub metric: String,
+    /// Below or above.
+    pub direction: Direction,
+    /// Raise level.
+    pub raise: f64,
+    /// Clear level.
+    pub clear: f64,
+    /// Raise also at exactly the raise level (`>=` / `<=`).
+    #[serde(default)]
+    pub inclusive: bool,
+    /// Seconds the value must stay past the raise level before the alert fires.
+    #[serde(default)]
+    pub hold_s: f64,
+    /// Seconds the value must stay at or past the clear level before the alert clears.
+    #[serde(default)]
+    pub clear_hold_s: f64,
+    /// Severity.
+    pub severity: Severity,
+    /// Unit shown in messages.
+    #[serde(default)]
+    pub unit: String,
+    /// What is measured, for messages (e.g. "Fire-water pressure").
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Levels by building class.
+    #[serde(default)]
+    pub by_class: HashMap<BuildingClass, Levels>,
+}
+
+/// `[[rate]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateRule {
+    /// Rule id, e.g. `water_pressure.drop`.
+    pub id: String,
+    /// Device kind.
+    pub kind: Kind,
+    /// Metric.
+    pub metric: String,
+    /// Fall that raises the alert (positive number).
+    pub drop: f64,
+    /// Window in which the fall must happen, seconds.
+    pub window_s: f64,
+    /// Seconds without a further fall before the alert clears.
+    pub clear_after_s: f64,
+    /// Severity.
+    pub severity: Severity,
+    /// Unit shown in messages.
+    #[serde(default)]
+    pub unit: String,
+    /// What is measured, for messages.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `[[event]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRule {
+    /// Rule id, e.g. `fire_lane.blocked`.
+    pub id: String,
+    /// Device kind.
+    pub kind: Kind,
+    /// Event names that raise it.
+    pub events: Vec<String>,
+    /// Severity.
+    pub severity: Severity,
+    /// Severity by event name, where it differs.
+    #[serde(default)]
+    pub severity_by_event: HashMap<String, Severity>,
+    /// Dwell: seconds the condition must last before the alert fires.
+    #[serde(default)]
+    pub hold_s: f64,
+    /// Re-notify every this many seconds while active and not acknowledged (0 = never).
+    #[serde(default)]
+    pub repeat_s: f64,
+    /// Events with a lower `confidence` are ignored.
+    #[serde(default)]
+    pub min_confidence: f64,
+    /// A `start` not repeated within this many seconds counts as ended (0 = wait for `end`).
+    #[serde(default)]
+    pub expire_s: f64,
+    /// What happened, for messages (e.g. "Fire lane blocked").
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `[offline]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineRule {
+    /// Rule id.
+    pub id: String,
+    /// Severity.
+    pub severity: Severity,
+    /// A device is offline after `factor` × `interval_s` of silence.
+    pub factor: f64,
+    /// Timeout when the interval is unknown, seconds, by kind (mains-powered).
+    pub default_s: HashMap<Kind, f64>,
+    /// Timeout when the interval is unknown for battery devices, seconds.
+    pub battery_s: f64,
+}
+
+impl Default for OfflineRule {
+    fn default() -> Self {
+        OfflineRule {
+            id: "device.offline".into(),
+            severity: Severity::Minor,
+            factor: 3.0,
+            default_s: HashMap::from([
+                (Kind::Transmitter, 90.0),
+                (Kind::WaterPressure, 900.0),
+                (Kind::WaterLevel, 900.0),
+                (Kind::Electrical, 900.0),
+                (Kind::FireLane, 300.0),
+            ]),
+            battery_s: 10_800.0,
+        }
+    }
+}
+
+/// The whole rule file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Threshold rules.
+    #[serde(default)]
+    pub threshold: Vec<ThresholdRule>,
+    /// Rate-of-change rules.
+    #[serde(default)]
+    pub rate: Vec<RateRule>,
+    /// Event rules.
+    #[serde(default)]
+    pub event: Vec<EventRule>,
+    /// The offline rule.
+    #[serde(default)]
+    pub offline: OfflineRule,
+}
+
+impl Rules {
+    /// Reads and validates a rule file.
+    pub fn load(path: &Path) -> Result<Rules, Vec<Problem>> {
+        let key = "rules.file";
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Problem::new(
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            )]
+        })?;
+        Self::parse(&text).map_err(|ps| {
+            ps.into_iter()
+                .map(|p| Problem::new(format!("{key}: {}", p.key), p.message))
+                .collect()
+        })
+    }
+
+    /// Parses and validates rule TOML.
+    pub fn parse(text: &str) -> Result<Rules, Vec<Problem>> {
+        let rules: Rules = toml::from_str(text).map_err(|e| vec![toml_problem(&e)])?;
+        let p = rules.validate();
+        if p.is_empty() {
+            Ok(rules)
+        } else {
+            Err(p)
+        }
+    }
+
+    /// Every problem in the rules.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        // The arc-fault alert is raised by `arc_count` and by the detector's own `arc_fault`:
+        // the engine keeps one alert for both sources.
+        let mut ids: Vec<(&str, &str, Option<Kind>, String)> = Vec::new();
+        ids.extend(self.threshold.iter().enumerate().map(|(i, r)| {
+            (r.id.as_str(), "threshold", Some(r.kind), format!("threshold[{i}].id"))
+        }));
+        ids.extend(
+            self.rate
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id.as_str(), "rate", Some(r.kind), format!("rate[{i}].id"))),
+        );
+        ids.extend(
+            self.event
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id.as_str(), "event", Some(r.kind), format!("event[{i}].id"))),
+        );
+        ids.push((self.offline.id.as_str(), "offline", None, "offline.id".into()));
+        for (n, (id, ty, kind, key)) in ids.iter().enumerate() {
+            if id.is_empty() {
+                p.push(Problem::new(key.clone(), "id must not be empty"));
+                continue;
+            }
+            // Shared ids are fine across kinds (`device.sensor_fault` for each kind), and for
+            // one threshold plus one event rule of the same kind.
+            let clash = ids[..n].iter().any(|(pid, pty, pkind, _)| {
+                let other_kind = pkind.is_some() && kind.is_some() && pkind != kind;
+                let pair = pkind == kind
+                    && matches!((*pty, *ty), ("threshold", "event") | ("event", "threshold"));
+                pid == id && !other_kind && !pair
+            });
+            if clash {
+                p.push(Problem::new(key.clone(), format!("duplicate rule id {id:?}")));
+            }
+        }
+        for (i, r) in self.threshold.iter().enumerate() {
+            let k = format!("threshold[{i}]");
+            if r.kind.metric(&r.metric).is_none() {
+                p.push(Problem::new(
+                    format!("{k}.metric"),
+                    format!("{:?} is not a metric of kind {}", r.metric, r.kind),
+                ));
+            }
+            let mut check = |levels: Levels, at: String| {
+                if !levels.raise.is_finite() || !levels.clear.is_finite() {
+                    p.push(Problem::new(at, "levels must be finite numbers"));
+                    return;
+                }
+                let ok = match r.direction {
+                    Direction::Below => levels.clear >= levels.raise,
+                    Direction::Above => levels.clear <= levels.raise,
+                };
+                if !ok {
+                    p.push(Problem::new(
+                        at,
+                        format!(
+                            "clear level {} is on the wrong side of raise level {} for a {:?} rule",
+                            levels.clear, levels.raise, r.direction
+                        ),
+                    ));
+                }
+            };
+            check(
+                Levels {
+                    raise: r.raise,
+                    clear: r.clear,
+                },
+                format!("{k}.clear"),
+            );
+            for (class, levels) in &r.by_class {
+                check(*levels, format!("{k}.by_class.{}", class.as_str()));
+            }
+            if r.hold_s < 0.0 || r.clear_hold_s < 0.0 {
+                p.push(Problem::new(
+                    format!("{k}.hold_s"),
+                    "hold times must not be negative",
+                ));
+            }
+        }
+        for (i, r) in self.rate.iter().enumerate() {
+            let k = format!("rate[{i}]");
+            if r.kind.metric(&r.metric).is_none() {
+                p.push(Problem::new(
+                    format!("{k}.metric"),
+                    format!("{:?} is not a metric of kind {}", r.metric, r.kind),
+                ));
+            }
+            if r.drop <= 0.0 || !r.drop.is_finite() {
+                p.push(Problem::new(format!("{k}.drop"), "must be a positive number"));
+            }
+            if r.window_s <= 0.0 {
+                p.push(Problem::new(format!("{k}.window_s"), "must be positive"));
+            }
+            if r.clear_after_s < 0.0 {
+                p.push(Problem::new(
+                    format!("{k}.clear_after_s"),
+                    "must not be negative",
+                ));
+            }
+        }
+        for (i, r) in self.event.iter().enumerate() {
+            let k = format!("event[{i}]");
+            if r.events.is_empty() {
+                p.push(Problem::new(format!("{k}.events"), "needs at least one event"));
+            }
+            for e in r.events.iter().chain(r.severity_by_event.keys()) {
+                if !r.kind.events().contains(&e.as_str()) {
+                    p.push(Problem::new(
+                        format!("{k}.events"),
+                        format!("{e:?} is not an event of kind {}", r.kind),
+                    ));
+                }
+            }
+            if !(0.0..=1.0).contains(&r.min_confidence) {
+                p.push(Problem::new(
+                    format!("{k}.min_confidence"),
+                    "must be between 0 and 1",
+                ));
+            }
+            if r.hold_s < 0.0 || r.repeat_s < 0.0 || r.expire_s < 0.0 {
+                p.push(Problem::new(
+                    format!("{k}.hold_s"),
+                    "hold_s, repeat_s and expire_s must not be negative",
+                ));
+            }
+        }
+        if self.offline.factor < 1.0 {
+            p.push(Problem::new("offline.factor", "must be at least 1"));
+        }
+        p
+    }
+
+    /// The threshold rule with this id.
+    pub fn threshold_rule(&self, id: &str) -> Option<&ThresholdRule> {
+        self.threshold.iter().find(|r| r.id == id)
+    }
+
+    /// Every rule id.
+    pub fn ids(&self) -> Vec<&str> {
+        self.threshold
+            .iter()
+            .map(|r| r.id.as_str())
+            .chain(self.rate.iter().map(|r| r.id.as_str()))
+            .chain(self.event.iter().map(|r| r.id.as_str()))
+            .chain(std::iter::once(self.offline.id.as_str()))
+            .collect()
+    }
+}
+
+fn toml_problem(e: &toml::de::Error) -> Problem {
+    Problem::new(
+        "toml",
+        e.message().to_owned()
+            + &e.span()
+                .map(|s| format!(" (at byte {})", s.start))
+                .unwrap_or_default(),
+    )
+}
+
+/// Power supply of a device, which sets its default offline timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Power {
+    /// Mains-powered: reports every 5–15 min.
+    Mains,
+    /// Battery (NB-IoT/4G): reports every 30–60 min.
+    Battery,
+}
+
+/// `[[building]]` in the registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildingEntry {
+    /// Building id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Building class (sets the minimum fire-water pressure).
+    #[serde(default = "unknown_class")]
+    pub class: BuildingClass,
+    /// Expected number of devices per kind (coverage).
+    #[serde(default)]
+    pub expected: HashMap<Kind, u32>,
+}
+
+fn unknown_class() -> BuildingClass {
+    BuildingClass::Unknown
+}
+
+/// `[[device]]` in the registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    /// Device id.
+    pub id: String,
+    /// Building id.
+    pub building: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Where it is (e.g. "B1 pump room").
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Power supply.
+    #[serde(default)]
+    pub power: Option<Power>,
+    /// Reporting interval when the device does not announce one.
+    #[serde(default)]
+    pub interval_s: Option<u64>,
+    /// Per-rule level overrides, by rule id.
+    #[serde(default)]
+    pub thresholds: HashMap<String, Levels>,
+}
+
+/// The registry of buildings and devices.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// Reject messages from devices not listed here.
+    #[serde(default)]
+    pub strict: bool,
+    /// Buildings.
+    #[serde(default, rename = "building")]
+    pub buildings: Vec<BuildingEntry>,
+    /// Devices.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceEntry>,
+    #[serde(skip)]
+    building_index: HashMap<String, usize>,
+    #[serde(skip)]
+    device_index: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Reads the registry; a missing file is an empty registry.
+    pub fn load(path: &Path, rules: Option<&Rules>) -> Result<Registry, Vec<Problem>> {
+        let key = "registry.file";
+        if !path.exists() {
+            return Ok(Registry::default());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Problem::new(
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            )]
+        })?;
+        Self::parse(&text, rules).map_err(|ps| {
+            ps.into_iter()
+                .map(|p| Problem::new(format!("{key}: {}", p.key), p.message))
+                .collect()
+        })
+    }
+
+    /// Parses and validates registry TOML.
+    pub fn parse(text: &str, rules: Option<&Rules>) -> Result<Registry, Vec<Problem>> {
+        let mut r: Registry = toml::from_str(text).map_err(|e| vec![toml_problem(&e)])?;
+        let mut p = Vec::new();
+        for (i, b) in r.buildings.iter().enumerate() {
+            if !crate::model::valid_id(&b.id) {
+                p.push(Problem::new(
+                    format!("building[{i}].id"),
+                    format!("{:?} is not [A-Za-z0-9_-]{{1,64}}", b.id),
+                ));
+            }
+            if r.building_index.insert(b.id.clone(), i).is_some() {
+                p.push(Problem::new(
+                    format!("building[{i}].id"),
+                    format!("duplicate building {:?}", b.id),
+                ));
+            }
+        }
+        for (i, d) in r.devices.iter().enumerate() {
+            if !crate::model::valid_id(&d.id) {
+                p.push(Problem::new(
+                    format!("device[{i}].id"),
+                    format!("{:?} is not [A-Za-z0-9_-]{{1,64}}", d.id),
+                ));
+            }
+            if !r.building_index.contains_key(&d.building) {
+                p.push(Problem::new(
+                    format!("device[{i}].building"),
+                    format!("building {:?} is not listed", d.building),
+                ));
+            }
+            if r.device_index.insert(d.id.clone(), i).is_some() {
+                p.push(Problem::new(
+                    format!("device[{i}].id"),
+                    format!("duplicate device {:?}", d.id),
+                ));
+            }
+            if let Some(rules) = rules {
+                for (rule, levels) in &d.thresholds {
+                    match rules.threshold_rule(rule) {
+                        None => p.push(Problem::new(
+                            format!("device[{i}].thresholds.{rule}"),
+                            "no threshold rule has this id",
+                        )),
+                        Some(tr) => {
+                            let ok = match tr.direction {
+                                Direction::Below => levels.clear >= levels.raise,
+                                Direction::Above => levels.clear <= levels.raise,
+                            };
+                            if !ok {
+                                p.push(Problem::new(
+                                    format!("device[{i}].thresholds.{rule}"),
+                                    "clear level is on the wrong side of the raise level",
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if p.is_empty() {
+            Ok(r)
+        } else {
+            Err(p)
+        }
+    }
+
+    /// A registered device.
+    pub fn device(&self, id: &str) -> Option<&DeviceEntry> {
+        self.device_index.get(id).map(|&i| &self.devices[i])
+    }
+
+    /// A registered building.
+    pub fn building(&self, id: &str) -> Option<&BuildingEntry> {
+        self.building_index.get(id).map(|&i| &self.buildings[i])
+    }
+
+    /// The class of a building (unknown when not registered).
+    pub fn class_of(&self, building: &str) -> BuildingClass {
+        self.building(building)
+            .map_or(BuildingClass::Unknown, |b| b.class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_rules_load_and_cover_the_default_table() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
+        let rules = Rules::load(&path).unwrap_or_else(|p| panic!("{p:?}"));
+        let ids = rules.ids();
+        for id in [
+            "water_pressure.low",
+            "water_pressure.high",
+            "water_pressure.drop",
+            "water_level.low",
+            "water_level.high",
+            "electrical.residual_current",
+            "electrical.temperature",
+            "electrical.arc",
+            "electrical.device_alarm",
+            "fire_lane.blocked",
+            "fire_lane.ebike",
+            "fire_lane.fire",
+            "transmitter.fire_alarm",
+            "transmitter.fault",
+            "transmitter.supervisory",
+            "device.offline",
+            "device.sensor_fault",
+        ] {
+            assert!(ids.contains(&id), "{id} missing");
+        }
+        let low = rules.threshold_rule("water_pressure.low").unwrap();
+        assert_eq!(low.raise, 0.10);
+        assert_eq!(low.by_class[&BuildingClass::Residential].raise, 0.07);
+        assert_eq!(low.by_class[&BuildingClass::PublicClass1Over100m].raise, 0.15);
+    }
+
+    #[test]
+    fn example_registry_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let rules = Rules::load(&root.join("config/rules.toml")).unwrap();
+        let reg = Registry::load(&root.join("config/registry.example.toml"), Some(&rules))
+            .unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(!reg.devices.is_empty());
+    }
+
+    #[test]
+    fn bad_rules_report_every_problem_with_its_path() {
+        let text = r#"
+[[threshold]]
+id = "x"
+kind = "water_pressure"
+metric = "level_m"
+direction = "below"
+raise = 0.1
+clear = 0.05
+severity = "major"
+
+[[event]]
+id = "x"
+kind = "fire_lane"
+events = ["fire_alarm"]
+severity = "major"
+min_confidence = 2
+"#;
+        let keys: Vec<String> = Rules::parse(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        for k in [
+            "threshold[0].metric",
+            "threshold[0].clear",
+            "event[0].id",
+            "event[0].events",
+            "event[0].min_confidence",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = Rules::parse("[[threshold]]\nid='a'\nthreshhold=1\n").unwrap_err();
+        assert!(e[0].message.contains("unknown field"), "{e:?}");
+    }
+}

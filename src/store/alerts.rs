@@ -1,0 +1,555 @@
+//! Alerts: one row per condition episode, at most one open per (rule, device, channel)
+//! (a unique index enforces it), with a full history and a notification outbox.
+//!
+//! The pipeline applies engine [`Transition`]s here inside its group-commit transaction, so an
+//! alert, its history entry and its queued notification become durable together, before the
+//! messages that caused them are acknowledged to the broker.
+
+use super::{Result, StoreError};
+use crate::model::{rfc3339, Millis};
+use crate::rules::engine::{Change, Transition};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// People-side status of an alert.
+pub const STATUSES: [&str; 3] = ["open", "acknowledged", "closed"];
+/// Classifications accepted when closing.
+pub const CLASSIFICATIONS: [&str; 5] = ["real", "false_alarm", "test", "fault", "resolved"];
+
+/// An alert as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Numeric id (shown as `a-000123`).
+    pub id: i64,
+    /// Rule id.
+    pub rule: String,
+    /// Severity.
+    pub severity: String,
+    /// Building.
+    pub building: String,
+    /// Kind.
+    pub kind: String,
+    /// Device.
+    pub device: String,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Condition holds now.
+    pub active: bool,
+    /// open, acknowledged, closed.
+    pub status: String,
+    /// Value.
+    pub value: Option<f64>,
+    /// Threshold.
+    pub threshold: Option<f64>,
+    /// Message.
+    pub message: String,
+    /// Started.
+    pub started_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+    /// Cleared.
+    pub cleared_at: Option<Millis>,
+    /// Acknowledged.
+    pub acknowledged_at: Option<Millis>,
+    /// By whom.
+    pub acknowledged_by: Option<String>,
+    /// Closed.
+    pub closed_at: Option<Millis>,
+    /// By whom.
+    pub closed_by: Option<String>,
+    /// Classification on close.
+    pub classification: Option<String>,
+}
+
+/// Formats an alert id.
+pub fn alert_id(id: i64) -> String {
+    format!("a-{id:06}")
+}
+
+/// Parses `a-000123` (or `123`).
+pub fn parse_alert_id(s: &str) -> Option<i64> {
+    s.strip_prefix("a-").unwrap_or(s).parse().ok().filter(|n| *n > 0)
+}
+
+const COLUMNS: &str = "id, rule, severity, building, kind, device, channel, active, status, value,
+    threshold, message, started_at, updated_at, cleared_at, acknowledged_at, acknowledged_by,
+    closed_at, closed_by, classification";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
+    Ok(Alert {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        severity: r.get(2)?,
+        building: r.get(3)?,
+        kind: r.get(4)?,
+        device: r.get(5)?,
+        channel: r.get(6)?,
+        active: r.get::<_, i64>(7)? != 0,
+        status: r.get(8)?,
+        value: r.get(9)?,
+        threshold: r.get(10)?,
+        message: r.get(11)?,
+        started_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        cleared_at: r.get(14)?,
+        acknowledged_at: r.get(15)?,
+        acknowledged_by: r.get(16)?,
+        closed_at: r.get(17)?,
+        closed_by: r.get(18)?,
+        classification: r.get(19)?,
+    })
+}
+
+impl Alert {
+    /// The contract JSON (section 3); `notes` filled from history when given.
+    pub fn to_json(&self, notes: Vec<Value>) -> Value {
+        let t = |v: Option<Millis>| v.map(rfc3339);
+        json!({
+            "id": alert_id(self.id),
+            "rule": self.rule,
+            "severity": self.severity,
+            "building": self.building,
+            "kind": self.kind,
+            "device": self.device,
+            "channel": self.channel,
+            "active": self.active,
+            "status": self.status,
+            "value": self.value,
+            "threshold": self.threshold,
+            "message": self.message,
+            "started_at": rfc3339(self.started_at),
+            "updated_at": rfc3339(self.updated_at),
+            "cleared_at": t(self.cleared_at),
+            "acknowledged_at": t(self.acknowledged_at),
+            "acknowledged_by": self.acknowledged_by,
+            "closed_at": t(self.closed_at),
+            "closed_by": self.closed_by,
+            "classification": self.classification,
+            "notes": notes,
+        })
+    }
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: String,
+    /// fired, refired, cleared, repeat, acknowledged, closed, note, notified, notify_failed.
+    pub what: String,
+    /// Who (people actions).
+    pub by: Option<String>,
+    /// Note text.
+    pub note: Option<String>,
+    /// Extra detail (value, message, recipients, error).
+    pub detail: Option<Value>,
+}
+
+/// A notification to queue with a transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Event name: fired, cleared, closed, repeat.
+    pub event: &'static str,
+    /// Recipients.
+    pub recipients: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+/// Renders a notification for an alert (set by the notifier module).
+pub type Render<'a> = &'a dyn Fn(&Alert, &'static str) -> Option<Outgoing>;
+
+/// The open alert for a key, if any.
+pub fn find_open(
+    conn: &Connection,
+    rule: &str,
+    device: &str,
+    channel: Option<&str>,
+) -> Result<Option<Alert>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts WHERE rule = ?1 AND device = ?2
+         AND ifnull(channel, '') = ifnull(?3, '') AND status != 'closed'"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![rule, device, channel], from_row)
+        .optional()?)
+}
+
+/// One alert.
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {
+    let sql = format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+fn history(
+    conn: &Connection,
+    id: i64,
+    at: Millis,
+    what: &str,
+    by: Option<&str>,
+    note: Option<&str>,
+    detail: Option<Value>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO alert_history (alert_id, at, what, by, note, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id,
+        at,
+        what,
+        by,
+        note,
+        detail.map(|d| d.to_string())
+    ])?;
+    Ok(())
+}
+
+/// Records a notification attempt outcome in the alert's history.
+pub fn record_notification(
+    conn: &Connection,
+    alert: i64,
+    at: Millis,
+    what: &str,
+    detail: Value,
+) -> Result<()> {
+    history(conn, alert, at, what, None, None, Some(detail))
+}
+
+fn enqueue(conn: &Connection, alert: &Alert, out: Outgoing, now: Millis) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (alert_id, event, created_at, next_attempt_at, recipients, subject, body)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        alert.id,
+        out.event,
+        now,
+        out.recipients.join(","),
+        out.subject,
+        out.body
+    ])?;
+    Ok(())
+}
+
+/// What applying a transition did (for counters and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new alert was opened.
+    Opened(i64),
+    /// An open, inactive alert became active again.
+    Reactivated(i64),
+    /// The alert's condition cleared.
+    Cleared(i64),
+    /// A reminder was queued.
+    Reminded(i64),
+    /// Nothing to do (no open alert, already in that state, or acknowledged).
+    Nothing,
+}
+
+/// Applies one engine transition.
+pub fn apply(conn: &Connection, t: &Transition, render: Render<'_>) -> Result<Applied> {
+    let open = find_open(conn, &t.rule, &t.device, t.channel.as_deref())?;
+    let detail = json!({"value": t.value, "threshold": t.threshold, "message": t.message});
+    match (t.change, open) {
+        (Change::Fired, None) => {
+            conn.prepare_cached(
+                "INSERT INTO alerts (rule, severity, building, kind, device, channel, active,
+                 status, value, threshold, message, started_at, updated_at, cleared_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                t.rule,
+                t.severity.as_str(),
+                t.building,
+                t.kind.as_str(),
+                t.device,
+                t.channel,
+                i64::from(!t.pulse),
+                t.value,
+                t.threshold,
+                t.message,
+                t.since,
+                t.at,
+                t.pulse.then_some(t.at),
+            ])?;
+            let id = conn.last_insert_rowid();
+            history(conn, id, t.at, "fired", None, None, Some(detail))?;
+            let alert = get(conn, id)?.ok_or(StoreError::Corrupt {
+                what: "alert",
+                err: "inserted alert not found".into(),
+            })?;
+            if let Some(out) = render(&alert, "fired") {
+                enqueue(conn, &alert, out, t.at)?;
+            }
+            Ok(Applied::Opened(id))
+        }
+        (Change::Fired, Some(a)) => {
+            if a.active && !t.pulse {
+                return Ok(Applied::Nothing);
+            }
+            conn.prepare_cached(
+                "UPDATE alerts SET active = ?2, value = ?3, threshold = ?4, message = ?5,
+                 updated_at = ?6, cleared_at = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                a.id,
+                i64::from(!t.pulse),
+                t.value,
+                t.threshold,
+                t.message,
+                t.at,
+                t.pulse.then_some(t.at),
+            ])?;
+            history(conn, a.id, t.at, "refired", None, None, Some(detail))?;
+            let alert = get(conn, a.id)?.unwrap_or(a);
+            if let Some(out) = render(&alert, "fired") {
+                enqueue(conn, &alert, out, t.at)?;
+            }
+            Ok(Applied::Reactivated(alert.id))
+        }
+        (Change::Cleared, Some(a)) if a.active => {
+            conn.prepare_cached(
+                "UPDATE alerts SET active = 0, cleared_at = ?2, updated_at = ?2,
+                 value = coalesce(?3, value) WHERE id = ?1",
+            )?
+            .execute(params![a.id, t.at, t.value])?;
+            history(conn, a.id, t.at, "cleared", None, None, Some(detail))?;
+            let alert = get(conn, a.id)?.unwrap_or(a);
+            if let Some(out) = render(&alert, "cleared") {
+                enqueue(conn, &alert, out, t.at)?;
+            }
+            Ok(Applied::Cleared(alert.id))
+        }
+        (Change::Repeat, Some(a)) if a.active && a.status == "open" => {
+            history(conn, a.id, t.at, "repeat", None, None, Some(detail))?;
+            if let Some(out) = render(&a, "repeat") {
+                enqueue(conn, &a, out, t.at)?;
+            }
+            Ok(Applied::Reminded(a.id))
+        }
+        _ => Ok(Applied::Nothing),
+    }
+}
+
+/// Errors of people actions on alerts.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// No such alert.
+    #[error("alert {0} not found")]
+    NotFound(String),
+    /// The action does not fit the alert's status.
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad request body.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for ActionError {
+    fn from(e: rusqlite::Error) -> Self {
+        ActionError::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// A people action on an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Acknowledge.
+    Ack {
+        /// Who.
+        by: String,
+        /// Optional note.
+        note: Option<String>,
+    },
+    /// Close with a classification.
+    Close {
+        /// Who.
+        by: String,
+        /// real, false_alarm, test, fault, resolved.
+        classification: String,
+        /// Optional note.
+        note: Option<String>,
+    },
+    /// Add a note.
+    Note {
+        /// Who.
+        by: String,
+        /// Text.
+        note: String,
+    },
+}
+
+/// Applies a people action; returns the updated alert.
+pub fn act(
+    conn: &Connection,
+    id: i64,
+    action: &Action,
+    now: Millis,
+    render: Render<'_>,
+) -> std::result::Result<Alert, ActionError> {
+    let a = get(conn, id)?.ok_or_else(|| ActionError::NotFound(alert_id(id)))?;
+    match action {
+        Action::Ack { by, note } => {
+            if a.status != "open" {
+                return Err(ActionError::Conflict(format!(
+                    "alert {} is {}, only open alerts can be acknowledged",
+                    alert_id(id),
+                    a.status
+                )));
+            }
+            conn.execute(
+                "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2,
+                 acknowledged_by = ?3, updated_at = ?2 WHERE id = ?1",
+                params![id, now, by],
+            )?;
+            history(conn, id, now, "acknowledged", Some(by), note.as_deref(), None)?;
+        }
+        Action::Close {
+            by,
+            classification,
+            note,
+        } => {
+            if !CLASSIFICATIONS.contains(&classification.as_str()) {
+                return Err(ActionError::Invalid(format!(
+                    "classification must be one of {}",
+                    CLASSIFICATIONS.join(", ")
+                )));
+            }
+            if a.status == "closed" {
+                return Err(ActionError::Conflict(format!(
+                    "alert {} is already closed",
+                    alert_id(id)
+                )));
+            }
+            conn.execute(
+                "UPDATE alerts SET status = 'closed', closed_at = ?2, closed_by = ?3,
+                 classification = ?4, updated_at = ?2 WHERE id = ?1",
+                params![id, now, by, classification],
+            )?;
+            history(
+                conn,
+                id,
+                now,
+                "closed",
+                Some(by),
+                note.as_deref(),
+                Some(json!({"classification": classification, "active_when_closed": a.active})),
+            )?;
+            let closed = get(conn, id)?.unwrap_or(a.clone());
+            if let Some(out) = render(&closed, "closed") {
+                enqueue(conn, &closed, out, now)?;
+            }
+        }
+        Action::Note { by, note } => {
+            conn.execute(
+                "UPDATE alerts SET updated_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            history(conn, id, now, "note", Some(by), Some(note), None)?;
+        }
+    }
+    get(conn, id)?.ok_or_else(|| ActionError::NotFound(alert_id(id)))
+}
+
+/// Filters of `GET /alerts`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// active=true/false.
+    pub active: Option<bool>,
+    /// status.
+    pub status: Option<String>,
+    /// building.
+    pub building: Option<String>,
+    /// device.
+    pub device: Option<String>,
+    /// severity.
+    pub severity: Option<String>,
+    /// rule.
+    pub rule: Option<String>,
+    /// started or updated since.
+    pub since: Option<Millis>,
+    /// at most.
+    pub limit: u32,
+}
+
+/// Lists alerts, newest first.
+pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Alert>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM alerts WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut push = |cond: &str, v: rusqlite::types::Value, sql: &mut String| {
+        args.push(v);
+        sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+    };
+    if let Some(a) = f.active {
+        push("active =", i64::from(a).into(), &mut sql);
+    }
+    if let Some(s) = &f.status {
+        push("status =", s.clone().into(), &mut sql);
+    }
+    if let Some(b) = &f.building {
+        push("building =", b.clone().into(), &mut sql);
+    }
+    if let Some(d) = &f.device {
+        push("device =", d.clone().into(), &mut sql);
+    }
+    if let Some(s) = &f.severity {
+        push("severity =", s.clone().into(), &mut sql);
+    }
+    if let Some(r) = &f.rule {
+        push("rule =", r.clone().into(), &mut sql);
+    }
+    if let Some(s) = f.since {
+        push("updated_at >=", s.into(), &mut sql);
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), from_row)?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// The history of an alert, oldest first.
+pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, what, by, note, detail FROM alert_history WHERE alert_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let detail: Option<String> = r.get(4)?;
+        Ok(HistoryEntry {
+            at: rfc3339(r.get(0)?),
+            what: r.get(1)?,
+            by: r.get(2)?,
+            note: r.get(3)?,
+            detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Notes of an alert in contract form (`[{"at", "by", "note"}]`).
+pub fn notes_of(history: &[HistoryEntry]) -> Vec<Value> {
+    history
+        .iter()
+        .filter(|h| h.note.is_some())
+        .map(|h| json!({"at": h.at, "by": h.by, "note": h.note, "with": h.what}))
+        .collect()
+}
+
+/// Count of open alerts per device (for device health).
+pub fn open_counts(conn: &Connection) -> Result<std::collections::HashMap<String, i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device, count(*) FROM alerts WHERE status != 'closed' GROUP BY device",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}

@@ -1,0 +1,418 @@
+//! The embedded store: one SQLite database in WAL mode under `storage.dir`.
+//!
+//! One writer (the pipeline thread) commits groups of messages in one transaction each; the
+//! notifier and the time-series forwarder write their own small bookkeeping rows; API readers
+//! open read connections. Tables:
+//!
+//! | table | what |
+//! |---|---|
+//! | `readings` | every accepted numeric value; also the time-series spool (rows past `meta.tsdb_cursor`) |
+//! | `events` | every accepted event |
+//! | `devices` | device health records (engine [`DeviceRecord`]s) |
+//! | `conds` | rule conditions: pending hold times, active conditions (engine [`Cond`]s) |
+//! | `alerts`, `alert_history` | alerts and every transition, action and notification |
+//! | `outbox` | notifications to send, with attempts and backoff |
+//! | `rejected` | rejected messages (contract section 5) |
+//! | `meta` | cursors and counters |
+
+pub mod alerts;
+
+use crate::model::Millis;
+use crate::rules::engine::{Cond, CondKey, DeviceRecord};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Persisted JSON could not be read back.
+    #[error("corrupt {what}: {err}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// Why it failed.
+        err: String,
+    },
+    /// File system.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    channel TEXT,
+    value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_device_ts ON readings(device, ts);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    event TEXT NOT NULL,
+    state TEXT NOT NULL,
+    channel TEXT,
+    confidence REAL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_device_ts ON events(device, ts);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    building TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conds (
+    key TEXT PRIMARY KEY,
+    cond TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    building TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    channel TEXT,
+    active INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    value REAL,
+    threshold REAL,
+    message TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    cleared_at INTEGER,
+    acknowledged_at INTEGER,
+    acknowledged_by TEXT,
+    closed_at INTEGER,
+    closed_by TEXT,
+    classification TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open
+    ON alerts(rule, device, ifnull(channel, '')) WHERE status != 'closed';
+CREATE INDEX IF NOT EXISTS alerts_building ON alerts(building, id);
+CREATE TABLE IF NOT EXISTS alert_history (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    what TEXT NOT NULL,
+    by TEXT,
+    note TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_history_alert ON alert_history(alert_id, id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_at INTEGER,
+    last_error TEXT,
+    recipients TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY,
+    received INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"#;
+
+/// The database file inside `storage.dir`.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("firewatch.db")
+}
+
+/// Opens (and creates or migrates) the store for writing.
+pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
+    std::fs::create_dir_all(dir)?;
+    let conn = Connection::open(db_path(dir))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = if synchronous == "normal" { "NORMAL" } else { "FULL" };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    // Keep the WAL from growing without bound under sustained load.
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    conn.execute_batch(SCHEMA)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Opens a read-only connection (API, forwarder reads).
+pub fn open_reader(dir: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db_path(dir),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Opens a second writer for bookkeeping (outbox, cursors).
+pub fn open_aux(dir: &Path) -> Result<Connection> {
+    let conn = Connection::open(db_path(dir))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+/// Appends one reading.
+pub fn insert_reading(
+    tx: &Transaction<'_>,
+    ts: Millis,
+    device: &str,
+    metric: &str,
+    channel: Option<&str>,
+    value: f64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO readings (ts, device, metric, channel, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![ts, device, metric, channel, value])?;
+    Ok(())
+}
+
+/// Appends one event.
+#[allow(clippy::too_many_arguments)]
+pub fn insert_event(
+    tx: &Transaction<'_>,
+    ts: Millis,
+    received: Millis,
+    device: &str,
+    event: &str,
+    state: &str,
+    channel: Option<&str>,
+    confidence: Option<f64>,
+    detail: Option<&str>,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (ts, received, device, event, state, channel, confidence, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        ts, received, device, event, state, channel, confidence, detail
+    ])?;
+    Ok(())
+}
+
+/// Keeps a rejected message (payload cut to 64 KiB).
+pub fn insert_rejected(
+    tx: &Transaction<'_>,
+    received: Millis,
+    reason: &str,
+    detail: &str,
+    topic: &str,
+    payload: &[u8],
+) -> Result<()> {
+    let kept = &payload[..payload.len().min(crate::model::MAX_PAYLOAD)];
+    tx.prepare_cached(
+        "INSERT INTO rejected (received, reason, detail, topic, payload, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        received,
+        reason,
+        detail,
+        topic,
+        kept,
+        i64::try_from(payload.len()).unwrap_or(i64::MAX)
+    ])?;
+    Ok(())
+}
+
+/// Upserts a device record.
+pub fn upsert_device(tx: &Transaction<'_>, id: &str, rec: &DeviceRecord) -> Result<()> {
+    let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt {
+        what: "device record",
+        err: e.to_string(),
+    })?;
+    tx.prepare_cached(
+        "INSERT INTO devices (id, building, kind, record) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(id) DO UPDATE SET building = excluded.building, kind = excluded.kind,
+         record = excluded.record",
+    )?
+    .execute(params![id, rec.building, rec.kind.as_str(), json])?;
+    Ok(())
+}
+
+/// Upserts or deletes a condition.
+pub fn save_cond(tx: &Transaction<'_>, key: &CondKey, cond: Option<&Cond>) -> Result<()> {
+    match cond {
+        Some(c) => {
+            let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
+                what: "condition",
+                err: e.to_string(),
+            })?;
+            tx.prepare_cached(
+                "INSERT INTO conds (key, cond) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET cond = excluded.cond",
+            )?
+            .execute(params![key.encode(), json])?;
+        }
+        None => {
+            tx.prepare_cached("DELETE FROM conds WHERE key = ?1")?
+                .execute(params![key.encode()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads every condition and device record.
+#[allow(clippy::type_complexity)]
+pub fn load_state(
+    conn: &Connection,
+) -> Result<(Vec<(CondKey, Cond)>, Vec<(String, DeviceRecord)>)> {
+    let mut conds = Vec::new();
+    let mut stmt = conn.prepare("SELECT key, cond FROM conds")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (k, c) = row?;
+        let key = CondKey::decode(&k).ok_or_else(|| StoreError::Corrupt {
+            what: "condition key",
+            err: k.clone(),
+        })?;
+        let cond: Cond = serde_json::from_str(&c).map_err(|e| StoreError::Corrupt {
+            what: "condition",
+            err: e.to_string(),
+        })?;
+        conds.push((key, cond));
+    }
+    let mut devices = Vec::new();
+    let mut stmt = conn.prepare("SELECT id, record FROM devices")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (id, rec) = row?;
+        let rec: DeviceRecord = serde_json::from_str(&rec).map_err(|e| StoreError::Corrupt {
+            what: "device record",
+            err: e.to_string(),
+        })?;
+        devices.push((id, rec));
+    }
+    Ok((conds, devices))
+}
+
+/// Reads a `meta` value.
+pub fn get_meta(conn: &Connection, key: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes a `meta` value.
+pub fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+/// Largest reading id (0 when empty).
+pub fn max_reading_id(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT ifnull(max(id), 0) FROM readings", [], |r| r.get(0))?)
+}
+
+/// Deletes up to `limit` readings older than `cutoff`; returns how many went.
+pub fn prune_readings(conn: &Connection, cutoff: Millis, limit: i64) -> Result<usize> {
+    // Ids grow with arrival; the first id whose ts is recent bounds the old rows.
+    let bound: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM readings WHERE ts >= ?1 ORDER BY id LIMIT 1",
+            [cutoff],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let bound = match bound {
+        Some(b) => b,
+        None => max_reading_id(conn)? + 1,
+    };
+    let n = conn.execute(
+        "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE id < ?1 ORDER BY id LIMIT ?2)",
+        params![bound, limit],
+    )?;
+    let e = conn.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ?1 ORDER BY id LIMIT ?2)",
+        params![cutoff, limit],
+    )?;
+    Ok(n + e)
+}
+
+/// Keeps only the newest `keep` rejected messages.
+pub fn prune_rejected(conn: &Connection, keep: u32) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM rejected WHERE id <= (SELECT ifnull(max(id), 0) FROM rejected) - ?1",
+        [i64::from(keep)],
+    )?)
+}
+
+/// A reading as the time-series forwarder sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolRow {
+    /// Reading id (the cursor).
+    pub id: i64,
+    /// Measurement time.
+    pub ts: Millis,
+    /// Device.
+    pub device: String,
+    /// Building.
+    pub building: String,
+    /// Kind (the measurement).
+    pub kind: String,
+    /// Metric (the field).
+    pub metric: String,
+    /// Channel (a tag).
+    pub channel: Option<String>,
+    /// Value.
+    pub value: f64,
+}
+
+/// Readings after `cursor`, oldest first.
+pub fn spool_after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<SpoolRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.id, r.ts, r.device, ifnull(d.building, ''), ifnull(d.kind, ''), r.metric,
+                r.channel, r.value
+         FROM readings r LEFT JOIN devices d ON d.id = r.device
+         WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![cursor, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(SpoolRow {
+                id: r.get(0)?,
+                ts: r.get(1)?,
+                device: r.get(2)?,
+                building: r.get(3)?,
+                kind: r.get(4)?,
+                metric: r.get(5)?,
+                channel: r.get(6)?,
+                value: r.get(7)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}

@@ -1,0 +1,273 @@
+//! Time-series forwarding to the InfluxDB v2 write API (influxdb2 crate).
+//!
+//! The embedded store's `readings` table is the spool: every accepted reading is already durable
+//! there before its message is acknowledged, and this task forwards the rows past a persisted
+//! cursor (`meta.tsdb_cursor`) in batches, oldest first. While the database is down the cursor
+//! stays put and the spool grows on disk; when it returns, the backlog is replayed in order.
+//! A slow or dead database therefore never delays ingest or alerts: they do not wait for it.
+//!
+//! Points: measurement = device kind, tags = `building`, `device`, `channel` (when the value has
+//! one), fields = metrics; values of one device, channel and timestamp share one point.
+
+use crate::config::TsdbConfig;
+use crate::metrics::Metrics;
+use crate::model::now_ms;
+use crate::store::{self, SpoolRow};
+use influxdb2::api::write::TimestampPrecision;
+use influxdb2::models::DataPoint;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const CURSOR: &str = "tsdb_cursor";
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Forwarder errors that stop the task (store failures); write failures are retried.
+#[derive(Debug, thiserror::Error)]
+pub enum TsdbError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A blocking task failed.
+    #[error("task: {0}")]
+    Task(String),
+    /// The client could not be built.
+    #[error("client: {0}")]
+    Client(String),
+}
+
+/// Groups spool rows into points.
+pub fn to_points(rows: &[SpoolRow]) -> Vec<DataPoint> {
+    let mut points = Vec::with_capacity(rows.len());
+    let mut i = 0;
+    while i < rows.len() {
+        let r = &rows[i];
+        let mut b = DataPoint::builder(r.kind.clone())
+            .tag("building", r.building.clone())
+            .tag("device", r.device.clone());
+        if let Some(c) = &r.channel {
+            b = b.tag("channel", c.clone());
+        }
+        b = b.field(r.metric.clone(), r.value);
+        let mut j = i + 1;
+        while j < rows.len()
+            && rows[j].device == r.device
+            && rows[j].ts == r.ts
+            && rows[j].channel == r.channel
+            && rows[j].metric != r.metric
+        {
+            b = b.field(rows[j].metric.clone(), rows[j].value);
+            j += 1;
+        }
+        if let Ok(p) = b.timestamp(r.ts).build() {
+            points.push(p);
+        }
+        i = j;
+    }
+    points
+}
+
+/// The forwarder task.
+#[derive(Debug)]
+pub struct Forwarder {
+    cfg: TsdbConfig,
+    dir: PathBuf,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+}
+
+impl Forwarder {
+    /// A forwarder for `cfg` reading the store in `dir`.
+    pub fn new(cfg: TsdbConfig, dir: PathBuf, metrics: Arc<Metrics>, wake: Arc<Notify>) -> Self {
+        Forwarder {
+            cfg,
+            dir,
+            metrics,
+            wake,
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, TsdbError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            thread_local! {
+                static CONN: std::cell::RefCell<Option<rusqlite::Connection>> = const { std::cell::RefCell::new(None) };
+            }
+            CONN.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.is_none() {
+                    *c = Some(store::open_aux(&dir)?);
+                }
+                match c.as_ref() {
+                    Some(conn) => f(conn),
+                    None => Err(store::StoreError::Corrupt {
+                        what: "connection",
+                        err: "not open".into(),
+                    }),
+                }
+            })
+        })
+        .await
+        .map_err(|e| TsdbError::Task(e.to_string()))?
+        .map_err(TsdbError::from)
+    }
+
+    /// Forwards until cancelled; on cancel, one last bounded flush attempt.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), TsdbError> {
+        let Some(url) = self.cfg.url.clone() else {
+            // Not configured: the embedded store is the only time series.
+            shutdown.cancelled().await;
+            return Ok(());
+        };
+        self.metrics.tsdb_enabled.store(true, Relaxed);
+        let token = self.cfg.token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
+        let client = influxdb2::ClientBuilder::new(url.clone(), self.cfg.org.clone(), token)
+            .build()
+            .map_err(|e| TsdbError::Client(e.to_string()))?;
+        let mut cursor = match self.blocking(|c| store::get_meta(c, CURSOR)).await? {
+            Some(c) => c,
+            None => {
+                // First time forwarding from this store: start with what is in it now.
+                self.blocking(|c| {
+                    store::set_meta(c, CURSOR, 0)?;
+                    Ok(0)
+                })
+                .await?
+            }
+        };
+        let batch = self.cfg.batch_size;
+        let interval = Duration::from_millis(self.cfg.flush_interval_ms);
+        let mut backoff = Duration::from_millis(500);
+        let mut pending_since: Option<Instant> = None;
+        tracing::info!(url = %url, bucket = %self.cfg.bucket, cursor, "Forwarding readings to the time-series database.");
+        loop {
+            let rows = self
+                .blocking(move |c| store::spool_after(c, cursor, batch))
+                .await?;
+            let depth = self
+                .blocking(move |c| Ok(store::max_reading_id(c)? - cursor))
+                .await?;
+            self.metrics.tsdb_spool.store(depth, Relaxed);
+            let due = rows.len() >= batch
+                || pending_since.is_some_and(|t| t.elapsed() >= interval)
+                || (shutdown.is_cancelled() && !rows.is_empty());
+            if rows.is_empty() || !due {
+                if !rows.is_empty() && pending_since.is_none() {
+                    pending_since = Some(Instant::now());
+                }
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                let wait = if rows.is_empty() { Duration::from_secs(1) } else { interval };
+                tokio::select! {
+                    () = self.wake.notified(), if rows.is_empty() => {}
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let last = rows.last().map_or(cursor, |r| r.id);
+            let points = to_points(&rows);
+            let n = points.len() as u64;
+            let started = Instant::now();
+            let result = tokio::time::timeout(
+                WRITE_TIMEOUT,
+                client.write_with_precision(
+                    &self.cfg.bucket,
+                    futures::stream::iter(points),
+                    TimestampPrecision::Milliseconds,
+                ),
+            )
+            .await;
+            let took = started.elapsed().as_micros() as u64;
+            self.metrics.tsdb_writes.fetch_add(1, Relaxed);
+            self.metrics.tsdb_last_latency_us.store(took, Relaxed);
+            self.metrics.tsdb_latency_us.fetch_add(took, Relaxed);
+            let err = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("write timed out after {} s", WRITE_TIMEOUT.as_secs())),
+            };
+            match err {
+                None => {
+                    cursor = last;
+                    self.blocking(move |c| store::set_meta(c, CURSOR, last)).await?;
+                    self.metrics.tsdb_points.fetch_add(n, Relaxed);
+                    if self.metrics.tsdb_failing_since.swap(0, Relaxed) != 0 {
+                        tracing::info!(spooled = depth, "Time-series database is back; replaying the spool.");
+                    }
+                    backoff = Duration::from_millis(500);
+                    pending_since = None;
+                }
+                Some(e) => {
+                    self.metrics.tsdb_errors.fetch_add(1, Relaxed);
+                    let _ = self
+                        .metrics
+                        .tsdb_failing_since
+                        .compare_exchange(0, now_ms(), Relaxed, Relaxed);
+                    tracing::warn!(error = %e, spooled = depth, retry_in_ms = backoff.as_millis() as u64, "Time-series write failed; readings stay spooled.");
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    // Full jitter keeps a restarted database from being hit by every writer at once.
+                    let jitter = (now_ms().rem_euclid(1000) as f64 / 1000.0).max(0.1);
+                    let wait = backoff.mul_f64(jitter);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shutdown.cancelled() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use influxdb2::models::WriteDataPoint;
+
+    fn row(id: i64, ts: i64, metric: &str, channel: Option<&str>, value: f64) -> SpoolRow {
+        SpoolRow {
+            id,
+            ts,
+            device: "e1".into(),
+            building: "b1".into(),
+            kind: "electrical".into(),
+            metric: metric.into(),
+            channel: channel.map(Into::into),
+            value,
+        }
+    }
+
+    #[test]
+    fn values_of_one_message_share_a_point() {
+        let rows = vec![
+            row(1, 1000, "residual_current_ma", None, 120.0),
+            row(2, 1000, "current_a", None, 3.0),
+            row(3, 1000, "temperature_c", Some("L1"), 41.2),
+            row(4, 1000, "temperature_c", Some("N"), 35.0),
+            row(5, 2000, "residual_current_ma", None, 121.0),
+        ];
+        let points = to_points(&rows);
+        assert_eq!(points.len(), 4);
+        let mut line = Vec::new();
+        points[0].write_data_point_to(&mut line).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.starts_with("electrical,building=b1,device=e1 "), "{line}");
+        assert!(line.contains("residual_current_ma=120"), "{line}");
+        assert!(line.contains("current_a=3"), "{line}");
+        assert!(line.trim_end().ends_with(" 1000"), "{line}");
+        let mut line = Vec::new();
+        points[1].write_data_point_to(&mut line).unwrap();
+        assert!(String::from_utf8(line).unwrap().contains("channel=L1"));
+    }
+}
