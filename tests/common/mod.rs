@@ -1,0 +1,749 @@
+//! Shared helpers for the integration tests: real services (Mosquitto, VictoriaMetrics for the
+//! InfluxDB v2 write API, an aiosmtpd SMTP server) and the real `firewatch` binary.
+//!
+//! `scripts/test.sh` starts one instance of each service and exports their addresses in
+//! `FW_TEST_*` variables. Tests that must break or restart a service start a private
+//! instance of the same program on a free port instead ([`Mosquitto::start`],
+//! [`VictoriaMetrics::start`], [`SmtpServer::start`]).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A required environment variable set by `scripts/test.sh`.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests with scripts/test.sh (it starts Mosquitto, VictoriaMetrics and an SMTP server)")
+    })
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A unique name for this test run and purpose.
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn wait_port(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A private Mosquitto, configured from `deploy/mosquitto.conf`.
+#[derive(Debug)]
+pub struct Mosquitto {
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts one on a free port.
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut m = Mosquitto {
+            port,
+            dir,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// (Re)starts it on the same port and persistence directory.
+    pub fn restart(&mut self) {
+        let deploy = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/mosquitto.conf"),
+        )
+        .unwrap();
+        // Keep the deploy settings (queues, in-flight window, persistence); replace the
+        // listener, authentication and file locations.
+        let mut conf: Vec<String> = deploy
+            .lines()
+            .filter(|l| {
+                let l = l.trim_start();
+                !(l.starts_with("listener")
+                    || l.starts_with("password_file")
+                    || l.starts_with("acl_file")
+                    || l.starts_with("allow_anonymous")
+                    || l.starts_with("persistence_location")
+                    || l.starts_with("pid_file")
+                    || l.starts_with("log_dest")
+                    || l.starts_with("user "))
+            })
+            .map(str::to_owned)
+            .collect();
+        conf.push(format!("listener {} 127.0.0.1", self.port));
+        conf.push("allow_anonymous true".into());
+        conf.push(format!(
+            "persistence_location {}/",
+            self.dir.path().display()
+        ));
+        conf.push("log_dest stderr".into());
+        conf.push("user root".into());
+        let path = self.dir.path().join("mosquitto.conf");
+        std::fs::write(&path, conf.join("\n")).unwrap();
+        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        wait_port(self.port, "mosquitto");
+    }
+
+    /// Stops it gracefully (SIGTERM: it saves its persistent state).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, "TERM");
+            let _ = c.wait();
+        }
+    }
+
+    /// `mqtt://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn signal(c: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(c.id().to_string())
+        .status();
+}
+
+/// A private VictoriaMetrics (InfluxDB v2 write API).
+#[derive(Debug)]
+pub struct VictoriaMetrics {
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl VictoriaMetrics {
+    /// Starts one on a free port.
+    pub fn start() -> VictoriaMetrics {
+        let mut v = VictoriaMetrics {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        v.restart();
+        v
+    }
+
+    /// (Re)starts it on the same port and storage.
+    pub fn restart(&mut self) {
+        let child = Command::new("/usr/bin/victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!("-storageDataPath={}", self.dir.path().display()))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        wait_port(self.port, "victoria-metrics");
+    }
+
+    /// Kills it (an outage).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Values stored in VictoriaMetrics for series matching `selector` (e.g. `{device="d1"}`).
+pub async fn tsdb_values(base: &str, selector: &str) -> Vec<(String, f64, i64)> {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/v1/export"))
+        .query(&[("match[]", selector)])
+        .send()
+        .await;
+    let Ok(r) = r else { return Vec::new() };
+    let text = r.text().await.unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let name = v["metric"]["__name__"].as_str().unwrap_or("").to_owned();
+        let values = v["values"].as_array().cloned().unwrap_or_default();
+        let ts = v["timestamps"].as_array().cloned().unwrap_or_default();
+        for (x, t) in values.iter().zip(ts.iter()) {
+            out.push((name.clone(), x.as_f64().unwrap(), t.as_i64().unwrap()));
+        }
+    }
+    out
+}
+
+/// A private SMTP capture server (scripts/smtp_capture.py with Debian's aiosmtpd).
+#[derive(Debug)]
+pub struct SmtpServer {
+    /// Its port.
+    pub port: u16,
+    /// Where mails land.
+    pub maildir: PathBuf,
+    _dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SmtpServer {
+    /// Starts one on `port` (0 = a free one).
+    pub fn start(port: u16) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = if port == 0 { free_port() } else { port };
+        let maildir = dir.path().join("mail");
+        std::fs::create_dir_all(&maildir).unwrap();
+        let child = Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/smtp_capture.py"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--maildir")
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd must be installed (scripts/test.sh installs it)");
+        wait_port(port, "smtp capture");
+        SmtpServer {
+            port,
+            maildir,
+            _dir: dir,
+            child: Some(child),
+        }
+    }
+
+    /// `smtp://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A mail as captured: the raw message and its envelope recipients.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// Raw RFC 5322 text.
+    pub raw: String,
+    /// Envelope recipients.
+    pub rcpt: Vec<String>,
+}
+
+impl Mail {
+    /// The (unfolded) Subject header.
+    pub fn subject(&self) -> String {
+        let mut out = String::new();
+        let mut in_subject = false;
+        for line in self.raw.lines() {
+            if in_subject && (line.starts_with(' ') || line.starts_with('\t')) {
+                out.push_str(line.trim_start_matches(['\t']));
+                continue;
+            }
+            in_subject = false;
+            if let Some(s) = line.strip_prefix("Subject: ") {
+                out.push_str(s);
+                in_subject = true;
+            }
+        }
+        out
+    }
+}
+
+/// Mails in `maildir` sent to `rcpt`.
+pub fn mails_to(maildir: &Path, rcpt: &str) -> Vec<Mail> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(maildir) else {
+        return out;
+    };
+    let mut names: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    names.sort();
+    for eml in names {
+        let json = eml.with_extension("json");
+        let Ok(meta) = std::fs::read_to_string(&json) else {
+            continue;
+        };
+        let meta: Value = serde_json::from_str(&meta).unwrap();
+        let rcpt_tos: Vec<String> = meta["rcpt_tos"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if rcpt_tos.iter().any(|r| r == rcpt) {
+            out.push(Mail {
+                raw: std::fs::read_to_string(&eml).unwrap(),
+                rcpt: rcpt_tos,
+            });
+        }
+    }
+    out
+}
+
+/// Writes the shipped rules with every time (`*_s`) multiplied by `factor`, for fast tests.
+pub fn scaled_rules(dir: &Path, factor: f64) -> PathBuf {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml"))
+            .unwrap();
+    let mut v: toml::Value = toml::from_str(&text).unwrap();
+    fn scale(v: &mut toml::Value, factor: f64) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, x) in t.iter_mut() {
+                    if k.ends_with("_s") {
+                        if let Some(n) = x.as_float().or_else(|| x.as_integer().map(|i| i as f64)) {
+                            *x = toml::Value::Float(n * factor);
+                            continue;
+                        }
+                    }
+                    scale(x, factor);
+                }
+            }
+            toml::Value::Array(a) => a.iter_mut().for_each(|x| scale(x, factor)),
+            _ => {}
+        }
+    }
+    scale(&mut v, factor);
+    // default_s is a table of per-kind seconds.
+    if let Some(d) = v
+        .get_mut("offline")
+        .and_then(|o| o.get_mut("default_s"))
+        .and_then(|d| d.as_table_mut())
+    {
+        for (_, x) in d.iter_mut() {
+            if let Some(n) = x.as_float().or_else(|| x.as_integer().map(|i| i as f64)) {
+                *x = toml::Value::Float(n * factor);
+            }
+        }
+    }
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
+    path
+}
+
+/// How to start firewatch.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Broker URL (default: the shared test Mosquitto).
+    pub mqtt_url: Option<String>,
+    /// TSDB URL.
+    pub tsdb_url: Option<String>,
+    /// SMTP URL (None: .eml files in the outbox).
+    pub smtp_url: Option<String>,
+    /// Recipient.
+    pub email_to: Option<String>,
+    /// Rule time factor (1.0 = shipped rules).
+    pub time_factor: Option<f64>,
+    /// Registry TOML.
+    pub registry: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running firewatch binary with its own store, client id and HTTP port.
+#[derive(Debug)]
+pub struct Firewatch {
+    /// HTTP base URL.
+    pub base: String,
+    /// `storage.dir`.
+    pub dir: PathBuf,
+    /// The options it was started with.
+    pub opts: Options,
+    client_id: String,
+    http_port: u16,
+    _tmp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    /// HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl Firewatch {
+    /// Starts firewatch and waits until it is connected to its broker.
+    pub async fn start(opts: Options) -> Firewatch {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let mut fw = Firewatch {
+            base: String::new(),
+            dir,
+            opts,
+            client_id: unique("fw"),
+            http_port: free_port(),
+            _tmp: Some(tmp),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        fw.base = format!("http://127.0.0.1:{}", fw.http_port);
+        fw.spawn().await;
+        fw
+    }
+
+    async fn spawn(&mut self) {
+        let o = &self.opts;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_firewatch"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUST_LOG")
+            .env("RUST_LOG", "info,rumqttd=off")
+            .env("FIREWATCH__MQTT__URL", o.mqtt_url.clone().unwrap_or_else(|| env("FW_TEST_MQTT_URL")))
+            .env("FIREWATCH__MQTT__CLIENT_ID", &self.client_id)
+            .env("FIREWATCH__MQTT__RECONNECT_MAX_S", "1")
+            .env("FIREWATCH__HTTP__LISTEN", format!("127.0.0.1:{}", self.http_port))
+            .env("FIREWATCH__STORAGE__DIR", &self.dir)
+            .env("FIREWATCH__STORAGE__SYNCHRONOUS", "normal")
+            .env("FIREWATCH__EMAIL__TO", o.email_to.clone().unwrap_or_else(|| "duty@test.local".into()))
+            .env("FIREWATCH__TSDB__FLUSH_INTERVAL_MS", "200")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("firewatch.log")).unwrap_or_else(|_| {
+                std::fs::create_dir_all(&self.dir).unwrap();
+                std::fs::File::create(self.dir.join("firewatch.log")).unwrap()
+            }));
+        std::fs::create_dir_all(&self.dir).unwrap();
+        if let Some(u) = &o.tsdb_url {
+            cmd.env("FIREWATCH__TSDB__URL", u);
+        }
+        if let Some(u) = &o.smtp_url {
+            cmd.env("FIREWATCH__EMAIL__SMTP_URL", u);
+        }
+        if let Some(f) = o.time_factor {
+            cmd.env("FIREWATCH__RULES__FILE", scaled_rules(&self.dir, f));
+        }
+        let reg = self.dir.join("registry.toml");
+        std::fs::write(&reg, o.registry.clone().unwrap_or_default()).unwrap();
+        cmd.env("FIREWATCH__REGISTRY__FILE", &reg);
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        let http = self.http.clone();
+        let url = format!("{}/healthz", self.base);
+        let log = self.dir.join("firewatch.log");
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "firewatch exited with {status}:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "firewatch did not become healthy:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the orderly shutdown.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        signal(&c, "TERM");
+        c.wait().unwrap()
+    }
+
+    /// Starts again with the same store, client id and port.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill it first");
+        self.spawn().await;
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("firewatch.log")).unwrap_or_default()
+    }
+
+    /// GET a JSON document.
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v = r.json::<Value>().await.unwrap();
+        assert!(status.is_success(), "GET {path}: {status} {v}");
+        v
+    }
+
+    /// POST JSON; returns status and body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// Alerts of a building (all statuses).
+    pub async fn alerts(&self, building: &str) -> Vec<Value> {
+        self.get(&format!("/api/v1/alerts?building={building}&limit=1000"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap()
+    }
+
+    /// One metric's value from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not in /metrics"))
+    }
+
+    /// Waits until an alert for (rule, device) satisfies `pred`; returns it.
+    pub async fn wait_alert(
+        &self,
+        building: &str,
+        rule: &str,
+        device: &str,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        wait_for(&format!("alert {rule} on {device}"), timeout, || async {
+            self.alerts(building)
+                .await
+                .into_iter()
+                .find(|a| a["rule"] == rule && a["device"] == device && pred(a))
+        })
+        .await
+    }
+}
+
+impl Drop for Firewatch {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A device-side MQTT client that waits for every PUBACK.
+pub struct Publisher {
+    client: AsyncClient,
+    events: tokio::sync::mpsc::UnboundedReceiver<u16>,
+    task: tokio::task::JoinHandle<()>,
+    /// PUBACKs received.
+    pub acked: u64,
+    sent: u64,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Publisher(acked {})", self.acked)
+    }
+}
+
+impl Publisher {
+    /// Connects to `url` (`mqtt://host:port`).
+    pub async fn connect(url: &str) -> Publisher {
+        let u = url::Url::parse(url).unwrap();
+        let mut o = MqttOptions::new(
+            unique("pub"),
+            u.host_str().unwrap(),
+            u.port().unwrap_or(1883),
+        );
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_inflight(500);
+        o.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        let (client, mut el) = AsyncClient::new(o, 1000);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        let _ = tx.send(a.pkid);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) => {}
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Publisher {
+            client,
+            events: rx,
+            task,
+            acked: 0,
+            sent: 0,
+        }
+    }
+
+    /// Publishes at QoS 1 without waiting.
+    pub async fn send(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+        self.sent += 1;
+    }
+
+    /// Publishes retained at QoS 1.
+    pub async fn send_retained(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .await
+            .unwrap();
+        self.sent += 1;
+    }
+
+    /// Waits until every publish so far was acknowledged by the broker.
+    pub async fn flush(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acked < self.sent {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some(_)) => self.acked += 1,
+                _ => panic!("broker acknowledged {} of {} publishes", self.acked, self.sent),
+            }
+        }
+    }
+
+    /// Counts acknowledgements that already arrived, without waiting.
+    pub fn drain_acks(&mut self) {
+        while let Ok(_) = self.events.try_recv() {
+            self.acked += 1;
+        }
+    }
+
+    /// Publishes and waits for its PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.send(topic, payload).await;
+        self.flush().await;
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Distinct values of a metric stored for a device (via the API).
+pub async fn stored_values(fw: &Firewatch, device: &str, metric: &str) -> Vec<f64> {
+    fw.get(&format!(
+        "/api/v1/devices/{device}/readings?metric={metric}&since=0&limit=100000"
+    ))
+    .await
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|r| r["value"].as_f64().unwrap())
+    .collect()
+}
+
+/// Counts distinct values (as fixed-point keys).
+pub fn distinct(values: &[f64]) -> usize {
+    values
+        .iter()
+        .map(|v| (v * 1e6).round() as i64)
+        .collect::<HashSet<_>>()
+        .len()
+}
