@@ -372,6 +372,12 @@ impl Engine {
 
     /// Counts a rejected message against its device (when the topic named one).
     pub fn count_rejected(&mut self, building: &str, kind: Kind, device: &str) {
+        // A registered device's record belongs where the registry puts it, not under the topic
+        // of a rejected message (a `binding` rejection names the wrong building or kind).
+        let registry = Arc::clone(&self.registry);
+        let (building, kind) = registry
+            .device(device)
+            .map_or((building, kind), |r| (r.building.as_str(), r.kind));
         let rec = self
             .devices
             .entry(device.to_owned())
@@ -420,24 +426,29 @@ impl Engine {
                 Some(max) if seq > max => {
                     let gap = seq - max - 1;
                     rec.lost += gap;
-                    rec.seq_window = if seq - max >= 64 {
+                    // A jump of exactly 64 still keeps the previous highest (bit 63).
+                    rec.seq_window = if seq - max > 64 {
                         0
                     } else {
-                        (rec.seq_window << (seq - max)) | (1 << (seq - max - 1))
+                        rec.seq_window.checked_shl((seq - max) as u32).unwrap_or(0)
+                            | (1 << (seq - max - 1))
                     };
                     rec.max_seq = Some(seq);
                 }
                 Some(max) => {
                     let back = max - seq; // 0 = same as the highest
-                    if (1..=64).contains(&back) && rec.seq_window & (1 << (back - 1)) == 0 {
+                    if (seq == 0 && back > 0) || back > SEQ_RESET_DISTANCE {
+                        // The device restarted its counter (at 0) or jumped far back. Checked
+                        // before the gap window: a seq 0 that was never seen is a restart, not a
+                        // late arrival (else the restarted device's next messages would fall on
+                        // seqs already seen and be rejected as duplicates).
+                        rec.max_seq = Some(seq);
+                        rec.seq_window = 0;
+                    } else if (1..=64).contains(&back) && rec.seq_window & (1 << (back - 1)) == 0 {
                         // A late arrival fills its gap.
                         rec.seq_window |= 1 << (back - 1);
                         rec.lost = rec.lost.saturating_sub(1);
                         rec.out_of_order += 1;
-                    } else if seq == 0 || back > SEQ_RESET_DISTANCE {
-                        // The device restarted its counter (at 0) or jumped far back.
-                        rec.max_seq = Some(seq);
-                        rec.seq_window = 0;
                     } else {
                         rec.rejected += 1;
                         self.dirty_devices.insert(msg.device.clone());
@@ -780,6 +791,10 @@ impl Engine {
                     }
                 }
                 Some(Phase::Clearing) => {
+                    if cleared || breach {
+                        // The clear (or the renewed breach) reports the latest reading.
+                        self.update_value(&key, v, threshold_text(r, v, l.raise));
+                    }
                     if cleared {
                         let since = self.conds.get(&key).map_or(now, |c| c.phase_since);
                         if now - since >= secs(r.clear_hold_s) {

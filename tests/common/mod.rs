@@ -207,10 +207,11 @@ impl VictoriaMetrics {
         wait_port(self.port, "victoria-metrics");
     }
 
-    /// Kills it (an outage).
-    pub fn kill(&mut self) {
+    /// Stops it (an outage). SIGTERM: VictoriaMetrics keeps recent points in memory for about a
+    /// second and loses them on SIGKILL, which would test its durability, not firewatch's.
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
+            signal(&c, "TERM");
             let _ = c.wait();
         }
     }
@@ -223,7 +224,10 @@ impl VictoriaMetrics {
 
 impl Drop for VictoriaMetrics {
     fn drop(&mut self) {
-        self.kill();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -622,6 +626,9 @@ impl Firewatch {
 impl Drop for Firewatch {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- firewatch log ({}) ---\n{}", self.dir.display(), self.log());
+        }
     }
 }
 

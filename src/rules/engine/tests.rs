@@ -1,0 +1,2453 @@
+//! Unit tests of the rule engine. Time is always passed in, so hours of device time run in
+//! milliseconds: messages are decoded from the wire form with their receive time, and
+//! [`Engine::tick`] is called at chosen instants.
+
+use super::*;
+use crate::ingest::decode::{decode, Decoded};
+use std::path::Path;
+
+/// 2026-11-29T01:30:00Z.
+const T0: Millis = 1_795_908_600_000;
+const MS: Millis = 1;
+const SEC: Millis = 1_000;
+const MIN: Millis = 60 * SEC;
+const HOUR: Millis = 60 * MIN;
+
+fn shipped_rules() -> Rules {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
+    Rules::load(&path).unwrap_or_else(|p| panic!("{p:?}"))
+}
+
+/// Buildings of every class, and devices with overrides, power and intervals.
+const REGISTRY: &str = r#"
+strict = false
+
+[[building]]
+id = "res"
+class = "residential"
+
+[[building]]
+id = "pub2"
+class = "public_class2"
+
+[[building]]
+id = "pub1"
+class = "public_class1"
+
+[[building]]
+id = "ind"
+class = "industrial"
+
+[[building]]
+id = "tall"
+class = "public_class1_over_100m"
+
+[[building]]
+id = "plain"
+
+[[device]]
+id = "wp-override"
+building = "res"
+kind = "water_pressure"
+thresholds."water_pressure.low" = { raise = 0.20, clear = 0.25 }
+
+[[device]]
+id = "wl-tank"
+building = "res"
+kind = "water_level"
+thresholds."water_level.low" = { raise = 1.2, clear = 1.4 }
+thresholds."water_level.high" = { raise = 3.0, clear = 2.9 }
+
+[[device]]
+id = "wp-battery"
+building = "res"
+kind = "water_pressure"
+power = "battery"
+
+[[device]]
+id = "wp-mains"
+building = "res"
+kind = "water_pressure"
+power = "mains"
+
+[[device]]
+id = "wp-interval"
+building = "res"
+kind = "water_pressure"
+power = "battery"
+interval_s = 1800
+
+[[device]]
+id = "uitd-a"
+building = "res"
+kind = "transmitter"
+"#;
+
+fn topic(building: &str, kind: &str, device: &str, class: &str) -> String {
+    format!("fw/v1/{building}/{kind}/{device}/{class}")
+}
+
+/// Test harness: an engine plus the transitions of the latest call.
+struct H {
+    engine: Engine,
+    out: Vec<Transition>,
+}
+
+impl H {
+    /// Shipped rules, empty non-strict registry.
+    fn new() -> H {
+        H::with(shipped_rules(), "")
+    }
+
+    /// Shipped rules and [`REGISTRY`].
+    fn registered() -> H {
+        H::with(shipped_rules(), REGISTRY)
+    }
+
+    fn with(rules: Rules, registry: &str) -> H {
+        let registry = Registry::parse(registry, Some(&rules)).unwrap_or_else(|p| panic!("{p:?}"));
+        H {
+            engine: Engine::new(Arc::new(rules), Arc::new(registry)),
+            out: Vec::new(),
+        }
+    }
+
+    fn message(t: Millis, topic: &str, json: &str, retained: bool) -> Message {
+        match decode(topic, json.as_bytes(), retained, t) {
+            Ok(Decoded::Message(m)) => m,
+            other => panic!("{topic} {json}: not a message: {other:?}"),
+        }
+    }
+
+    /// `accept` then, when accepted, `evaluate`, as the pipeline does.
+    fn offer(
+        &mut self,
+        t: Millis,
+        topic: &str,
+        json: &str,
+        retained: bool,
+    ) -> Result<Vec<Transition>, Reason> {
+        let m = H::message(t, topic, json, retained);
+        self.engine.accept(&m).map_err(|r| r.reason)?;
+        self.engine.evaluate(&m, &mut self.out);
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    fn send(&mut self, t: Millis, topic: &str, json: &str) -> Vec<Transition> {
+        self.offer(t, topic, json, false)
+            .unwrap_or_else(|r| panic!("{topic} {json} rejected: {r}"))
+    }
+
+    fn send_retained(&mut self, t: Millis, topic: &str, json: &str) -> Vec<Transition> {
+        self.offer(t, topic, json, true)
+            .unwrap_or_else(|r| panic!("{topic} {json} rejected: {r}"))
+    }
+
+    fn tick(&mut self, t: Millis) -> Vec<Transition> {
+        self.engine.tick(t, &mut self.out);
+        std::mem::take(&mut self.out)
+    }
+
+    /// Ticks at `from`, `from + step`, … up to and including `to`.
+    fn ticks(&mut self, from: Millis, to: Millis, step: Millis) -> Vec<Transition> {
+        let mut all = Vec::new();
+        let mut t = from;
+        while t <= to {
+            all.extend(self.tick(t));
+            t += step;
+        }
+        all
+    }
+
+    fn pressure(&mut self, t: Millis, building: &str, device: &str, v: f64) -> Vec<Transition> {
+        self.send(
+            t,
+            &topic(building, "water_pressure", device, "telemetry"),
+            &format!(r#"{{"values": {{"pressure_mpa": {v}}}}}"#),
+        )
+    }
+
+    fn arc(&mut self, t: Millis, count: f64) -> Vec<Transition> {
+        self.send(
+            t,
+            &topic("plain", "electrical", "ef-1", "telemetry"),
+            &format!(r#"{{"values": {{"arc_count": {count}}}}}"#),
+        )
+    }
+
+    fn event(
+        &mut self,
+        t: Millis,
+        building: &str,
+        kind: &str,
+        device: &str,
+        json: &str,
+    ) -> Vec<Transition> {
+        self.send(t, &topic(building, kind, device, "event"), json)
+    }
+
+    fn status(&mut self, t: Millis, building: &str, kind: &str, device: &str, json: &str) {
+        let got = self.send(t, &topic(building, kind, device, "status"), json);
+        assert!(got.is_empty(), "status produced {got:?}");
+    }
+
+    /// Announces a one-day reporting interval (offline after 3 days), so that long quiet
+    /// stretches in a test are not interrupted by `device.offline`.
+    fn daily(&mut self, building: &str, kind: &str, device: &str) {
+        self.status(T0 - MIN, building, kind, device, r#"{"interval_s": 86400}"#);
+    }
+
+    /// Hands the dirty state to `store`, as the pipeline does after every batch.
+    fn persist(&mut self, store: &mut Store) {
+        store.absorb(self.engine.take_dirty());
+    }
+
+    /// A new engine with the same rules and registry, restored from `store` at `now`.
+    fn restart(&self, store: &Store, now: Millis) -> H {
+        let mut engine = Engine::new(
+            Arc::new(self.engine.rules().clone()),
+            Arc::new(self.engine.registry().clone()),
+        );
+        let (conds, devices) = store.load();
+        engine.restore(conds, devices, now);
+        H {
+            engine,
+            out: Vec::new(),
+        }
+    }
+}
+
+/// What the pipeline's store keeps: the latest upsert per key, deletes applied, as JSON.
+#[derive(Default)]
+struct Store {
+    conds: BTreeMap<String, String>,
+    devices: BTreeMap<String, String>,
+}
+
+impl Store {
+    fn absorb(&mut self, d: Dirty) {
+        for (k, c) in d.conds {
+            match c {
+                Some(c) => {
+                    self.conds
+                        .insert(k.encode(), serde_json::to_string(&c).unwrap());
+                }
+                None => {
+                    self.conds.remove(&k.encode());
+                }
+            }
+        }
+        for (id, r) in d.devices {
+            self.devices.insert(id, serde_json::to_string(&r).unwrap());
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn load(&self) -> (Vec<(CondKey, Cond)>, Vec<(String, DeviceRecord)>) {
+        let conds = self
+            .conds
+            .iter()
+            .map(|(k, c)| {
+                (
+                    CondKey::decode(k).unwrap(),
+                    serde_json::from_str(c).unwrap(),
+                )
+            })
+            .collect();
+        let devices = self
+            .devices
+            .iter()
+            .map(|(id, r)| (id.clone(), serde_json::from_str(r).unwrap()))
+            .collect();
+        (conds, devices)
+    }
+}
+
+/// The asserted fields of a transition; floats rounded so that 0.1 + 0.2 style noise does not
+/// matter.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+struct Want {
+    rule: String,
+    device: String,
+    channel: Option<String>,
+    change: String,
+    severity: Severity,
+    value: Option<f64>,
+    threshold: Option<f64>,
+    pulse: bool,
+}
+
+fn round(v: Option<f64>) -> Option<f64> {
+    v.map(|v| (v * 1e9).round() / 1e9)
+}
+
+impl From<&Transition> for Want {
+    fn from(t: &Transition) -> Want {
+        Want {
+            rule: t.rule.clone(),
+            device: t.device.clone(),
+            channel: t.channel.clone(),
+            change: format!("{:?}", t.change),
+            severity: t.severity,
+            value: round(t.value),
+            threshold: round(t.threshold),
+            pulse: t.pulse,
+        }
+    }
+}
+
+fn want(
+    change: Change,
+    rule: &str,
+    device: &str,
+    channel: Option<&str>,
+    severity: Severity,
+    value: Option<f64>,
+    threshold: Option<f64>,
+) -> Want {
+    Want {
+        rule: rule.to_owned(),
+        device: device.to_owned(),
+        channel: channel.map(str::to_owned),
+        change: format!("{change:?}"),
+        severity,
+        value: round(value),
+        threshold: round(threshold),
+        pulse: false,
+    }
+}
+
+fn fired(
+    rule: &str,
+    device: &str,
+    channel: Option<&str>,
+    severity: Severity,
+    value: Option<f64>,
+    threshold: Option<f64>,
+) -> Want {
+    want(
+        Change::Fired,
+        rule,
+        device,
+        channel,
+        severity,
+        value,
+        threshold,
+    )
+}
+
+fn cleared(
+    rule: &str,
+    device: &str,
+    channel: Option<&str>,
+    severity: Severity,
+    value: Option<f64>,
+    threshold: Option<f64>,
+) -> Want {
+    want(
+        Change::Cleared,
+        rule,
+        device,
+        channel,
+        severity,
+        value,
+        threshold,
+    )
+}
+
+fn pulse(w: Want) -> Want {
+    Want { pulse: true, ..w }
+}
+
+/// Asserts the transitions, in any order (timers run over a hash map).
+#[track_caller]
+fn check(got: &[Transition], want: &[Want]) {
+    let mut g: Vec<Want> = got.iter().map(Want::from).collect();
+    let mut w = want.to_vec();
+    let by = |a: &Want, b: &Want| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
+    g.sort_by(by);
+    w.sort_by(by);
+    assert_eq!(g, w, "full transitions: {got:#?}");
+}
+
+#[track_caller]
+fn nothing(got: &[Transition]) {
+    assert!(got.is_empty(), "expected no transition, got {got:#?}");
+}
+
+use Severity::{Critical, Info, Major, Minor};
+
+// ---------------------------------------------------------------- water_pressure.low --------
+
+#[test]
+fn pressure_low_fires_on_a_reading_after_the_hold() {
+    let mut h = H::new();
+    h.daily("plain", "water_pressure", "wp-1");
+    let low = |v| {
+        fired(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(v),
+            Some(0.10),
+        )
+    };
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.05));
+    nothing(&h.pressure(T0 + 30 * SEC, "plain", "wp-1", 0.06));
+    nothing(&h.pressure(T0 + 60 * SEC - MS, "plain", "wp-1", 0.05));
+    let got = h.pressure(T0 + 60 * SEC, "plain", "wp-1", 0.04);
+    check(&got, &[low(0.04)]);
+    assert_eq!(got[0].since, T0);
+    assert_eq!(got[0].at, T0 + 60 * SEC);
+    assert_eq!(got[0].building, "plain");
+    assert_eq!(got[0].kind, Kind::WaterPressure);
+    assert!(!got[0].pulse);
+    // Still low: no second alert, neither by readings nor by the timer.
+    nothing(&h.pressure(T0 + 61 * SEC, "plain", "wp-1", 0.05));
+    nothing(&h.ticks(T0 + 61 * SEC, T0 + 2 * HOUR, 10 * SEC));
+    nothing(&h.pressure(T0 + 2 * HOUR, "plain", "wp-1", 0.03));
+}
+
+#[test]
+fn pressure_low_fires_on_the_timer_without_a_new_reading() {
+    let mut h = H::new();
+    h.daily("plain", "water_pressure", "wp-1");
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.05));
+    nothing(&h.tick(T0 + 30 * SEC));
+    nothing(&h.tick(T0 + 60 * SEC - MS));
+    let got = h.tick(T0 + 60 * SEC);
+    check(
+        &got,
+        &[fired(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(0.05),
+            Some(0.10),
+        )],
+    );
+    assert_eq!((got[0].since, got[0].at), (T0, T0 + 60 * SEC));
+    nothing(&h.ticks(T0 + 60 * SEC, T0 + HOUR, SEC));
+}
+
+#[test]
+fn pressure_dip_shorter_than_the_hold_does_not_fire() {
+    // Back at the clear level, or only back inside the hysteresis band: both end the dip.
+    for back in [0.13, 0.11] {
+        let mut h = H::new();
+        h.daily("plain", "water_pressure", "wp-1");
+        nothing(&h.pressure(T0, "plain", "wp-1", 0.15));
+        nothing(&h.pressure(T0 + 10 * SEC, "plain", "wp-1", 0.08));
+        nothing(&h.pressure(T0 + 69 * SEC, "plain", "wp-1", back));
+        nothing(&h.ticks(T0 + 69 * SEC, T0 + HOUR, SEC));
+        assert_eq!(h.engine.condition_count(), 0, "back at {back}");
+        // A later dip starts its own hold.
+        let t = T0 + HOUR;
+        nothing(&h.pressure(t, "plain", "wp-1", 0.08));
+        nothing(&h.tick(t + 60 * SEC - MS));
+        let got = h.tick(t + 60 * SEC);
+        check(
+            &got,
+            &[fired(
+                "water_pressure.low",
+                "wp-1",
+                None,
+                Major,
+                Some(0.08),
+                Some(0.10),
+            )],
+        );
+        assert_eq!(got[0].since, t);
+    }
+}
+
+#[test]
+fn pressure_low_hysteresis_band_neither_clears_nor_refires() {
+    let mut h = H::new();
+    let p = |h: &mut H, t, v| h.pressure(t, "plain", "wp-1", v);
+    nothing(&p(&mut h, T0, 0.05));
+    check(
+        &h.tick(T0 + 60 * SEC),
+        &[fired(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(0.05),
+            Some(0.10),
+        )],
+    );
+    // Oscillating between the raise level (0.10) and the clear level (0.12), and dipping below
+    // the raise level again: the alert stays as it is.
+    let mut t = T0 + 2 * MIN;
+    for v in [0.11, 0.10, 0.115, 0.1199, 0.09, 0.105, 0.08, 0.119] {
+        nothing(&p(&mut h, t, v));
+        nothing(&h.ticks(t, t + 5 * MIN, 30 * SEC));
+        t += 6 * MIN;
+    }
+    let got = p(&mut h, t, 0.12);
+    check(
+        &got,
+        &[cleared(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(0.12),
+            Some(0.10),
+        )],
+    );
+    assert_eq!((got[0].since, got[0].at), (T0, t));
+    assert_eq!(h.engine.condition_count(), 0);
+    // Normal again: inside the band does nothing, a new breach holds anew.
+    nothing(&p(&mut h, t + MIN, 0.11));
+    nothing(&p(&mut h, t + 2 * MIN, 0.09));
+    nothing(&h.tick(t + 3 * MIN - MS));
+    check(
+        &h.tick(t + 3 * MIN),
+        &[fired(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(0.09),
+            Some(0.10),
+        )],
+    );
+}
+
+#[test]
+fn pressure_low_levels_follow_the_building_class() {
+    // (building, raise, clear): GB 50974-2014 5.2.2 by class; 0.10 when the class is unknown,
+    // whether the building is registered without a class or not registered at all.
+    let cases = [
+        ("res", 0.07, 0.09),
+        ("pub2", 0.07, 0.09),
+        ("pub1", 0.10, 0.12),
+        ("ind", 0.10, 0.12),
+        ("tall", 0.15, 0.17),
+        ("plain", 0.10, 0.12),
+        ("nowhere", 0.10, 0.12),
+    ];
+    for (building, raise, clear) in cases {
+        let mut h = H::registered();
+        let dev = format!("wp-{building}");
+        let w = |change, v| {
+            want(
+                change,
+                "water_pressure.low",
+                &dev,
+                None,
+                Major,
+                Some(v),
+                Some(raise),
+            )
+        };
+        // Exactly at the raise level is not below it.
+        nothing(&h.pressure(T0, building, &dev, raise));
+        nothing(&h.ticks(T0, T0 + 5 * MIN, 10 * SEC));
+        let t = T0 + 10 * MIN;
+        let low = raise - 0.01;
+        nothing(&h.pressure(t, building, &dev, low));
+        nothing(&h.tick(t + 60 * SEC - MS));
+        check(&h.tick(t + 60 * SEC), &[w(Change::Fired, low)]);
+        let t = t + 2 * MIN;
+        nothing(&h.pressure(t, building, &dev, clear - 0.005));
+        nothing(&h.ticks(t, t + 5 * MIN, 10 * SEC));
+        check(
+            &h.pressure(t + 6 * MIN, building, &dev, clear),
+            &[w(Change::Cleared, clear)],
+        );
+    }
+}
+
+#[test]
+fn pressure_low_class_levels_keep_class_buildings_quiet_where_unknown_would_fire() {
+    // 0.08 MPa is low for an unknown class (0.10) but fine for a residential building (0.07);
+    // 0.12 MPa is fine for an unknown class but low for a class-1 building over 100 m (0.15).
+    for (building, v, fires) in [
+        ("plain", 0.08, true),
+        ("res", 0.08, false),
+        ("plain", 0.12, false),
+        ("tall", 0.12, true),
+    ] {
+        let mut h = H::registered();
+        nothing(&h.pressure(T0, building, "wp-x", v));
+        let got = h.ticks(T0, T0 + 10 * MIN, 10 * SEC);
+        assert_eq!(got.len(), usize::from(fires), "{building} {v}: {got:#?}");
+    }
+}
+
+#[test]
+fn pressure_low_device_override_beats_the_building_class() {
+    // wp-override is in a residential building (0.07) but has raise 0.20, clear 0.25.
+    let mut h = H::registered();
+    let w = |change, v| {
+        want(
+            change,
+            "water_pressure.low",
+            "wp-override",
+            None,
+            Major,
+            Some(v),
+            Some(0.20),
+        )
+    };
+    nothing(&h.pressure(T0, "res", "wp-override", 0.20));
+    nothing(&h.ticks(T0, T0 + 5 * MIN, 10 * SEC));
+    nothing(&h.pressure(T0 + 6 * MIN, "res", "wp-override", 0.19));
+    nothing(&h.tick(T0 + 7 * MIN - MS));
+    check(&h.tick(T0 + 7 * MIN), &[w(Change::Fired, 0.19)]);
+    nothing(&h.pressure(T0 + 8 * MIN, "res", "wp-override", 0.245));
+    nothing(&h.ticks(T0 + 8 * MIN, T0 + 20 * MIN, 10 * SEC));
+    check(
+        &h.pressure(T0 + 21 * MIN, "res", "wp-override", 0.25),
+        &[w(Change::Cleared, 0.25)],
+    );
+    // A sibling device in the same building uses the class level.
+    nothing(&h.pressure(T0 + 21 * MIN, "res", "wp-other", 0.19));
+    nothing(&h.ticks(T0 + 21 * MIN, T0 + 30 * MIN, 10 * SEC));
+}
+
+// ---------------------------------------------------------------- plain thresholds ----------
+
+struct Case {
+    rule: &'static str,
+    building: &'static str,
+    kind: &'static str,
+    device: &'static str,
+    metric: &'static str,
+    channel: Option<&'static str>,
+    severity: Severity,
+    hold: Millis,
+    raise: f64,
+    /// Exactly the raise level: not a breach (the rule is not inclusive).
+    quiet: f64,
+    breach: f64,
+    /// Between raise and clear.
+    band: f64,
+    clear: f64,
+}
+
+impl Case {
+    fn send(&self, h: &mut H, t: Millis, v: f64) -> Vec<Transition> {
+        let values = match self.channel {
+            Some(c) => format!(r#"{{"{}": {{"{c}": {v}}}}}"#, self.metric),
+            None => format!(r#"{{"{}": {v}}}"#, self.metric),
+        };
+        h.send(
+            t,
+            &topic(self.building, self.kind, self.device, "telemetry"),
+            &format!(r#"{{"values": {values}}}"#),
+        )
+    }
+
+    fn want(&self, change: Change, v: f64) -> Want {
+        want(
+            change,
+            self.rule,
+            self.device,
+            self.channel,
+            self.severity,
+            Some(v),
+            Some(self.raise),
+        )
+    }
+}
+
+#[test]
+fn threshold_rules_hold_fire_and_clear_with_hysteresis() {
+    let cases = [
+        Case {
+            rule: "water_pressure.high",
+            building: "plain",
+            kind: "water_pressure",
+            device: "wp-1",
+            metric: "pressure_mpa",
+            channel: None,
+            severity: Major,
+            hold: 60 * SEC,
+            raise: 1.0,
+            quiet: 1.0,
+            breach: 1.01,
+            band: 0.97,
+            clear: 0.95,
+        },
+        Case {
+            rule: "water_level.low",
+            building: "plain",
+            kind: "water_level",
+            device: "wl-1",
+            metric: "level_m",
+            channel: None,
+            severity: Major,
+            hold: 120 * SEC,
+            raise: 0.5,
+            quiet: 0.5,
+            breach: 0.49,
+            band: 0.55,
+            clear: 0.6,
+        },
+        Case {
+            rule: "water_level.high",
+            building: "plain",
+            kind: "water_level",
+            device: "wl-1",
+            metric: "level_m",
+            channel: None,
+            severity: Minor,
+            hold: 120 * SEC,
+            raise: 5.0,
+            quiet: 5.0,
+            breach: 5.1,
+            band: 4.95,
+            clear: 4.9,
+        },
+        // Per-tank override: 1.1 m would be fine by the default (0.5 m).
+        Case {
+            rule: "water_level.low",
+            building: "res",
+            kind: "water_level",
+            device: "wl-tank",
+            metric: "level_m",
+            channel: None,
+            severity: Major,
+            hold: 120 * SEC,
+            raise: 1.2,
+            quiet: 1.2,
+            breach: 1.1,
+            band: 1.3,
+            clear: 1.4,
+        },
+        // Per-tank override: 3.1 m would be fine by the default (5.0 m).
+        Case {
+            rule: "water_level.high",
+            building: "res",
+            kind: "water_level",
+            device: "wl-tank",
+            metric: "level_m",
+            channel: None,
+            severity: Minor,
+            hold: 120 * SEC,
+            raise: 3.0,
+            quiet: 3.0,
+            breach: 3.1,
+            band: 2.95,
+            clear: 2.9,
+        },
+        Case {
+            rule: "electrical.residual_current",
+            building: "plain",
+            kind: "electrical",
+            device: "ef-1",
+            metric: "residual_current_ma",
+            channel: None,
+            severity: Major,
+            hold: 5 * SEC,
+            raise: 300.0,
+            quiet: 300.0,
+            breach: 301.0,
+            band: 260.0,
+            clear: 250.0,
+        },
+        Case {
+            rule: "electrical.temperature",
+            building: "plain",
+            kind: "electrical",
+            device: "ef-1",
+            metric: "temperature_c",
+            channel: Some("L1"),
+            severity: Major,
+            hold: 10 * SEC,
+            raise: 70.0,
+            quiet: 70.0,
+            breach: 75.0,
+            band: 66.0,
+            clear: 65.0,
+        },
+    ];
+    for c in &cases {
+        let ctx = format!("{} {}", c.rule, c.device);
+        let mut h = H::registered();
+        h.daily(c.building, c.kind, c.device);
+        // At the raise level: nothing, however long.
+        nothing(&c.send(&mut h, T0, c.quiet));
+        nothing(&h.ticks(T0, T0 + c.hold + MIN, SEC));
+        // A breach shorter than the hold: nothing.
+        let t = T0 + 5 * MIN;
+        nothing(&c.send(&mut h, t, c.breach));
+        nothing(&c.send(&mut h, t + c.hold / 2, c.band));
+        nothing(&h.ticks(t, t + c.hold + MIN, SEC));
+        assert_eq!(h.engine.condition_count(), 0, "{ctx}");
+        // A breach for the hold: fires on the timer.
+        let t = T0 + 10 * MIN;
+        nothing(&c.send(&mut h, t, c.breach));
+        nothing(&h.tick(t + c.hold - MS));
+        let got = h.tick(t + c.hold);
+        check(&got, &[c.want(Change::Fired, c.breach)]);
+        assert_eq!((got[0].since, got[0].at), (t, t + c.hold), "{ctx}");
+        // Inside the band: still active, no repeat of the alert.
+        let t = t + c.hold + SEC;
+        nothing(&c.send(&mut h, t, c.band));
+        nothing(&h.ticks(t, t + 10 * MIN, SEC));
+        nothing(&c.send(&mut h, t + 10 * MIN, c.breach));
+        // At the clear level: cleared at once (no clear hold).
+        let t = t + 11 * MIN;
+        check(
+            &c.send(&mut h, t, c.clear),
+            &[c.want(Change::Cleared, c.clear)],
+        );
+        nothing(&h.ticks(t, t + HOUR, 10 * SEC));
+        assert_eq!(h.engine.condition_count(), 0, "{ctx}");
+    }
+}
+
+#[test]
+fn pressure_high_fires_on_a_later_reading_after_the_hold() {
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 1.2));
+    nothing(&h.pressure(T0 + 59 * SEC, "plain", "wp-1", 1.25));
+    check(
+        &h.pressure(T0 + 60 * SEC, "plain", "wp-1", 1.3),
+        &[fired(
+            "water_pressure.high",
+            "wp-1",
+            None,
+            Major,
+            Some(1.3),
+            Some(1.0),
+        )],
+    );
+}
+
+#[test]
+fn temperature_channels_alert_independently() {
+    let mut h = H::new();
+    let tel = topic("plain", "electrical", "ef-1", "telemetry");
+    let send = |h: &mut H, t, l1: f64, l2: f64| {
+        h.send(
+            t,
+            &tel,
+            &format!(
+                r#"{{"values": {{"residual_current_ma": 120, "temperature_c": {{"L1": {l1}, "L2": {l2}, "N": 35.0}}}}}}"#
+            ),
+        )
+    };
+    let temp = |change, ch, v| {
+        want(
+            change,
+            "electrical.temperature",
+            "ef-1",
+            Some(ch),
+            Major,
+            Some(v),
+            Some(70.0),
+        )
+    };
+    nothing(&send(&mut h, T0, 75.0, 40.0));
+    nothing(&send(&mut h, T0 + 5 * SEC, 76.0, 80.0));
+    nothing(&h.tick(T0 + 10 * SEC - MS));
+    check(&h.tick(T0 + 10 * SEC), &[temp(Change::Fired, "L1", 76.0)]);
+    nothing(&h.tick(T0 + 15 * SEC - MS));
+    check(&h.tick(T0 + 15 * SEC), &[temp(Change::Fired, "L2", 80.0)]);
+    check(
+        &send(&mut h, T0 + 20 * SEC, 60.0, 81.0),
+        &[temp(Change::Cleared, "L1", 60.0)],
+    );
+    nothing(&h.ticks(T0 + 20 * SEC, T0 + 10 * MIN, SEC));
+    check(
+        &send(&mut h, T0 + 11 * MIN, 60.0, 64.0),
+        &[temp(Change::Cleared, "L2", 64.0)],
+    );
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+// ---------------------------------------------------------------- water_pressure.drop -------
+
+fn drop_w(change: Change, v: f64) -> Want {
+    want(
+        change,
+        "water_pressure.drop",
+        "wp-1",
+        None,
+        Major,
+        Some(v),
+        Some(0.10),
+    )
+}
+
+#[test]
+fn pressure_drop_fires_at_once_and_clears_a_minute_after_the_last_drop() {
+    let mut h = H::new();
+    h.daily("plain", "water_pressure", "wp-1");
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.30));
+    nothing(&h.pressure(T0 + 20 * SEC, "plain", "wp-1", 0.25));
+    let got = h.pressure(T0 + 40 * SEC, "plain", "wp-1", 0.19);
+    check(&got, &[drop_w(Change::Fired, 0.19)]);
+    assert_eq!((got[0].since, got[0].at), (T0 + 40 * SEC, T0 + 40 * SEC));
+    // No further drop: cleared by the timer 60 s later.
+    nothing(&h.tick(T0 + 100 * SEC - MS));
+    check(&h.tick(T0 + 100 * SEC), &[drop_w(Change::Cleared, 0.19)]);
+    nothing(&h.ticks(T0 + 100 * SEC, T0 + HOUR, 10 * SEC));
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+#[test]
+fn pressure_drop_further_drops_extend_the_alert() {
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.60));
+    check(
+        &h.pressure(T0 + 10 * SEC, "plain", "wp-1", 0.45),
+        &[drop_w(Change::Fired, 0.45)],
+    );
+    // A second drop 50 s later: one alert, refreshed.
+    nothing(&h.pressure(T0 + 60 * SEC, "plain", "wp-1", 0.30));
+    nothing(&h.tick(T0 + 70 * SEC));
+    nothing(&h.tick(T0 + 120 * SEC - MS));
+    check(&h.tick(T0 + 120 * SEC), &[drop_w(Change::Cleared, 0.30)]);
+}
+
+#[test]
+fn pressure_drop_boundaries() {
+    // (readings as (seconds after T0, MPa), fires)
+    let cases: [(&[(i64, f64)], bool); 4] = [
+        // Exactly 0.10 within exactly 60 s: fires (float noise must not hide it).
+        (&[(0, 0.30), (60, 0.20)], true),
+        // 0.09 within 60 s: not enough.
+        (&[(0, 0.30), (30, 0.21)], false),
+        // 0.15 over 120 s, never 0.10 within 60 s: a slow fall is not a drop.
+        (&[(0, 0.30), (40, 0.25), (80, 0.20), (120, 0.15)], false),
+        // 0.10 but over 61 s.
+        (&[(0, 0.30), (61, 0.20)], false),
+    ];
+    for (readings, fires) in cases {
+        let mut h = H::new();
+        let mut got = Vec::new();
+        for &(s, v) in readings {
+            got.extend(h.pressure(T0 + s * SEC, "plain", "wp-1", v));
+        }
+        let last = readings.last().unwrap().1;
+        if fires {
+            check(&got, &[drop_w(Change::Fired, last)]);
+        } else {
+            nothing(&got);
+        }
+    }
+}
+
+#[test]
+fn pressure_drop_to_low_raises_both_alerts() {
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.30));
+    check(
+        &h.pressure(T0 + 30 * SEC, "plain", "wp-1", 0.05),
+        &[drop_w(Change::Fired, 0.05)],
+    );
+    check(
+        &h.tick(T0 + 90 * SEC),
+        &[
+            drop_w(Change::Cleared, 0.05),
+            fired(
+                "water_pressure.low",
+                "wp-1",
+                None,
+                Major,
+                Some(0.05),
+                Some(0.10),
+            ),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------- electrical.arc ------------
+
+fn arc_w(change: Change, value: Option<f64>, threshold: Option<f64>) -> Want {
+    want(
+        change,
+        "electrical.arc",
+        "ef-1",
+        None,
+        Major,
+        value,
+        threshold,
+    )
+}
+
+#[test]
+fn arc_count_fires_at_fourteen_and_clears_after_a_minute_below() {
+    let mut h = H::new();
+    nothing(&h.arc(T0, 13.0));
+    nothing(&h.ticks(T0, T0 + MIN, SEC));
+    // >= 14 is inclusive and there is no hold.
+    let got = h.arc(T0 + 2 * MIN, 14.0);
+    check(&got, &[arc_w(Change::Fired, Some(14.0), Some(14.0))]);
+    assert_eq!(got[0].at, T0 + 2 * MIN);
+    let t = T0 + 2 * MIN;
+    nothing(&h.arc(t + SEC, 30.0));
+    // Below 14, then back at 14 before the minute is out: still active.
+    nothing(&h.arc(t + 2 * SEC, 13.0));
+    nothing(&h.tick(t + 61 * SEC));
+    nothing(&h.arc(t + 30 * SEC, 14.0));
+    nothing(&h.tick(t + 90 * SEC));
+    // Below 14 for a full minute: cleared by the timer.
+    nothing(&h.arc(t + 100 * SEC, 5.0));
+    nothing(&h.arc(t + 130 * SEC, 2.0));
+    nothing(&h.tick(t + 160 * SEC - MS));
+    check(
+        &h.tick(t + 160 * SEC),
+        &[arc_w(Change::Cleared, Some(2.0), Some(14.0))],
+    );
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+#[test]
+fn arc_count_clears_on_a_reading_after_a_minute_below() {
+    let mut h = H::new();
+    check(
+        &h.arc(T0, 20.0),
+        &[arc_w(Change::Fired, Some(20.0), Some(14.0))],
+    );
+    nothing(&h.arc(T0 + SEC, 0.0));
+    nothing(&h.arc(T0 + 60 * SEC, 0.0));
+    check(
+        &h.arc(T0 + 61 * SEC, 1.0),
+        &[arc_w(Change::Cleared, Some(1.0), Some(14.0))],
+    );
+}
+
+#[test]
+fn arc_count_and_arc_fault_share_one_alert_count_clears_last() {
+    let ev = |h: &mut H, t, state: &str| {
+        h.event(
+            t,
+            "plain",
+            "electrical",
+            "ef-1",
+            &format!(r#"{{"event": "arc_fault", "state": "{state}"}}"#),
+        )
+    };
+    let mut h = H::new();
+    let mut all = Vec::new();
+    let got = ev(&mut h, T0, "start");
+    check(&got, &[arc_w(Change::Fired, None, None)]);
+    all.extend(got);
+    all.extend(h.arc(T0 + SEC, 15.0));
+    all.extend(h.arc(T0 + 2 * SEC, 40.0));
+    all.extend(ev(&mut h, T0 + 3 * SEC, "end"));
+    all.extend(h.arc(T0 + 4 * SEC, 3.0));
+    all.extend(h.ticks(T0 + 4 * SEC, T0 + 64 * SEC - MS, SEC));
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let got = h.tick(T0 + 64 * SEC);
+    check(&got, &[arc_w(Change::Cleared, Some(3.0), Some(14.0))]);
+    assert_eq!(got[0].since, T0 + SEC);
+    assert_eq!(h.engine.condition_count(), 0);
+    // Quiet again: a new arc is a new alert.
+    check(
+        &h.arc(T0 + 10 * MIN, 14.0),
+        &[arc_w(Change::Fired, Some(14.0), Some(14.0))],
+    );
+}
+
+#[test]
+fn arc_count_and_arc_fault_share_one_alert_event_clears_last() {
+    let ev = |h: &mut H, t, state: &str| {
+        h.event(
+            t,
+            "plain",
+            "electrical",
+            "ef-1",
+            &format!(r#"{{"event": "arc_fault", "state": "{state}"}}"#),
+        )
+    };
+    let mut h = H::new();
+    check(
+        &h.arc(T0, 20.0),
+        &[arc_w(Change::Fired, Some(20.0), Some(14.0))],
+    );
+    nothing(&ev(&mut h, T0 + SEC, "start"));
+    nothing(&h.arc(T0 + 2 * SEC, 0.0));
+    // The count clears after a minute below 14, but the detector still reports an arc fault.
+    nothing(&h.ticks(T0 + 2 * SEC, T0 + 10 * MIN, SEC));
+    assert_eq!(h.engine.condition_count(), 1);
+    // The arc fault starting again while active changes nothing.
+    nothing(&ev(&mut h, T0 + 10 * MIN, "start"));
+    check(
+        &ev(&mut h, T0 + 11 * MIN, "end"),
+        &[arc_w(Change::Cleared, None, None)],
+    );
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+#[test]
+fn arc_fault_while_the_count_is_clearing_keeps_one_alert() {
+    let ev = |h: &mut H, t, state: &str| {
+        h.event(
+            t,
+            "plain",
+            "electrical",
+            "ef-1",
+            &format!(r#"{{"event": "arc_fault", "state": "{state}"}}"#),
+        )
+    };
+    let mut h = H::new();
+    check(
+        &h.arc(T0, 20.0),
+        &[arc_w(Change::Fired, Some(20.0), Some(14.0))],
+    );
+    nothing(&h.arc(T0 + SEC, 0.0));
+    // The count is waiting out its clear hold when the detector raises its own alarm.
+    nothing(&ev(&mut h, T0 + 30 * SEC, "start"));
+    nothing(&h.ticks(T0 + 30 * SEC, T0 + 5 * MIN, SEC));
+    check(
+        &ev(&mut h, T0 + 6 * MIN, "end"),
+        &[arc_w(Change::Cleared, None, None)],
+    );
+}
+
+// ---------------------------------------------------------------- events --------------------
+
+fn lane(h: &mut H, t: Millis, json: &str) -> Vec<Transition> {
+    h.event(t, "plain", "fire_lane", "cam-1", json)
+}
+
+const BLOCKED_START: &str = r#"{"event": "fire_lane_blocked", "state": "start", "zone": "north-lane", "confidence": 0.93, "snapshot_url": "https://cam.example/s/1.jpg"}"#;
+const BLOCKED_END: &str = r#"{"event": "fire_lane_blocked", "state": "end", "zone": "north-lane"}"#;
+
+/// The blocked-lane alert of [`BLOCKED_START`]: its value is the confidence of the start.
+fn blocked(change: Change) -> Want {
+    want(
+        change,
+        "fire_lane.blocked",
+        "cam-1",
+        Some("north-lane"),
+        Major,
+        Some(0.93),
+        None,
+    )
+}
+
+#[test]
+fn fire_lane_blocked_shorter_than_the_dwell_is_nothing() {
+    let mut h = H::new();
+    h.daily("plain", "fire_lane", "cam-1");
+    nothing(&lane(&mut h, T0, BLOCKED_START));
+    nothing(&h.ticks(T0, T0 + 59 * SEC, SEC));
+    nothing(&lane(&mut h, T0 + 60 * SEC - MS, BLOCKED_END));
+    nothing(&h.ticks(T0 + 60 * SEC, T0 + HOUR, SEC));
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+#[test]
+fn fire_lane_blocked_fires_after_the_dwell_repeats_and_clears_on_end() {
+    let mut h = H::new();
+    h.daily("plain", "fire_lane", "cam-1");
+    nothing(&lane(&mut h, T0, BLOCKED_START));
+    // The camera re-sends start: the dwell still counts from the first one.
+    nothing(&lane(&mut h, T0 + 30 * SEC, BLOCKED_START));
+    nothing(&h.tick(T0 + 60 * SEC - MS));
+    let got = h.tick(T0 + 60 * SEC);
+    check(&got, &[blocked(Change::Fired)]);
+    assert_eq!((got[0].since, got[0].at), (T0, T0 + 60 * SEC));
+    // An hour of ticks every second: a reminder every 300 s after firing.
+    let got = h.ticks(T0 + 60 * SEC + SEC, T0 + HOUR, SEC);
+    let ats: Vec<Millis> = got.iter().map(|t| (t.at - T0) / SEC).collect();
+    assert_eq!(
+        ats,
+        (1..=11).map(|i| 60 + 300 * i).collect::<Vec<_>>(),
+        "{got:#?}"
+    );
+    for t in &got {
+        check(std::slice::from_ref(t), &[blocked(Change::Repeat)]);
+        assert_eq!(t.since, T0);
+    }
+    // A start while active neither fires again nor resets the repeat.
+    nothing(&lane(&mut h, T0 + HOUR + SEC, BLOCKED_START));
+    check(&h.tick(T0 + 3660 * SEC), &[blocked(Change::Repeat)]);
+    let got = lane(&mut h, T0 + 3700 * SEC, BLOCKED_END);
+    check(&got, &[blocked(Change::Cleared)]);
+    assert_eq!(got[0].since, T0);
+    nothing(&h.ticks(T0 + 3700 * SEC, T0 + 2 * HOUR, SEC));
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+#[test]
+fn fire_lane_blocked_covers_exits_per_zone() {
+    let mut h = H::new();
+    nothing(&lane(
+        &mut h,
+        T0,
+        r#"{"event": "exit_blocked", "state": "start", "zone": "exit-2"}"#,
+    ));
+    nothing(&lane(
+        &mut h,
+        T0 + 10 * SEC,
+        r#"{"event": "exit_locked", "state": "start", "zone": "exit-3"}"#,
+    ));
+    check(
+        &h.tick(T0 + 60 * SEC),
+        &[fired(
+            "fire_lane.blocked",
+            "cam-1",
+            Some("exit-2"),
+            Major,
+            None,
+            None,
+        )],
+    );
+    check(
+        &h.tick(T0 + 70 * SEC),
+        &[fired(
+            "fire_lane.blocked",
+            "cam-1",
+            Some("exit-3"),
+            Major,
+            None,
+            None,
+        )],
+    );
+}
+
+#[test]
+fn fire_lane_ebike_ignores_low_confidence() {
+    let mut h = H::new();
+    h.daily("plain", "fire_lane", "cam-1");
+    let ebike = |change, zone, value| {
+        want(
+            change,
+            "fire_lane.ebike",
+            "cam-1",
+            Some(zone),
+            Major,
+            value,
+            Some(0.8),
+        )
+    };
+    nothing(&lane(
+        &mut h,
+        T0,
+        r#"{"event": "ebike_in_elevator", "state": "start", "zone": "lift-1", "confidence": 0.79}"#,
+    ));
+    nothing(&h.ticks(T0, T0 + 10 * MIN, SEC));
+    assert_eq!(h.engine.condition_count(), 0);
+    // 0.8 is enough, and there is no dwell.
+    check(
+        &lane(
+            &mut h,
+            T0 + 11 * MIN,
+            r#"{"event": "ebike_in_elevator", "state": "start", "zone": "lift-1", "confidence": 0.8}"#,
+        ),
+        &[ebike(Change::Fired, "lift-1", Some(0.8))],
+    );
+    // The end counts whatever its confidence.
+    check(
+        &lane(
+            &mut h,
+            T0 + 12 * MIN,
+            r#"{"event": "ebike_in_elevator", "state": "end", "zone": "lift-1", "confidence": 0.3}"#,
+        ),
+        &[ebike(Change::Cleared, "lift-1", Some(0.8))],
+    );
+    // No confidence at all is not a low confidence.
+    check(
+        &lane(
+            &mut h,
+            T0 + 13 * MIN,
+            r#"{"event": "ebike_charging", "state": "start", "zone": "corridor-3"}"#,
+        ),
+        &[ebike(Change::Fired, "corridor-3", None)],
+    );
+    // An end without a start is nothing.
+    nothing(&lane(
+        &mut h,
+        T0 + 14 * MIN,
+        r#"{"event": "ebike_in_elevator", "state": "end", "zone": "lift-9"}"#,
+    ));
+}
+
+#[test]
+fn fire_lane_smoke_and_flame_are_critical_at_once() {
+    let mut h = H::new();
+    h.daily("plain", "fire_lane", "cam-1");
+    let fire = |change, zone, value| {
+        want(
+            change,
+            "fire_lane.fire",
+            "cam-1",
+            Some(zone),
+            Critical,
+            value,
+            None,
+        )
+    };
+    check(
+        &lane(
+            &mut h,
+            T0,
+            r#"{"event": "smoke", "state": "start", "zone": "lobby", "confidence": 0.6}"#,
+        ),
+        &[fire(Change::Fired, "lobby", Some(0.6))],
+    );
+    check(
+        &lane(
+            &mut h,
+            T0 + SEC,
+            r#"{"event": "flame", "state": "start", "zone": "garage"}"#,
+        ),
+        &[fire(Change::Fired, "garage", None)],
+    );
+    nothing(&h.ticks(T0, T0 + HOUR, 10 * SEC));
+    check(
+        &lane(
+            &mut h,
+            T0 + HOUR,
+            r#"{"event": "smoke", "state": "end", "zone": "lobby"}"#,
+        ),
+        &[fire(Change::Cleared, "lobby", Some(0.6))],
+    );
+}
+
+fn uitd(h: &mut H, t: Millis, device: &str, json: &str) -> Vec<Transition> {
+    h.event(t, "res", "transmitter", device, json)
+}
+
+const POINT: &str = r#"{"system_type": 1, "system_addr": 1, "component_type": 40, "component_addr": "0A000200", "description": "3F east corridor"}"#;
+
+#[test]
+fn transmitter_fire_alarms_are_per_zone_or_point_and_reset_clears_them_all() {
+    let mut h = H::registered();
+    let fa = |change, dev, ch: Option<&str>| {
+        want(
+            change,
+            "transmitter.fire_alarm",
+            dev,
+            ch,
+            Critical,
+            None,
+            None,
+        )
+    };
+    // Channel: the point address when there is no zone.
+    let got = uitd(
+        &mut h,
+        T0,
+        "uitd-a",
+        &format!(r#"{{"event": "fire_alarm", "state": "start", "point": {POINT}}}"#),
+    );
+    check(&got, &[fa(Change::Fired, "uitd-a", Some("0A000200"))]);
+    assert!(
+        got[0].message.contains("3F east corridor"),
+        "{}",
+        got[0].message
+    );
+    assert_eq!(got[0].building, "res");
+    // The zone when there is one, even with a point.
+    check(
+        &uitd(
+            &mut h,
+            T0 + SEC,
+            "uitd-a",
+            &format!(
+                r#"{{"event": "fire_alarm", "state": "start", "zone": "Z2", "point": {POINT}}}"#
+            ),
+        ),
+        &[fa(Change::Fired, "uitd-a", Some("Z2"))],
+    );
+    // A manual alarm on the same point is the same alert.
+    nothing(&uitd(
+        &mut h,
+        T0 + 2 * SEC,
+        "uitd-a",
+        &format!(r#"{{"event": "manual_alarm", "state": "start", "point": {POINT}}}"#),
+    ));
+    // Neither zone nor point: no channel.
+    check(
+        &uitd(
+            &mut h,
+            T0 + 3 * SEC,
+            "uitd-a",
+            r#"{"event": "manual_alarm", "state": "start"}"#,
+        ),
+        &[fa(Change::Fired, "uitd-a", None)],
+    );
+    check(
+        &uitd(
+            &mut h,
+            T0 + 4 * SEC,
+            "uitd-a",
+            r#"{"event": "main_power_fault", "state": "start"}"#,
+        ),
+        &[fired(
+            "transmitter.fault",
+            "uitd-a",
+            None,
+            Minor,
+            None,
+            None,
+        )],
+    );
+    check(
+        &uitd(
+            &mut h,
+            T0 + 5 * SEC,
+            "uitd-a",
+            r#"{"event": "shield", "state": "start", "zone": "Z9"}"#,
+        ),
+        &[fired(
+            "transmitter.supervisory",
+            "uitd-a",
+            Some("Z9"),
+            Minor,
+            None,
+            None,
+        )],
+    );
+    // Another transmitter's alarm is not touched by this one's reset.
+    check(
+        &uitd(
+            &mut h,
+            T0 + 6 * SEC,
+            "uitd-b",
+            r#"{"event": "fire_alarm", "state": "start", "zone": "Z1"}"#,
+        ),
+        &[fa(Change::Fired, "uitd-b", Some("Z1"))],
+    );
+    nothing(&h.ticks(T0, T0 + 80 * SEC, SEC));
+    let got = uitd(
+        &mut h,
+        T0 + 80 * SEC,
+        "uitd-a",
+        r#"{"event": "reset", "state": "pulse"}"#,
+    );
+    check(
+        &got,
+        &[
+            fa(Change::Cleared, "uitd-a", Some("0A000200")),
+            fa(Change::Cleared, "uitd-a", Some("Z2")),
+            fa(Change::Cleared, "uitd-a", None),
+            cleared("transmitter.fault", "uitd-a", None, Minor, None, None),
+            cleared(
+                "transmitter.supervisory",
+                "uitd-a",
+                Some("Z9"),
+                Minor,
+                None,
+                None,
+            ),
+        ],
+    );
+    assert!(got.iter().all(|t| t.at == T0 + 80 * SEC));
+    assert_eq!(h.engine.condition_count(), 1);
+    // A second reset has nothing left to clear.
+    nothing(&uitd(
+        &mut h,
+        T0 + 81 * SEC,
+        "uitd-a",
+        r#"{"event": "reset", "state": "pulse"}"#,
+    ));
+    check(
+        &uitd(
+            &mut h,
+            T0 + 82 * SEC,
+            "uitd-b",
+            r#"{"event": "reset", "state": "start"}"#,
+        ),
+        &[fa(Change::Cleared, "uitd-b", Some("Z1"))],
+    );
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+#[test]
+fn transmitter_supervisory_severity_by_event() {
+    let cases = [
+        ("supervisory", Minor),
+        ("shield", Minor),
+        ("startup", Info),
+        ("feedback", Info),
+    ];
+    let mut h = H::registered();
+    for (i, (event, severity)) in cases.into_iter().enumerate() {
+        let zone = format!("Z{i}");
+        let t = T0 + i as Millis * SEC;
+        check(
+            &uitd(
+                &mut h,
+                t,
+                "uitd-a",
+                &format!(r#"{{"event": "{event}", "state": "start", "zone": "{zone}"}}"#),
+            ),
+            &[fired(
+                "transmitter.supervisory",
+                "uitd-a",
+                Some(&zone),
+                severity,
+                None,
+                None,
+            )],
+        );
+        check(
+            &uitd(
+                &mut h,
+                t + MIN,
+                "uitd-a",
+                &format!(r#"{{"event": "{event}", "state": "end", "zone": "{zone}"}}"#),
+            ),
+            &[cleared(
+                "transmitter.supervisory",
+                "uitd-a",
+                Some(&zone),
+                severity,
+                None,
+                None,
+            )],
+        );
+    }
+}
+
+#[test]
+fn pulse_events_fire_without_leaving_a_condition() {
+    // (kind, device, payload, expected pulse alert)
+    let cases: Vec<(&str, &str, &str, Option<Want>)> = vec![
+        (
+            "transmitter",
+            "uitd-a",
+            r#"{"event": "manual_alarm", "state": "pulse", "zone": "Z1"}"#,
+            Some(fired(
+                "transmitter.fire_alarm",
+                "uitd-a",
+                Some("Z1"),
+                Critical,
+                None,
+                None,
+            )),
+        ),
+        (
+            "fire_lane",
+            "cam-1",
+            r#"{"event": "smoke", "state": "pulse", "zone": "lobby", "confidence": 0.9}"#,
+            Some(fired(
+                "fire_lane.fire",
+                "cam-1",
+                Some("lobby"),
+                Critical,
+                Some(0.9),
+                None,
+            )),
+        ),
+        (
+            "fire_lane",
+            "cam-1",
+            r#"{"event": "ebike_charging", "state": "pulse", "zone": "c3", "confidence": 0.85}"#,
+            Some(fired(
+                "fire_lane.ebike",
+                "cam-1",
+                Some("c3"),
+                Major,
+                Some(0.85),
+                None,
+            )),
+        ),
+        (
+            "electrical",
+            "ef-1",
+            r#"{"event": "arc_fault", "state": "pulse"}"#,
+            Some(fired("electrical.arc", "ef-1", None, Major, None, None)),
+        ),
+        (
+            "transmitter",
+            "uitd-a",
+            r#"{"event": "startup", "state": "pulse", "zone": "Z4"}"#,
+            Some(fired(
+                "transmitter.supervisory",
+                "uitd-a",
+                Some("Z4"),
+                Info,
+                None,
+                None,
+            )),
+        ),
+        // Below the confidence floor: nothing.
+        (
+            "fire_lane",
+            "cam-1",
+            r#"{"event": "ebike_charging", "state": "pulse", "zone": "c3", "confidence": 0.5}"#,
+            None,
+        ),
+        // No rule for a self test.
+        (
+            "transmitter",
+            "uitd-a",
+            r#"{"event": "self_test", "state": "pulse"}"#,
+            None,
+        ),
+    ];
+    for (kind, device, json, expected) in cases {
+        let mut h = H::registered();
+        let building = if kind == "transmitter" {
+            "res"
+        } else {
+            "plain"
+        };
+        let got = h.event(T0, building, kind, device, json);
+        match expected {
+            Some(w) => {
+                check(&got, &[pulse(w)]);
+                assert_eq!((got[0].since, got[0].at), (T0, T0));
+            }
+            None => nothing(&got),
+        }
+        assert_eq!(h.engine.condition_count(), 0, "{json}");
+        nothing(&h.ticks(T0, T0 + 20 * SEC, SEC));
+    }
+}
+
+#[test]
+fn events_that_never_end_expire() {
+    // Hikvision-style cameras re-send start about every second and never send end.
+    let rules = Rules::parse(
+        r#"
+[[event]]
+id = "fire_lane.blocked"
+kind = "fire_lane"
+events = ["fire_lane_blocked"]
+severity = "major"
+expire_s = 5
+"#,
+    )
+    .unwrap_or_else(|p| panic!("{p:?}"));
+    let mut h = H::with(rules, "");
+    let start = r#"{"event": "fire_lane_blocked", "state": "start", "zone": "z"}"#;
+    let w = |change| {
+        want(
+            change,
+            "fire_lane.blocked",
+            "cam-1",
+            Some("z"),
+            Major,
+            None,
+            None,
+        )
+    };
+    check(&lane(&mut h, T0, start), &[w(Change::Fired)]);
+    for s in 1..=30 {
+        nothing(&lane(&mut h, T0 + s * SEC, start));
+        nothing(&h.tick(T0 + s * SEC + 500));
+    }
+    nothing(&h.tick(T0 + 35 * SEC - MS));
+    check(&h.tick(T0 + 35 * SEC), &[w(Change::Cleared)]);
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+// ---------------------------------------------------------------- device.offline ------------
+
+fn offline(change: Change, device: &str, threshold: Option<f64>) -> Want {
+    want(
+        change,
+        "device.offline",
+        device,
+        None,
+        Minor,
+        None,
+        threshold,
+    )
+}
+
+#[test]
+fn transmitter_goes_offline_after_ninety_seconds_of_silence() {
+    let mut h = H::registered();
+    nothing(&uitd(
+        &mut h,
+        T0,
+        "uitd-a",
+        r#"{"event": "self_test", "state": "pulse"}"#,
+    ));
+    nothing(&h.ticks(T0, T0 + 89 * SEC, SEC));
+    nothing(&h.tick(T0 + 90 * SEC - MS));
+    let got = h.tick(T0 + 90 * SEC + MS);
+    check(&got, &[offline(Change::Fired, "uitd-a", Some(90.0))]);
+    assert_eq!(got[0].since, T0);
+    assert_eq!(got[0].building, "res");
+    assert_eq!(got[0].kind, Kind::Transmitter);
+    assert!(h.engine.device("uitd-a").unwrap().offline);
+    // Reported once.
+    nothing(&h.ticks(T0 + 91 * SEC, T0 + HOUR, SEC));
+    // Any message clears it.
+    let got = h.send(
+        T0 + HOUR,
+        &topic("res", "transmitter", "uitd-a", "telemetry"),
+        r#"{"values": {"analog": 1.5}}"#,
+    );
+    check(&got, &[offline(Change::Cleared, "uitd-a", Some(90.0))]);
+    assert!(!h.engine.device("uitd-a").unwrap().offline);
+    // And the timer starts again from that message.
+    nothing(&h.tick(T0 + HOUR + 90 * SEC - MS));
+    check(
+        &h.tick(T0 + HOUR + 90 * SEC + MS),
+        &[offline(Change::Fired, "uitd-a", Some(90.0))],
+    );
+}
+
+#[test]
+fn offline_timeout_by_kind_power_and_interval() {
+    // (building, kind, device, status payloads, timeout in s)
+    let cases: [(&str, &str, &str, &[&str], i64); 14] = [
+        ("plain", "transmitter", "t-1", &[r#"{"online": true}"#], 90),
+        (
+            "plain",
+            "water_pressure",
+            "p-1",
+            &[r#"{"online": true}"#],
+            900,
+        ),
+        ("plain", "water_level", "l-1", &[r#"{"online": true}"#], 900),
+        ("plain", "electrical", "e-1", &[r#"{"online": true}"#], 900),
+        ("plain", "fire_lane", "c-1", &[r#"{"online": true}"#], 300),
+        // interval_s announced: 3 × interval.
+        (
+            "plain",
+            "transmitter",
+            "t-2",
+            &[r#"{"interval_s": 60}"#],
+            180,
+        ),
+        ("plain", "fire_lane", "c-2", &[r#"{"interval_s": 60}"#], 180),
+        // A battery device with an unknown interval: 3 h; a transmitter stays at 90 s.
+        (
+            "plain",
+            "water_pressure",
+            "p-2",
+            &[r#"{"battery_pct": 80}"#],
+            10_800,
+        ),
+        (
+            "plain",
+            "transmitter",
+            "t-3",
+            &[r#"{"battery_pct": 80}"#],
+            90,
+        ),
+        // From the registry: battery power; mains power beats a battery level.
+        (
+            "res",
+            "water_pressure",
+            "wp-battery",
+            &[r#"{"online": true}"#],
+            10_800,
+        ),
+        (
+            "res",
+            "water_pressure",
+            "wp-mains",
+            &[r#"{"battery_pct": 80}"#],
+            900,
+        ),
+        // The registry interval, until the device announces its own.
+        (
+            "res",
+            "water_pressure",
+            "wp-interval",
+            &[r#"{"online": true}"#],
+            5400,
+        ),
+        (
+            "res",
+            "water_pressure",
+            "wp-interval",
+            &[r#"{"online": true}"#, r#"{"interval_s": 60}"#],
+            180,
+        ),
+        // A later status without interval_s keeps the announced one.
+        (
+            "plain",
+            "water_level",
+            "l-2",
+            &[r#"{"interval_s": 600}"#, r#"{"battery_pct": 50}"#],
+            1800,
+        ),
+    ];
+    for (building, kind, device, statuses, timeout) in cases {
+        let mut h = H::registered();
+        for s in statuses {
+            h.status(T0, building, kind, device, s);
+        }
+        let timeout = timeout * SEC;
+        nothing(&h.tick(T0 + timeout / 2));
+        nothing(&h.tick(T0 + timeout - MS));
+        let got = h.tick(T0 + timeout + MS);
+        check(
+            &got,
+            &[offline(Change::Fired, device, Some((timeout / SEC) as f64))],
+        );
+        assert_eq!(got[0].since, T0, "{device}");
+    }
+}
+
+#[test]
+fn last_will_is_offline_at_once() {
+    for retained in [false, true] {
+        let mut h = H::registered();
+        let status = topic("res", "transmitter", "uitd-a", "status");
+        h.status(T0, "res", "transmitter", "uitd-a", r#"{"online": true}"#);
+        let got = h
+            .offer(T0 + 10 * SEC, &status, r#"{"online": false}"#, retained)
+            .unwrap();
+        check(&got, &[offline(Change::Fired, "uitd-a", None)]);
+        assert_eq!(got[0].at, T0 + 10 * SEC);
+        // Not reported again by the timer, nor by a second will.
+        nothing(&h.ticks(T0 + 10 * SEC, T0 + HOUR, 10 * SEC));
+        nothing(
+            &h.offer(T0 + HOUR, &status, r#"{"online": false}"#, retained)
+                .unwrap(),
+        );
+        check(
+            &h.send(T0 + HOUR + SEC, &status, r#"{"online": true}"#),
+            &[offline(Change::Cleared, "uitd-a", None)],
+        );
+    }
+}
+
+#[test]
+fn retained_messages_are_no_sign_of_life() {
+    let mut h = H::registered();
+    let status = topic("res", "transmitter", "uitd-a", "status");
+    h.status(T0, "res", "transmitter", "uitd-a", r#"{"online": true}"#);
+    // The broker replays the retained status (e.g. after a reconnect).
+    nothing(&h.send_retained(T0 + 60 * SEC, &status, r#"{"online": true}"#));
+    nothing(&h.tick(T0 + 90 * SEC - MS));
+    let got = h.tick(T0 + 90 * SEC + MS);
+    check(&got, &[offline(Change::Fired, "uitd-a", Some(90.0))]);
+    assert_eq!(got[0].since, T0);
+    // Offline now: a retained replay does not bring it back, a live message does.
+    nothing(&h.send_retained(T0 + 2 * MIN, &status, r#"{"online": true}"#));
+    assert!(h.engine.device("uitd-a").unwrap().offline);
+    check(
+        &h.send(T0 + 3 * MIN, &status, r#"{"online": true}"#),
+        &[offline(Change::Cleared, "uitd-a", Some(90.0))],
+    );
+    // A device only ever seen retained is not timed out.
+    let mut h = H::registered();
+    nothing(&h.send_retained(
+        T0,
+        &topic("plain", "fire_lane", "cam-9", "status"),
+        r#"{"online": true, "interval_s": 60}"#,
+    ));
+    nothing(&h.ticks(T0, T0 + HOUR, MIN));
+    // But the retained status still tells its interval.
+    assert_eq!(h.engine.device("cam-9").unwrap().interval_s, Some(60));
+}
+
+// ---------------------------------------------------------------- accept: seq and binding ---
+
+#[test]
+fn seq_duplicates_gaps_late_arrivals_and_resets() {
+    // (seq, accepted or why not, lost afterwards)
+    let steps: &[(Option<u64>, Result<(), Reason>, u64)] = &[
+        (Some(10), Ok(()), 0),
+        (Some(11), Ok(()), 0),
+        (Some(11), Err(Reason::Duplicate), 0),
+        (Some(15), Ok(()), 3),
+        (Some(13), Ok(()), 2),
+        (Some(13), Err(Reason::Duplicate), 2),
+        (Some(12), Ok(()), 1),
+        (Some(14), Ok(()), 0),
+        (Some(15), Err(Reason::Duplicate), 0),
+        (Some(10), Err(Reason::Duplicate), 0),
+        (None, Ok(()), 0),
+        (Some(16), Ok(()), 0),
+        (Some(20), Ok(()), 3),
+        // The device restarted its counter.
+        (Some(0), Ok(()), 3),
+        (Some(1), Ok(()), 3),
+        (Some(3), Ok(()), 4),
+        (Some(2), Ok(()), 3),
+        (Some(2), Err(Reason::Duplicate), 3),
+    ];
+    let mut h = H::new();
+    let tel = topic("plain", "water_pressure", "wp-1", "telemetry");
+    let (mut accepted, mut rejected) = (0, 0);
+    for (i, &(seq, expect, lost)) in steps.iter().enumerate() {
+        let json = match seq {
+            Some(s) => format!(r#"{{"seq": {s}, "values": {{"pressure_mpa": 0.3}}}}"#),
+            None => r#"{"values": {"pressure_mpa": 0.3}}"#.to_owned(),
+        };
+        let got = h
+            .offer(T0 + i as Millis * SEC, &tel, &json, false)
+            .map(|_| ());
+        assert_eq!(got, expect, "step {i}: seq {seq:?}");
+        match got {
+            Ok(()) => accepted += 1,
+            Err(_) => rejected += 1,
+        }
+        let d = h.engine.device("wp-1").unwrap();
+        assert_eq!(d.lost, lost, "step {i}: seq {seq:?}");
+    }
+    let d = h.engine.device("wp-1").unwrap();
+    assert_eq!((d.messages, d.rejected), (accepted, rejected));
+    assert_eq!(d.out_of_order, 4);
+    assert_eq!(d.max_seq, Some(3));
+    assert!(d.quality(T0).contains(&"gaps"));
+    assert!(d.quality(T0).contains(&"out_of_order"));
+}
+
+#[test]
+fn seq_edge_cases() {
+    // Each: a sequence of (seq, accepted or why not), then the expected lost count.
+    let cases: [(&[(u64, Result<(), Reason>)], u64); 6] = [
+        // The first message redelivered (QoS 1).
+        (&[(0, Ok(())), (0, Err(Reason::Duplicate))], 0),
+        // After a counter reset, the reset message redelivered.
+        (&[(7, Ok(())), (0, Ok(())), (0, Err(Reason::Duplicate))], 0),
+        // A jump of exactly 64 keeps the previous highest in the window.
+        (
+            &[(100, Ok(())), (164, Ok(())), (100, Err(Reason::Duplicate))],
+            63,
+        ),
+        (&[(100, Ok(())), (164, Ok(())), (101, Ok(()))], 62),
+        // Far back (more than 1024): a counter that jumped, not a duplicate.
+        (&[(5000, Ok(())), (10, Ok(())), (11, Ok(()))], 0),
+        // A jump of 65: the message 64 back was lost and may still arrive.
+        (&[(100, Ok(())), (165, Ok(())), (101, Ok(()))], 63),
+    ];
+    for (steps, lost) in cases {
+        let mut h = H::new();
+        let tel = topic("plain", "water_pressure", "wp-1", "telemetry");
+        for (i, &(seq, expect)) in steps.iter().enumerate() {
+            let json = format!(r#"{{"seq": {seq}, "values": {{"pressure_mpa": 0.3}}}}"#);
+            let got = h
+                .offer(T0 + i as Millis * SEC, &tel, &json, false)
+                .map(|_| ());
+            assert_eq!(got, expect, "{steps:?} step {i}");
+        }
+        assert_eq!(h.engine.device("wp-1").unwrap().lost, lost, "{steps:?}");
+    }
+}
+
+#[test]
+fn a_restarted_counter_is_not_taken_for_duplicates() {
+    // firewatch first sees the device at seq 1 (seq 0 went by before it started); the device
+    // reboots at seq 30 and counts from 0 again: every new message must be accepted.
+    let mut h = H::new();
+    let ev = topic("plain", "fire_lane", "cam-1", "event");
+    let smoke = |seq: u64| {
+        format!(r#"{{"seq": {seq}, "event": "smoke", "state": "pulse", "zone": "z{seq}"}}"#)
+    };
+    let mut t = T0;
+    for seq in (1..=30).chain(0..=30) {
+        t += SEC;
+        let got = h.offer(t, &ev, &smoke(seq), false);
+        assert_eq!(got.map(|g| g.len()), Ok(1), "seq {seq}");
+    }
+    let d = h.engine.device("cam-1").unwrap();
+    assert_eq!((d.messages, d.lost, d.rejected), (61, 0, 0));
+    assert_eq!(
+        h.offer(t + SEC, &ev, &smoke(30), false),
+        Err(Reason::Duplicate)
+    );
+}
+
+#[test]
+fn retained_messages_skip_the_seq_check() {
+    let mut h = H::new();
+    let status = topic("plain", "water_pressure", "wp-1", "status");
+    h.send(T0, &status, r#"{"seq": 5, "online": true}"#);
+    // The broker replays the retained copy of seq 5: not a duplicate, nothing lost.
+    h.send_retained(T0 + SEC, &status, r#"{"seq": 5, "online": true}"#);
+    h.send_retained(T0 + 2 * SEC, &status, r#"{"seq": 1, "online": true}"#);
+    h.send(T0 + 3 * SEC, &status, r#"{"seq": 6, "online": true}"#);
+    let d = h.engine.device("wp-1").unwrap();
+    assert_eq!(
+        (d.messages, d.rejected, d.lost, d.max_seq),
+        (4, 0, 0, Some(6))
+    );
+}
+
+#[test]
+fn duplicates_are_not_evaluated() {
+    let mut h = H::registered();
+    let ev = topic("res", "transmitter", "uitd-a", "event");
+    let json = r#"{"seq": 3, "event": "manual_alarm", "state": "pulse", "zone": "Z1"}"#;
+    assert_eq!(h.offer(T0, &ev, json, false).unwrap().len(), 1);
+    assert_eq!(h.offer(T0 + SEC, &ev, json, false), Err(Reason::Duplicate));
+}
+
+#[test]
+fn binding_to_the_registry() {
+    let mut h = H::registered();
+    let tel = |b: &str, k: &str, d: &str| topic(b, k, d, "telemetry");
+    let p = r#"{"values": {"pressure_mpa": 0.3}}"#;
+    // wp-mains is registered in "res" as water_pressure.
+    assert_eq!(
+        h.offer(T0, &tel("plain", "water_pressure", "wp-mains"), p, false),
+        Err(Reason::Binding)
+    );
+    assert_eq!(
+        h.offer(
+            T0 + SEC,
+            &tel("res", "water_level", "wp-mains"),
+            r#"{"values": {"level_m": 2}}"#,
+            false
+        ),
+        Err(Reason::Binding)
+    );
+    assert!(h
+        .offer(
+            T0 + 2 * SEC,
+            &tel("res", "water_pressure", "wp-mains"),
+            p,
+            false
+        )
+        .is_ok());
+    let d = h.engine.device("wp-mains").unwrap();
+    assert_eq!((d.messages, d.rejected), (1, 2));
+    // The record keeps the registered binding, whatever topic was seen first.
+    assert_eq!((d.building.as_str(), d.kind), ("res", Kind::WaterPressure));
+    // So does its offline alert.
+    let got = h.tick(T0 + 2 * SEC + 900 * SEC + MS);
+    check(&got, &[offline(Change::Fired, "wp-mains", Some(900.0))]);
+    assert_eq!(
+        (got[0].building.as_str(), got[0].kind),
+        ("res", Kind::WaterPressure)
+    );
+
+    // Unregistered devices are bound to where they were first seen.
+    assert!(h
+        .offer(T0, &tel("plain", "water_pressure", "wp-free"), p, false)
+        .is_ok());
+    assert_eq!(
+        h.offer(T0 + SEC, &tel("res", "water_pressure", "wp-free"), p, false),
+        Err(Reason::Binding)
+    );
+    assert_eq!(
+        h.offer(
+            T0 + 2 * SEC,
+            &tel("plain", "water_level", "wp-free"),
+            r#"{"values": {"level_m": 2}}"#,
+            false
+        ),
+        Err(Reason::Binding)
+    );
+    assert!(h
+        .offer(
+            T0 + 3 * SEC,
+            &tel("plain", "water_pressure", "wp-free"),
+            p,
+            false
+        )
+        .is_ok());
+    let d = h.engine.device("wp-free").unwrap();
+    assert_eq!((d.messages, d.rejected), (2, 2));
+    assert_eq!(d.building, "plain");
+}
+
+#[test]
+fn strict_registry_rejects_unknown_devices() {
+    let registry = r#"
+strict = true
+
+[[building]]
+id = "res"
+class = "residential"
+
+[[device]]
+id = "wp-1"
+building = "res"
+kind = "water_pressure"
+"#;
+    let mut h = H::with(shipped_rules(), registry);
+    let p = r#"{"values": {"pressure_mpa": 0.05}}"#;
+    assert_eq!(
+        h.offer(
+            T0,
+            &topic("res", "water_pressure", "ghost", "telemetry"),
+            p,
+            false
+        ),
+        Err(Reason::Unregistered)
+    );
+    assert_eq!(h.engine.device("ghost").map(|d| d.messages), Some(0));
+    // Its readings are never evaluated.
+    nothing(&h.ticks(T0, T0 + 10 * MIN, 10 * SEC));
+    assert_eq!(h.engine.condition_count(), 0);
+    assert!(h
+        .offer(
+            T0,
+            &topic("res", "water_pressure", "wp-1", "telemetry"),
+            p,
+            false
+        )
+        .is_ok());
+    // Residential: 0.05 < 0.07.
+    check(
+        &h.tick(T0 + 60 * SEC),
+        &[fired(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(0.05),
+            Some(0.07),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------- persistence ---------------
+
+#[test]
+fn a_pending_hold_survives_a_restart_and_fires_once() {
+    let mut store = Store::default();
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.05));
+    nothing(&h.tick(T0 + 10 * SEC));
+    h.persist(&mut store);
+    assert_eq!(store.conds.len(), 1);
+    // Down at T0 + 10 s, up again at T0 + 20 s.
+    let mut h = h.restart(&store, T0 + 20 * SEC);
+    assert_eq!(h.engine.condition_count(), 1);
+    nothing(&h.ticks(T0 + 20 * SEC, T0 + 59 * SEC, SEC));
+    nothing(&h.tick(T0 + 60 * SEC - MS));
+    let got = h.tick(T0 + 60 * SEC);
+    check(
+        &got,
+        &[fired(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(0.05),
+            Some(0.10),
+        )],
+    );
+    assert_eq!(got[0].since, T0);
+    nothing(&h.ticks(T0 + 61 * SEC, T0 + 5 * MIN, SEC));
+    nothing(&h.pressure(T0 + 5 * MIN, "plain", "wp-1", 0.04));
+    h.persist(&mut store);
+    // Restarted again while active: no second Fired, by timer or by reading.
+    let mut h = h.restart(&store, T0 + 6 * MIN);
+    nothing(&h.ticks(T0 + 6 * MIN, T0 + 14 * MIN, SEC));
+    nothing(&h.pressure(T0 + 14 * MIN, "plain", "wp-1", 0.05));
+    let got = h.pressure(T0 + 15 * MIN, "plain", "wp-1", 0.12);
+    check(
+        &got,
+        &[cleared(
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(0.12),
+            Some(0.10),
+        )],
+    );
+    assert_eq!(got[0].since, T0);
+    h.persist(&mut store);
+    assert!(store.conds.is_empty(), "{:?}", store.conds);
+}
+
+#[test]
+fn a_dip_that_ended_before_the_restart_stays_forgotten() {
+    let mut store = Store::default();
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.05));
+    h.persist(&mut store);
+    nothing(&h.pressure(T0 + 30 * SEC, "plain", "wp-1", 0.3));
+    h.persist(&mut store);
+    assert!(store.conds.is_empty());
+    let mut h = h.restart(&store, T0 + 40 * SEC);
+    nothing(&h.ticks(T0 + 40 * SEC, T0 + 10 * MIN, SEC));
+}
+
+#[test]
+fn an_active_event_survives_a_restart_without_a_second_alert() {
+    let mut store = Store::default();
+    let mut h = H::new();
+    nothing(&lane(&mut h, T0, BLOCKED_START));
+    check(&h.tick(T0 + 60 * SEC), &[blocked(Change::Fired)]);
+    h.persist(&mut store);
+    let mut h = h.restart(&store, T0 + 100 * SEC);
+    // The camera re-sends start after the restart: still the same alert.
+    nothing(&lane(&mut h, T0 + 101 * SEC, BLOCKED_START));
+    // Reminders keep their rhythm (every 300 s from the Fired at T0 + 60 s).
+    nothing(&h.ticks(T0 + 100 * SEC, T0 + 360 * SEC - MS, SEC));
+    check(&h.tick(T0 + 360 * SEC), &[blocked(Change::Repeat)]);
+    check(
+        &lane(&mut h, T0 + 400 * SEC, BLOCKED_END),
+        &[blocked(Change::Cleared)],
+    );
+}
+
+#[test]
+fn a_silent_device_is_still_reported_offline_after_a_restart() {
+    let mut store = Store::default();
+    let mut h = H::registered();
+    check(
+        &uitd(
+            &mut h,
+            T0,
+            "uitd-a",
+            r#"{"seq": 1, "event": "fault", "state": "start"}"#,
+        ),
+        &[fired(
+            "transmitter.fault",
+            "uitd-a",
+            None,
+            Minor,
+            None,
+            None,
+        )],
+    );
+    h.persist(&mut store);
+    // firewatch was down from T0 + 10 s to T0 + 200 s: the transmitter has been silent longer
+    // than its 90 s timeout, but queued messages get one interval (90 s / 3) to arrive.
+    let mut h = h.restart(&store, T0 + 200 * SEC);
+    nothing(&h.ticks(T0 + 200 * SEC, T0 + 229 * SEC, SEC));
+    nothing(&h.tick(T0 + 230 * SEC - MS));
+    let got = h.tick(T0 + 230 * SEC);
+    check(&got, &[offline(Change::Fired, "uitd-a", Some(90.0))]);
+    assert_eq!(got[0].since, T0);
+    nothing(&h.ticks(T0 + 231 * SEC, T0 + HOUR, 10 * SEC));
+    // The device record (seq history, counters) came back too.
+    let d = h.engine.device("uitd-a").unwrap();
+    assert_eq!((d.messages, d.max_seq), (1, Some(1)));
+    assert_eq!(
+        h.offer(
+            T0 + HOUR,
+            &topic("res", "transmitter", "uitd-a", "event"),
+            r#"{"seq": 1, "event": "fault", "state": "start"}"#,
+            false
+        ),
+        Err(Reason::Duplicate)
+    );
+    // A reset brings it back online and ends the fault, which did not fire twice.
+    check(
+        &uitd(
+            &mut h,
+            T0 + HOUR,
+            "uitd-a",
+            r#"{"seq": 2, "event": "reset", "state": "pulse"}"#,
+        ),
+        &[
+            offline(Change::Cleared, "uitd-a", Some(90.0)),
+            cleared("transmitter.fault", "uitd-a", None, Minor, None, None),
+        ],
+    );
+}
+
+#[test]
+fn a_queued_message_within_the_grace_keeps_the_device_online() {
+    let mut store = Store::default();
+    let mut h = H::registered();
+    h.status(T0, "res", "transmitter", "uitd-a", r#"{"online": true}"#);
+    h.persist(&mut store);
+    let mut h = h.restart(&store, T0 + 200 * SEC);
+    nothing(&h.ticks(T0 + 200 * SEC, T0 + 210 * SEC, SEC));
+    // The broker delivers what it queued while firewatch was down.
+    nothing(&uitd(
+        &mut h,
+        T0 + 210 * SEC,
+        "uitd-a",
+        r#"{"event": "self_test", "state": "pulse"}"#,
+    ));
+    nothing(&h.ticks(T0 + 210 * SEC, T0 + 300 * SEC, SEC));
+    check(
+        &h.tick(T0 + 300 * SEC + MS),
+        &[offline(Change::Fired, "uitd-a", Some(90.0))],
+    );
+}
+
+#[test]
+fn an_offline_device_stays_offline_across_a_restart() {
+    let mut store = Store::default();
+    let mut h = H::registered();
+    h.status(T0, "res", "transmitter", "uitd-a", r#"{"online": true}"#);
+    check(
+        &h.tick(T0 + 91 * SEC),
+        &[offline(Change::Fired, "uitd-a", Some(90.0))],
+    );
+    h.persist(&mut store);
+    let mut h = h.restart(&store, T0 + HOUR);
+    nothing(&h.ticks(T0 + HOUR, T0 + 2 * HOUR, 10 * SEC));
+    assert!(h.engine.device("uitd-a").unwrap().offline);
+    check(
+        &h.send(
+            T0 + 2 * HOUR,
+            &topic("res", "transmitter", "uitd-a", "status"),
+            r#"{"online": true}"#,
+        ),
+        &[offline(Change::Cleared, "uitd-a", Some(90.0))],
+    );
+}
+
+#[test]
+fn rate_windows_are_primed_after_a_restart() {
+    let mut store = Store::default();
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.30));
+    h.persist(&mut store);
+    // Without the reading before the restart, the drop is not seen.
+    let mut cold = h.restart(&store, T0 + 10 * SEC);
+    nothing(&cold.pressure(T0 + 30 * SEC, "plain", "wp-1", 0.18));
+    // Primed from the stored readings, it is.
+    let mut warm = h.restart(&store, T0 + 10 * SEC);
+    warm.engine
+        .prime_window("wp-1", Kind::WaterPressure, "pressure_mpa", None, T0, 0.30);
+    check(
+        &warm.pressure(T0 + 30 * SEC, "plain", "wp-1", 0.18),
+        &[drop_w(Change::Fired, 0.18)],
+    );
+}
+
+#[test]
+fn take_dirty_hands_out_each_change_once() {
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.05));
+    let d = h.engine.take_dirty();
+    assert_eq!(d.devices.len(), 1);
+    assert_eq!(d.conds.len(), 1);
+    let (k, c) = &d.conds[0];
+    assert_eq!(
+        k,
+        &CondKey {
+            source: 't',
+            rule: "water_pressure.low".into(),
+            device: "wp-1".into(),
+            channel: None,
+        }
+    );
+    assert_eq!(CondKey::decode(&k.encode()).as_ref(), Some(k));
+    assert_eq!(c.as_ref().map(|c| c.phase), Some(Phase::Pending));
+    // Nothing changed since.
+    nothing(&h.tick(T0 + SEC));
+    let d = h.engine.take_dirty();
+    assert!(d.conds.is_empty() && d.devices.is_empty(), "{d:?}");
+    // A forgotten condition is handed out as a delete.
+    nothing(&h.pressure(T0 + 2 * SEC, "plain", "wp-1", 0.3));
+    let d = h.engine.take_dirty();
+    assert_eq!(d.conds.len(), 1);
+    assert!(d.conds[0].1.is_none());
+    // Channels with '|'-free names round-trip through the key encoding.
+    let k = CondKey {
+        source: 'e',
+        rule: "fire_lane.blocked".into(),
+        device: "cam-1".into(),
+        channel: Some("north-lane".into()),
+    };
+    assert_eq!(CondKey::decode(&k.encode()), Some(k));
+}
+
+// ---------------------------------------------------------------- rearm ---------------------
+
+#[test]
+fn rearm_after_close_raises_a_new_alert_for_a_persisting_hazard() {
+    let mut h = H::new();
+    let low = |change, v| {
+        want(
+            change,
+            "water_pressure.low",
+            "wp-1",
+            None,
+            Major,
+            Some(v),
+            Some(0.10),
+        )
+    };
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.05));
+    check(&h.tick(T0 + 60 * SEC), &[low(Change::Fired, 0.05)]);
+    // An operator closes the alert while the pressure is still low.
+    h.engine.rearm("water_pressure.low", "wp-1", None);
+    assert_eq!(h.engine.condition_count(), 0);
+    nothing(&h.ticks(T0 + 61 * SEC, T0 + 5 * MIN, SEC));
+    // The next reading is still low: a new alert after the hold.
+    let t = T0 + 5 * MIN;
+    nothing(&h.pressure(t, "plain", "wp-1", 0.05));
+    nothing(&h.tick(t + 60 * SEC - MS));
+    let got = h.tick(t + 60 * SEC);
+    check(&got, &[low(Change::Fired, 0.05)]);
+    assert_eq!(got[0].since, t);
+    // Rearming an offline device changes nothing: its record still tracks it.
+    let mut h = H::registered();
+    h.status(T0, "res", "transmitter", "uitd-a", r#"{"online": true}"#);
+    check(
+        &h.tick(T0 + 91 * SEC),
+        &[offline(Change::Fired, "uitd-a", Some(90.0))],
+    );
+    h.engine.rearm("device.offline", "uitd-a", None);
+    nothing(&h.ticks(T0 + 92 * SEC, T0 + HOUR, 10 * SEC));
+    check(
+        &h.send(
+            T0 + HOUR,
+            &topic("res", "transmitter", "uitd-a", "status"),
+            r#"{"online": true}"#,
+        ),
+        &[offline(Change::Cleared, "uitd-a", Some(90.0))],
+    );
+}
+
+#[test]
+fn rearm_forgets_only_the_closed_condition() {
+    let mut h = H::new();
+    let tel = topic("plain", "electrical", "ef-1", "telemetry");
+    nothing(&h.send(
+        T0,
+        &tel,
+        r#"{"values": {"temperature_c": {"L1": 80, "L2": 80}}}"#,
+    ));
+    assert_eq!(h.tick(T0 + 10 * SEC).len(), 2);
+    h.engine.rearm("electrical.temperature", "ef-1", Some("L1"));
+    assert_eq!(h.engine.condition_count(), 1);
+    // L2 still clears as usual; L1's cooling is not reported (its alert is closed).
+    check(
+        &h.send(
+            T0 + MIN,
+            &tel,
+            r#"{"values": {"temperature_c": {"L1": 20, "L2": 20}}}"#,
+        ),
+        &[cleared(
+            "electrical.temperature",
+            "ef-1",
+            Some("L2"),
+            Major,
+            Some(20.0),
+            Some(70.0),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------- long runs -----------------
+
+#[test]
+fn a_healthy_building_stays_quiet_for_a_day() {
+    let mut h = H::registered();
+    let mut got = Vec::new();
+    let mut seq = 0;
+    let mut t = T0;
+    while t < T0 + 24 * HOUR {
+        if (t - T0) % (10 * MIN) == 0 {
+            seq += 1;
+            // Small, slow variations: never a breach, never a drop.
+            let p = 0.30 + 0.01 * ((seq % 7) as f64);
+            got.extend(h.send(
+                t,
+                &topic("res", "water_pressure", "wp-mains", "telemetry"),
+                &format!(r#"{{"seq": {seq}, "values": {{"pressure_mpa": {p}}}}}"#),
+            ));
+            got.extend(h.send(
+                t,
+                &topic("res", "water_level", "wl-tank", "telemetry"),
+                r#"{"values": {"level_m": 2.5}}"#,
+            ));
+        }
+        if (t - T0) % (30 * SEC) == 0 {
+            got.extend(h.send(
+                t,
+                &topic("res", "transmitter", "uitd-a", "status"),
+                r#"{"online": true}"#,
+            ));
+        }
+        got.extend(h.tick(t));
+        t += 5 * SEC;
+    }
+    nothing(&got);
+    assert_eq!(h.engine.condition_count(), 0);
+    let d = h.engine.device("wp-mains").unwrap();
+    assert_eq!((d.messages, d.lost, d.rejected), (144, 0, 0));
+}
