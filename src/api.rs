@@ -66,7 +66,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "API request failed.");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
             }
         };
         (status, Json(json!({ "error": msg }))).into_response()
@@ -130,14 +133,20 @@ fn parse_time(s: &str, key: &str) -> Result<Millis, ApiError> {
     s.parse::<i64>()
         .ok()
         .or_else(|| parse_rfc3339(s))
-        .ok_or_else(|| ApiError::BadRequest(format!("{key}: {s:?} is not RFC 3339 or epoch milliseconds")))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{key}: {s:?} is not RFC 3339 or epoch milliseconds"
+            ))
+        })
 }
 
 fn parse_bool(s: &str, key: &str) -> Result<bool, ApiError> {
     match s {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(ApiError::BadRequest(format!("{key}: {s:?} is not true or false"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "{key}: {s:?} is not true or false"
+        ))),
     }
 }
 
@@ -171,7 +180,8 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     }
     let dir = s.dir.clone();
     let store_ok = tokio::task::spawn_blocking(move || {
-        store::open_reader(&dir).and_then(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        store::open_reader(&dir)
+            .and_then(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
     })
     .await;
     if !matches!(store_ok, Ok(Ok(1))) {
@@ -196,11 +206,18 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "tsdb_spool": m.tsdb_spool.load(Relaxed),
         "notifications_queued": m.notify_queue.load(Relaxed),
     });
-    let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
-async fn list_alerts(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+async fn list_alerts(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut f = alerts::Filter {
         limit: parse_limit(q.get("limit"), 100, 10_000)?,
         ..Default::default()
@@ -210,7 +227,10 @@ async fn list_alerts(State(s): State<ApiState>, Query(q): Query<HashMap<String, 
             "active" => f.active = Some(parse_bool(v, k)?),
             "status" => {
                 if !alerts::STATUSES.contains(&v.as_str()) {
-                    return Err(ApiError::BadRequest(format!("status must be one of {}", alerts::STATUSES.join(", "))));
+                    return Err(ApiError::BadRequest(format!(
+                        "status must be one of {}",
+                        alerts::STATUSES.join(", ")
+                    )));
                 }
                 f.status = Some(v.clone());
             }
@@ -219,7 +239,9 @@ async fn list_alerts(State(s): State<ApiState>, Query(q): Query<HashMap<String, 
             "rule" => f.rule = Some(v.clone()),
             "severity" => {
                 if v.parse::<crate::model::Severity>().is_err() {
-                    return Err(ApiError::BadRequest("severity must be critical, major, minor or info".into()));
+                    return Err(ApiError::BadRequest(
+                        "severity must be critical, major, minor or info".into(),
+                    ));
                 }
                 f.severity = Some(v.clone());
             }
@@ -240,10 +262,12 @@ fn alert_param(id: &str) -> Result<i64, ApiError> {
 async fn get_alert(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let n = alert_param(&id)?;
     let v = read(&s, move |c| {
-        let a = alerts::get(c, n)?.ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))?;
+        let a = alerts::get(c, n)?
+            .ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))?;
         let history = alerts::history_of(c, n)?;
         let mut j = a.to_json(alerts::notes_of(&history));
-        j["history"] = serde_json::to_value(&history).map_err(|e| ApiError::Internal(e.to_string()))?;
+        j["history"] =
+            serde_json::to_value(&history).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(j)
     })
     .await?;
@@ -261,9 +285,12 @@ struct ActBody {
 }
 
 fn body(bytes: &Bytes) -> Result<ActBody, ApiError> {
-    let b: ActBody = serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+    let b: ActBody =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     if b.by.trim().is_empty() {
-        return Err(ApiError::BadRequest("by: who is acting must be given".into()));
+        return Err(ApiError::BadRequest(
+            "by: who is acting must be given".into(),
+        ));
     }
     if b.by.len() > 200 || b.note.as_ref().is_some_and(|n| n.len() > 10_000) {
         return Err(ApiError::BadRequest("by or note too long".into()));
@@ -275,9 +302,15 @@ async fn act(s: &ApiState, id: &str, action: Action) -> ApiResult {
     let n = alert_param(id)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.pipeline
-        .send(Input::Act { id: n, action, reply: tx })
+        .send(Input::Act {
+            id: n,
+            action,
+            reply: tx,
+        })
         .map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
-    let r = rx.await.map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
+    let r = rx
+        .await
+        .map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
     match r {
         Ok(a) => Ok(Json(a.to_json(Vec::new())).into_response()),
         Err(ActionError::NotFound(m)) => Err(ApiError::NotFound(m)),
@@ -289,20 +322,43 @@ async fn act(s: &ApiState, id: &str, action: Action) -> ApiResult {
 
 async fn ack_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
     let b = body(&b)?;
-    act(&s, &id, Action::Ack { by: b.by, note: b.note }).await
+    act(
+        &s,
+        &id,
+        Action::Ack {
+            by: b.by,
+            note: b.note,
+        },
+    )
+    .await
 }
 
 async fn close_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
     let b = body(&b)?;
     let classification = b.classification.ok_or_else(|| {
-        ApiError::BadRequest(format!("classification is required: one of {}", alerts::CLASSIFICATIONS.join(", ")))
+        ApiError::BadRequest(format!(
+            "classification is required: one of {}",
+            alerts::CLASSIFICATIONS.join(", ")
+        ))
     })?;
-    act(&s, &id, Action::Close { by: b.by, classification, note: b.note }).await
+    act(
+        &s,
+        &id,
+        Action::Close {
+            by: b.by,
+            classification,
+            note: b.note,
+        },
+    )
+    .await
 }
 
 async fn note_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
     let b = body(&b)?;
-    let note = b.note.filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::BadRequest("note is required".into()))?;
+    let note = b
+        .note
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("note is required".into()))?;
     act(&s, &id, Action::Note { by: b.by, note }).await
 }
 
@@ -332,7 +388,9 @@ fn device_json(
         for (k, v) in &r.last_values {
             match k.split_once('.') {
                 Some((metric, channel)) => {
-                    let e = last_values.entry(metric.to_owned()).or_insert_with(|| json!({}));
+                    let e = last_values
+                        .entry(metric.to_owned())
+                        .or_insert_with(|| json!({}));
                     if let Value::Object(m) = e {
                         m.insert(channel.to_owned(), json!(v));
                     }
@@ -367,20 +425,31 @@ fn device_json(
     })
 }
 
-fn load_devices(c: &Connection, building: Option<&str>) -> Result<BTreeMap<String, DeviceRecord>, ApiError> {
+fn load_devices(
+    c: &Connection,
+    building: Option<&str>,
+) -> Result<BTreeMap<String, DeviceRecord>, ApiError> {
     let mut out = BTreeMap::new();
     let mut stmt = c.prepare("SELECT id, record FROM devices WHERE ?1 IS NULL OR building = ?1")?;
-    let rows = stmt.query_map(params![building], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map(params![building], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
     for row in rows {
         let (id, rec) = row?;
-        let rec: DeviceRecord = serde_json::from_str(&rec).map_err(|e| ApiError::Internal(format!("device {id}: {e}")))?;
+        let rec: DeviceRecord = serde_json::from_str(&rec)
+            .map_err(|e| ApiError::Internal(format!("device {id}: {e}")))?;
         out.insert(id, rec);
     }
     Ok(out)
 }
 
 /// Every device of interest: seen ones plus registered ones never seen.
-fn all_devices(c: &Connection, reg: &Registry, rules: &crate::rules::Rules, building: Option<&str>) -> Result<Vec<Value>, ApiError> {
+fn all_devices(
+    c: &Connection,
+    reg: &Registry,
+    rules: &crate::rules::Rules,
+    building: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
     let recs = load_devices(c, building)?;
     let open = alerts::open_counts(c)?;
     let now = now_ms();
@@ -393,11 +462,23 @@ fn all_devices(c: &Connection, reg: &Registry, rules: &crate::rules::Rules, buil
     ids.sort_unstable();
     Ok(ids
         .into_iter()
-        .map(|id| device_json(id, recs.get(id), reg, rules, open.get(id).copied().unwrap_or(0), now))
+        .map(|id| {
+            device_json(
+                id,
+                recs.get(id),
+                reg,
+                rules,
+                open.get(id).copied().unwrap_or(0),
+                now,
+            )
+        })
         .collect())
 }
 
-async fn list_devices(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+async fn list_devices(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut building = None;
     let mut kind = None;
     let mut online = None;
@@ -405,14 +486,19 @@ async fn list_devices(State(s): State<ApiState>, Query(q): Query<HashMap<String,
         match k.as_str() {
             "building" => building = Some(v.clone()),
             "kind" => {
-                kind = Some(v.parse::<Kind>().map_err(|()| ApiError::BadRequest(format!("kind {v:?} is not a device kind")))?);
+                kind = Some(v.parse::<Kind>().map_err(|()| {
+                    ApiError::BadRequest(format!("kind {v:?} is not a device kind"))
+                })?);
             }
             "online" => online = Some(parse_bool(v, k)?),
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
-    let list = read(&s, move |c| all_devices(c, &reg, &rules, building.as_deref())).await?;
+    let list = read(&s, move |c| {
+        all_devices(c, &reg, &rules, building.as_deref())
+    })
+    .await?;
     let out: Vec<Value> = list
         .into_iter()
         .filter(|d| kind.is_none_or(|k| d["kind"] == k.as_str()))
@@ -425,10 +511,14 @@ async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
     let v = read(&s, move |c| {
         let rec: Option<String> = c
-            .query_row("SELECT record FROM devices WHERE id = ?1", [&id], |r| r.get(0))
+            .query_row("SELECT record FROM devices WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })
             .ok();
         let rec: Option<DeviceRecord> = match rec {
-            Some(r) => Some(serde_json::from_str(&r).map_err(|e| ApiError::Internal(e.to_string()))?),
+            Some(r) => {
+                Some(serde_json::from_str(&r).map_err(|e| ApiError::Internal(e.to_string()))?)
+            }
             None => None,
         };
         if rec.is_none() && reg.device(&id).is_none() {
@@ -445,7 +535,11 @@ async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
     Ok(Json(v).into_response())
 }
 
-async fn readings(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+async fn readings(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut metric = None;
     let mut since = now_ms() - 86_400_000;
     let mut until = now_ms() + 86_400_000;
@@ -488,7 +582,10 @@ fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts: i6
     }
     let online = devices.iter().filter(|d| d["state"] == "online").count();
     let registered = devices.iter().filter(|d| d["registered"] == true).count();
-    let reporting = devices.iter().filter(|d| d["registered"] == true && d["state"] != "never_seen").count();
+    let reporting = devices
+        .iter()
+        .filter(|d| d["registered"] == true && d["state"] != "never_seen")
+        .count();
     let expected: u32 = entry.map_or(0, |b| b.expected.values().sum());
     json!({
         "id": id,
@@ -517,9 +614,13 @@ async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
             by.entry(b.id.clone()).or_default();
         }
         for d in devices {
-            by.entry(d["building"].as_str().unwrap_or("").to_owned()).or_default().push(d);
+            by.entry(d["building"].as_str().unwrap_or("").to_owned())
+                .or_default()
+                .push(d);
         }
-        let mut stmt = c.prepare("SELECT building, count(*) FROM alerts WHERE status != 'closed' GROUP BY building")?;
+        let mut stmt = c.prepare(
+            "SELECT building, count(*) FROM alerts WHERE status != 'closed' GROUP BY building",
+        )?;
         let open: HashMap<String, i64> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
@@ -552,7 +653,10 @@ async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiR
     Ok(Json(v).into_response())
 }
 
-async fn list_rejected(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+async fn list_rejected(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut reason = None;
     for (k, v) in &q {
         match k.as_str() {

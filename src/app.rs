@@ -67,7 +67,9 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
     }
 
     let metrics = Arc::new(Metrics::default());
-    metrics.pipeline_tick_ms.store(crate::model::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .pipeline_tick_ms
+        .store(crate::model::now_ms(), std::sync::atomic::Ordering::Relaxed);
     let (input_tx, input_rx) = std::sync::mpsc::channel::<Input>();
     let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
     // Republishing rejected messages is best effort (QoS 0); 10k copies may wait.
@@ -75,8 +77,13 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
     let notify_wake = Arc::new(Notify::new());
     let tsdb_wake = Arc::new(Notify::new());
 
-    let notifier = Notifier::new(&cfg.email, &dir, Arc::clone(&metrics), Arc::clone(&notify_wake))
-        .map_err(|e| anyhow!(e))?;
+    let notifier = Notifier::new(
+        &cfg.email,
+        &dir,
+        Arc::clone(&metrics),
+        Arc::clone(&notify_wake),
+    )
+    .map_err(|e| anyhow!(e))?;
 
     let core = Pipeline::new(
         conn,
@@ -137,17 +144,25 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
     ))
     .fuse();
     let mut forwarder = tokio::spawn(
-        Forwarder::new(cfg.tsdb.clone(), dir.clone(), Arc::clone(&metrics), tsdb_wake)
-            .run(backend_token.clone()),
+        Forwarder::new(
+            cfg.tsdb.clone(),
+            dir.clone(),
+            Arc::clone(&metrics),
+            tsdb_wake,
+        )
+        .run(backend_token.clone()),
     )
     .fuse();
     let mut sender = tokio::spawn(notifier.run(backend_token.clone())).fuse();
     match &cfg.email.smtp_url {
-        Some(u) => match crate::notify::SmtpTarget::parse(u.expose()) {
-            Ok(t) => tracing::info!(smtp = %t.redacted(), to = ?cfg.email.to, "E-mail via SMTP."),
-            Err(_) => {}
-        },
-        None => tracing::info!(outbox = %dir.join("outbox").display(), to = ?cfg.email.to, "E-mail written as .eml files."),
+        Some(u) => {
+            if let Ok(t) = crate::notify::SmtpTarget::parse(u.expose()) {
+                tracing::info!(smtp = %t.redacted(), to = ?cfg.email.to, "E-mail via SMTP.");
+            }
+        }
+        None => {
+            tracing::info!(outbox = %dir.join("outbox").display(), to = ?cfg.email.to, "E-mail written as .eml files.")
+        }
     }
 
     // Run until a signal or a failing stage.
@@ -211,7 +226,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

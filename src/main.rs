@@ -63,7 +63,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("firewatch: cannot start the runtime: {e}");

@@ -115,40 +115,212 @@ impl Metrics {
         };
         let l = |a: &AtomicU64| a.load(Relaxed).to_string();
         let g = |a: &AtomicI64| a.load(Relaxed).to_string();
-        c("firewatch_messages_received_total", "MQTT publishes received.", "counter", l(&self.received));
-        c("firewatch_messages_accepted_total", "Messages that passed validation.", "counter", l(&self.accepted));
-        c("firewatch_messages_ignored_total", "Command echoes ignored.", "counter", l(&self.ignored));
-        c("firewatch_messages_dropped_qos0_total", "QoS 0 messages dropped while the pipeline queue was full.", "counter", l(&self.dropped_qos0));
-        c(names::COMMITTED, "Messages durable in the embedded store.", "counter", l(&self.committed));
-        c("firewatch_store_commits_total", "Group commits.", "counter", l(&self.commits));
-        c("firewatch_store_commit_seconds_total", "Time spent committing.", "counter", format!("{:.6}", self.commit_us.load(Relaxed) as f64 / 1e6));
-        c(names::LAST_COMMIT, "Wall time of the last commit (epoch ms).", "gauge", g(&self.last_commit_ms));
-        c("firewatch_first_message_timestamp_ms", "Wall time of the first message received (epoch ms).", "gauge", g(&self.first_message_ms));
-        c("firewatch_mqtt_acks_total", "Acknowledgements sent to the broker after the durable write.", "counter", l(&self.acked));
-        c("firewatch_mqtt_acks_withheld_total", "Acks withheld after a reconnect; the broker redelivers those messages.", "counter", l(&self.acks_skipped));
-        c("firewatch_pipeline_queue_depth", "Messages waiting for the pipeline.", "gauge", g(&self.queue_depth));
-        c("firewatch_mqtt_connected", "1 when connected to the broker.", "gauge", u8::from(self.mqtt_connected.load(Relaxed)).to_string());
-        c("firewatch_mqtt_connects_total", "Broker connections made.", "counter", l(&self.mqtt_connects));
-        c("firewatch_mqtt_errors_total", "Broker connection errors.", "counter", l(&self.mqtt_errors));
-        c("firewatch_rejected_republished_total", "Rejected messages republished to fw/v1/_rejected/.", "counter", l(&self.republished));
-        c("firewatch_messages_lost_total", "Messages missing from device seq sequences.", "counter", l(&self.lost));
-        c("firewatch_alerts_opened_total", "Alerts opened.", "counter", l(&self.alerts_opened));
-        c("firewatch_alerts_cleared_total", "Alert conditions cleared.", "counter", l(&self.alerts_cleared));
-        c("firewatch_rule_conditions", "Conditions held (pending, active, clearing).", "gauge", g(&self.conditions));
-        c("firewatch_devices", "Devices known.", "gauge", g(&self.devices));
-        c("firewatch_tsdb_points_written_total", "Points written to the time-series database.", "counter", l(&self.tsdb_points));
-        c("firewatch_tsdb_writes_total", "Write requests.", "counter", l(&self.tsdb_writes));
-        c("firewatch_tsdb_write_errors_total", "Failed write requests.", "counter", l(&self.tsdb_errors));
-        c(names::TSDB_SPOOL, "Readings spooled on disk, not yet in the time-series database.", "gauge", g(&self.tsdb_spool));
-        c("firewatch_tsdb_write_latency_seconds", "Latency of the last write.", "gauge", format!("{:.6}", self.tsdb_last_latency_us.load(Relaxed) as f64 / 1e6));
-        c("firewatch_tsdb_write_seconds_total", "Time spent in writes.", "counter", format!("{:.6}", self.tsdb_latency_us.load(Relaxed) as f64 / 1e6));
-        c("firewatch_notifications_sent_total", "Notifications delivered.", "counter", l(&self.notify_sent));
-        c("firewatch_notifications_failed_total", "Failed delivery attempts (retried).", "counter", l(&self.notify_failed));
-        c("firewatch_notifications_queued", "Notifications waiting in the outbox.", "gauge", g(&self.notify_queue));
-        c("firewatch_notification_latency_seconds", "Last notification: transition to accepted by the server.", "gauge", format!("{:.6}", self.notify_last_latency_us.load(Relaxed) as f64 / 1e6));
-        let _ = writeln!(s, "# HELP {} Messages rejected, by reason.\n# TYPE {} counter", names::REJECTED, names::REJECTED);
+        c(
+            "firewatch_messages_received_total",
+            "MQTT publishes received.",
+            "counter",
+            l(&self.received),
+        );
+        c(
+            "firewatch_messages_accepted_total",
+            "Messages that passed validation.",
+            "counter",
+            l(&self.accepted),
+        );
+        c(
+            "firewatch_messages_ignored_total",
+            "Command echoes ignored.",
+            "counter",
+            l(&self.ignored),
+        );
+        c(
+            "firewatch_messages_dropped_qos0_total",
+            "QoS 0 messages dropped while the pipeline queue was full.",
+            "counter",
+            l(&self.dropped_qos0),
+        );
+        c(
+            names::COMMITTED,
+            "Messages durable in the embedded store.",
+            "counter",
+            l(&self.committed),
+        );
+        c(
+            "firewatch_store_commits_total",
+            "Group commits.",
+            "counter",
+            l(&self.commits),
+        );
+        c(
+            "firewatch_store_commit_seconds_total",
+            "Time spent committing.",
+            "counter",
+            format!("{:.6}", self.commit_us.load(Relaxed) as f64 / 1e6),
+        );
+        c(
+            names::LAST_COMMIT,
+            "Wall time of the last commit (epoch ms).",
+            "gauge",
+            g(&self.last_commit_ms),
+        );
+        c(
+            "firewatch_first_message_timestamp_ms",
+            "Wall time of the first message received (epoch ms).",
+            "gauge",
+            g(&self.first_message_ms),
+        );
+        c(
+            "firewatch_mqtt_acks_total",
+            "Acknowledgements sent to the broker after the durable write.",
+            "counter",
+            l(&self.acked),
+        );
+        c(
+            "firewatch_mqtt_acks_withheld_total",
+            "Acks withheld after a reconnect; the broker redelivers those messages.",
+            "counter",
+            l(&self.acks_skipped),
+        );
+        c(
+            "firewatch_pipeline_queue_depth",
+            "Messages waiting for the pipeline.",
+            "gauge",
+            g(&self.queue_depth),
+        );
+        c(
+            "firewatch_mqtt_connected",
+            "1 when connected to the broker.",
+            "gauge",
+            u8::from(self.mqtt_connected.load(Relaxed)).to_string(),
+        );
+        c(
+            "firewatch_mqtt_connects_total",
+            "Broker connections made.",
+            "counter",
+            l(&self.mqtt_connects),
+        );
+        c(
+            "firewatch_mqtt_errors_total",
+            "Broker connection errors.",
+            "counter",
+            l(&self.mqtt_errors),
+        );
+        c(
+            "firewatch_rejected_republished_total",
+            "Rejected messages republished to fw/v1/_rejected/.",
+            "counter",
+            l(&self.republished),
+        );
+        c(
+            "firewatch_messages_lost_total",
+            "Messages missing from device seq sequences.",
+            "counter",
+            l(&self.lost),
+        );
+        c(
+            "firewatch_alerts_opened_total",
+            "Alerts opened.",
+            "counter",
+            l(&self.alerts_opened),
+        );
+        c(
+            "firewatch_alerts_cleared_total",
+            "Alert conditions cleared.",
+            "counter",
+            l(&self.alerts_cleared),
+        );
+        c(
+            "firewatch_rule_conditions",
+            "Conditions held (pending, active, clearing).",
+            "gauge",
+            g(&self.conditions),
+        );
+        c(
+            "firewatch_devices",
+            "Devices known.",
+            "gauge",
+            g(&self.devices),
+        );
+        c(
+            "firewatch_tsdb_points_written_total",
+            "Points written to the time-series database.",
+            "counter",
+            l(&self.tsdb_points),
+        );
+        c(
+            "firewatch_tsdb_writes_total",
+            "Write requests.",
+            "counter",
+            l(&self.tsdb_writes),
+        );
+        c(
+            "firewatch_tsdb_write_errors_total",
+            "Failed write requests.",
+            "counter",
+            l(&self.tsdb_errors),
+        );
+        c(
+            names::TSDB_SPOOL,
+            "Readings spooled on disk, not yet in the time-series database.",
+            "gauge",
+            g(&self.tsdb_spool),
+        );
+        c(
+            "firewatch_tsdb_write_latency_seconds",
+            "Latency of the last write.",
+            "gauge",
+            format!(
+                "{:.6}",
+                self.tsdb_last_latency_us.load(Relaxed) as f64 / 1e6
+            ),
+        );
+        c(
+            "firewatch_tsdb_write_seconds_total",
+            "Time spent in writes.",
+            "counter",
+            format!("{:.6}", self.tsdb_latency_us.load(Relaxed) as f64 / 1e6),
+        );
+        c(
+            "firewatch_notifications_sent_total",
+            "Notifications delivered.",
+            "counter",
+            l(&self.notify_sent),
+        );
+        c(
+            "firewatch_notifications_failed_total",
+            "Failed delivery attempts (retried).",
+            "counter",
+            l(&self.notify_failed),
+        );
+        c(
+            "firewatch_notifications_queued",
+            "Notifications waiting in the outbox.",
+            "gauge",
+            g(&self.notify_queue),
+        );
+        c(
+            "firewatch_notification_latency_seconds",
+            "Last notification: transition to accepted by the server.",
+            "gauge",
+            format!(
+                "{:.6}",
+                self.notify_last_latency_us.load(Relaxed) as f64 / 1e6
+            ),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP {} Messages rejected, by reason.\n# TYPE {} counter",
+            names::REJECTED,
+            names::REJECTED
+        );
         for r in Reason::ALL {
-            let _ = writeln!(s, "{}{{reason=\"{}\"}} {}", names::REJECTED, r.as_str(), self.rejected_of(r));
+            let _ = writeln!(
+                s,
+                "{}{{reason=\"{}\"}} {}",
+                names::REJECTED,
+                r.as_str(),
+                self.rejected_of(r)
+            );
         }
         s
     }

@@ -363,11 +363,9 @@ pub struct Event {
 impl Event {
     /// The channel an event condition is tracked under: its zone, else its point address.
     pub fn channel(&self) -> Option<String> {
-        self.zone.clone().or_else(|| {
-            self.point
-                .as_ref()
-                .and_then(|p| p.component_addr.clone())
-        })
+        self.zone
+            .clone()
+            .or_else(|| self.point.as_ref().and_then(|p| p.component_addr.clone()))
     }
 }
 

@@ -29,7 +29,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Renders the e-mail for an alert event (`fired`, `cleared`, `closed`, `repeat`).
-pub fn render(alert: &Alert, event: &'static str, to: &[String], location: Option<&str>) -> Outgoing {
+pub fn render(
+    alert: &Alert,
+    event: &'static str,
+    to: &[String],
+    location: Option<&str>,
+) -> Outgoing {
     let what = match event {
         "fired" if !alert.active => "ALERT (momentary)",
         "fired" => "ALERT",
@@ -75,7 +80,11 @@ pub fn render(alert: &Alert, event: &'static str, to: &[String], location: Optio
         num(alert.value),
         num(alert.threshold),
         alert.status,
-        if alert.active { "active" } else { "no longer active" },
+        if alert.active {
+            "active"
+        } else {
+            "no longer active"
+        },
         alert_id(alert.id),
     );
     if let Some(c) = alert.cleared_at {
@@ -199,7 +208,7 @@ enum Transport {
     Files(AsyncFileTransport<Tokio1Executor>),
     Direct {
         target: SmtpTarget,
-        conn: Option<AsyncSmtpConnection>,
+        conn: Option<Box<AsyncSmtpConnection>>,
     },
     Pooled(AsyncSmtpTransport<Tokio1Executor>),
 }
@@ -247,10 +256,13 @@ impl Transport {
 
     async fn connect(target: &SmtpTarget) -> Result<AsyncSmtpConnection, SendError> {
         let addr = (target.host.as_str(), target.port);
-        let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| SendError::Transient("connect timed out".into()))?
-            .map_err(|e| SendError::Transient(format!("connect: {e}")))?;
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .map_err(|_| SendError::Transient("connect timed out".into()))?
+        .map_err(|e| SendError::Transient(format!("connect: {e}")))?;
         tcp.set_nodelay(true)
             .map_err(|e| SendError::Transient(format!("nodelay: {e}")))?;
         let hello = ClientId::default();
@@ -258,7 +270,8 @@ impl Transport {
             .await
             .map_err(|e| classify(&e))?;
         if target.security == SmtpSecurity::StartTls {
-            let tls = TlsParameters::new(target.host.clone()).map_err(|e| SendError::Permanent(e.to_string()))?;
+            let tls = TlsParameters::new(target.host.clone())
+                .map_err(|e| SendError::Permanent(e.to_string()))?;
             conn.starttls(tls, &hello).await.map_err(|e| classify(&e))?;
         }
         if let (Some(user), Some(pass)) = (&target.user, &target.password) {
@@ -289,11 +302,13 @@ impl Transport {
                 for attempt in 0..2 {
                     let mut c = match conn.take() {
                         Some(c) if !c.has_broken() => c,
-                        _ => Self::connect(target).await?,
+                        _ => Box::new(Self::connect(target).await?),
                     };
                     let envelope = msg.envelope().clone();
                     let bytes = msg.formatted();
-                    let r = tokio::time::timeout(Duration::from_secs(30), c.send(&envelope, &bytes)).await;
+                    let r =
+                        tokio::time::timeout(Duration::from_secs(30), c.send(&envelope, &bytes))
+                            .await;
                     match r {
                         Ok(Ok(_)) => {
                             *conn = Some(c);
@@ -335,11 +350,13 @@ const MAX_BACKOFF_MS: i64 = 300_000;
 
 impl Notifier {
     /// Builds the notifier (file transport into `{storage.dir}/outbox` when no SMTP URL).
-    pub fn new(cfg: &EmailConfig, dir: &Path, metrics: Arc<Metrics>, wake: Arc<Notify>) -> Result<Notifier, String> {
-        let from: Mailbox = cfg
-            .from
-            .parse()
-            .map_err(|e| format!("email.from: {e}"))?;
+    pub fn new(
+        cfg: &EmailConfig,
+        dir: &Path,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Result<Notifier, String> {
+        let from: Mailbox = cfg.from.parse().map_err(|e| format!("email.from: {e}"))?;
         let transport = Transport::new(cfg, &dir.join("outbox"))?;
         Ok(Notifier {
             dir: dir.to_owned(),
@@ -358,11 +375,17 @@ impl Notifier {
             let due = {
                 let conn = Arc::clone(&conn);
                 tokio::task::spawn_blocking(move || -> Result<_, store::StoreError> {
-                    let c = conn.lock().map_err(|_| store::StoreError::Corrupt { what: "lock", err: "poisoned".into() })?;
+                    let c = conn.lock().map_err(|_| store::StoreError::Corrupt {
+                        what: "lock",
+                        err: "poisoned".into(),
+                    })?;
                     due_rows(&c, now_ms())
                 })
                 .await
-                .map_err(|e| store::StoreError::Corrupt { what: "task", err: e.to_string() })??
+                .map_err(|e| store::StoreError::Corrupt {
+                    what: "task",
+                    err: e.to_string(),
+                })??
             };
             let (rows, queued, next_due) = due;
             self.metrics.notify_queue.store(queued, Relaxed);
@@ -392,11 +415,17 @@ impl Notifier {
                     SendError::Transient(m) => (false, m),
                 });
                 tokio::task::spawn_blocking(move || -> Result<(), store::StoreError> {
-                    let c = conn2.lock().map_err(|_| store::StoreError::Corrupt { what: "lock", err: "poisoned".into() })?;
+                    let c = conn2.lock().map_err(|_| store::StoreError::Corrupt {
+                        what: "lock",
+                        err: "poisoned".into(),
+                    })?;
                     finish(&c, &row, now, outcome)
                 })
                 .await
-                .map_err(|e| store::StoreError::Corrupt { what: "task", err: e.to_string() })??;
+                .map_err(|e| store::StoreError::Corrupt {
+                    what: "task",
+                    err: e.to_string(),
+                })??;
             }
             let wait = next_due.map_or(Duration::from_secs(5), |t| {
                 Duration::from_millis((t - now_ms()).clamp(0, 5000) as u64)
@@ -413,10 +442,16 @@ impl Notifier {
         let mut b = Message::builder()
             .from(self.from.clone())
             .subject(row.subject.clone())
-            .message_id(Some(format!("<{}.{}@firewatch>", alert_id(row.alert_id), row.id)))
+            .message_id(Some(format!(
+                "<{}.{}@firewatch>",
+                alert_id(row.alert_id),
+                row.id
+            )))
             .header(ContentType::TEXT_PLAIN);
         for r in row.recipients.split(',').filter(|r| !r.is_empty()) {
-            b = b.to(r.parse::<Mailbox>().map_err(|e| format!("recipient {r:?}: {e}"))?);
+            b = b.to(r
+                .parse::<Mailbox>()
+                .map_err(|e| format!("recipient {r:?}: {e}"))?);
         }
         b.body(row.body.clone()).map_err(|e| e.to_string())
     }
@@ -435,7 +470,10 @@ struct OutboxRow {
 }
 
 #[allow(clippy::type_complexity)]
-fn due_rows(c: &Connection, now: Millis) -> Result<(Vec<OutboxRow>, i64, Option<Millis>), store::StoreError> {
+fn due_rows(
+    c: &Connection,
+    now: Millis,
+) -> Result<(Vec<OutboxRow>, i64, Option<Millis>), store::StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT id, alert_id, event, created_at, attempts, recipients, subject, body FROM outbox
          WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT 50",
@@ -468,7 +506,8 @@ fn finish(
     now: Millis,
     outcome: Result<(), (bool, String)>,
 ) -> Result<(), store::StoreError> {
-    let detail = serde_json::json!({"event": row.event, "to": row.recipients, "attempt": row.attempts + 1});
+    let detail =
+        serde_json::json!({"event": row.event, "to": row.recipients, "attempt": row.attempts + 1});
     match outcome {
         Ok(()) => {
             c.execute(
@@ -543,7 +582,15 @@ mod tests {
         let m = render(&a, "fired", &["duty@x.org".into()], Some("B1 pump room"));
         assert!(m.subject.contains("a-000123"));
         assert!(m.subject.contains("MAJOR"));
-        for needle in ["bsy-0012", "wp-0012-03", "B1 pump room", "2026-", "0.05", "0.1", "below"] {
+        for needle in [
+            "bsy-0012",
+            "wp-0012-03",
+            "B1 pump room",
+            "2026-",
+            "0.05",
+            "0.1",
+            "below",
+        ] {
             assert!(m.body.contains(needle), "{needle} missing from {}", m.body);
         }
     }

@@ -50,6 +50,9 @@ pub struct Incoming {
     pub ack: Option<AckToken>,
 }
 
+/// Where the answer to a people action goes.
+pub type Reply = oneshot::Sender<Result<Alert, ActionError>>;
+
 /// What the pipeline takes.
 #[derive(Debug)]
 pub enum Input {
@@ -142,7 +145,7 @@ pub struct Pipeline {
 
 struct Batch {
     acks: Vec<AckToken>,
-    replies: Vec<(oneshot::Sender<Result<Alert, ActionError>>, Result<Alert, ActionError>)>,
+    replies: Vec<(Reply, Result<Alert, ActionError>)>,
     republish: Vec<Republish>,
     transitions: Vec<Transition>,
     messages: u64,
@@ -152,7 +155,13 @@ struct Batch {
 
 impl Pipeline {
     /// Builds the pipeline around a restored engine.
-    pub fn new(conn: Connection, engine: Engine, metrics: Arc<Metrics>, settings: Settings, out: Outputs) -> Self {
+    pub fn new(
+        conn: Connection,
+        engine: Engine,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        out: Outputs,
+    ) -> Self {
         Pipeline {
             conn,
             engine,
@@ -211,12 +220,22 @@ impl Pipeline {
             readings: false,
             notifications: false,
         };
-        let depth = inputs.iter().filter(|i| matches!(i, Input::Publish(_))).count();
+        let depth = inputs
+            .iter()
+            .filter(|i| matches!(i, Input::Publish(_)))
+            .count();
         let tx = self.conn.transaction()?;
         for input in inputs {
             match input {
                 Input::Publish(m) => {
-                    handle_publish(&tx, &mut self.engine, &self.metrics, &mut self.limiter, m, &mut b)?;
+                    handle_publish(
+                        &tx,
+                        &mut self.engine,
+                        &self.metrics,
+                        &mut self.limiter,
+                        m,
+                        &mut b,
+                    )?;
                 }
                 Input::Act { id, action, reply } => {
                     let now = now_ms();
@@ -277,7 +296,9 @@ impl Pipeline {
         self.metrics.committed.fetch_add(b.messages, Relaxed);
         self.metrics.commits.fetch_add(1, Relaxed);
         self.metrics.last_commit_ms.store(now_ms(), Relaxed);
-        self.metrics.commit_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        self.metrics
+            .commit_us
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         self.metrics.queue_depth.fetch_sub(depth as i64, Relaxed);
         if !b.acks.is_empty() {
             // The receiver lives as long as the ingest task; if it is gone, we are stopping and
@@ -323,7 +344,9 @@ impl Pipeline {
 fn refresh_gauges(engine: &Engine, metrics: &Metrics) {
     let devices = engine.devices();
     metrics.devices.store(devices.len() as i64, Relaxed);
-    metrics.conditions.store(engine.condition_count() as i64, Relaxed);
+    metrics
+        .conditions
+        .store(engine.condition_count() as i64, Relaxed);
     let lost: u64 = devices.values().map(|d| d.lost).sum();
     metrics.lost.store(lost, Relaxed);
 }
@@ -368,12 +391,20 @@ fn handle_publish(
             match &msg.body {
                 Body::Telemetry(samples) => {
                     for s in samples {
-                        store::insert_reading(tx, msg.ts, &msg.device, s.metric, s.channel.as_deref(), s.value)?;
+                        store::insert_reading(
+                            tx,
+                            msg.ts,
+                            &msg.device,
+                            s.metric,
+                            s.channel.as_deref(),
+                            s.value,
+                        )?;
                     }
                     b.readings = true;
                 }
                 Body::Status(st) => {
-                    for (metric, v) in [("battery_pct", st.battery_pct), ("rssi_dbm", st.rssi_dbm)] {
+                    for (metric, v) in [("battery_pct", st.battery_pct), ("rssi_dbm", st.rssi_dbm)]
+                    {
                         if let Some(v) = v {
                             store::insert_reading(tx, msg.ts, &msg.device, metric, None, v)?;
                             b.readings = true;
@@ -405,7 +436,10 @@ fn handle_publish(
             engine.evaluate(&msg, &mut b.transitions);
         }
         Err(rej) => {
-            if rej.reason != Reason::Duplicate && rej.reason != Reason::Binding && rej.reason != Reason::Unregistered {
+            if rej.reason != Reason::Duplicate
+                && rej.reason != Reason::Binding
+                && rej.reason != Reason::Unregistered
+            {
                 // Engine-side rejections counted themselves against the device.
                 if let Ok(t) = parse_topic(&m.topic) {
                     engine.count_rejected(t.building, t.kind, t.device);
@@ -427,7 +461,14 @@ fn reject(
 ) -> Result<(), StoreError> {
     metrics.reject(rej.reason);
     limiter.log(rej.reason, &m.topic, &rej.detail);
-    store::insert_rejected(tx, m.received, rej.reason.as_str(), &rej.detail, &m.topic, &m.payload)?;
+    store::insert_rejected(
+        tx,
+        m.received,
+        rej.reason.as_str(),
+        &rej.detail,
+        &m.topic,
+        &m.payload,
+    )?;
     b.republish.push(Republish {
         reason: rej.reason,
         body: republish_body(&m.topic, &m.payload, rej, m.received),
@@ -437,7 +478,11 @@ fn reject(
 
 /// The JSON republished for a rejected message (contract section 5).
 pub fn republish_body(topic: &str, payload: &[u8], rej: &Rejection, received: Millis) -> Vec<u8> {
-    let cut = if payload.len() > MAX_PAYLOAD { &payload[..1024] } else { payload };
+    let cut = if payload.len() > MAX_PAYLOAD {
+        &payload[..1024]
+    } else {
+        payload
+    };
     let text = match std::str::from_utf8(cut) {
         Ok(s) => s.to_owned(),
         Err(_) => {
@@ -476,7 +521,12 @@ pub fn restore(conn: &Connection, engine: &mut Engine) -> Result<(), StoreError>
              WHERE id > ?1 AND metric = ?2 AND ts >= ?3 ORDER BY id",
         )?;
         let rows = stmt.query_map(rusqlite::params![max_id - 200_000, metric, since], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, f64>(3)?,
+            ))
         })?;
         for row in rows {
             let (device, channel, ts, v) = row?;

@@ -127,7 +127,12 @@ impl Forwarder {
             return Ok(());
         };
         self.metrics.tsdb_enabled.store(true, Relaxed);
-        let token = self.cfg.token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
+        let token = self
+            .cfg
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default();
         let client = influxdb2::ClientBuilder::new(url.clone(), self.cfg.org.clone(), token)
             .build()
             .map_err(|e| TsdbError::Client(e.to_string()))?;
@@ -165,7 +170,11 @@ impl Forwarder {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let wait = if rows.is_empty() { Duration::from_secs(1) } else { interval };
+                let wait = if rows.is_empty() {
+                    Duration::from_secs(1)
+                } else {
+                    interval
+                };
                 tokio::select! {
                     () = self.wake.notified(), if rows.is_empty() => {}
                     () = tokio::time::sleep(wait) => {}
@@ -193,25 +202,34 @@ impl Forwarder {
             let err = match result {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!("write timed out after {} s", WRITE_TIMEOUT.as_secs())),
+                Err(_) => Some(format!(
+                    "write timed out after {} s",
+                    WRITE_TIMEOUT.as_secs()
+                )),
             };
             match err {
                 None => {
                     cursor = last;
-                    self.blocking(move |c| store::set_meta(c, CURSOR, last)).await?;
+                    self.blocking(move |c| store::set_meta(c, CURSOR, last))
+                        .await?;
                     self.metrics.tsdb_points.fetch_add(n, Relaxed);
                     if self.metrics.tsdb_failing_since.swap(0, Relaxed) != 0 {
-                        tracing::info!(spooled = depth, "Time-series database is back; replaying the spool.");
+                        tracing::info!(
+                            spooled = depth,
+                            "Time-series database is back; replaying the spool."
+                        );
                     }
                     backoff = Duration::from_millis(500);
                     pending_since = None;
                 }
                 Some(e) => {
                     self.metrics.tsdb_errors.fetch_add(1, Relaxed);
-                    let _ = self
-                        .metrics
-                        .tsdb_failing_since
-                        .compare_exchange(0, now_ms(), Relaxed, Relaxed);
+                    let _ = self.metrics.tsdb_failing_since.compare_exchange(
+                        0,
+                        now_ms(),
+                        Relaxed,
+                        Relaxed,
+                    );
                     tracing::warn!(error = %e, spooled = depth, retry_in_ms = backoff.as_millis() as u64, "Time-series write failed; readings stay spooled.");
                     if shutdown.is_cancelled() {
                         return Ok(());
@@ -262,7 +280,10 @@ mod tests {
         let mut line = Vec::new();
         points[0].write_data_point_to(&mut line).unwrap();
         let line = String::from_utf8(line).unwrap();
-        assert!(line.starts_with("electrical,building=b1,device=e1 "), "{line}");
+        assert!(
+            line.starts_with("electrical,building=b1,device=e1 "),
+            "{line}"
+        );
         assert!(line.contains("residual_current_ma=120"), "{line}");
         assert!(line.contains("current_a=3"), "{line}");
         assert!(line.trim_end().ends_with(" 1000"), "{line}");

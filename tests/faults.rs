@@ -45,7 +45,10 @@ kind = "water_pressure"
     let mut o = MqttOptions::new(unique("watch"), "127.0.0.1", broker.port);
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (watcher, mut el) = AsyncClient::new(o, 100);
-    watcher.subscribe("fw/v1/_rejected/#", QoS::AtMostOnce).await.unwrap();
+    watcher
+        .subscribe("fw/v1/_rejected/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
     let watch_task = tokio::spawn(async move {
         loop {
@@ -62,36 +65,85 @@ kind = "water_pressure"
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let good = format!("fw/v1/{b}/water_pressure/wp-1/telemetry");
-    let big = format!(r#"{{"values": {{"pressure_mpa": 0.3}}, "pad": "{}"}}"#, "x".repeat(70_000));
+    let big = format!(
+        r#"{{"values": {{"pressure_mpa": 0.3}}, "pad": "{}"}}"#,
+        "x".repeat(70_000)
+    );
     let future_ts = model_now() + 48 * 3_600_000;
     let cases: Vec<(&str, String, Vec<u8>)> = vec![
-        ("topic", format!("fw/v1/{b}/pump/wp-1/telemetry"), b"{}".to_vec()),
+        (
+            "topic",
+            format!("fw/v1/{b}/pump/wp-1/telemetry"),
+            b"{}".to_vec(),
+        ),
         ("json", good.clone(), b"{\"values\": ".to_vec()),
-        ("schema", good.clone(), br#"{"values": {"pressure_mpa": "high"}}"#.to_vec()),
-        ("unknown_metric", good.clone(), br#"{"values": {"level_m": 2}}"#.to_vec()),
-        ("range", good.clone(), br#"{"values": {"pressure_mpa": 9.5}}"#.to_vec()),
-        ("timestamp", good.clone(), format!(r#"{{"ts": {future_ts}, "values": {{"pressure_mpa": 0.3}}}}"#).into_bytes()),
+        (
+            "schema",
+            good.clone(),
+            br#"{"values": {"pressure_mpa": "high"}}"#.to_vec(),
+        ),
+        (
+            "unknown_metric",
+            good.clone(),
+            br#"{"values": {"level_m": 2}}"#.to_vec(),
+        ),
+        (
+            "range",
+            good.clone(),
+            br#"{"values": {"pressure_mpa": 9.5}}"#.to_vec(),
+        ),
+        (
+            "timestamp",
+            good.clone(),
+            format!(r#"{{"ts": {future_ts}, "values": {{"pressure_mpa": 0.3}}}}"#).into_bytes(),
+        ),
         ("too_large", good.clone(), big.into_bytes()),
-        ("unregistered", format!("fw/v1/{b}/water_pressure/wp-x/telemetry"), br#"{"values": {"pressure_mpa": 0.3}}"#.to_vec()),
-        ("binding", "fw/v1/bsy-0002/water_pressure/wp-1/telemetry".into(), br#"{"values": {"pressure_mpa": 0.3}}"#.to_vec()),
-        ("duplicate", good.clone(), br#"{"seq": 1, "values": {"pressure_mpa": 0.31}}"#.to_vec()),
+        (
+            "unregistered",
+            format!("fw/v1/{b}/water_pressure/wp-x/telemetry"),
+            br#"{"values": {"pressure_mpa": 0.3}}"#.to_vec(),
+        ),
+        (
+            "binding",
+            "fw/v1/bsy-0002/water_pressure/wp-1/telemetry".into(),
+            br#"{"values": {"pressure_mpa": 0.3}}"#.to_vec(),
+        ),
+        (
+            "duplicate",
+            good.clone(),
+            br#"{"seq": 1, "values": {"pressure_mpa": 0.31}}"#.to_vec(),
+        ),
     ];
     let mut p = Publisher::connect(&broker.url()).await;
-    p.publish(&good, json!({"seq": 1, "values": {"pressure_mpa": 0.30}}).to_string()).await;
+    p.publish(
+        &good,
+        json!({"seq": 1, "values": {"pressure_mpa": 0.30}}).to_string(),
+    )
+    .await;
     for (_, topic, payload) in &cases {
         p.send(topic, payload.clone()).await;
         // Good messages in between must all survive.
     }
-    p.send(&good, json!({"seq": 2, "values": {"pressure_mpa": 0.32}}).to_string()).await;
+    p.send(
+        &good,
+        json!({"seq": 2, "values": {"pressure_mpa": 0.32}}).to_string(),
+    )
+    .await;
     p.send(&good, vec![0xff, 0xfe, 0x00]).await; // not UTF-8: json, kept as base64
-    p.send(&good, json!({"seq": 3, "values": {"pressure_mpa": 0.33}}).to_string()).await;
+    p.send(
+        &good,
+        json!({"seq": 3, "values": {"pressure_mpa": 0.33}}).to_string(),
+    )
+    .await;
     p.flush().await;
 
     let counts = wait_for("rejections counted", T, || async {
         let mut c = HashMap::new();
         for (reason, _, _) in &cases {
             let v = fw
-                .metric(&format!("firewatch_messages_rejected_total{{reason=\"{reason}\"}}"))
+                .metric(&format!(
+                    "firewatch_messages_rejected_total{{reason=\"{reason}\"}}"
+                ))
                 .await;
             c.insert(reason.to_string(), v);
         }
@@ -135,8 +187,15 @@ kind = "water_pressure"
         assert_eq!(v["reason"], reason.as_str());
         seen.insert(reason, v);
     }
-    assert_eq!(seen["too_large"]["payload"].as_str().unwrap().len(), 1024, "cut to 1 KiB");
-    assert_eq!(seen["topic"]["topic"], format!("fw/v1/{b}/pump/wp-1/telemetry"));
+    assert_eq!(
+        seen["too_large"]["payload"].as_str().unwrap().len(),
+        1024,
+        "cut to 1 KiB"
+    );
+    assert_eq!(
+        seen["topic"]["topic"],
+        format!("fw/v1/{b}/pump/wp-1/telemetry")
+    );
 
     // The good messages are all in the store; the duplicate is not.
     let values = stored_values(&fw, "wp-1", "pressure_mpa").await;
@@ -173,7 +232,11 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     for seq in 1..=N {
         // Distinct values identify each message in the store.
         let v = 0.2 + seq as f64 / 100_000.0;
-        p.send(topic, json!({"seq": seq, "values": {"pressure_mpa": v}}).to_string()).await;
+        p.send(
+            topic,
+            json!({"seq": seq, "values": {"pressure_mpa": v}}).to_string(),
+        )
+        .await;
         if seq % 500 == 0 {
             p.flush().await;
         }
@@ -188,7 +251,10 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     p.flush().await;
     assert_eq!(p.acked, N, "the broker acknowledged every publish");
     let (at, committed) = killed_at.expect("killed mid-stream");
-    assert!(committed < N as f64, "killed before the end ({committed} committed at {at})");
+    assert!(
+        committed < N as f64,
+        "killed before the end ({committed} committed at {at})"
+    );
 
     fw.restart().await;
     let values = wait_for("every acknowledged message in the store", T, || async {
@@ -216,20 +282,33 @@ async fn broker_restart_loses_no_acknowledged_message() {
     let topic = "fw/v1/bbr/water_level/wl-br/telemetry";
     let mut p = Publisher::connect(&broker.url()).await;
     for seq in 1..=1000u64 {
-        p.send(topic, json!({"seq": seq, "values": {"level_m": seq as f64 / 100.0}}).to_string()).await;
+        p.send(
+            topic,
+            json!({"seq": seq, "values": {"level_m": seq as f64 / 100.0}}).to_string(),
+        )
+        .await;
     }
     p.flush().await;
     broker.stop();
     // While the broker is down firewatch reports it.
     wait_for("healthz 503 while the broker is down", T, || async {
-        let r = fw.http.get(format!("{}/healthz", fw.base)).send().await.ok()?;
+        let r = fw
+            .http
+            .get(format!("{}/healthz", fw.base))
+            .send()
+            .await
+            .ok()?;
         (r.status() == 503).then_some(())
     })
     .await;
     broker.restart();
     let mut p = Publisher::connect(&broker.url()).await;
     for seq in 1001..=2000u64 {
-        p.send(topic, json!({"seq": seq, "values": {"level_m": seq as f64 / 100.0}}).to_string()).await;
+        p.send(
+            topic,
+            json!({"seq": seq, "values": {"level_m": seq as f64 / 100.0}}).to_string(),
+        )
+        .await;
     }
     p.flush().await;
     let values = wait_for("all 2000 messages", T, || async {
@@ -337,8 +416,16 @@ async fn smtp_outage_mail_is_retried_until_delivered() {
     .await;
     assert!(mail.subject().contains("CRITICAL"));
     let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    let what: Vec<&str> = full["history"].as_array().unwrap().iter().map(|h| h["what"].as_str().unwrap()).collect();
-    assert!(what.contains(&"notify_failed") && what.contains(&"notified"), "{what:?}");
+    let what: Vec<&str> = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .collect();
+    assert!(
+        what.contains(&"notify_failed") && what.contains(&"notified"),
+        "{what:?}"
+    );
     // Sent once: no second copy of that transition.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let copies = mails_to(&smtp.maildir, rcpt)
@@ -359,27 +446,50 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
     .await;
     let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
     // An alert that fires at once, before the restart.
-    p.publish("fw/v1/brs/fire_lane/cam-rs/event", json!({"event": "smoke", "state": "start"}).to_string()).await;
-    fw.wait_alert("brs", "fire_lane.fire", "cam-rs", |_| true, T).await;
+    p.publish(
+        "fw/v1/brs/fire_lane/cam-rs/event",
+        json!({"event": "smoke", "state": "start"}).to_string(),
+    )
+    .await;
+    fw.wait_alert("brs", "fire_lane.fire", "cam-rs", |_| true, T)
+        .await;
     // A condition waiting out its hold time, and a transmitter that will fall silent.
-    p.publish("fw/v1/brs/water_pressure/wp-rs/telemetry", json!({"values": {"pressure_mpa": 0.02}}).to_string()).await;
-    p.publish("fw/v1/brs/transmitter/tx-rs/status", json!({"online": true}).to_string()).await;
+    p.publish(
+        "fw/v1/brs/water_pressure/wp-rs/telemetry",
+        json!({"values": {"pressure_mpa": 0.02}}).to_string(),
+    )
+    .await;
+    p.publish(
+        "fw/v1/brs/transmitter/tx-rs/status",
+        json!({"online": true}).to_string(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(fw.alerts("brs").await.iter().all(|a| a["rule"] == "fire_lane.fire"));
+    assert!(fw
+        .alerts("brs")
+        .await
+        .iter()
+        .all(|a| a["rule"] == "fire_lane.fire"));
     let status = fw.stop();
     assert!(status.success(), "orderly shutdown: {status}\n{}", fw.log());
     tokio::time::sleep(Duration::from_secs(2)).await;
     fw.restart().await;
 
-    let low = fw.wait_alert("brs", "water_pressure.low", "wp-rs", |_| true, T).await;
+    let low = fw
+        .wait_alert("brs", "water_pressure.low", "wp-rs", |_| true, T)
+        .await;
     assert_eq!(low["active"], true);
-    let off = fw.wait_alert("brs", "device.offline", "tx-rs", |_| true, T).await;
+    let off = fw
+        .wait_alert("brs", "device.offline", "tx-rs", |_| true, T)
+        .await;
     assert_eq!(off["active"], true);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let alerts = fw.alerts("brs").await;
     assert_eq!(alerts.len(), 3, "{alerts:#?}");
     for a in &alerts {
-        let full = fw.get(&format!("/api/v1/alerts/{}", a["id"].as_str().unwrap())).await;
+        let full = fw
+            .get(&format!("/api/v1/alerts/{}", a["id"].as_str().unwrap()))
+            .await;
         let fired = full["history"]
             .as_array()
             .unwrap()
@@ -387,7 +497,12 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
             .filter(|h| h["what"] == "fired" || h["what"] == "refired")
             .count();
         assert_eq!(fired, 1, "{full:#}");
-        let notified = full["history"].as_array().unwrap().iter().filter(|h| h["what"] == "notified").count();
+        let notified = full["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["what"] == "notified")
+            .count();
         assert_eq!(notified, 1, "one mail per transition: {full:#}");
     }
     // The shared broker carries other tests' buildings too: count this building's mails.
@@ -396,7 +511,11 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .filter(|m| m.contains("building brs,"))
         .collect();
-    assert_eq!(eml.len(), 3, "three alerts, three .eml files in the outbox: {eml:#?}");
+    assert_eq!(
+        eml.len(),
+        3,
+        "three alerts, three .eml files in the outbox: {eml:#?}"
+    );
 }
 
 /// `check-config` reports every problem with its key path and exits non-zero; secrets never
@@ -424,7 +543,11 @@ async fn check_config_reports_problems_and_secrets_stay_out_of_logs() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("Configuration OK"));
 
     // Secrets in the environment are used but never logged.
@@ -437,13 +560,21 @@ async fn check_config_reports_problems_and_secrets_stay_out_of_logs() {
     })
     .await;
     let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
-    p.publish("fw/v1/bsec/fire_lane/cam-sec/event", json!({"event": "flame", "state": "start"}).to_string()).await;
-    fw.wait_alert("bsec", "fire_lane.fire", "cam-sec", |_| true, T).await;
+    p.publish(
+        "fw/v1/bsec/fire_lane/cam-sec/event",
+        json!({"event": "flame", "state": "start"}).to_string(),
+    )
+    .await;
+    fw.wait_alert("bsec", "fire_lane.fire", "cam-sec", |_| true, T)
+        .await;
     wait_for("mail with authentication", T, || async {
         (!mails_to(&smtp.maildir, "duty@test.local").is_empty()).then_some(())
     })
     .await;
     let log = fw.log();
     assert!(log.contains("E-mail via SMTP"), "{log}");
-    assert!(!log.contains("Sm7pS3cret") && !log.contains("Tsdb70ken"), "{log}");
+    assert!(
+        !log.contains("Sm7pS3cret") && !log.contains("Tsdb70ken"),
+        "{log}"
+    );
 }

@@ -35,31 +35,65 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
     let tx = format!("fw/v1/{b}/transmitter/tx-{b}/event");
 
     // water pressure: below 0.10 MPa (class unknown) for longer than the hold (1.2 s here).
-    p.publish(&wp, json!({"values": {"pressure_mpa": 0.05}}).to_string()).await;
+    p.publish(&wp, json!({"values": {"pressure_mpa": 0.05}}).to_string())
+        .await;
     // water level: below 0.5 m.
-    p.publish(&wl, json!({"values": {"level_m": 0.2, "level_pct": 5}}).to_string()).await;
+    p.publish(
+        &wl,
+        json!({"values": {"level_m": 0.2, "level_pct": 5}}).to_string(),
+    )
+    .await;
     // electrical: residual current over 300 mA, and an overheating channel.
-    p.publish(&ef, json!({"values": {"residual_current_ma": 420, "temperature_c": {"L1": 40.0, "L2": 88.5}}}).to_string()).await;
+    p.publish(
+        &ef,
+        json!({"values": {"residual_current_ma": 420, "temperature_c": {"L1": 40.0, "L2": 88.5}}})
+            .to_string(),
+    )
+    .await;
     // fire lane: smoke (critical, no hold).
-    p.publish(&cam, json!({"event": "smoke", "state": "start", "zone": "lobby", "confidence": 0.95}).to_string()).await;
+    p.publish(
+        &cam,
+        json!({"event": "smoke", "state": "start", "zone": "lobby", "confidence": 0.95})
+            .to_string(),
+    )
+    .await;
     // transmitter: fire alarm from a smoke detector point.
     p.publish(&tx, json!({"event": "fire_alarm", "state": "start", "point": {"system_type": 1, "system_addr": 1, "component_type": 40, "component_addr": "0A000200", "description": "3F east corridor"}}).to_string()).await;
 
     let active = |a: &Value| a["active"] == true;
-    let a_wp = fw.wait_alert(&b, "water_pressure.low", &format!("wp-{b}"), active, T).await;
+    let a_wp = fw
+        .wait_alert(&b, "water_pressure.low", &format!("wp-{b}"), active, T)
+        .await;
     assert_eq!(a_wp["value"], 0.05);
     assert_eq!(a_wp["threshold"], 0.1);
     assert_eq!(a_wp["severity"], "major");
-    fw.wait_alert(&b, "water_level.low", &format!("wl-{b}"), active, T).await;
-    fw.wait_alert(&b, "electrical.residual_current", &format!("ef-{b}"), active, T).await;
-    let temp = fw.wait_alert(&b, "electrical.temperature", &format!("ef-{b}"), active, T).await;
+    fw.wait_alert(&b, "water_level.low", &format!("wl-{b}"), active, T)
+        .await;
+    fw.wait_alert(
+        &b,
+        "electrical.residual_current",
+        &format!("ef-{b}"),
+        active,
+        T,
+    )
+    .await;
+    let temp = fw
+        .wait_alert(&b, "electrical.temperature", &format!("ef-{b}"), active, T)
+        .await;
     assert_eq!(temp["channel"], "L2", "only the overheating channel alerts");
-    let smoke = fw.wait_alert(&b, "fire_lane.fire", &format!("cam-{b}"), active, T).await;
+    let smoke = fw
+        .wait_alert(&b, "fire_lane.fire", &format!("cam-{b}"), active, T)
+        .await;
     assert_eq!(smoke["severity"], "critical");
     assert_eq!(smoke["channel"], "lobby");
-    let fire = fw.wait_alert(&b, "transmitter.fire_alarm", &format!("tx-{b}"), active, T).await;
+    let fire = fw
+        .wait_alert(&b, "transmitter.fire_alarm", &format!("tx-{b}"), active, T)
+        .await;
     assert_eq!(fire["channel"], "0A000200");
-    assert!(fire["message"].as_str().unwrap().contains("3F east corridor"));
+    assert!(fire["message"]
+        .as_str()
+        .unwrap()
+        .contains("3F east corridor"));
 
     // The e-mail for the fire alarm arrives at the SMTP server, saying what, where and since when.
     let maildir = std::path::PathBuf::from(env("FW_TEST_MAILDIR"));
@@ -75,11 +109,23 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
     assert!(mail.raw.contains("3F east corridor"));
 
     // Clear each: values back past the clear level, events ended, transmitter reset.
-    p.publish(&wp, json!({"values": {"pressure_mpa": 0.31}}).to_string()).await;
-    p.publish(&wl, json!({"values": {"level_m": 3.1}}).to_string()).await;
-    p.publish(&ef, json!({"values": {"residual_current_ma": 120, "temperature_c": {"L1": 40.0, "L2": 50.0}}}).to_string()).await;
-    p.publish(&cam, json!({"event": "smoke", "state": "end", "zone": "lobby"}).to_string()).await;
-    p.publish(&tx, json!({"event": "reset", "state": "pulse"}).to_string()).await;
+    p.publish(&wp, json!({"values": {"pressure_mpa": 0.31}}).to_string())
+        .await;
+    p.publish(&wl, json!({"values": {"level_m": 3.1}}).to_string())
+        .await;
+    p.publish(
+        &ef,
+        json!({"values": {"residual_current_ma": 120, "temperature_c": {"L1": 40.0, "L2": 50.0}}})
+            .to_string(),
+    )
+    .await;
+    p.publish(
+        &cam,
+        json!({"event": "smoke", "state": "end", "zone": "lobby"}).to_string(),
+    )
+    .await;
+    p.publish(&tx, json!({"event": "reset", "state": "pulse"}).to_string())
+        .await;
     let cleared = |a: &Value| a["active"] == false && !a["cleared_at"].is_null();
     for (rule, dev) in [
         ("water_pressure.low", format!("wp-{b}")),
@@ -90,12 +136,18 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
         ("transmitter.fire_alarm", format!("tx-{b}")),
     ] {
         let a = fw.wait_alert(&b, rule, &dev, cleared, T).await;
-        assert_eq!(a["status"], "open", "clearing does not close: a person does");
+        assert_eq!(
+            a["status"], "open",
+            "clearing does not close: a person does"
+        );
     }
     // Exactly one alert per condition: no duplicates. The transmitter sends no heartbeat
     // here, so after 90 s (1.8 s scaled) it is also reported offline.
     let all = fw.alerts(&b).await;
-    let conditions: Vec<&Value> = all.iter().filter(|a| a["rule"] != "device.offline").collect();
+    let conditions: Vec<&Value> = all
+        .iter()
+        .filter(|a| a["rule"] != "device.offline")
+        .collect();
     assert_eq!(conditions.len(), 6, "{all:#?}");
     assert!(all
         .iter()
@@ -119,7 +171,12 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
         (v.len() >= 2).then_some(v)
     })
     .await;
-    assert!(points.iter().all(|(n, _, _)| n == "water_pressure_pressure_mpa"), "{points:?}");
+    assert!(
+        points
+            .iter()
+            .all(|(n, _, _)| n == "water_pressure_pressure_mpa"),
+        "{points:?}"
+    );
     let mut vals: Vec<f64> = points.iter().map(|p| p.1).collect();
     vals.sort_by(f64::total_cmp);
     assert_eq!(vals, vec![0.05, 0.31]);
@@ -133,7 +190,12 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
     } else {
         chans
     };
-    assert!(chans.iter().all(|(n, _, _)| n == "electrical_temperature_c"), "{chans:?}");
+    assert!(
+        chans
+            .iter()
+            .all(|(n, _, _)| n == "electrical_temperature_c"),
+        "{chans:?}"
+    );
 }
 
 /// A dip shorter than the hold time, and a value oscillating inside the hysteresis band,
@@ -151,7 +213,8 @@ async fn a_dip_shorter_than_the_hold_time_does_not_alert() {
     let dev = format!("wp-{b}");
     // From 0.14 MPa: a fall of 0.08, below the 0.10 MPa of water_pressure.drop.
     for v in [0.14, 0.06, 0.07, 0.14] {
-        p.publish(&wp, json!({"values": {"pressure_mpa": v}}).to_string()).await;
+        p.publish(&wp, json!({"values": {"pressure_mpa": v}}).to_string())
+            .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Well past the hold time since the dip began and ended.
@@ -159,19 +222,28 @@ async fn a_dip_shorter_than_the_hold_time_does_not_alert() {
     assert!(fw.alerts(&b).await.is_empty(), "a 1 s dip must not alert");
 
     // Now a real drop that lasts: fires after the hold, by timer (no further readings).
-    p.publish(&wp, json!({"values": {"pressure_mpa": 0.05}}).to_string()).await;
-    let a = fw.wait_alert(&b, "water_pressure.low", &dev, |a| a["active"] == true, T).await;
+    p.publish(&wp, json!({"values": {"pressure_mpa": 0.05}}).to_string())
+        .await;
+    let a = fw
+        .wait_alert(&b, "water_pressure.low", &dev, |a| a["active"] == true, T)
+        .await;
     // Oscillating between the raise (0.10) and clear (0.12) levels neither clears nor refires.
     for v in [0.11, 0.105, 0.115, 0.11] {
-        p.publish(&wp, json!({"values": {"pressure_mpa": v}}).to_string()).await;
+        p.publish(&wp, json!({"values": {"pressure_mpa": v}}).to_string())
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let alerts = fw.alerts(&b).await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["id"], a["id"]);
-    assert_eq!(alerts[0]["active"], true, "inside the hysteresis band it stays active");
-    p.publish(&wp, json!({"values": {"pressure_mpa": 0.12}}).to_string()).await;
-    fw.wait_alert(&b, "water_pressure.low", &dev, |a| a["active"] == false, T).await;
+    assert_eq!(
+        alerts[0]["active"], true,
+        "inside the hysteresis band it stays active"
+    );
+    p.publish(&wp, json!({"values": {"pressure_mpa": 0.12}}).to_string())
+        .await;
+    fw.wait_alert(&b, "water_pressure.low", &dev, |a| a["active"] == false, T)
+        .await;
 }
 
 /// Operators acknowledge, annotate and close alerts; every step is in the history; mistakes are
@@ -182,52 +254,118 @@ async fn operators_acknowledge_annotate_and_close_alerts() {
     let fw = Firewatch::start(Options::default()).await;
     let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
     let cam = format!("fw/v1/{b}/fire_lane/cam-{b}/event");
-    p.publish(&cam, json!({"event": "flame", "state": "start", "zone": "garage"}).to_string()).await;
-    let a = fw.wait_alert(&b, "fire_lane.fire", &format!("cam-{b}"), |_| true, T).await;
+    p.publish(
+        &cam,
+        json!({"event": "flame", "state": "start", "zone": "garage"}).to_string(),
+    )
+    .await;
+    let a = fw
+        .wait_alert(&b, "fire_lane.fire", &format!("cam-{b}"), |_| true, T)
+        .await;
     let id = a["id"].as_str().unwrap();
 
-    let (s, e) = fw.post(&format!("/api/v1/alerts/{id}/close"), json!({"by": "Li"})).await;
+    let (s, e) = fw
+        .post(&format!("/api/v1/alerts/{id}/close"), json!({"by": "Li"}))
+        .await;
     assert_eq!(s, 400, "close needs a classification: {e}");
     assert!(e["error"].as_str().unwrap().contains("classification"));
-    let (s, _) = fw.post(&format!("/api/v1/alerts/{id}/ack"), json!({"note": "no by"})).await;
+    let (s, _) = fw
+        .post(
+            &format!("/api/v1/alerts/{id}/ack"),
+            json!({"note": "no by"}),
+        )
+        .await;
     assert_eq!(s, 400);
-    let (s, _) = fw.post("/api/v1/alerts/a-999999/ack", json!({"by": "Li"})).await;
+    let (s, _) = fw
+        .post("/api/v1/alerts/a-999999/ack", json!({"by": "Li"}))
+        .await;
     assert_eq!(s, 404);
-    let (s, v) = fw.post(&format!("/api/v1/alerts/{id}/ack"), json!({"by": "Li Wei", "note": "camera checked"})).await;
+    let (s, v) = fw
+        .post(
+            &format!("/api/v1/alerts/{id}/ack"),
+            json!({"by": "Li Wei", "note": "camera checked"}),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "acknowledged");
     assert_eq!(v["acknowledged_by"], "Li Wei");
-    let (s, _) = fw.post(&format!("/api/v1/alerts/{id}/ack"), json!({"by": "Li Wei"})).await;
+    let (s, _) = fw
+        .post(&format!("/api/v1/alerts/{id}/ack"), json!({"by": "Li Wei"}))
+        .await;
     assert_eq!(s, 409, "acknowledging twice is a conflict");
-    let (s, _) = fw.post(&format!("/api/v1/alerts/{id}/notes"), json!({"by": "Zhang", "note": "welding work, permit 17"})).await;
+    let (s, _) = fw
+        .post(
+            &format!("/api/v1/alerts/{id}/notes"),
+            json!({"by": "Zhang", "note": "welding work, permit 17"}),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, v) = fw.post(&format!("/api/v1/alerts/{id}/close"), json!({"by": "Zhang", "classification": "false_alarm", "note": "hot work"})).await;
+    let (s, v) = fw
+        .post(
+            &format!("/api/v1/alerts/{id}/close"),
+            json!({"by": "Zhang", "classification": "false_alarm", "note": "hot work"}),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "closed");
     assert_eq!(v["classification"], "false_alarm");
 
     let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    let what: Vec<&str> = full["history"].as_array().unwrap().iter().map(|h| h["what"].as_str().unwrap()).collect();
+    let what: Vec<&str> = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .collect();
     assert_eq!(&what[..1], &["fired"]);
     for w in ["acknowledged", "note", "closed", "notified"] {
         assert!(what.contains(&w), "{w} missing from {what:?}");
     }
-    let notes: Vec<&str> = full["notes"].as_array().unwrap().iter().map(|n| n["note"].as_str().unwrap()).collect();
-    assert_eq!(notes, vec!["camera checked", "welding work, permit 17", "hot work"]);
+    let notes: Vec<&str> = full["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["note"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        notes,
+        vec!["camera checked", "welding work, permit 17", "hot work"]
+    );
 
     // Filters.
-    let closed = fw.get(&format!("/api/v1/alerts?building={b}&status=closed")).await;
+    let closed = fw
+        .get(&format!("/api/v1/alerts?building={b}&status=closed"))
+        .await;
     assert_eq!(closed.as_array().unwrap().len(), 1);
-    let open = fw.get(&format!("/api/v1/alerts?building={b}&status=open")).await;
+    let open = fw
+        .get(&format!("/api/v1/alerts?building={b}&status=open"))
+        .await;
     assert!(open.as_array().unwrap().is_empty());
-    let r = fw.http.get(format!("{}/api/v1/alerts?severity=huge", fw.base)).send().await.unwrap();
+    let r = fw
+        .http
+        .get(format!("{}/api/v1/alerts?severity=huge", fw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.json::<Value>().await.unwrap()["error"].is_string());
 
     // The closed alert does not hide the hazard: the flame is still there, so the next
     // start opens a new alert (one open alert per rule, device and channel).
-    p.publish(&cam, json!({"event": "flame", "state": "start", "zone": "garage"}).to_string()).await;
-    let again = fw.wait_alert(&b, "fire_lane.fire", &format!("cam-{b}"), |x| x["status"] == "open", T).await;
+    p.publish(
+        &cam,
+        json!({"event": "flame", "state": "start", "zone": "garage"}).to_string(),
+    )
+    .await;
+    let again = fw
+        .wait_alert(
+            &b,
+            "fire_lane.fire",
+            &format!("cam-{b}"),
+            |x| x["status"] == "open",
+            T,
+        )
+        .await;
     assert_ne!(again["id"], a["id"]);
 }
 
@@ -266,7 +404,11 @@ kind = "water_pressure"
     let s = format!("fw/v1/{b}/water_pressure/wp-{b}-1/status");
     p.publish(&s, json!({"online": true, "battery_pct": 87, "rssi_dbm": -71, "firmware": "1.4.2", "interval_s": 300}).to_string()).await;
     for seq in [1, 2, 5, 3] {
-        p.publish(&t, json!({"seq": seq, "values": {"pressure_mpa": 0.2}}).to_string()).await;
+        p.publish(
+            &t,
+            json!({"seq": seq, "values": {"pressure_mpa": 0.2}}).to_string(),
+        )
+        .await;
     }
     let d = wait_for("device record", T, || async {
         let d = fw.get(&format!("/api/v1/devices/wp-{b}-1")).await;
@@ -278,12 +420,26 @@ kind = "water_pressure"
     assert_eq!(d["battery_pct"], 87.0);
     assert_eq!(d["firmware"], "1.4.2");
     assert_eq!(d["last_values"]["pressure_mpa"], 0.2);
-    assert_eq!(d["lost"], 1, "seq 4 is missing; 3 arrived late and filled its gap");
-    let q: Vec<&str> = d["quality"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    assert_eq!(
+        d["lost"], 1,
+        "seq 4 is missing; 3 arrived late and filled its gap"
+    );
+    let q: Vec<&str> = d["quality"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
     assert!(q.contains(&"gaps") && q.contains(&"out_of_order"), "{q:?}");
     // The class-1 > 100 m building needs 0.15 MPa: 0.2 is fine, 0.12 is not.
-    p.publish(&t, json!({"seq": 6, "values": {"pressure_mpa": 0.12}}).to_string()).await;
-    let a = fw.wait_alert(&b, "water_pressure.low", &format!("wp-{b}-1"), |_| true, T).await;
+    p.publish(
+        &t,
+        json!({"seq": 6, "values": {"pressure_mpa": 0.12}}).to_string(),
+    )
+    .await;
+    let a = fw
+        .wait_alert(&b, "water_pressure.low", &format!("wp-{b}-1"), |_| true, T)
+        .await;
     assert_eq!(a["threshold"], 0.15);
 
     let two = fw.get(&format!("/api/v1/devices/wp-{b}-2")).await;
@@ -294,15 +450,43 @@ kind = "water_pressure"
     assert_eq!(bld["coverage"]["expected"], 2);
     assert_eq!(bld["coverage"]["reporting"], 1);
     assert_eq!(bld["by_kind"]["water_pressure"]["never_seen"], 1);
-    let list = fw.get(&format!("/api/v1/devices?building={b}&online=true")).await;
+    let list = fw
+        .get(&format!("/api/v1/devices?building={b}&online=true"))
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let r = fw.http.get(format!("{}/api/v1/devices?kind=pump", fw.base)).send().await.unwrap();
+    let r = fw
+        .http
+        .get(format!("{}/api/v1/devices?kind=pump", fw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // The last will marks it offline at once and raises device.offline; any message clears it.
     p.publish(&s, json!({"online": false}).to_string()).await;
-    fw.wait_alert(&b, "device.offline", &format!("wp-{b}-1"), |a| a["active"] == true, T).await;
-    assert_eq!(fw.get(&format!("/api/v1/devices/wp-{b}-1")).await["state"], "offline");
-    p.publish(&t, json!({"seq": 7, "values": {"pressure_mpa": 0.2}}).to_string()).await;
-    fw.wait_alert(&b, "device.offline", &format!("wp-{b}-1"), |a| a["active"] == false, T).await;
+    fw.wait_alert(
+        &b,
+        "device.offline",
+        &format!("wp-{b}-1"),
+        |a| a["active"] == true,
+        T,
+    )
+    .await;
+    assert_eq!(
+        fw.get(&format!("/api/v1/devices/wp-{b}-1")).await["state"],
+        "offline"
+    );
+    p.publish(
+        &t,
+        json!({"seq": 7, "values": {"pressure_mpa": 0.2}}).to_string(),
+    )
+    .await;
+    fw.wait_alert(
+        &b,
+        "device.offline",
+        &format!("wp-{b}-1"),
+        |a| a["active"] == false,
+        T,
+    )
+    .await;
 }

@@ -15,7 +15,9 @@ pub fn start(listen: &str) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("mqtt.embedded_listen {listen:?}: {e}"))?;
     TcpListener::bind(addr).map_err(|e| {
-        format!("mqtt.embedded_listen {addr}: cannot listen ({e}); is another broker running there?")
+        format!(
+            "mqtt.embedded_listen {addr}: cannot listen ({e}); is another broker running there?"
+        )
     })?;
     let mut servers = HashMap::new();
     servers.insert(
@@ -73,5 +75,7 @@ pub fn start(listen: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("the embedded broker did not start listening on {addr}"))
+    Err(format!(
+        "the embedded broker did not start listening on {addr}"
+    ))
 }

@@ -34,7 +34,7 @@ impl Rejection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
     /// A valid device message.
-    Message(Message),
+    Message(Box<Message>),
     /// A `command` echo of our own subscription: ignored, not rejected.
     Ignored,
 }
@@ -130,9 +130,10 @@ pub fn decode(
     };
     let seq = match obj.get("seq") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            Rejection::new(Reason::Schema, "seq must be an unsigned integer")
-        })?),
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| Rejection::new(Reason::Schema, "seq must be an unsigned integer"))?,
+        ),
     };
     let body = match t.class {
         Class::Telemetry => Body::Telemetry(decode_values(t.kind, &obj)?),
@@ -140,7 +141,7 @@ pub fn decode(
         Class::Status => Body::Status(decode_status(&obj)?),
         Class::Command => return Ok(Decoded::Ignored),
     };
-    Ok(Decoded::Message(Message {
+    Ok(Decoded::Message(Box::new(Message {
         building: t.building.to_owned(),
         kind: t.kind,
         device: t.device.to_owned(),
@@ -150,7 +151,7 @@ pub fn decode(
         seq,
         retained,
         body,
-    }))
+    })))
 }
 
 fn parse_ts(v: &Value, received: Millis) -> Result<Millis, Rejection> {
@@ -185,9 +186,9 @@ fn parse_ts(v: &Value, received: Millis) -> Result<Millis, Rejection> {
 
 fn number(v: &Value, what: &str) -> Result<f64, Rejection> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| {
-            Rejection::new(Reason::Range, format!("{what} is not a finite number"))
-        }),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| Rejection::new(Reason::Range, format!("{what} is not a finite number"))),
         _ => Err(Rejection::new(
             Reason::Schema,
             format!("{what} must be a number"),
@@ -386,7 +387,7 @@ mod tests {
 
     fn message(topic: &str, payload: &str) -> Message {
         match decode(topic, payload.as_bytes(), false, NOW) {
-            Ok(Decoded::Message(m)) => m,
+            Ok(Decoded::Message(m)) => *m,
             other => panic!("expected a message, got {other:?}"),
         }
     }
@@ -450,36 +451,84 @@ mod tests {
     fn every_decode_reason_is_reachable() {
         let tel = "fw/v1/b1/water_pressure/p1/telemetry";
         assert_eq!(reason("fw/v1/b1/pump/p1/telemetry", "{}"), Reason::Topic);
-        assert_eq!(reason("fw/v1/b 1/water_pressure/p1/telemetry", "{}"), Reason::Topic);
-        assert_eq!(reason("fw/v1/b1/water_pressure/p1/blah", "{}"), Reason::Topic);
+        assert_eq!(
+            reason("fw/v1/b 1/water_pressure/p1/telemetry", "{}"),
+            Reason::Topic
+        );
+        assert_eq!(
+            reason("fw/v1/b1/water_pressure/p1/blah", "{}"),
+            Reason::Topic
+        );
         assert_eq!(reason(tel, "not json"), Reason::Json);
         assert_eq!(reason(tel, "[1,2]"), Reason::Json);
         assert_eq!(reason(tel, r#"{"values": 3}"#), Reason::Schema);
-        assert_eq!(reason(tel, r#"{"values": {"pressure_mpa": "x"}}"#), Reason::Schema);
-        assert_eq!(reason(tel, r#"{"seq": -1, "values": {"pressure_mpa": 1}}"#), Reason::Schema);
-        assert_eq!(reason(tel, r#"{"values": {"level_m": 1}}"#), Reason::UnknownMetric);
-        assert_eq!(reason(tel, r#"{"values": {"pressure_mpa": 4.5}}"#), Reason::Range);
-        assert_eq!(reason(tel, r#"{"values": {"pressure_mpa": -0.1}}"#), Reason::Range);
-        assert_eq!(reason(tel, r#"{"ts": 5, "values": {"pressure_mpa": 1}}"#), Reason::Timestamp);
-        let future = format!(r#"{{"ts": {}, "values": {{"pressure_mpa": 1}}}}"#, NOW + 25 * 3_600_000);
+        assert_eq!(
+            reason(tel, r#"{"values": {"pressure_mpa": "x"}}"#),
+            Reason::Schema
+        );
+        assert_eq!(
+            reason(tel, r#"{"seq": -1, "values": {"pressure_mpa": 1}}"#),
+            Reason::Schema
+        );
+        assert_eq!(
+            reason(tel, r#"{"values": {"level_m": 1}}"#),
+            Reason::UnknownMetric
+        );
+        assert_eq!(
+            reason(tel, r#"{"values": {"pressure_mpa": 4.5}}"#),
+            Reason::Range
+        );
+        assert_eq!(
+            reason(tel, r#"{"values": {"pressure_mpa": -0.1}}"#),
+            Reason::Range
+        );
+        assert_eq!(
+            reason(tel, r#"{"ts": 5, "values": {"pressure_mpa": 1}}"#),
+            Reason::Timestamp
+        );
+        let future = format!(
+            r#"{{"ts": {}, "values": {{"pressure_mpa": 1}}}}"#,
+            NOW + 25 * 3_600_000
+        );
         assert_eq!(reason(tel, &future), Reason::Timestamp);
-        let big = format!(r#"{{"values": {{"pressure_mpa": 1}}, "pad": "{}"}}"#, "x".repeat(70_000));
+        let big = format!(
+            r#"{{"values": {{"pressure_mpa": 1}}, "pad": "{}"}}"#,
+            "x".repeat(70_000)
+        );
         assert_eq!(reason(tel, &big), Reason::TooLarge);
         assert_eq!(
             decode(tel, &[0xff, 0xfe], false, NOW).map_err(|r| r.reason),
             Err(Reason::Json)
         );
         let ev = "fw/v1/b1/fire_lane/c1/event";
-        assert_eq!(reason(ev, r#"{"event": "fire_alarm", "state": "start"}"#), Reason::Schema);
-        assert_eq!(reason(ev, r#"{"event": "smoke", "state": "maybe"}"#), Reason::Schema);
-        assert_eq!(reason(ev, r#"{"event": "smoke", "state": "start", "confidence": 1.5}"#), Reason::Range);
+        assert_eq!(
+            reason(ev, r#"{"event": "fire_alarm", "state": "start"}"#),
+            Reason::Schema
+        );
+        assert_eq!(
+            reason(ev, r#"{"event": "smoke", "state": "maybe"}"#),
+            Reason::Schema
+        );
+        assert_eq!(
+            reason(
+                ev,
+                r#"{"event": "smoke", "state": "start", "confidence": 1.5}"#
+            ),
+            Reason::Range
+        );
     }
 
     #[test]
     fn nan_like_numbers_never_pass() {
         // serde_json refuses NaN and Infinity literals, so they are JSON errors.
         let tel = "fw/v1/b1/water_pressure/p1/telemetry";
-        assert_eq!(reason(tel, r#"{"values": {"pressure_mpa": NaN}}"#), Reason::Json);
-        assert_eq!(reason(tel, r#"{"values": {"pressure_mpa": 1e999}}"#), Reason::Json);
+        assert_eq!(
+            reason(tel, r#"{"values": {"pressure_mpa": NaN}}"#),
+            Reason::Json
+        );
+        assert_eq!(
+            reason(tel, r#"{"values": {"pressure_mpa": 1e999}}"#),
+            Reason::Json
+        );
     }
 }

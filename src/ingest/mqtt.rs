@@ -110,14 +110,26 @@ pub async fn run(
         tokio::spawn(async move {
             while let Some(r) = republish.recv().await {
                 let topic = format!("{REJECTED_PREFIX}{}", r.reason.as_str());
-                if client.try_publish(topic, QoS::AtMostOnce, false, r.body).is_ok() {
+                if client
+                    .try_publish(topic, QoS::AtMostOnce, false, r.body)
+                    .is_ok()
+                {
                     metrics.republished.fetch_add(1, Relaxed);
                 }
             }
         })
     };
 
-    let result = poll_loop(&cfg, &client, &mut eventloop, &pipeline, &metrics, &generation, &shutdown).await;
+    let result = poll_loop(
+        &cfg,
+        &client,
+        &mut eventloop,
+        &pipeline,
+        &metrics,
+        &generation,
+        &shutdown,
+    )
+    .await;
     metrics.mqtt_connected.store(false, Relaxed);
     // Stop taking messages; what was not acknowledged is redelivered on the persistent session.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -154,7 +166,9 @@ async fn poll_loop(
         match ev {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let received = now_ms();
-                let _ = metrics.first_message_ms.compare_exchange(0, received, Relaxed, Relaxed);
+                let _ = metrics
+                    .first_message_ms
+                    .compare_exchange(0, received, Relaxed, Relaxed);
                 let qos1 = p.qos != QoS::AtMostOnce;
                 if !qos1 && metrics.queue_depth.load(Relaxed) > QOS0_QUEUE_LIMIT {
                     metrics.dropped_qos0.fetch_add(1, Relaxed);
@@ -181,7 +195,10 @@ async fn poll_loop(
                 metrics.mqtt_connected.store(true, Relaxed);
                 metrics.mqtt_connects.fetch_add(1, Relaxed);
                 backoff = Duration::from_millis(250);
-                tracing::info!(session_present = ack.session_present, "Connected to the MQTT broker.");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "Connected to the MQTT broker."
+                );
                 if !ack.session_present {
                     client
                         .try_subscribe(SUBSCRIPTION, QoS::AtLeastOnce)

@@ -319,7 +319,15 @@ impl Engine {
 
     /// Feeds a past reading into rate-rule windows without evaluating (rebuilds them after a
     /// restart from the embedded store).
-    pub fn prime_window(&mut self, device: &str, kind: Kind, metric: &str, channel: Option<&str>, t: Millis, v: f64) {
+    pub fn prime_window(
+        &mut self,
+        device: &str,
+        kind: Kind,
+        metric: &str,
+        channel: Option<&str>,
+        t: Millis,
+        v: f64,
+    ) {
         for (i, r) in self.rules.rate.iter().enumerate() {
             if r.kind == kind && r.metric == metric {
                 self.windows
@@ -502,7 +510,7 @@ impl Engine {
                 let channel = ev.channel();
                 let rules = Arc::clone(&self.rules);
                 for r in rules.event.iter().filter(|r| r.kind == msg.kind) {
-                    if r.events.iter().any(|e| *e == ev.name) {
+                    if r.events.contains(&ev.name) {
                         self.eval_event(r, msg, ev, channel.clone(), out);
                     }
                 }
@@ -536,7 +544,11 @@ impl Engine {
             };
             match key.source {
                 't' => {
-                    let Some(r) = rules.threshold.iter().find(|r| r.id == key.rule && r.kind == c.kind) else {
+                    let Some(r) = rules
+                        .threshold
+                        .iter()
+                        .find(|r| r.id == key.rule && r.kind == c.kind)
+                    else {
                         continue;
                     };
                     match c.phase {
@@ -550,7 +562,11 @@ impl Engine {
                     }
                 }
                 'r' => {
-                    let Some(r) = rules.rate.iter().find(|r| r.id == key.rule && r.kind == c.kind) else {
+                    let Some(r) = rules
+                        .rate
+                        .iter()
+                        .find(|r| r.id == key.rule && r.kind == c.kind)
+                    else {
                         continue;
                     };
                     if now - c.refreshed >= secs(r.clear_after_s) {
@@ -558,7 +574,11 @@ impl Engine {
                     }
                 }
                 'e' => {
-                    let Some(r) = rules.event.iter().find(|r| r.id == key.rule && r.kind == c.kind) else {
+                    let Some(r) = rules
+                        .event
+                        .iter()
+                        .find(|r| r.id == key.rule && r.kind == c.kind)
+                    else {
                         continue;
                     };
                     if r.expire_s > 0.0 && now - c.refreshed >= secs(r.expire_s) {
@@ -661,7 +681,13 @@ impl Engine {
         }
     }
 
-    fn go_offline(&mut self, id: &str, now: Millis, timeout: Option<Millis>, out: &mut Vec<Transition>) {
+    fn go_offline(
+        &mut self,
+        id: &str,
+        now: Millis,
+        timeout: Option<Millis>,
+        out: &mut Vec<Transition>,
+    ) {
         let Some(rec) = self.devices.get_mut(id) else {
             return;
         };
@@ -884,7 +910,11 @@ impl Engine {
             device: msg.device.clone(),
             channel: channel.clone(),
         };
-        let severity = r.severity_by_event.get(&ev.name).copied().unwrap_or(r.severity);
+        let severity = r
+            .severity_by_event
+            .get(&ev.name)
+            .copied()
+            .unwrap_or(r.severity);
         let detail = event_text(r, ev);
         match ev.state {
             EventState::Start => {

@@ -222,7 +222,12 @@ impl Rules {
         // the engine keeps one alert for both sources.
         let mut ids: Vec<(&str, &str, Option<Kind>, String)> = Vec::new();
         ids.extend(self.threshold.iter().enumerate().map(|(i, r)| {
-            (r.id.as_str(), "threshold", Some(r.kind), format!("threshold[{i}].id"))
+            (
+                r.id.as_str(),
+                "threshold",
+                Some(r.kind),
+                format!("threshold[{i}].id"),
+            )
         }));
         ids.extend(
             self.rate
@@ -230,13 +235,20 @@ impl Rules {
                 .enumerate()
                 .map(|(i, r)| (r.id.as_str(), "rate", Some(r.kind), format!("rate[{i}].id"))),
         );
-        ids.extend(
-            self.event
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.id.as_str(), "event", Some(r.kind), format!("event[{i}].id"))),
-        );
-        ids.push((self.offline.id.as_str(), "offline", None, "offline.id".into()));
+        ids.extend(self.event.iter().enumerate().map(|(i, r)| {
+            (
+                r.id.as_str(),
+                "event",
+                Some(r.kind),
+                format!("event[{i}].id"),
+            )
+        }));
+        ids.push((
+            self.offline.id.as_str(),
+            "offline",
+            None,
+            "offline.id".into(),
+        ));
         for (n, (id, ty, kind, key)) in ids.iter().enumerate() {
             if id.is_empty() {
                 p.push(Problem::new(key.clone(), "id must not be empty"));
@@ -251,7 +263,10 @@ impl Rules {
                 pid == id && !other_kind && !pair
             });
             if clash {
-                p.push(Problem::new(key.clone(), format!("duplicate rule id {id:?}")));
+                p.push(Problem::new(
+                    key.clone(),
+                    format!("duplicate rule id {id:?}"),
+                ));
             }
         }
         for (i, r) in self.threshold.iter().enumerate() {
@@ -307,7 +322,10 @@ impl Rules {
                 ));
             }
             if r.drop <= 0.0 || !r.drop.is_finite() {
-                p.push(Problem::new(format!("{k}.drop"), "must be a positive number"));
+                p.push(Problem::new(
+                    format!("{k}.drop"),
+                    "must be a positive number",
+                ));
             }
             if r.window_s <= 0.0 {
                 p.push(Problem::new(format!("{k}.window_s"), "must be positive"));
@@ -322,7 +340,10 @@ impl Rules {
         for (i, r) in self.event.iter().enumerate() {
             let k = format!("event[{i}]");
             if r.events.is_empty() {
-                p.push(Problem::new(format!("{k}.events"), "needs at least one event"));
+                p.push(Problem::new(
+                    format!("{k}.events"),
+                    "needs at least one event",
+                ));
             }
             for e in r.events.iter().chain(r.severity_by_event.keys()) {
                 if !r.kind.events().contains(&e.as_str()) {
@@ -592,7 +613,10 @@ mod tests {
         let low = rules.threshold_rule("water_pressure.low").unwrap();
         assert_eq!(low.raise, 0.10);
         assert_eq!(low.by_class[&BuildingClass::Residential].raise, 0.07);
-        assert_eq!(low.by_class[&BuildingClass::PublicClass1Over100m].raise, 0.15);
+        assert_eq!(
+            low.by_class[&BuildingClass::PublicClass1Over100m].raise,
+            0.15
+        );
     }
 
     #[test]

@@ -69,7 +69,11 @@ pub fn alert_id(id: i64) -> String {
 
 /// Parses `a-000123` (or `123`).
 pub fn parse_alert_id(s: &str) -> Option<i64> {
-    s.strip_prefix("a-").unwrap_or(s).parse().ok().filter(|n| *n > 0)
+    s.strip_prefix("a-")
+        .unwrap_or(s)
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 const COLUMNS: &str = "id, rule, severity, building, kind, device, channel, active, status, value,
@@ -413,7 +417,15 @@ pub fn act(
                  acknowledged_by = ?3, updated_at = ?2 WHERE id = ?1",
                 params![id, now, by],
             )?;
-            history(conn, id, now, "acknowledged", Some(by), note.as_deref(), None)?;
+            history(
+                conn,
+                id,
+                now,
+                "acknowledged",
+                Some(by),
+                note.as_deref(),
+                None,
+            )?;
         }
         Action::Close {
             by,

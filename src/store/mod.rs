@@ -152,7 +152,11 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     let conn = Connection::open(db_path(dir))?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    let sync = if synchronous == "normal" { "NORMAL" } else { "FULL" };
+    let sync = if synchronous == "normal" {
+        "NORMAL"
+    } else {
+        "FULL"
+    };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     // Keep the WAL from growing without bound under sustained load.

@@ -353,7 +353,11 @@ pub fn mails_to(maildir: &Path, rcpt: &str) -> Vec<Mail> {
         let meta: Value = serde_json::from_str(&meta).unwrap();
         let rcpt_tos: Vec<String> = meta["rcpt_tos"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         if rcpt_tos.iter().any(|r| r == rcpt) {
             out.push(Mail {
@@ -468,19 +472,34 @@ impl Firewatch {
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_remove("RUST_LOG")
             .env("RUST_LOG", "info,rumqttd=off")
-            .env("FIREWATCH__MQTT__URL", o.mqtt_url.clone().unwrap_or_else(|| env("FW_TEST_MQTT_URL")))
+            .env(
+                "FIREWATCH__MQTT__URL",
+                o.mqtt_url
+                    .clone()
+                    .unwrap_or_else(|| env("FW_TEST_MQTT_URL")),
+            )
             .env("FIREWATCH__MQTT__CLIENT_ID", &self.client_id)
             .env("FIREWATCH__MQTT__RECONNECT_MAX_S", "1")
-            .env("FIREWATCH__HTTP__LISTEN", format!("127.0.0.1:{}", self.http_port))
+            .env(
+                "FIREWATCH__HTTP__LISTEN",
+                format!("127.0.0.1:{}", self.http_port),
+            )
             .env("FIREWATCH__STORAGE__DIR", &self.dir)
             .env("FIREWATCH__STORAGE__SYNCHRONOUS", "normal")
-            .env("FIREWATCH__EMAIL__TO", o.email_to.clone().unwrap_or_else(|| "duty@test.local".into()))
+            .env(
+                "FIREWATCH__EMAIL__TO",
+                o.email_to
+                    .clone()
+                    .unwrap_or_else(|| "duty@test.local".into()),
+            )
             .env("FIREWATCH__TSDB__FLUSH_INTERVAL_MS", "200")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("firewatch.log")).unwrap_or_else(|_| {
-                std::fs::create_dir_all(&self.dir).unwrap();
-                std::fs::File::create(self.dir.join("firewatch.log")).unwrap()
-            }));
+            .stderr(
+                std::fs::File::create(self.dir.join("firewatch.log")).unwrap_or_else(|_| {
+                    std::fs::create_dir_all(&self.dir).unwrap();
+                    std::fs::File::create(self.dir.join("firewatch.log")).unwrap()
+                }),
+            );
         std::fs::create_dir_all(&self.dir).unwrap();
         if let Some(u) = &o.tsdb_url {
             cmd.env("FIREWATCH__TSDB__URL", u);
@@ -627,7 +646,11 @@ impl Drop for Firewatch {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("--- firewatch log ({}) ---\n{}", self.dir.display(), self.log());
+            eprintln!(
+                "--- firewatch log ({}) ---\n{}",
+                self.dir.display(),
+                self.log()
+            );
         }
     }
 }
@@ -708,14 +731,17 @@ impl Publisher {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.events.recv()).await {
                 Ok(Some(_)) => self.acked += 1,
-                _ => panic!("broker acknowledged {} of {} publishes", self.acked, self.sent),
+                _ => panic!(
+                    "broker acknowledged {} of {} publishes",
+                    self.acked, self.sent
+                ),
             }
         }
     }
 
     /// Counts acknowledgements that already arrived, without waiting.
     pub fn drain_acks(&mut self) {
-        while let Ok(_) = self.events.try_recv() {
+        while self.events.try_recv().is_ok() {
             self.acked += 1;
         }
     }
