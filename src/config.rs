@@ -305,9 +305,12 @@ impl Config {
             .map_err(|e| Problem::new("config", e.to_string()))?;
         built.try_deserialize::<Config>().map_err(|e| {
             let text = e.to_string();
-            // The config crate ends type errors with "for key `a.b`"; surface the key.
-            match text.rsplit_once(" for key `") {
-                Some((msg, key)) => Problem::new(key.trim_end_matches('`'), msg),
+            // The config crate says "… for key `a.b` in <source>"; surface the key.
+            match text.split_once(" for key `") {
+                Some((msg, rest)) => match rest.split_once('`') {
+                    Some((key, source)) => Problem::new(key, format!("{msg}{source}")),
+                    None => Problem::new("config", text.clone()),
+                },
                 None => Problem::new("config", text),
             }
         })

@@ -490,3 +490,65 @@ kind = "water_pressure"
     )
     .await;
 }
+
+/// The README's first command runs on embedded defaults: the built-in broker takes a plain
+/// `mosquitto_pub`, the alert is in the API and its e-mail is an .eml file in the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_defaults_turn_a_mosquitto_pub_into_an_alert_and_an_eml() {
+    let port = free_port();
+    let fw = Firewatch::start(Options {
+        mqtt_url: Some("embedded".into()),
+        env: vec![(
+            "FIREWATCH__MQTT__EMBEDDED_LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        )],
+        ..Default::default()
+    })
+    .await;
+    // The README's example, byte for byte, but on this test's port.
+    let status = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", "fw/v1/bsy-0012/fire_lane/cam-0012-01/event"])
+        .args([
+            "-m",
+            r#"{"event": "smoke", "state": "start", "zone": "lobby", "confidence": 0.93}"#,
+        ])
+        .status()
+        .expect("mosquitto_pub (mosquitto-clients) must be installed");
+    assert!(status.success());
+    let a = fw
+        .wait_alert("bsy-0012", "fire_lane.fire", "cam-0012-01", |_| true, T)
+        .await;
+    assert_eq!(a["severity"], "critical");
+    let outbox = fw.dir.join("outbox");
+    let mail = wait_for("an .eml in the outbox", T, || async {
+        std::fs::read_dir(&outbox)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+    })
+    .await;
+    assert!(mail.contains("fire_lane.fire"), "{mail}");
+    assert!(mail.contains("cam-0012-01"), "{mail}");
+    // Another firewatch cannot take the same broker port: a clear start-up error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firewatch"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "FIREWATCH__MQTT__EMBEDDED_LISTEN",
+            format!("127.0.0.1:{port}"),
+        )
+        .env(
+            "FIREWATCH__HTTP__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("FIREWATCH__STORAGE__DIR", fw.dir.join("second"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mqtt.embedded_listen") && err.contains("cannot listen"),
+        "{err}"
+    );
+}

@@ -640,8 +640,17 @@ raise = 0.1
 clear = 0.05
 severity = "major"
 
-[[event]]
+[[threshold]]
 id = "x"
+kind = "water_pressure"
+metric = "pressure_mpa"
+direction = "above"
+raise = 1
+clear = 0.9
+severity = "major"
+
+[[event]]
+id = "y"
 kind = "fire_lane"
 events = ["fire_alarm"]
 severity = "major"
@@ -655,7 +664,7 @@ min_confidence = 2
         for k in [
             "threshold[0].metric",
             "threshold[0].clear",
-            "event[0].id",
+            "threshold[1].id",
             "event[0].events",
             "event[0].min_confidence",
         ] {

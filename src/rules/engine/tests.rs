@@ -114,7 +114,7 @@ impl H {
 
     fn message(t: Millis, topic: &str, json: &str, retained: bool) -> Message {
         match decode(topic, json.as_bytes(), retained, t) {
-            Ok(Decoded::Message(m)) => m,
+            Ok(Decoded::Message(m)) => *m,
             other => panic!("{topic} {json}: not a message: {other:?}"),
         }
     }
@@ -1893,7 +1893,8 @@ fn seq_duplicates_gaps_late_arrivals_and_resets() {
 #[test]
 fn seq_edge_cases() {
     // Each: a sequence of (seq, accepted or why not), then the expected lost count.
-    let cases: [(&[(u64, Result<(), Reason>)], u64); 6] = [
+    type Steps = &'static [(u64, Result<(), Reason>)];
+    let cases: [(Steps, u64); 6] = [
         // The first message redelivered (QoS 1).
         (&[(0, Ok(())), (0, Err(Reason::Duplicate))], 0),
         // After a counter reset, the reset message redelivered.
