@@ -250,8 +250,16 @@ async fn list_alerts(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    let list = read(&s, move |c| Ok(alerts::list(c, &f)?)).await?;
-    let out: Vec<Value> = list.iter().map(|a| a.to_json(Vec::new())).collect();
+    let out = read(&s, move |c| {
+        let list = alerts::list(c, &f)?;
+        let ids: Vec<i64> = list.iter().map(|a| a.id).collect();
+        let mut notes = alerts::notes_for(c, &ids)?;
+        Ok(list
+            .iter()
+            .map(|a| a.to_json(notes.remove(&a.id).unwrap_or_default()))
+            .collect::<Vec<Value>>())
+    })
+    .await?;
     Ok(Json(out).into_response())
 }
 
@@ -312,7 +320,12 @@ async fn act(s: &ApiState, id: &str, action: Action) -> ApiResult {
         .await
         .map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
     match r {
-        Ok(a) => Ok(Json(a.to_json(Vec::new())).into_response()),
+        Ok(a) => {
+            let id = a.id;
+            let notes = read(s, move |c| Ok(alerts::notes_for(c, &[id])?)).await?;
+            let notes = notes.into_values().next().unwrap_or_default();
+            Ok(Json(a.to_json(notes)).into_response())
+        }
         Err(ActionError::NotFound(m)) => Err(ApiError::NotFound(m)),
         Err(ActionError::Conflict(m)) => Err(ApiError::Conflict(m)),
         Err(ActionError::Invalid(m)) => Err(ApiError::BadRequest(m)),
@@ -379,7 +392,8 @@ fn device_json(
     };
     let state = match rec {
         None => "never_seen",
-        Some(r) if r.last_seen.is_none() && r.messages == 0 => "never_seen",
+        // Heard only through retained messages (replayed by the broker): no sign of life yet.
+        Some(r) if r.last_seen.is_none() => "never_seen",
         Some(r) if r.offline => "offline",
         Some(_) => "online",
     };

@@ -117,8 +117,6 @@ pub struct StorageConfig {
     pub rejected_keep: u32,
     /// SQLite `synchronous`: `full` survives power loss, `normal` survives process crashes.
     pub synchronous: String,
-    /// Longest wait to gather a group commit, milliseconds.
-    pub commit_interval_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -128,7 +126,6 @@ impl Default for StorageConfig {
             retention_days: 30,
             rejected_keep: 10_000,
             synchronous: "full".into(),
-            commit_interval_ms: 2,
         }
     }
 }
@@ -357,12 +354,6 @@ impl Config {
             p.push(Problem::new(
                 "storage.synchronous",
                 "must be \"full\" or \"normal\"",
-            ));
-        }
-        if self.storage.commit_interval_ms > 1000 {
-            p.push(Problem::new(
-                "storage.commit_interval_ms",
-                "must be at most 1000",
             ));
         }
         if let Some(url) = &self.tsdb.url {

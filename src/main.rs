@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // One TLS crypto provider for every client (MQTT, SMTP, InfluxDB).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -63,6 +64,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
+            if let Err(problems) = firewatch::app::check(&cfg) {
+                eprintln!("firewatch: {} configuration problem(s):", problems.len());
+                for p in problems {
+                    eprintln!("  {p}");
+                }
+                return ExitCode::from(2);
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -56,8 +56,6 @@ pub struct Metrics {
     pub conditions: AtomicI64,
     /// Devices known.
     pub devices: AtomicI64,
-    /// Last store error, epoch ms (0 = none since start).
-    pub store_error_ms: AtomicI64,
     /// Points written to the time-series database.
     pub tsdb_points: AtomicU64,
     /// Write requests.
@@ -212,9 +210,9 @@ impl Metrics {
             l(&self.republished),
         );
         c(
-            "firewatch_messages_lost_total",
-            "Messages missing from device seq sequences.",
-            "counter",
+            "firewatch_messages_lost",
+            "Messages missing from device seq sequences now (late arrivals fill gaps).",
+            "gauge",
             l(&self.lost),
         );
         c(
@@ -258,6 +256,12 @@ impl Metrics {
             "Failed write requests.",
             "counter",
             l(&self.tsdb_errors),
+        );
+        c(
+            "firewatch_tsdb_enabled",
+            "1 when readings are forwarded to a time-series database.",
+            "gauge",
+            u8::from(self.tsdb_enabled.load(Relaxed)).to_string(),
         );
         c(
             names::TSDB_SPOOL,

@@ -14,6 +14,15 @@ pub const REJECTED_PREFIX: &str = "fw/v1/_rejected/";
 /// Largest accepted payload.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
+/// The topic of a device message: `fw/v1/{building}/{kind}/{device}/{class}`.
+pub fn topic(building: &str, kind: Kind, device: &str, class: Class) -> String {
+    format!(
+        "{TOPIC_PREFIX}{building}/{}/{device}/{}",
+        kind.as_str(),
+        class.as_str()
+    )
+}
+
 /// Epoch milliseconds, the one time type inside the pipeline.
 pub type Millis = i64;
 

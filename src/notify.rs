@@ -500,7 +500,24 @@ fn due_rows(
     Ok((rows, queued, next))
 }
 
+/// Records a delivery attempt: the outbox row and the alert's history change together.
 fn finish(
+    c: &Connection,
+    row: &OutboxRow,
+    now: Millis,
+    outcome: Result<(), (bool, String)>,
+) -> Result<(), store::StoreError> {
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    match record_attempt(c, row, now, outcome) {
+        Ok(()) => Ok(c.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn record_attempt(
     c: &Connection,
     row: &OutboxRow,
     now: Millis,

@@ -224,7 +224,12 @@ impl Pipeline {
             .iter()
             .filter(|i| matches!(i, Input::Publish(_)))
             .count();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock at BEGIN (waiting out the notifier and forwarder
+        // bookkeeping writes). A deferred transaction that reads first would fail with
+        // SQLITE_BUSY_SNAPSHOT, without waiting, when another connection committed in between.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for input in inputs {
             match input {
                 Input::Publish(m) => {

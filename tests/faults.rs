@@ -324,14 +324,17 @@ async fn broker_restart_loses_no_acknowledged_message() {
 /// replayed in order when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsdb_outage_spools_and_replays_every_point() {
+    // A private broker: the spool depth counts only this test's readings.
+    let broker = Mosquitto::start();
     let mut vm = VictoriaMetrics::start();
     let fw = Firewatch::start(Options {
+        mqtt_url: Some(broker.url()),
         tsdb_url: Some(vm.url()),
         ..Default::default()
     })
     .await;
     let topic = "fw/v1/bts/electrical/ef-ts/telemetry";
-    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    let mut p = Publisher::connect(&broker.url()).await;
     let base = model_now() - 60_000;
     async fn send(p: &mut Publisher, topic: &str, base: i64, i: i64) {
         let payload = json!({"ts": base + i * 10, "values": {"current_a": i as f64}}).to_string();
@@ -383,13 +386,16 @@ async fn tsdb_outage_spools_and_replays_every_point() {
 async fn smtp_outage_mail_is_retried_until_delivered() {
     let port = free_port(); // nothing listens yet
     let rcpt = "outage@duty.test";
+    // A private broker: the outbox holds only this test's notification.
+    let broker = Mosquitto::start();
     let mut fw = Firewatch::start(Options {
+        mqtt_url: Some(broker.url()),
         smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
         email_to: Some(rcpt.into()),
         ..Default::default()
     })
     .await;
-    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    let mut p = Publisher::connect(&broker.url()).await;
     p.publish(
         "fw/v1/bsm/transmitter/tx-sm/event",
         json!({"event": "manual_alarm", "state": "start", "zone": "2F"}).to_string(),

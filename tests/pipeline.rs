@@ -309,6 +309,11 @@ async fn operators_acknowledge_annotate_and_close_alerts() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "closed");
     assert_eq!(v["classification"], "false_alarm");
+    assert_eq!(
+        v["notes"].as_array().unwrap().len(),
+        3,
+        "the answer carries the notes: {v}"
+    );
 
     let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
     let what: Vec<&str> = full["history"]
@@ -337,6 +342,11 @@ async fn operators_acknowledge_annotate_and_close_alerts() {
         .get(&format!("/api/v1/alerts?building={b}&status=closed"))
         .await;
     assert_eq!(closed.as_array().unwrap().len(), 1);
+    assert_eq!(
+        closed[0]["notes"].as_array().unwrap().len(),
+        3,
+        "lists carry notes too"
+    );
     let open = fw
         .get(&format!("/api/v1/alerts?building={b}&status=open"))
         .await;

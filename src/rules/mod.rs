@@ -389,6 +389,37 @@ impl Rules {
     }
 }
 
+/// Rewrites rule TOML with every time (`*_s` keys, and the per-kind `offline.default_s`)
+/// multiplied by `factor`: replaying device time `1 / factor` times faster than real time
+/// (simulators' `--speed`, fast tests) with the same rule logic.
+pub fn scale_rule_times(text: &str, factor: f64) -> Result<String, Problem> {
+    fn scale(v: &mut toml::Value, factor: f64, all: bool) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, x) in t.iter_mut() {
+                    let timed = all || k.ends_with("_s");
+                    match x {
+                        toml::Value::Integer(i) if timed => {
+                            *x = toml::Value::Float(*i as f64 * factor)
+                        }
+                        toml::Value::Float(f) if timed => *x = toml::Value::Float(*f * factor),
+                        toml::Value::Table(_) if k == "default_s" => scale(x, factor, true),
+                        _ => scale(x, factor, false),
+                    }
+                }
+            }
+            toml::Value::Array(a) => a.iter_mut().for_each(|x| scale(x, factor, all)),
+            _ => {}
+        }
+    }
+    if !(factor.is_finite() && factor > 0.0) {
+        return Err(Problem::new("factor", "must be a positive number"));
+    }
+    let mut v: toml::Value = toml::from_str(text).map_err(|e| toml_problem(&e))?;
+    scale(&mut v, factor, false);
+    toml::to_string(&v).map_err(|e| Problem::new("toml", e.to_string()))
+}
+
 fn toml_problem(e: &toml::de::Error) -> Problem {
     Problem::new(
         "toml",
@@ -670,6 +701,20 @@ min_confidence = 2
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing in {keys:?}");
         }
+    }
+
+    #[test]
+    fn scaling_rule_times_keeps_levels() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let fast = Rules::parse(&scale_rule_times(&text, 0.1).unwrap()).unwrap();
+        let low = fast.threshold_rule("water_pressure.low").unwrap();
+        assert!((low.hold_s - 6.0).abs() < 1e-9);
+        assert_eq!(low.raise, 0.10);
+        assert!((fast.offline.default_s[&Kind::Transmitter] - 9.0).abs() < 1e-9);
+        assert!((fast.offline.battery_s - 1080.0).abs() < 1e-9);
+        assert_eq!(fast.offline.factor, 3.0, "factor is not a time");
+        assert!(scale_rule_times(&text, 0.0).is_err());
     }
 
     #[test]

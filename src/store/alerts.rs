@@ -299,18 +299,21 @@ pub fn apply(conn: &Connection, t: &Transition, render: Render<'_>) -> Result<Ap
             if a.active && !t.pulse {
                 return Ok(Applied::Nothing);
             }
+            // A pulse on an alert whose condition holds leaves it active (the condition's own
+            // end clears it); on an inactive alert it stays inactive.
+            let active = a.active || !t.pulse;
             conn.prepare_cached(
                 "UPDATE alerts SET active = ?2, value = ?3, threshold = ?4, message = ?5,
                  updated_at = ?6, cleared_at = ?7 WHERE id = ?1",
             )?
             .execute(params![
                 a.id,
-                i64::from(!t.pulse),
+                i64::from(active),
                 t.value,
                 t.threshold,
                 t.message,
                 t.at,
-                t.pulse.then_some(t.at),
+                if active { None } else { Some(t.at) },
             ])?;
             history(conn, a.id, t.at, "refired", None, None, Some(detail))?;
             let alert = get(conn, a.id)?.unwrap_or(a);
@@ -555,6 +558,36 @@ pub fn notes_of(history: &[HistoryEntry]) -> Vec<Value> {
         .filter(|h| h.note.is_some())
         .map(|h| json!({"at": h.at, "by": h.by, "note": h.note, "with": h.what}))
         .collect()
+}
+
+/// Notes of several alerts at once (contract form), by alert id.
+pub fn notes_for(
+    conn: &Connection,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<Value>>> {
+    let mut out: std::collections::HashMap<i64, Vec<Value>> = std::collections::HashMap::new();
+    let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
+        return Ok(out);
+    };
+    let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT alert_id, at, what, by, note FROM alert_history
+         WHERE alert_id BETWEEN ?1 AND ?2 AND note IS NOT NULL ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![lo, hi], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            json!({"at": rfc3339(r.get(1)?), "by": r.get::<_, Option<String>>(3)?,
+                   "note": r.get::<_, Option<String>>(4)?, "with": r.get::<_, String>(2)?}),
+        ))
+    })?;
+    for row in rows {
+        let (id, note) = row?;
+        if wanted.contains(&id) {
+            out.entry(id).or_default().push(note);
+        }
+    }
+    Ok(out)
 }
 
 /// Count of open alerts per device (for device health).

@@ -374,39 +374,12 @@ pub fn scaled_rules(dir: &Path, factor: f64) -> PathBuf {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.toml"))
             .unwrap();
-    let mut v: toml::Value = toml::from_str(&text).unwrap();
-    fn scale(v: &mut toml::Value, factor: f64) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, x) in t.iter_mut() {
-                    if k.ends_with("_s") {
-                        if let Some(n) = x.as_float().or_else(|| x.as_integer().map(|i| i as f64)) {
-                            *x = toml::Value::Float(n * factor);
-                            continue;
-                        }
-                    }
-                    scale(x, factor);
-                }
-            }
-            toml::Value::Array(a) => a.iter_mut().for_each(|x| scale(x, factor)),
-            _ => {}
-        }
-    }
-    scale(&mut v, factor);
-    // default_s is a table of per-kind seconds.
-    if let Some(d) = v
-        .get_mut("offline")
-        .and_then(|o| o.get_mut("default_s"))
-        .and_then(|d| d.as_table_mut())
-    {
-        for (_, x) in d.iter_mut() {
-            if let Some(n) = x.as_float().or_else(|| x.as_integer().map(|i| i as f64)) {
-                *x = toml::Value::Float(n * factor);
-            }
-        }
-    }
     let path = dir.join("rules.toml");
-    std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        firewatch::rules::scale_rule_times(&text, factor).unwrap(),
+    )
+    .unwrap();
     path
 }
 
