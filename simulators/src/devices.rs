@@ -567,6 +567,14 @@ impl Device {
                 ));
             }
         }
+        // Monitors report at once on a sudden change (vendor practice), not only on their
+        // interval.
+        if matches!(
+            inc.what.as_str(),
+            "valve_closed" | "burst" | "overpressure" | "dip" | "fill" | "overheat" | "arc_burst"
+        ) {
+            self.next_report = t;
+        }
         if let Some(o) = out.last() {
             self.last = Some(o.clone());
         }

@@ -32,7 +32,8 @@ pub fn start(listen: &str) -> Result<(), String> {
                 // Larger than the contract's 64 KiB so oversize payloads reach firewatch and are
                 // counted and kept as `too_large` instead of vanishing at the broker.
                 max_payload_size: 1024 * 1024,
-                max_inflight_count: 1000,
+                // The in-flight window is firewatch's pipeline depth (acks follow commits).
+                max_inflight_count: 20_000,
                 auth: None,
                 external_auth: None,
                 dynamic_filters: true,

@@ -161,6 +161,12 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     // Keep the WAL from growing without bound under sustained load.
     conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    // A page cache large enough for a group commit's working set (the readings index is
+    // written all over): with SQLite's 2 MB default, large batches spilled pages to the WAL
+    // mid-transaction and re-read index pages with pread (about a fifth of the pipeline's time
+    // in a 200k-message profile).
+    conn.pragma_update(None, "cache_size", -65_536)?; // KiB: 64 MiB
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
