@@ -9,17 +9,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Options of `firewatch-sim latency`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LatencyOptions {
-    /// `mqtt://host:port`.
+    /// Broker.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
-    /// Where the SMTP capture server writes mails (`.eml` + `.json`).
+    /// The SMTP capture server's mail folder (`.eml` + `.json`).
+    #[arg(long)]
     pub maildir: PathBuf,
     /// Alerts to time.
+    #[arg(long, default_value_t = 200)]
     pub count: u64,
-    /// Between publishes.
+    /// Milliseconds between alerts.
+    #[arg(long, default_value_t = 20)]
     pub interval_ms: u64,
     /// Device id prefix (unique per run).
+    #[arg(long, default_value = "lat")]
     pub prefix: String,
 }
 
@@ -89,11 +94,10 @@ pub async fn latency(o: LatencyOptions) -> anyhow::Result<LatencySummary> {
                 let Ok(raw) = std::fs::read_to_string(&p) else {
                     continue;
                 };
-                let Some(subject) = raw.lines().find(|l| l.starts_with("Subject:")) else {
-                    continue;
-                };
+                // Device ids are fixed-width, so none is a prefix of another; the mail names the
+                // device in its subject and body (headers may be folded at 76 columns).
                 for (device, t0) in &sent {
-                    if got.contains_key(device) || !subject.contains(&format!("/ {device} /")) {
+                    if got.contains_key(device) || !raw.contains(device.as_str()) {
                         continue;
                     }
                     let meta: serde_json::Value = std::fs::read_to_string(p.with_extension("json"))

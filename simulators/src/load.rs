@@ -8,25 +8,34 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `firewatch-sim load`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoadOptions {
-    /// `mqtt://host:port`.
+    /// Broker.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
     /// Number of devices.
+    #[arg(long, default_value_t = 1000)]
     pub devices: u64,
-    /// Messages per second in total; 0 = as fast as the broker takes them.
+    /// Messages per second in total (0 = as fast as the broker takes them).
+    #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Stop after this many seconds…
+    /// How long, e.g. 30s or 2m…
+    #[arg(long, value_parser = crate::scenario::parse_duration_arg)]
     pub duration: Option<f64>,
-    /// …or after this many messages.
+    /// …or how many messages.
+    #[arg(long)]
     pub count: Option<u64>,
     /// QoS 0 or 1.
+    #[arg(long, default_value_t = 1)]
     pub qos: u8,
     /// Connections to spread the devices over.
+    #[arg(long, default_value_t = 4)]
     pub connections: u64,
     /// Building and device id prefix.
+    #[arg(long, default_value = "load")]
     pub prefix: String,
     /// No progress lines.
+    #[arg(long)]
     pub quiet: bool,
 }
 

@@ -24,77 +24,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Play a scenario (a fleet and a timeline of incidents).
-    Run {
-        /// Scenario file, e.g. simulators/scenarios/town.toml.
-        scenario: PathBuf,
-        /// Broker.
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
-        /// Device time per real time; run firewatch with `firewatch-sim rules --speed` to match.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Seed: the same seed gives the same messages (the `ts` field is the wall clock).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// After the run, check firewatch's alerts at this API base URL against the
-        /// scenario's expectations; exit 1 on any missing or unexpected alert.
-        #[arg(long, value_name = "API_URL", num_args = 0..=1, default_missing_value = "http://127.0.0.1:8080")]
-        expect: Option<String>,
-        /// Real seconds the fleet keeps reporting (without incidents) before checking.
-        #[arg(long, default_value_t = 3.0)]
-        settle: f64,
-        /// Print only the summary.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Run(run::RunOptions),
     /// Publish steady load from many devices.
-    Load {
-        /// Broker.
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
-        /// Devices.
-        #[arg(long, default_value_t = 1000)]
-        devices: u64,
-        /// Messages per second in total (0 = as fast as the broker takes them).
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-        /// How long, e.g. 30s or 2m.
-        #[arg(long)]
-        duration: Option<String>,
-        /// How many messages.
-        #[arg(long)]
-        count: Option<u64>,
-        /// QoS 0 or 1.
-        #[arg(long, default_value_t = 1)]
-        qos: u8,
-        /// Connections.
-        #[arg(long, default_value_t = 4)]
-        connections: u64,
-        /// Id prefix.
-        #[arg(long, default_value = "load")]
-        prefix: String,
-        /// No progress lines.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Load(load::LoadOptions),
     /// Time alerts from publish to e-mail accepted by the SMTP capture server.
-    Latency {
-        /// Broker.
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
-        /// The capture server's mail folder.
-        #[arg(long)]
-        maildir: PathBuf,
-        /// Alerts.
-        #[arg(long, default_value_t = 200)]
-        count: u64,
-        /// Milliseconds between alerts.
-        #[arg(long, default_value_t = 20)]
-        interval_ms: u64,
-        /// Id prefix (unique per run).
-        #[arg(long, default_value = "lat")]
-        prefix: String,
-    },
+    Latency(latency::LatencyOptions),
     /// Print a firewatch registry (buildings, classes, expected devices) for a scenario's fleet.
     Registry {
         /// Scenario file.
@@ -137,73 +71,21 @@ fn main() -> ExitCode {
 
 async fn dispatch(c: Command) -> anyhow::Result<ExitCode> {
     match c {
-        Command::Run {
-            scenario,
-            broker,
-            speed,
-            seed,
-            expect,
-            settle,
-            quiet,
-        } => {
-            let failures = run::run(run::RunOptions {
-                scenario,
-                broker,
-                speed,
-                seed,
-                expect,
-                settle,
-                quiet,
-            })
-            .await?;
+        Command::Run(o) => {
+            let failures = run::run(o).await?;
             Ok(if failures == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
-        Command::Load {
-            broker,
-            devices,
-            rate,
-            duration,
-            count,
-            qos,
-            connections,
-            prefix,
-            quiet,
-        } => {
-            let duration = duration.map(|d| scenario::parse_duration(&d)).transpose()?;
-            let s = load::load(load::LoadOptions {
-                broker,
-                devices,
-                rate,
-                duration,
-                count,
-                qos,
-                connections,
-                prefix,
-                quiet,
-            })
-            .await?;
+        Command::Load(o) => {
+            let s = load::load(o).await?;
             println!("{}", serde_json::to_string(&s)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Latency {
-            broker,
-            maildir,
-            count,
-            interval_ms,
-            prefix,
-        } => {
-            let s = latency::latency(latency::LatencyOptions {
-                broker,
-                maildir,
-                count,
-                interval_ms,
-                prefix,
-            })
-            .await?;
+        Command::Latency(o) => {
+            let s = latency::latency(o).await?;
             println!("{}", serde_json::to_string(&s)?);
             Ok(if s.missing == 0 {
                 ExitCode::SUCCESS

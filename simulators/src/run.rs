@@ -15,21 +15,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `firewatch-sim run`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunOptions {
-    /// Scenario file.
+    /// Scenario file, e.g. simulators/scenarios/town.toml.
     pub scenario: PathBuf,
-    /// `mqtt://host:port`.
+    /// Broker.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
-    /// Device time per real time.
+    /// Device time per real time; run firewatch with `firewatch-sim rules --speed` to match.
+    #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// Seed (default: the scenario's).
+    /// Seed: the same seed gives the same messages (the `ts` field is the wall clock).
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// Check alerts against firewatch's API at this base URL.
+    /// After the run, check firewatch's alerts at this API base URL against the scenario's
+    /// expectations; exit 1 on any missing or unexpected alert.
+    #[arg(long, value_name = "API_URL", num_args = 0..=1, default_missing_value = "http://127.0.0.1:8080")]
     pub expect: Option<String>,
-    /// Real seconds to wait before checking.
+    /// Real seconds the fleet keeps reporting (without incidents) before checking.
+    #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
-    /// Quiet: only the summary.
+    /// Print only the summary.
+    #[arg(long)]
     pub quiet: bool,
 }
 

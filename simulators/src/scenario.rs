@@ -47,6 +47,11 @@ pub fn parse_duration(s: &str) -> anyhow::Result<f64> {
     Ok(total)
 }
 
+/// [`parse_duration`] for command-line arguments.
+pub fn parse_duration_arg(s: &str) -> Result<f64, String> {
+    parse_duration(s).map_err(|e| format!("{e:#}"))
+}
+
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
