@@ -1,9 +1,10 @@
 //! The wiring: builds every stage, runs them, and shuts them down in order.
 //!
 //! Shutdown order (backend before frontend): ingest stops taking messages and disconnects
-//! (unacknowledged ones are redelivered on the persistent session) → the pipeline commits what it
-//! holds and stops → the time-series forwarder and the notifier get a bounded grace period
-//! (unsent rows stay in the store) → HTTP stops last.
+//! (unacknowledged ones are redelivered on the persistent session) → the time-series forwarder
+//! and the notifier get a bounded grace period and hand their last bookkeeping to the pipeline
+//! (unsent rows stay in the store) → the pipeline commits what it holds and stops → HTTP stops
+//! last.
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, Problem};
@@ -149,11 +150,12 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
             dir.clone(),
             Arc::clone(&metrics),
             tsdb_wake,
+            input_tx.clone(),
         )
         .run(backend_token.clone()),
     )
     .fuse();
-    let mut sender = tokio::spawn(notifier.run(backend_token.clone())).fuse();
+    let mut sender = tokio::spawn(notifier.run(input_tx.clone(), backend_token.clone())).fuse();
     match &cfg.email.smtp_url {
         Some(u) => {
             if let Ok(t) = crate::notify::SmtpTarget::parse(u.expose()) {
@@ -183,16 +185,8 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
     if !ingest.is_terminated() {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut ingest).await;
     }
-    // 2. Pipeline: commit what is queued.
-    let _ = input_tx.send(Input::Shutdown);
-    drop(input_tx);
-    if !core_done.is_terminated() {
-        match tokio::time::timeout(Duration::from_secs(20), &mut core_done).await {
-            Ok(_) => {}
-            Err(_) => tracing::warn!("Pipeline still running after 20 s; stopping anyway."),
-        }
-    }
-    // 3. Backends, bounded.
+    // 2. Backends, bounded: the notifier finishes the mail it is sending, the forwarder makes a
+    // last write; their bookkeeping goes to the pipeline, which is still running.
     backend_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         if !forwarder.is_terminated() {
@@ -203,6 +197,15 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
         }
     })
     .await;
+    // 3. Pipeline: commit what is queued.
+    let _ = input_tx.send(Input::Shutdown);
+    drop(input_tx);
+    if !core_done.is_terminated() {
+        match tokio::time::timeout(Duration::from_secs(20), &mut core_done).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!("Pipeline still running after 20 s; stopping anyway."),
+        }
+    }
     // 4. HTTP last.
     http_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;

@@ -13,6 +13,7 @@
 use crate::config::{EmailConfig, Secret};
 use crate::metrics::Metrics;
 use crate::model::{now_ms, rfc3339, Millis};
+use crate::pipeline::Input;
 use crate::store::alerts::{alert_id, Alert, Outgoing};
 use crate::store::{self};
 use lettre::message::{header::ContentType, Mailbox};
@@ -21,6 +22,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rusqlite::{params, Connection};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -367,29 +369,38 @@ impl Notifier {
         })
     }
 
-    /// Works off the outbox until cancelled.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), store::StoreError> {
-        let conn = store::open_aux(&self.dir)?;
-        let conn = Arc::new(std::sync::Mutex::new(conn));
+    /// Works off the outbox until cancelled. The outbox is read through a read-only
+    /// connection; outcomes go to the pipeline, the store's single writer, so the notifier never
+    /// waits for (or holds) the write lock. Rows whose outcome is not committed yet stay in
+    /// `reported` and are not sent again.
+    pub async fn run(
+        mut self,
+        pipeline: std::sync::mpsc::Sender<Input>,
+        shutdown: CancellationToken,
+    ) -> Result<(), store::StoreError> {
+        let dir = self.dir.clone();
+        let mut reported: HashSet<i64> = HashSet::new();
         loop {
-            let due = {
-                let conn = Arc::clone(&conn);
-                tokio::task::spawn_blocking(move || -> Result<_, store::StoreError> {
-                    let c = conn.lock().map_err(|_| store::StoreError::Corrupt {
-                        what: "lock",
-                        err: "poisoned".into(),
-                    })?;
-                    due_rows(&c, now_ms())
-                })
-                .await
-                .map_err(|e| store::StoreError::Corrupt {
-                    what: "task",
-                    err: e.to_string(),
-                })??
-            };
-            let (rows, queued, next_due) = due;
-            self.metrics.notify_queue.store(queued, Relaxed);
-            for row in rows {
+            let dir2 = dir.clone();
+            let (rows, queued, next_due) = tokio::task::spawn_blocking(move || {
+                let conn = store::open_reader(&dir2)?;
+                due_rows(&conn, now_ms())
+            })
+            .await
+            .map_err(|e| store::StoreError::Corrupt {
+                what: "task",
+                err: e.to_string(),
+            })??;
+            let due: HashSet<i64> = rows.iter().map(|r| r.id).collect();
+            reported.retain(|id| due.contains(id));
+            self.metrics
+                .notify_queue
+                .store(queued - reported.len() as i64, Relaxed);
+            let fresh: Vec<OutboxRow> = rows
+                .into_iter()
+                .filter(|r| !reported.contains(&r.id))
+                .collect();
+            for row in fresh {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
@@ -398,7 +409,6 @@ impl Notifier {
                     Err(e) => Err(SendError::Permanent(e)),
                 };
                 let now = now_ms();
-                let conn2 = Arc::clone(&conn);
                 match &result {
                     Ok(()) => {
                         self.metrics.notify_sent.fetch_add(1, Relaxed);
@@ -414,22 +424,30 @@ impl Notifier {
                     SendError::Permanent(m) => (true, m),
                     SendError::Transient(m) => (false, m),
                 });
-                tokio::task::spawn_blocking(move || -> Result<(), store::StoreError> {
-                    let c = conn2.lock().map_err(|_| store::StoreError::Corrupt {
-                        what: "lock",
-                        err: "poisoned".into(),
-                    })?;
-                    finish(&c, &row, now, outcome)
-                })
-                .await
-                .map_err(|e| store::StoreError::Corrupt {
-                    what: "task",
-                    err: e.to_string(),
-                })??;
+                reported.insert(row.id);
+                let delivery = Delivery {
+                    id: row.id,
+                    alert_id: row.alert_id,
+                    event: row.event,
+                    recipients: row.recipients,
+                    attempts: row.attempts,
+                    at: now,
+                    outcome,
+                };
+                if pipeline.send(Input::Delivered(delivery)).is_err() {
+                    // The pipeline has stopped: the row stays unsent and goes out after a
+                    // restart (at least once).
+                    return Ok(());
+                }
             }
             let wait = next_due.map_or(Duration::from_secs(5), |t| {
                 Duration::from_millis((t - now_ms()).clamp(0, 5000) as u64)
             });
+            let wait = if reported.is_empty() {
+                wait
+            } else {
+                wait.min(Duration::from_millis(50))
+            };
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
@@ -500,29 +518,29 @@ fn due_rows(
     Ok((rows, queued, next))
 }
 
-/// Records a delivery attempt: the outbox row and the alert's history change together.
-fn finish(
-    c: &Connection,
-    row: &OutboxRow,
-    now: Millis,
-    outcome: Result<(), (bool, String)>,
-) -> Result<(), store::StoreError> {
-    c.execute_batch("BEGIN IMMEDIATE")?;
-    match record_attempt(c, row, now, outcome) {
-        Ok(()) => Ok(c.execute_batch("COMMIT")?),
-        Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+/// The outcome of one delivery attempt, recorded by the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Outbox row.
+    pub id: i64,
+    /// Its alert.
+    pub alert_id: i64,
+    /// fired, cleared, closed, repeat.
+    pub event: String,
+    /// Recipients.
+    pub recipients: String,
+    /// Attempts before this one.
+    pub attempts: i64,
+    /// When it finished.
+    pub at: Millis,
+    /// Ok, or (permanent, error).
+    pub outcome: Result<(), (bool, String)>,
 }
 
-fn record_attempt(
-    c: &Connection,
-    row: &OutboxRow,
-    now: Millis,
-    outcome: Result<(), (bool, String)>,
-) -> Result<(), store::StoreError> {
+/// Records a delivery attempt inside the caller's transaction: the outbox row and the alert's
+/// history change together.
+pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<(), store::StoreError> {
+    let (row, now, outcome) = (d, d.at, d.outcome.clone());
     let detail =
         serde_json::json!({"event": row.event, "to": row.recipients, "attempt": row.attempts + 1});
     match outcome {

@@ -7,6 +7,10 @@
 //! answered. Under load the batches grow by themselves (the queue fills while a commit runs),
 //! so throughput scales with the fsync rate without any added waiting at low load.
 //!
+//! It is the store's only writer: the notifier's and the forwarder's bookkeeping (outcomes of
+//! deliveries, the time-series cursor) comes here as inputs too, so no connection ever waits
+//! for SQLite's write lock (whose busy handler sleeps in steps of up to 100 ms).
+//!
 //! One thread, because both machines this runs on have two cores and the MQTT event loop needs
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
@@ -67,6 +71,10 @@ pub enum Input {
         /// Answer, sent after the commit.
         reply: oneshot::Sender<Result<Alert, ActionError>>,
     },
+    /// A notification attempt's outcome, from the notifier.
+    Delivered(notify::Delivery),
+    /// How far the time-series forwarder has written (a `readings` id).
+    TsdbCursor(i64),
     /// Finish the current batch and stop.
     Shutdown,
 }
@@ -254,6 +262,8 @@ impl Pipeline {
                     }
                     b.replies.push((reply, r));
                 }
+                Input::Delivered(d) => notify::record_delivery(&tx, &d)?,
+                Input::TsdbCursor(id) => store::set_meta(&tx, crate::tsdb::CURSOR, id)?,
                 Input::Shutdown => {}
             }
         }

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-const CURSOR: &str = "tsdb_cursor";
+/// `meta` key of the forwarder's cursor (the last `readings` id written).
+pub const CURSOR: &str = "tsdb_cursor";
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -78,16 +79,24 @@ pub struct Forwarder {
     dir: PathBuf,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    pipeline: std::sync::mpsc::Sender<crate::pipeline::Input>,
 }
 
 impl Forwarder {
-    /// A forwarder for `cfg` reading the store in `dir`.
-    pub fn new(cfg: TsdbConfig, dir: PathBuf, metrics: Arc<Metrics>, wake: Arc<Notify>) -> Self {
+    /// A forwarder for `cfg` reading the store in `dir`; its cursor is saved by `pipeline`.
+    pub fn new(
+        cfg: TsdbConfig,
+        dir: PathBuf,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+        pipeline: std::sync::mpsc::Sender<crate::pipeline::Input>,
+    ) -> Self {
         Forwarder {
             cfg,
             dir,
             metrics,
             wake,
+            pipeline,
         }
     }
 
@@ -103,7 +112,7 @@ impl Forwarder {
             CONN.with(|c| {
                 let mut c = c.borrow_mut();
                 if c.is_none() {
-                    *c = Some(store::open_aux(&dir)?);
+                    *c = Some(store::open_reader(&dir)?);
                 }
                 match c.as_ref() {
                     Some(conn) => f(conn),
@@ -136,17 +145,11 @@ impl Forwarder {
         let client = influxdb2::ClientBuilder::new(url.clone(), self.cfg.org.clone(), token)
             .build()
             .map_err(|e| TsdbError::Client(e.to_string()))?;
-        let mut cursor = match self.blocking(|c| store::get_meta(c, CURSOR)).await? {
-            Some(c) => c,
-            None => {
-                // First time forwarding from this store: start with what is in it now.
-                self.blocking(|c| {
-                    store::set_meta(c, CURSOR, 0)?;
-                    Ok(0)
-                })
-                .await?
-            }
-        };
+        // First time forwarding from this store: everything in it goes.
+        let mut cursor = self
+            .blocking(|c| store::get_meta(c, CURSOR))
+            .await?
+            .unwrap_or(0);
         let batch = self.cfg.batch_size;
         let interval = Duration::from_millis(self.cfg.flush_interval_ms);
         let mut backoff = Duration::from_millis(500);
@@ -210,8 +213,16 @@ impl Forwarder {
             match err {
                 None => {
                     cursor = last;
-                    self.blocking(move |c| store::set_meta(c, CURSOR, last))
-                        .await?;
+                    // Saved by the store's single writer; if firewatch stops before that
+                    // commit, these points are written again after the restart (the same
+                    // series and timestamps, so the database keeps one copy).
+                    if self
+                        .pipeline
+                        .send(crate::pipeline::Input::TsdbCursor(last))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
                     self.metrics.tsdb_points.fetch_add(n, Relaxed);
                     if self.metrics.tsdb_failing_since.swap(0, Relaxed) != 0 {
                         tracing::info!(

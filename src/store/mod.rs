@@ -1,8 +1,8 @@
 //! The embedded store: one SQLite database in WAL mode under `storage.dir`.
 //!
-//! One writer (the pipeline thread) commits groups of messages in one transaction each; the
-//! notifier and the time-series forwarder write their own small bookkeeping rows; API readers
-//! open read connections. Tables:
+//! One writer (the pipeline thread) commits groups of messages in one transaction each, together
+//! with the notifier's and the time-series forwarder's bookkeeping, which they send it; they and
+//! the API read through read-only connections (WAL readers never wait for the writer). Tables:
 //!
 //! | table | what |
 //! |---|---|
@@ -179,14 +179,6 @@ pub fn open_reader(dir: &Path) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
-}
-
-/// Opens a second writer for bookkeeping (outbox, cursors).
-pub fn open_aux(dir: &Path) -> Result<Connection> {
-    let conn = Connection::open(db_path(dir))?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
 }
 
