@@ -11,7 +11,7 @@ use crate::config::{Config, Problem};
 use crate::ingest::{broker, mqtt};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::pipeline::{self, Input, Outputs, Pipeline, Settings};
+use crate::pipeline::{self, Input, Inputs, Outputs, Pipeline, Settings};
 use crate::rules::engine::Engine;
 use crate::rules::{Registry, Rules};
 use crate::store;
@@ -72,6 +72,7 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
         .pipeline_tick_ms
         .store(crate::model::now_ms(), std::sync::atomic::Ordering::Relaxed);
     let (input_tx, input_rx) = std::sync::mpsc::channel::<Input>();
+    let (priority_tx, priority_rx) = std::sync::mpsc::channel::<Input>();
     let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
     // Republishing rejected messages is best effort (QoS 0); 10k copies may wait.
     let (rep_tx, rep_rx) = tokio::sync::mpsc::channel(10_000);
@@ -106,7 +107,7 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
     std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
-            let r = core.run(input_rx);
+            let r = core.run(input_rx, priority_rx);
             let _ = core_done_tx.send(r);
         })
         .context("starting the pipeline thread")?;
@@ -137,7 +138,10 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
     };
     let mut ingest = tokio::spawn(mqtt::run(
         cfg.mqtt.clone(),
-        input_tx.clone(),
+        Inputs {
+            normal: input_tx.clone(),
+            priority: priority_tx,
+        },
         Arc::clone(&metrics),
         ack_rx,
         rep_rx,

@@ -29,14 +29,46 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
 
-/// Identifies a QoS 1 publish to acknowledge: the connection generation it arrived on and its
-/// packet id.
+/// Identifies a QoS 1 publish to acknowledge: the connection generation it arrived on, its
+/// arrival number on that connection (acks go out in this order) and its packet id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckToken {
     /// Connection generation (bumped on every CONNACK).
     pub generation: u64,
+    /// Arrival number of the QoS 1 publish on this connection, from 0.
+    pub seq: u64,
     /// MQTT packet id.
     pub pkid: u16,
+}
+
+/// The pipeline's two input queues: events (fire alarms, video events, faults) overtake the
+/// readings queued before them, as GB 26875.1 wants fire alarms sent ahead of other traffic;
+/// everything else keeps its order. Acks still go out in arrival order (see
+/// [`crate::ingest::mqtt`]).
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Readings, status, API actions, bookkeeping, shutdown.
+    pub normal: std::sync::mpsc::Sender<Input>,
+    /// Events.
+    pub priority: std::sync::mpsc::Sender<Input>,
+}
+
+impl Inputs {
+    /// Queues an input on the normal queue.
+    pub fn send(&self, i: Input) -> Result<(), std::sync::mpsc::SendError<Input>> {
+        self.normal.send(i)
+    }
+
+    /// Queues a publish, events on the priority queue (with a wake-up on the normal one, which
+    /// the pipeline may be waiting on).
+    pub fn publish(&self, m: Incoming) -> Result<(), std::sync::mpsc::SendError<Input>> {
+        if m.topic.ends_with("/event") {
+            self.priority.send(Input::Publish(m))?;
+            self.normal.send(Input::Wake)
+        } else {
+            self.normal.send(Input::Publish(m))
+        }
+    }
 }
 
 /// One publish from the broker.
@@ -75,6 +107,8 @@ pub enum Input {
     Delivered(notify::Delivery),
     /// How far the time-series forwarder has written (a `readings` id).
     TsdbCursor(i64),
+    /// Look at the priority queue.
+    Wake,
     /// Finish the current batch and stop.
     Shutdown,
 }
@@ -112,7 +146,9 @@ pub struct Settings {
     pub retention_days: u32,
 }
 
-const MAX_BATCH: usize = 8192;
+/// Inputs per group commit: large enough to amortise the commit, small enough (tens of ms of
+/// work) that an event on the priority queue never waits long for the batch ahead of it.
+const MAX_BATCH: usize = 2048;
 const TICK: Duration = Duration::from_millis(250);
 const HOUSEKEEPING: Duration = Duration::from_secs(600);
 
@@ -185,15 +221,19 @@ impl Pipeline {
     /// Runs until [`Input::Shutdown`] or every sender is gone. A store error ends the thread
     /// with the error: unacknowledged messages are redelivered after a restart, and the
     /// engine state is reloaded from what was committed.
-    pub fn run(mut self, rx: Receiver<Input>) -> Result<(), StoreError> {
+    pub fn run(mut self, rx: Receiver<Input>, priority: Receiver<Input>) -> Result<(), StoreError> {
         let mut stopping = false;
         while !stopping {
             let wait = TICK.saturating_sub(self.last_tick.elapsed());
-            let mut inputs = Vec::new();
-            match rx.recv_timeout(wait) {
-                Ok(i) => inputs.push(i),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stopping = true,
+            let mut inputs: Vec<Input> = priority.try_iter().collect();
+            if inputs.is_empty() {
+                match rx.recv_timeout(wait) {
+                    Ok(i) => inputs.push(i),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => stopping = true,
+                }
+                // The wake-up of an event may be what ended the wait.
+                inputs.extend(priority.try_iter());
             }
             while inputs.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -264,7 +304,7 @@ impl Pipeline {
                 }
                 Input::Delivered(d) => notify::record_delivery(&tx, &d)?,
                 Input::TsdbCursor(id) => store::set_meta(&tx, crate::tsdb::CURSOR, id)?,
-                Input::Shutdown => {}
+                Input::Wake | Input::Shutdown => {}
             }
         }
         if tick_due {

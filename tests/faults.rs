@@ -584,3 +584,56 @@ async fn check_config_reports_problems_and_secrets_stay_out_of_logs() {
         "{log}"
     );
 }
+
+/// Events overtake readings in the pipeline, but every message is still acknowledged (in
+/// arrival order), so the broker's 20,000-message in-flight window keeps moving: 30,000 readings
+/// with events among them all arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_overtake_readings_and_every_message_is_acknowledged() {
+    let broker = Mosquitto::start();
+    let fw = Firewatch::start(Options {
+        mqtt_url: Some(broker.url()),
+        ..Default::default()
+    })
+    .await;
+    let mut p = Publisher::connect(&broker.url()).await;
+    const N: u64 = 30_000;
+    for seq in 1..=N {
+        let v = 0.2 + seq as f64 / 1_000_000.0;
+        p.send(
+            "fw/v1/bpri/water_pressure/wp-pri/telemetry",
+            json!({"seq": seq, "values": {"pressure_mpa": v}}).to_string(),
+        )
+        .await;
+        if seq % 1000 == 0 {
+            let cam = format!("fw/v1/bpri/fire_lane/cam-pri-{}/event", seq / 1000);
+            p.send(
+                &cam,
+                json!({"event": "smoke", "state": "start"}).to_string(),
+            )
+            .await;
+            p.flush().await;
+        }
+    }
+    p.flush().await;
+    let values = wait_for("all readings", T, || async {
+        let v = stored_values(&fw, "wp-pri", "pressure_mpa").await;
+        (v.len() as u64 >= N).then_some(v)
+    })
+    .await;
+    assert_eq!(distinct(&values) as u64, N);
+    let alerts = fw.alerts("bpri").await;
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|a| a["rule"] == "fire_lane.fire")
+            .count(),
+        30
+    );
+    wait_for("every message acknowledged", T, || async {
+        let received = fw.metric("firewatch_messages_received_total").await;
+        let acked = fw.metric("firewatch_mqtt_acks_total").await;
+        (received == (N + 30) as f64 && acked == received).then_some(())
+    })
+    .await;
+}

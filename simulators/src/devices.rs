@@ -385,7 +385,8 @@ impl Device {
                 }
                 let arcs = arc.map_or(0.0, |(c, _)| c);
                 json!({
-                    "residual_current_ma": round((residual + noise * 3.0).max(0.0), 1),
+                    // Natural leakage grows with the load (cable capacitance, appliances).
+                    "residual_current_ma": round((residual + 25.0 * load + noise * 3.0).max(0.0), 1),
                     "temperature_c": temps,
                     "arc_count": arcs,
                     "current_a": round(40.0 * load + noise, 1),

@@ -13,17 +13,56 @@
 use crate::config::{parse_mqtt_url, MqttConfig};
 use crate::metrics::Metrics;
 use crate::model::{now_ms, REJECTED_PREFIX, SUBSCRIPTION};
-use crate::pipeline::{AckToken, Incoming, Input, Republish};
+use crate::pipeline::{AckToken, Incoming, Inputs, Republish};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// QoS 0 messages are dropped (and counted) while more than this many wait for the pipeline.
 pub const QOS0_QUEUE_LIMIT: i64 = 200_000;
+
+/// Puts acknowledgements back in arrival order. Events overtake readings in the pipeline, so
+/// commits can finish out of arrival order; acks must still go out in arrival order (MQTT 3.1.1
+/// section 4.6): a committed message waits here until everything that arrived before it on the
+/// same connection is committed too.
+#[derive(Debug, Default)]
+pub struct AckOrder {
+    waiting: BTreeMap<u64, AckToken>,
+    generation: u64,
+    next: u64,
+}
+
+impl AckOrder {
+    /// Takes the tokens of one commit; returns the packet ids to ack now, in order, and how many
+    /// acks were withheld because their connection (generation) is gone.
+    pub fn commit(&mut self, live: u64, tokens: Vec<AckToken>) -> (Vec<u16>, u64) {
+        let mut withheld = 0;
+        if self.generation != live {
+            // A new connection: the old one's acks are withheld (the broker redelivers).
+            withheld += self.waiting.len() as u64;
+            self.waiting.clear();
+            self.generation = live;
+            self.next = 0;
+        }
+        for a in tokens {
+            if a.generation == live {
+                self.waiting.insert(a.seq, a);
+            } else {
+                withheld += 1;
+            }
+        }
+        let mut ready = Vec::new();
+        while let Some(a) = self.waiting.remove(&self.next) {
+            self.next += 1;
+            ready.push(a.pkid);
+        }
+        (ready, withheld)
+    }
+}
 
 /// Builds the client options from the configuration.
 pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
@@ -66,7 +105,7 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
 /// Runs the event loop until cancelled.
 pub async fn run(
     cfg: MqttConfig,
-    pipeline: Sender<Input>,
+    pipeline: Inputs,
     metrics: Arc<Metrics>,
     mut acks: tokio::sync::mpsc::UnboundedReceiver<Vec<AckToken>>,
     mut republish: tokio::sync::mpsc::Receiver<Republish>,
@@ -83,20 +122,19 @@ pub async fn run(
         let metrics = Arc::clone(&metrics);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let mut order = AckOrder::default();
             loop {
                 let batch = tokio::select! {
                     b = acks.recv() => match b { Some(b) => b, None => break },
                     () = shutdown.cancelled() => break,
                 };
-                for a in batch {
-                    if a.generation != generation.load(SeqCst) {
-                        metrics.acks_skipped.fetch_add(1, Relaxed);
-                        continue;
-                    }
+                let (ready, withheld) = order.commit(generation.load(SeqCst), batch);
+                metrics.acks_skipped.fetch_add(withheld, Relaxed);
+                for pkid in ready {
                     let mut p = rumqttc::Publish::new("", QoS::AtLeastOnce, Vec::new());
-                    p.pkid = a.pkid;
+                    p.pkid = pkid;
                     if client.ack(&p).await.is_err() {
-                        break;
+                        return;
                     }
                     metrics.acked.fetch_add(1, Relaxed);
                 }
@@ -150,7 +188,7 @@ async fn poll_loop(
     cfg: &MqttConfig,
     client: &AsyncClient,
     eventloop: &mut EventLoop,
-    pipeline: &Sender<Input>,
+    pipeline: &Inputs,
     metrics: &Metrics,
     generation: &AtomicU64,
     shutdown: &CancellationToken,
@@ -158,6 +196,8 @@ async fn poll_loop(
     let max_backoff = Duration::from_secs(cfg.reconnect_max_s.max(1));
     let mut backoff = Duration::from_millis(250);
     let mut last_error_log: Option<std::time::Instant> = None;
+    let mut arrivals = 0u64; // QoS 1 publishes on the current connection
+
     loop {
         let ev = tokio::select! {
             ev = eventloop.poll() => ev,
@@ -174,24 +214,29 @@ async fn poll_loop(
                     metrics.dropped_qos0.fetch_add(1, Relaxed);
                     continue;
                 }
-                let ack = qos1.then(|| AckToken {
-                    generation: generation.load(SeqCst),
-                    pkid: p.pkid,
+                let ack = qos1.then(|| {
+                    arrivals += 1;
+                    AckToken {
+                        generation: generation.load(SeqCst),
+                        seq: arrivals - 1,
+                        pkid: p.pkid,
+                    }
                 });
                 metrics.queue_depth.fetch_add(1, Relaxed);
-                let input = Input::Publish(Incoming {
+                let input = Incoming {
                     topic: p.topic,
                     payload: p.payload,
                     retained: p.retain,
                     received,
                     ack,
-                });
-                if pipeline.send(input).is_err() {
+                };
+                if pipeline.publish(input).is_err() {
                     return Err("the pipeline stopped".into());
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 generation.fetch_add(1, SeqCst);
+                arrivals = 0;
                 metrics.mqtt_connected.store(true, Relaxed);
                 metrics.mqtt_connects.fetch_add(1, Relaxed);
                 backoff = Duration::from_millis(250);
@@ -223,5 +268,39 @@ async fn poll_loop(
                 backoff = (backoff * 2).min(max_backoff);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(generation: u64, seq: u64) -> AckToken {
+        AckToken {
+            generation,
+            seq,
+            pkid: (seq + 100) as u16,
+        }
+    }
+
+    #[test]
+    fn acks_leave_in_arrival_order_when_events_overtake_readings() {
+        let mut o = AckOrder::default();
+        // Readings 0..3 queued; event 3 committed first.
+        assert_eq!(o.commit(1, vec![t(1, 3)]), (vec![], 0));
+        assert_eq!(o.commit(1, vec![t(1, 0), t(1, 1)]), (vec![100, 101], 0));
+        assert_eq!(
+            o.commit(1, vec![t(1, 2), t(1, 4)]),
+            (vec![102, 103, 104], 0)
+        );
+    }
+
+    #[test]
+    fn acks_of_an_old_connection_are_withheld() {
+        let mut o = AckOrder::default();
+        assert_eq!(o.commit(1, vec![t(1, 1)]), (vec![], 0));
+        // Reconnected: the waiting one and a late one of the old connection are withheld.
+        assert_eq!(o.commit(2, vec![t(1, 0), t(2, 0)]), (vec![100], 2));
+        assert_eq!(o.commit(2, vec![t(2, 1)]), (vec![101], 0));
     }
 }
