@@ -149,8 +149,23 @@ pub struct Settings {
 /// Inputs per group commit: large enough to amortise the commit, small enough (tens of ms of
 /// work) that an event on the priority queue never waits long for the batch ahead of it.
 const MAX_BATCH: usize = 2048;
+/// How often a batch looks for a waiting event (inputs).
+const PREEMPT_EVERY: usize = 64;
 const TICK: Duration = Duration::from_millis(250);
 const HOUSEKEEPING: Duration = Duration::from_secs(600);
+
+/// Inputs taken from the queues but left over by a batch cut short for an event.
+#[derive(Debug, Default)]
+pub struct Carry {
+    priority: std::collections::VecDeque<Input>,
+    normal: std::collections::VecDeque<Input>,
+}
+
+impl Carry {
+    fn is_empty(&self) -> bool {
+        self.priority.is_empty() && self.normal.is_empty()
+    }
+}
 
 /// Logs at most one line per reason every 10 s, with the count of suppressed ones.
 #[derive(Debug, Default)]
@@ -223,10 +238,19 @@ impl Pipeline {
     /// engine state is reloaded from what was committed.
     pub fn run(mut self, rx: Receiver<Input>, priority: Receiver<Input>) -> Result<(), StoreError> {
         let mut stopping = false;
-        while !stopping {
+        let mut carry = Carry::default();
+        while !stopping || !carry.is_empty() {
             let wait = TICK.saturating_sub(self.last_tick.elapsed());
-            let mut inputs: Vec<Input> = priority.try_iter().collect();
-            if inputs.is_empty() {
+            // Events first, in arrival order: those taken by a cut batch, then the queue.
+            let mut inputs: Vec<Input> = carry.priority.drain(..).collect();
+            inputs.extend(priority.try_iter());
+            while inputs.len() < MAX_BATCH {
+                match carry.normal.pop_front() {
+                    Some(i) => inputs.push(i),
+                    None => break,
+                }
+            }
+            if inputs.is_empty() && !stopping {
                 match rx.recv_timeout(wait) {
                     Ok(i) => inputs.push(i),
                     Err(RecvTimeoutError::Timeout) => {}
@@ -235,7 +259,7 @@ impl Pipeline {
                 // The wake-up of an event may be what ended the wait.
                 inputs.extend(priority.try_iter());
             }
-            while inputs.len() < MAX_BATCH {
+            while inputs.len() < MAX_BATCH && !stopping {
                 match rx.try_recv() {
                     Ok(i) => inputs.push(i),
                     Err(_) => break,
@@ -244,7 +268,7 @@ impl Pipeline {
             if inputs.iter().any(|i| matches!(i, Input::Shutdown)) {
                 stopping = true;
             }
-            self.batch(inputs)?;
+            self.batch(inputs, &priority, &mut carry)?;
             if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
                 self.housekeeping()?;
             }
@@ -253,11 +277,41 @@ impl Pipeline {
         Ok(())
     }
 
-    fn batch(&mut self, inputs: Vec<Input>) -> Result<(), StoreError> {
+    /// One group commit. Every [`PREEMPT_EVERY`] inputs it looks at `priority`: when an event
+    /// waits there, the rest of `inputs` goes back to `carry` and the batch commits at once, so
+    /// the event waits for a few dozen readings, not for a whole batch.
+    fn batch(
+        &mut self,
+        inputs: Vec<Input>,
+        priority: &Receiver<Input>,
+        carry: &mut Carry,
+    ) -> Result<(), StoreError> {
         let tick_due = self.last_tick.elapsed() >= TICK;
         if inputs.is_empty() && !tick_due {
             return Ok(());
         }
+        let mut inputs = inputs.into_iter();
+        let mut taken: Vec<Input> = Vec::with_capacity(inputs.len());
+        let mut pending_priority = false;
+        for i in inputs.by_ref() {
+            taken.push(i);
+            if taken.len() % PREEMPT_EVERY == 0 {
+                if let Ok(p) = priority.try_recv() {
+                    // The next batch takes it first.
+                    carry.priority.push_back(p);
+                    pending_priority = true;
+                    break;
+                }
+            }
+        }
+        if pending_priority {
+            // The rest keeps its place, ahead of what is still queued.
+            let rest: Vec<Input> = inputs.collect();
+            for i in rest.into_iter().rev() {
+                carry.normal.push_front(i);
+            }
+        }
+        let inputs = taken;
         let started = Instant::now();
         let mut b = Batch {
             acks: Vec::new(),
