@@ -378,12 +378,15 @@ impl Notifier {
         pipeline: std::sync::mpsc::Sender<Input>,
         shutdown: CancellationToken,
     ) -> Result<(), store::StoreError> {
-        let dir = self.dir.clone();
+        let conn = Arc::new(std::sync::Mutex::new(store::open_reader(&self.dir)?));
         let mut reported: HashSet<i64> = HashSet::new();
         loop {
-            let dir2 = dir.clone();
+            let c = Arc::clone(&conn);
             let (rows, queued, next_due) = tokio::task::spawn_blocking(move || {
-                let conn = store::open_reader(&dir2)?;
+                let conn = c.lock().map_err(|_| store::StoreError::Corrupt {
+                    what: "outbox reader",
+                    err: "lock poisoned".into(),
+                })?;
                 due_rows(&conn, now_ms())
             })
             .await

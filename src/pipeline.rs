@@ -146,9 +146,9 @@ pub struct Settings {
     pub retention_days: u32,
 }
 
-/// Inputs per group commit: large enough to amortise the commit, small enough (tens of ms of
-/// work) that an event on the priority queue never waits long for the batch ahead of it.
-const MAX_BATCH: usize = 2048;
+/// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
+/// whole batch: batches look for events every [`PREEMPT_EVERY`] inputs and commit early.
+const MAX_BATCH: usize = 8192;
 /// How often a batch looks for a waiting event (inputs).
 const PREEMPT_EVERY: usize = 64;
 const TICK: Duration = Duration::from_millis(250);
