@@ -290,28 +290,6 @@ impl Pipeline {
         if inputs.is_empty() && !tick_due {
             return Ok(());
         }
-        let mut inputs = inputs.into_iter();
-        let mut taken: Vec<Input> = Vec::with_capacity(inputs.len());
-        let mut pending_priority = false;
-        for i in inputs.by_ref() {
-            taken.push(i);
-            if taken.len() % PREEMPT_EVERY == 0 {
-                if let Ok(p) = priority.try_recv() {
-                    // The next batch takes it first.
-                    carry.priority.push_back(p);
-                    pending_priority = true;
-                    break;
-                }
-            }
-        }
-        if pending_priority {
-            // The rest keeps its place, ahead of what is still queued.
-            let rest: Vec<Input> = inputs.collect();
-            for i in rest.into_iter().rev() {
-                carry.normal.push_front(i);
-            }
-        }
-        let inputs = taken;
         let started = Instant::now();
         let mut b = Batch {
             acks: Vec::new(),
@@ -322,19 +300,32 @@ impl Pipeline {
             readings: false,
             notifications: false,
         };
-        let depth = inputs
-            .iter()
-            .filter(|i| matches!(i, Input::Publish(_)))
-            .count();
+        let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out the notifier and forwarder
         // bookkeeping writes). A deferred transaction that reads first would fail with
         // SQLITE_BUSY_SNAPSHOT, without waiting, when another connection committed in between.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for input in inputs {
+        let mut inputs = inputs.into_iter();
+        let mut done = 0usize;
+        for input in inputs.by_ref() {
+            done += 1;
+            if done % PREEMPT_EVERY == 0 {
+                if let Ok(p) = priority.try_recv() {
+                    // An event waits: it goes first in the next batch, and this one commits
+                    // now; the inputs not yet processed keep their place in order.
+                    carry.priority.push_back(p);
+                    let rest: Vec<Input> = std::iter::once(input).chain(inputs.by_ref()).collect();
+                    for i in rest.into_iter().rev() {
+                        carry.normal.push_front(i);
+                    }
+                    break;
+                }
+            }
             match input {
                 Input::Publish(m) => {
+                    depth += 1;
                     handle_publish(
                         &tx,
                         &mut self.engine,

@@ -175,6 +175,17 @@ impl H {
         )
     }
 
+    /// The arc-fault detector's own event on `ef-1`.
+    fn arc_fault(&mut self, t: Millis, state: &str) -> Vec<Transition> {
+        self.event(
+            t,
+            "plain",
+            "electrical",
+            "ef-1",
+            &format!(r#"{{"event": "arc_fault", "state": "{state}"}}"#),
+        )
+    }
+
     fn event(
         &mut self,
         t: Millis,
@@ -1019,23 +1030,14 @@ fn arc_count_clears_on_a_reading_after_a_minute_below() {
 
 #[test]
 fn arc_count_and_arc_fault_share_one_alert_count_clears_last() {
-    let ev = |h: &mut H, t, state: &str| {
-        h.event(
-            t,
-            "plain",
-            "electrical",
-            "ef-1",
-            &format!(r#"{{"event": "arc_fault", "state": "{state}"}}"#),
-        )
-    };
     let mut h = H::new();
     let mut all = Vec::new();
-    let got = ev(&mut h, T0, "start");
+    let got = h.arc_fault(T0, "start");
     check(&got, &[arc_w(Change::Fired, None, None)]);
     all.extend(got);
     all.extend(h.arc(T0 + SEC, 15.0));
     all.extend(h.arc(T0 + 2 * SEC, 40.0));
-    all.extend(ev(&mut h, T0 + 3 * SEC, "end"));
+    all.extend(h.arc_fault(T0 + 3 * SEC, "end"));
     all.extend(h.arc(T0 + 4 * SEC, 3.0));
     all.extend(h.ticks(T0 + 4 * SEC, T0 + 64 * SEC - MS, SEC));
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -1052,29 +1054,20 @@ fn arc_count_and_arc_fault_share_one_alert_count_clears_last() {
 
 #[test]
 fn arc_count_and_arc_fault_share_one_alert_event_clears_last() {
-    let ev = |h: &mut H, t, state: &str| {
-        h.event(
-            t,
-            "plain",
-            "electrical",
-            "ef-1",
-            &format!(r#"{{"event": "arc_fault", "state": "{state}"}}"#),
-        )
-    };
     let mut h = H::new();
     check(
         &h.arc(T0, 20.0),
         &[arc_w(Change::Fired, Some(20.0), Some(14.0))],
     );
-    nothing(&ev(&mut h, T0 + SEC, "start"));
+    nothing(&h.arc_fault(T0 + SEC, "start"));
     nothing(&h.arc(T0 + 2 * SEC, 0.0));
     // The count clears after a minute below 14, but the detector still reports an arc fault.
     nothing(&h.ticks(T0 + 2 * SEC, T0 + 10 * MIN, SEC));
     assert_eq!(h.engine.condition_count(), 1);
     // The arc fault starting again while active changes nothing.
-    nothing(&ev(&mut h, T0 + 10 * MIN, "start"));
+    nothing(&h.arc_fault(T0 + 10 * MIN, "start"));
     check(
-        &ev(&mut h, T0 + 11 * MIN, "end"),
+        &h.arc_fault(T0 + 11 * MIN, "end"),
         &[arc_w(Change::Cleared, None, None)],
     );
     assert_eq!(h.engine.condition_count(), 0);
@@ -1082,15 +1075,6 @@ fn arc_count_and_arc_fault_share_one_alert_event_clears_last() {
 
 #[test]
 fn arc_fault_while_the_count_is_clearing_keeps_one_alert() {
-    let ev = |h: &mut H, t, state: &str| {
-        h.event(
-            t,
-            "plain",
-            "electrical",
-            "ef-1",
-            &format!(r#"{{"event": "arc_fault", "state": "{state}"}}"#),
-        )
-    };
     let mut h = H::new();
     check(
         &h.arc(T0, 20.0),
@@ -1098,10 +1082,10 @@ fn arc_fault_while_the_count_is_clearing_keeps_one_alert() {
     );
     nothing(&h.arc(T0 + SEC, 0.0));
     // The count is waiting out its clear hold when the detector raises its own alarm.
-    nothing(&ev(&mut h, T0 + 30 * SEC, "start"));
+    nothing(&h.arc_fault(T0 + 30 * SEC, "start"));
     nothing(&h.ticks(T0 + 30 * SEC, T0 + 5 * MIN, SEC));
     check(
-        &ev(&mut h, T0 + 6 * MIN, "end"),
+        &h.arc_fault(T0 + 6 * MIN, "end"),
         &[arc_w(Change::Cleared, None, None)],
     );
 }
