@@ -241,9 +241,18 @@ impl Pipeline {
         let mut carry = Carry::default();
         while !stopping || !carry.is_empty() {
             let wait = TICK.saturating_sub(self.last_tick.elapsed());
-            // Events first, in arrival order: those taken by a cut batch, then the queue.
-            let mut inputs: Vec<Input> = carry.priority.drain(..).collect();
-            inputs.extend(priority.try_iter());
+            // Events first, in arrival order (those taken by a cut batch, then the queue), in a
+            // batch of their own: their commit does not wait for readings.
+            let events: Vec<Input> = carry
+                .priority
+                .drain(..)
+                .chain(priority.try_iter())
+                .collect();
+            if !events.is_empty() {
+                self.batch(events, &priority, &mut carry)?;
+                continue;
+            }
+            let mut inputs: Vec<Input> = Vec::new();
             while inputs.len() < MAX_BATCH {
                 match carry.normal.pop_front() {
                     Some(i) => inputs.push(i),
@@ -256,8 +265,15 @@ impl Pipeline {
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => stopping = true,
                 }
-                // The wake-up of an event may be what ended the wait.
-                inputs.extend(priority.try_iter());
+                // The wake-up of an event may be what ended the wait: events go first.
+                let events: Vec<Input> = priority.try_iter().collect();
+                if !events.is_empty() {
+                    carry.priority.extend(events);
+                    for i in inputs.drain(..).rev() {
+                        carry.normal.push_front(i);
+                    }
+                    continue;
+                }
             }
             while inputs.len() < MAX_BATCH && !stopping {
                 match rx.try_recv() {
