@@ -112,6 +112,17 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
         })
         .context("starting the pipeline thread")?;
 
+    match &cfg.email.smtp_url {
+        Some(u) => {
+            if let Ok(t) = crate::notify::SmtpTarget::parse(u.expose()) {
+                tracing::info!(smtp = %t.redacted(), to = ?cfg.email.to, "E-mail via SMTP.");
+            }
+        }
+        None => {
+            tracing::info!(outbox = %dir.join("outbox").display(), to = ?cfg.email.to, "E-mail written as .eml files.")
+        }
+    }
+
     let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("http.listen {}: cannot listen", cfg.http.listen))?;
@@ -160,17 +171,6 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
     )
     .fuse();
     let mut sender = tokio::spawn(notifier.run(input_tx.clone(), backend_token.clone())).fuse();
-    match &cfg.email.smtp_url {
-        Some(u) => {
-            if let Ok(t) = crate::notify::SmtpTarget::parse(u.expose()) {
-                tracing::info!(smtp = %t.redacted(), to = ?cfg.email.to, "E-mail via SMTP.");
-            }
-        }
-        None => {
-            tracing::info!(outbox = %dir.join("outbox").display(), to = ?cfg.email.to, "E-mail written as .eml files.")
-        }
-    }
-
     // Run until a signal or a failing stage.
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {

@@ -359,7 +359,11 @@ async fn tsdb_outage_spools_and_replays_every_point() {
     })
     .await;
     assert_eq!(spooled, 300.0);
-    assert!(fw.metric("firewatch_tsdb_write_errors_total").await >= 1.0);
+    // The spool depth is known before the first write fails; wait for that attempt.
+    wait_for("a failed write", T, || async {
+        (fw.metric("firewatch_tsdb_write_errors_total").await >= 1.0).then_some(())
+    })
+    .await;
 
     vm.restart();
     let points = wait_for("all 400 points after the outage", T, || async {
@@ -636,4 +640,65 @@ async fn events_overtake_readings_and_every_message_is_acknowledged() {
         (received == (N + 30) as f64 && acked == received).then_some(())
     })
     .await;
+}
+
+/// A server that answers a mail with a temporary refusal (451) gets it again after the backoff;
+/// the alert's history shows the failed attempt and the delivery, and the mail arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporarily_refused_mail_is_retried() {
+    let smtp = SmtpServer::start_failing(0, 1);
+    let broker = Mosquitto::start();
+    let rcpt = "refused@duty.test";
+    let fw = Firewatch::start(Options {
+        mqtt_url: Some(broker.url()),
+        smtp_url: Some(smtp.url()),
+        email_to: Some(rcpt.into()),
+        ..Default::default()
+    })
+    .await;
+    let mut p = Publisher::connect(&broker.url()).await;
+    p.publish(
+        "fw/v1/b451/fire_lane/cam-451/event",
+        json!({"event": "flame", "state": "start", "zone": "b2"}).to_string(),
+    )
+    .await;
+    let a = fw
+        .wait_alert("b451", "fire_lane.fire", "cam-451", |_| true, T)
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    wait_for("the mail after the refusal", T, || async {
+        mails_to(&smtp.maildir, rcpt)
+            .into_iter()
+            .find(|m| m.subject().contains(&id))
+    })
+    .await;
+    let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
+    let what: Vec<&str> = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        what.iter().filter(|w| **w == "notify_failed").count(),
+        1,
+        "{what:?}"
+    );
+    assert_eq!(
+        what.iter().filter(|w| **w == "notified").count(),
+        1,
+        "{what:?}"
+    );
+    let failed = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["what"] == "notify_failed")
+        .unwrap();
+    assert!(
+        failed["detail"]["error"].as_str().unwrap().contains("451"),
+        "{failed}"
+    );
+    assert_eq!(fw.metric("firewatch_notifications_failed_total").await, 1.0);
+    assert_eq!(mails_to(&smtp.maildir, rcpt).len(), 1);
 }

@@ -267,6 +267,12 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts one on `port` (0 = a free one).
     pub fn start(port: u16) -> SmtpServer {
+        Self::start_failing(port, 0)
+    }
+
+    /// Starts one that answers `451 Try again later` to the first `fail_first` mails: a server
+    /// that is up but refuses for now, which a real server does not do on demand.
+    pub fn start_failing(port: u16, fail_first: u32) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let port = if port == 0 { free_port() } else { port };
         let maildir = dir.path().join("mail");
@@ -277,6 +283,8 @@ impl SmtpServer {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--maildir")
             .arg(&maildir)
+            .arg("--fail-first")
+            .arg(fail_first.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
