@@ -156,7 +156,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(600);
 
 /// Inputs taken from the queues but left over by a batch cut short for an event.
 #[derive(Debug, Default)]
-pub struct Carry {
+struct Carry {
     priority: std::collections::VecDeque<Input>,
     normal: std::collections::VecDeque<Input>,
 }

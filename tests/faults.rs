@@ -426,12 +426,7 @@ async fn smtp_outage_mail_is_retried_until_delivered() {
     .await;
     assert!(mail.subject().contains("CRITICAL"));
     let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    let what: Vec<&str> = full["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["what"].as_str().unwrap())
-        .collect();
+    let what = history_steps(&full);
     assert!(
         what.contains(&"notify_failed") && what.contains(&"notified"),
         "{what:?}"
@@ -500,19 +495,13 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
         let full = fw
             .get(&format!("/api/v1/alerts/{}", a["id"].as_str().unwrap()))
             .await;
-        let fired = full["history"]
-            .as_array()
-            .unwrap()
+        let steps = history_steps(&full);
+        let fired = steps
             .iter()
-            .filter(|h| h["what"] == "fired" || h["what"] == "refired")
+            .filter(|w| **w == "fired" || **w == "refired")
             .count();
         assert_eq!(fired, 1, "{full:#}");
-        let notified = full["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| h["what"] == "notified")
-            .count();
+        let notified = steps.iter().filter(|w| **w == "notified").count();
         assert_eq!(notified, 1, "one mail per transition: {full:#}");
     }
     // The shared broker carries other tests' buildings too: count this building's mails.
@@ -673,12 +662,7 @@ async fn a_temporarily_refused_mail_is_retried() {
     })
     .await;
     let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    let what: Vec<&str> = full["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["what"].as_str().unwrap())
-        .collect();
+    let what = history_steps(&full);
     assert_eq!(
         what.iter().filter(|w| **w == "notify_failed").count(),
         1,

@@ -313,12 +313,7 @@ async fn operators_acknowledge_annotate_and_close_alerts() {
     );
 
     let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    let what: Vec<&str> = full["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["what"].as_str().unwrap())
-        .collect();
+    let what = history_steps(&full);
     assert_eq!(&what[..1], &["fired"]);
     for w in ["acknowledged", "note", "closed", "notified"] {
         assert!(what.contains(&w), "{w} missing from {what:?}");

@@ -753,6 +753,16 @@ pub async fn stored_values(fw: &Firewatch, device: &str, metric: &str) -> Vec<f6
     .collect()
 }
 
+/// The `what` of every history entry of an alert (`GET /api/v1/alerts/{id}`), oldest first.
+pub fn history_steps(alert: &Value) -> Vec<&str> {
+    alert["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .collect()
+}
+
 /// Counts distinct values (as fixed-point keys).
 pub fn distinct(values: &[f64]) -> usize {
     values
