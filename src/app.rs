@@ -1,19 +1,27 @@
-//! The wiring: builds every stage, runs them, and shuts them down in order.
+//! The wiring: builds every stage, runs them, and shuts them down in order. Only this module
+//! knows every stage; the stages know only the ones below them (docs/architecture.md).
 //!
-//! Shutdown order (backend before frontend): ingest stops taking messages and disconnects
-//! (unacknowledged ones are redelivered on the persistent session) → the time-series forwarder
-//! and the notifier get a bounded grace period and hand their last bookkeeping to the pipeline
-//! (unsent rows stay in the store) → the pipeline commits what it holds and stops → HTTP stops
-//! last.
+//! Shutdown order (backend before frontend):
+//! 1. ingest stops handing messages to the pipeline (what arrives from then on is not
+//!    acknowledged and comes back on the persistent session);
+//! 2. the time-series forwarder and the notifier get a bounded grace period and hand their last
+//!    bookkeeping to the pipeline (unsent rows stay in the store);
+//! 3. the pipeline commits what it holds and stops;
+//! 4. ingest sends the acknowledgements of those last commits, then disconnects;
+//! 5. HTTP stops last.
+//!
+//! Each step has a deadline; a step that overruns it is named in the log and left behind.
 
 use crate::api::{self, ApiState};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Problem};
 use crate::ingest::{broker, mqtt};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::{self, Input, Inputs, Outputs, Pipeline, Settings};
+use crate::registry::Registry;
 use crate::rules::engine::Engine;
-use crate::rules::{Registry, Rules};
+use crate::rules::Rules;
 use crate::store;
 use crate::tsdb::Forwarder;
 use anyhow::{anyhow, Context};
@@ -34,13 +42,16 @@ pub fn check(cfg: &Config) -> Result<(Rules, Registry), Vec<Problem>> {
             None
         }
     };
-    let registry = match Registry::load(&cfg.registry.file, rules.as_ref()) {
+    let registry = match Registry::load(&cfg.registry.file) {
         Ok(r) => Some(r),
         Err(p) => {
             problems.extend(p);
             None
         }
     };
+    if let (Some(r), Some(g)) = (&rules, &registry) {
+        problems.extend(r.check_registry(g));
+    }
     match (rules, registry) {
         (Some(r), Some(g)) if problems.is_empty() => Ok((r, g)),
         _ => Err(problems),
@@ -52,29 +63,64 @@ fn problems_error(p: Vec<Problem>) -> anyhow::Error {
     anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
 }
 
-/// Runs firewatch until `signal` completes or a stage fails.
+/// Runs firewatch on the wall clock until `signal` completes or a stage fails.
 pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (rules, registry) = check(&cfg).map_err(problems_error)?;
-    let rules = Arc::new(rules);
-    let registry = Arc::new(registry);
-    let dir = cfg.storage.dir.clone();
-    let conn = store::open_writer(&dir, &cfg.storage.synchronous)
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
-    let mut engine = Engine::new(Arc::clone(&rules), Arc::clone(&registry));
-    pipeline::restore(&conn, &mut engine).context("restoring rule state")?;
+    run_with(cfg, Arc::new(SystemClock), signal).await
+}
 
-    if cfg.mqtt.url == "embedded" {
-        broker::start(&cfg.mqtt.embedded_listen).map_err(|e| anyhow!(e))?;
+/// Waits for `f` at most `limit`; says so in the log when it overran.
+async fn bounded<F: Future>(name: &str, limit: Duration, f: F) -> Option<F::Output> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::warn!(
+                stage = name,
+                limit_s = limit.as_secs(),
+                "Still running at its shutdown deadline; leaving it behind."
+            );
+            None
+        }
     }
+}
+
+/// Runs firewatch on `clock` until `signal` completes or a stage fails.
+pub async fn run_with(
+    cfg: Config,
+    clock: SharedClock,
+    signal: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // Start-up reads files and SQLite: off the async threads.
+    let setup_cfg = cfg.clone();
+    let setup_clock = Arc::clone(&clock);
+    let (rules, registry, conn, engine) = tokio::task::spawn_blocking(move || {
+        let (rules, registry) = check(&setup_cfg).map_err(problems_error)?;
+        let rules = Arc::new(rules);
+        let registry = Arc::new(registry);
+        let dir = &setup_cfg.storage.dir;
+        let conn = store::open_writer(dir, &setup_cfg.storage.synchronous)
+            .with_context(|| format!("opening the store in {}", dir.display()))?;
+        let mut engine = Engine::new(Arc::clone(&rules), Arc::clone(&registry));
+        pipeline::restore(&conn, &mut engine, setup_clock.now_ms())
+            .context("restoring rule state")?;
+        if setup_cfg.mqtt.url == "embedded" {
+            broker::start(&setup_cfg.mqtt.embedded_listen).map_err(|e| anyhow!(e))?;
+        }
+        anyhow::Ok((rules, registry, conn, engine))
+    })
+    .await
+    .context("start-up task")??;
+    let dir = cfg.storage.dir.clone();
 
     let metrics = Arc::new(Metrics::default());
-    metrics
-        .pipeline_tick_ms
-        .store(crate::model::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    metrics.pipeline_tick_ms.store(
+        crate::clock::wall_ms(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let (input_tx, input_rx) = std::sync::mpsc::channel::<Input>();
     let (priority_tx, priority_rx) = std::sync::mpsc::channel::<Input>();
     let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    // Republishing rejected messages is best effort (QoS 0); 10k copies may wait.
+    // Republishing rejected messages is best effort (QoS 0); 10k copies may wait, more are
+    // dropped and counted.
     let (rep_tx, rep_rx) = tokio::sync::mpsc::channel(10_000);
     let notify_wake = Arc::new(Notify::new());
     let tsdb_wake = Arc::new(Notify::new());
@@ -84,6 +130,7 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
         &dir,
         Arc::clone(&metrics),
         Arc::clone(&notify_wake),
+        Arc::clone(&clock),
     )
     .map_err(|e| anyhow!(e))?;
 
@@ -95,6 +142,7 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
             email_to: cfg.email.to.clone(),
             rejected_keep: cfg.storage.rejected_keep,
             retention_days: cfg.storage.retention_days,
+            tsdb_enabled: cfg.tsdb.url.is_some(),
         },
         Outputs {
             acks: ack_tx,
@@ -102,6 +150,7 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
             notify_wake: Arc::clone(&notify_wake),
             tsdb_wake: Arc::clone(&tsdb_wake),
         },
+        Arc::clone(&clock),
     );
     let (core_done_tx, mut core_done) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -133,20 +182,22 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
         metrics: Arc::clone(&metrics),
         registry: Arc::clone(&registry),
         rules: Arc::clone(&rules),
+        clock: Arc::clone(&clock),
     };
 
     let ingest_token = CancellationToken::new();
     let backend_token = CancellationToken::new();
     let http_token = CancellationToken::new();
 
-    let http = {
+    let mut http = {
         let t = http_token.clone();
         tokio::spawn(async move {
             axum::serve(http_listener, api::router(state))
                 .with_graceful_shutdown(t.cancelled_owned())
                 .await
         })
-    };
+    }
+    .fuse();
     let mut ingest = tokio::spawn(mqtt::run(
         cfg.mqtt.clone(),
         Inputs {
@@ -156,21 +207,37 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
         Arc::clone(&metrics),
         ack_rx,
         rep_rx,
+        Arc::clone(&clock),
         ingest_token.clone(),
     ))
     .fuse();
+    let cursor_tx = std::sync::Mutex::new(input_tx.clone());
     let mut forwarder = tokio::spawn(
         Forwarder::new(
             cfg.tsdb.clone(),
             dir.clone(),
             Arc::clone(&metrics),
             tsdb_wake,
-            input_tx.clone(),
+            Box::new(move |id| {
+                cursor_tx
+                    .lock()
+                    .is_ok_and(|tx| tx.send(Input::TsdbCursor(id)).is_ok())
+            }),
+            Arc::clone(&clock),
         )
         .run(backend_token.clone()),
     )
     .fuse();
-    let mut sender = tokio::spawn(notifier.run(input_tx.clone(), backend_token.clone())).fuse();
+    let delivered_tx = std::sync::Mutex::new(input_tx.clone());
+    let mut sender = tokio::spawn(notifier.run(
+        Box::new(move |d| {
+            delivered_tx
+                .lock()
+                .is_ok_and(|tx| tx.send(Input::Delivered(d)).is_ok())
+        }),
+        backend_token.clone(),
+    ))
+    .fuse();
     // Run until a signal or a failing stage.
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
@@ -179,40 +246,44 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> anyhow::Resul
         r = &mut core_done => failure = Some(anyhow!("pipeline stopped: {}", match r { Ok(Ok(())) => "no error".into(), Ok(Err(e)) => e.to_string(), Err(_) => "panicked".into() })),
         r = &mut forwarder => failure = Some(anyhow!("time-series forwarder stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
         r = &mut sender => failure = Some(anyhow!("notifier stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
+        r = &mut http => failure = Some(anyhow!("HTTP server stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
     }
     if let Some(e) = &failure {
         tracing::error!(error = %e, "A stage failed; shutting down.");
     }
 
-    // 1. Ingest.
+    // 1. Ingest stops handing messages to the pipeline.
     ingest_token.cancel();
-    if !ingest.is_terminated() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut ingest).await;
-    }
     // 2. Backends, bounded: the notifier finishes the mail it is sending, the forwarder makes a
     // last write; their bookkeeping goes to the pipeline, which is still running.
     backend_token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    bounded("time-series forwarder", Duration::from_secs(5), async {
         if !forwarder.is_terminated() {
             let _ = (&mut forwarder).await;
         }
+    })
+    .await;
+    bounded("notifier", Duration::from_secs(5), async {
         if !sender.is_terminated() {
             let _ = (&mut sender).await;
         }
     })
     .await;
-    // 3. Pipeline: commit what is queued.
+    // 3. Pipeline: commit what is queued. It drops its end of the ack channel when it stops.
     let _ = input_tx.send(Input::Shutdown);
     drop(input_tx);
     if !core_done.is_terminated() {
-        match tokio::time::timeout(Duration::from_secs(20), &mut core_done).await {
-            Ok(_) => {}
-            Err(_) => tracing::warn!("Pipeline still running after 20 s; stopping anyway."),
-        }
+        bounded("pipeline", Duration::from_secs(20), &mut core_done).await;
     }
-    // 4. HTTP last.
+    // 4. Ingest sends the last acknowledgements and disconnects.
+    if !ingest.is_terminated() {
+        bounded("ingest", Duration::from_secs(30), &mut ingest).await;
+    }
+    // 5. HTTP last.
     http_token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    if !http.is_terminated() {
+        bounded("HTTP server", Duration::from_secs(5), &mut http).await;
+    }
     tracing::info!("Stopped.");
     match failure {
         Some(e) => Err(e),

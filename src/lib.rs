@@ -1,29 +1,39 @@
 //! firewatch keeps watch over the fire-safety sensors of high-rise buildings: it takes their
 //! MQTT messages, checks them against the wire contract, evaluates threshold and event rules,
 //! keeps alerts through their whole life (fired → acknowledged → closed with a
-//! classification), e-mails the people on duty, and writes a time series.
+//! classification), notifies the people on duty, and writes a time series.
 //!
 //! # Layout
 //!
-//! - [`config`]: layered configuration and its validation;
-//! - [`model`]: kinds, metrics, events, severities, decoded messages;
-//! - [`ingest`]: the embedded broker, the MQTT event loop with manual acks, contract decoding;
-//! - [`rules`]: rule definitions, the registry, and the pure rule/health [`rules::engine`];
-//! - [`pipeline`]: the core thread: decode → engine → alerts → one group commit → acks;
-//! - [`store`]: the embedded SQLite store (readings, devices, conditions, alerts, outbox);
+//! Modules in data order; each imports only modules above it in this list (docs/architecture.md
+//! has the map and the path of one reading and one fire alarm, file by file):
+//!
+//! - [`settings`], [`clock`], [`model`]: shared vocabulary — secrets and problems, the one
+//!   clock, the contract types and pure contract decoding ([`model::decode`]);
+//! - [`metrics`]: process counters;
+//! - [`registry`]: buildings and devices;
+//! - [`rules`]: rule definitions and the pure rule/health [`rules::engine`];
+//! - [`store`]: all SQL — the embedded SQLite store (readings, devices, conditions, alerts,
+//!   outbox);
+//! - [`notify`]: the channels and the outbox sender;
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
-//! - [`notify`]: e-mail rendering and the persisted outbox sender;
+//! - [`pipeline`]: the single writer: decode → engine → alerts → one group commit → acks;
+//! - [`ingest`]: the embedded broker and the MQTT event loop with manual acks;
 //! - [`api`]: the HTTP API, `/healthz`, `/metrics`;
+//! - [`config`]: the layered configuration, gathering each stage's settings;
 //! - [`app`]: the wiring and ordered shutdown.
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
+pub mod registry;
 pub mod rules;
+pub mod settings;
 pub mod store;
 pub mod tsdb;

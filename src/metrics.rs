@@ -46,6 +46,15 @@ pub struct Metrics {
     pub mqtt_errors: AtomicU64,
     /// Rejected messages republished.
     pub republished: AtomicU64,
+    /// Rejected-message copies not republished (queue full or client busy).
+    pub republish_dropped: AtomicU64,
+    /// Redelivered messages (DUP flag) without `seq` that matched no recent payload digest of
+    /// their device, so they may be stored twice.
+    pub redelivered_unrecognised: AtomicU64,
+    /// Messages refused a new device record: unknown device ids past `storage.max_unregistered`.
+    pub devices_refused: AtomicU64,
+    /// Values not kept in a device's latest values: channel names past the per-device cap.
+    pub channels_refused: AtomicU64,
     /// `seq` gaps counted as lost.
     pub lost: AtomicU64,
     /// Alerts opened.
@@ -208,6 +217,30 @@ impl Metrics {
             "Rejected messages republished to fw/v1/_rejected/.",
             "counter",
             l(&self.republished),
+        );
+        c(
+            "firewatch_rejected_republish_dropped_total",
+            "Rejected-message copies dropped instead of republished (queue full).",
+            "counter",
+            l(&self.republish_dropped),
+        );
+        c(
+            "firewatch_redelivered_unrecognised_total",
+            "Redelivered messages without seq that matched no recent payload of their device.",
+            "counter",
+            l(&self.redelivered_unrecognised),
+        );
+        c(
+            "firewatch_devices_refused_total",
+            "Messages whose unknown device got no record (cap on unregistered devices reached).",
+            "counter",
+            l(&self.devices_refused),
+        );
+        c(
+            "firewatch_channels_refused_total",
+            "Values not kept as latest values: a device's channel names past the cap.",
+            "counter",
+            l(&self.channels_refused),
         );
         c(
             "firewatch_messages_lost",

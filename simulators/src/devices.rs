@@ -595,7 +595,7 @@ fn round(v: f64, digits: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firewatch::ingest::decode::{decode, Decoded};
+    use firewatch::model::decode::{decode, Decoded};
 
     fn each_kind() -> Vec<Device> {
         let rng = Rng::new(1);
@@ -620,7 +620,7 @@ mod tests {
     /// and the contract cannot drift apart.
     #[test]
     fn every_generated_message_passes_the_contract() {
-        let now = firewatch::model::now_ms();
+        let now = firewatch::clock::wall_ms();
         for mut d in each_kind() {
             let mut msgs = Vec::new();
             for step in 0..600 {

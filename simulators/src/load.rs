@@ -162,7 +162,7 @@ pub async fn load(o: LoadOptions) -> anyhow::Result<Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firewatch::ingest::decode::{decode, Decoded};
+    use firewatch::model::decode::{decode, Decoded};
 
     #[test]
     fn load_messages_pass_the_contract() {

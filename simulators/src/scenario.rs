@@ -340,7 +340,7 @@ mod tests {
             let s = Scenario::load(&dir.join(format!("{name}.toml")))
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert!(!s.devices().is_empty());
-            let reg = firewatch::rules::Registry::parse(&s.registry(true), None)
+            let reg = firewatch::registry::Registry::parse(&s.registry(true))
                 .unwrap_or_else(|p| panic!("{name} registry: {p:?}"));
             assert_eq!(reg.devices.len(), s.devices().len());
         }

@@ -1,6 +1,4 @@
-//! Ingest: the embedded broker, the MQTT client event loop with manual acknowledgements, and
-//! contract decoding.
+//! Ingest: the embedded broker, the MQTT client event loop with manual acknowledgements.
 
 pub mod broker;
-pub mod decode;
 pub mod mqtt;

@@ -10,17 +10,123 @@
 //! packet id may since have been reused, and the broker redelivers the message anyway (then
 //! dropped as a duplicate `seq`).
 
-use crate::config::{parse_mqtt_url, MqttConfig};
+use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, REJECTED_PREFIX, SUBSCRIPTION};
+use crate::model::{REJECTED_PREFIX, SUBSCRIPTION};
 use crate::pipeline::{AckToken, Incoming, Inputs, Republish};
+use crate::settings::{Problem, Secret};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `embedded` starts the built-in broker; otherwise `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// Listen address of the built-in broker.
+    pub embedded_listen: String,
+    /// Fixed client id, so the broker keeps the session across restarts.
+    pub client_id: String,
+    /// Broker user name.
+    pub username: Option<String>,
+    /// Broker password.
+    pub password: Option<Secret>,
+    /// MQTT keep-alive in seconds.
+    pub keep_alive_s: u64,
+    /// Longest wait between reconnect attempts, seconds (the backoff doubles up to it).
+    pub reconnect_max_s: u64,
+}
+
+impl MqttConfig {
+    /// Every problem of the `[mqtt]` settings.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.url == "embedded" {
+            if self
+                .embedded_listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+            {
+                p.push(Problem::new(
+                    "mqtt.embedded_listen",
+                    format!("{:?} is not host:port", self.embedded_listen),
+                ));
+            }
+        } else if let Err(e) = parse_mqtt_url(&self.url) {
+            p.push(Problem::new("mqtt.url", e));
+        }
+        if !crate::model::valid_id(&self.client_id) {
+            p.push(Problem::new(
+                "mqtt.client_id",
+                "must be 1–64 characters of A-Z a-z 0-9 _ -",
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            p.push(Problem::new(
+                "mqtt.username",
+                "mqtt.password is set but mqtt.username is not",
+            ));
+        }
+        if self.keep_alive_s < 5 {
+            p.push(Problem::new("mqtt.keep_alive_s", "must be at least 5"));
+        }
+        p
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: "embedded".into(),
+            embedded_listen: "127.0.0.1:1883".into(),
+            client_id: "firewatch".into(),
+            username: None,
+            password: None,
+            keep_alive_s: 30,
+            reconnect_max_s: 30,
+        }
+    }
+}
+
+/// A parsed external broker address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS (`mqtts://`).
+    pub tls: bool,
+}
+
+/// Parses `mqtt://host:port` or `mqtts://host:port`.
+pub fn parse_mqtt_url(s: &str) -> Result<MqttUrl, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    let tls = match u.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => {
+            return Err(format!(
+                "scheme {other:?} is not mqtt:// or mqtts:// (or \"embedded\")"
+            ))
+        }
+    };
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{s:?} has no host"))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
+    let port = u.port().unwrap_or(if tls { 8883 } else { 1883 });
+    Ok(MqttUrl { host, port, tls })
+}
 
 /// QoS 0 messages are dropped (and counted) while more than this many wait for the pipeline.
 pub const QOS0_QUEUE_LIMIT: i64 = 200_000;
@@ -109,6 +215,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut acks: tokio::sync::mpsc::UnboundedReceiver<Vec<AckToken>>,
     mut republish: tokio::sync::mpsc::Receiver<Republish>,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let opts = options(&cfg)?;
@@ -120,14 +227,11 @@ pub async fn run(
         let client = client.clone();
         let generation = Arc::clone(&generation);
         let metrics = Arc::clone(&metrics);
-        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut order = AckOrder::default();
-            loop {
-                let batch = tokio::select! {
-                    b = acks.recv() => match b { Some(b) => b, None => break },
-                    () = shutdown.cancelled() => break,
-                };
+            // Until the pipeline has stopped and dropped its end: every commit's acks go out,
+            // also those of the last commits made during shutdown.
+            while let Some(batch) = acks.recv().await {
                 let (ready, withheld) = order.commit(generation.load(SeqCst), batch);
                 metrics.acks_skipped.fetch_add(withheld, Relaxed);
                 for pkid in ready {
@@ -153,6 +257,8 @@ pub async fn run(
                     .is_ok()
                 {
                     metrics.republished.fetch_add(1, Relaxed);
+                } else {
+                    metrics.republish_dropped.fetch_add(1, Relaxed);
                 }
             }
         })
@@ -165,25 +271,53 @@ pub async fn run(
         &pipeline,
         &metrics,
         &generation,
+        &clock,
         &shutdown,
     )
     .await;
-    metrics.mqtt_connected.store(false, Relaxed);
-    // Stop taking messages; what was not acknowledged is redelivered on the persistent session.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = client.disconnect().await;
-        for _ in 0..10 {
-            if eventloop.poll().await.is_err() {
-                break;
+    // No new message goes to the pipeline from here on (what arrives now is not acknowledged
+    // and comes back on the persistent session). The event loop keeps running until the
+    // pipeline has committed what it holds and its acknowledgements are on the wire; only
+    // then does the connection close, so nothing committed comes back as a redelivery.
+    let mut acker = acker;
+    let drained = tokio::time::timeout(ACK_DRAIN, async {
+        loop {
+            tokio::select! {
+                r = &mut acker => break r.is_ok(),
+                ev = eventloop.poll() => if ev.is_err() {
+                    // The broker is gone: acks can no longer be sent.
+                    break false;
+                },
             }
         }
     })
     .await;
-    acker.abort();
+    if !matches!(drained, Ok(true)) {
+        tracing::warn!(
+            "Stopped before every commit was acknowledged; the broker redelivers the rest."
+        );
+        acker.abort();
+    }
     republisher.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        // The disconnect is queued behind the acks the acker handed the client.
+        let _ = client.disconnect().await;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    metrics.mqtt_connected.store(false, Relaxed);
     result
 }
 
+/// How long shutdown waits for the pipeline's last acknowledgements.
+const ACK_DRAIN: Duration = Duration::from_secs(25);
+
+#[allow(clippy::too_many_arguments)] // the loop's whole context, borrowed from `run`
 async fn poll_loop(
     cfg: &MqttConfig,
     client: &AsyncClient,
@@ -191,6 +325,7 @@ async fn poll_loop(
     pipeline: &Inputs,
     metrics: &Metrics,
     generation: &AtomicU64,
+    clock: &SharedClock,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let max_backoff = Duration::from_secs(cfg.reconnect_max_s.max(1));
@@ -205,7 +340,7 @@ async fn poll_loop(
         };
         match ev {
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let received = now_ms();
+                let received = clock.now_ms();
                 let _ = metrics
                     .first_message_ms
                     .compare_exchange(0, received, Relaxed, Relaxed);

@@ -10,55 +10,14 @@
 //! transaction as the messages that changed them ([`Engine::take_dirty`]) and restores them on
 //! start ([`Engine::restore`]).
 
-use super::{Direction, EventRule, Levels, Power, RateRule, Registry, Rules, ThresholdRule};
-use crate::ingest::decode::Rejection;
+use super::{Direction, EventRule, Levels, RateRule, Rules, ThresholdRule};
+pub use crate::model::alert::{Change, Transition};
+use crate::model::decode::Rejection;
 use crate::model::{Body, EventState, Kind, Message, Millis, Reason, Severity};
+use crate::registry::{Power, Registry};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-
-/// What happened to a condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Change {
-    /// The condition now holds: open (or re-activate) the alert.
-    Fired,
-    /// The condition no longer holds.
-    Cleared,
-    /// Still active after `repeat_s`: remind.
-    Repeat,
-}
-
-/// One alert-worthy change, produced by the engine and applied by the alert manager.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    /// Fired, cleared or repeat.
-    pub change: Change,
-    /// Rule id.
-    pub rule: String,
-    /// Building id.
-    pub building: String,
-    /// Device kind.
-    pub kind: Kind,
-    /// Device id.
-    pub device: String,
-    /// Channel, zone or point.
-    pub channel: Option<String>,
-    /// Severity.
-    pub severity: Severity,
-    /// When (epoch ms).
-    pub at: Millis,
-    /// When the condition began.
-    pub since: Millis,
-    /// The value that caused it, when numeric.
-    pub value: Option<f64>,
-    /// The level it was compared with.
-    pub threshold: Option<f64>,
-    /// Human-readable description.
-    pub message: String,
-    /// An instantaneous event: the alert opens already inactive.
-    pub pulse: bool,
-}
 
 /// Key of a condition: rule source, rule id, device, channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

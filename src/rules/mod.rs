@@ -13,8 +13,10 @@
 
 pub mod engine;
 
-use crate::config::Problem;
 use crate::model::{BuildingClass, Kind, Severity};
+pub use crate::registry::Levels;
+use crate::registry::Registry;
+use crate::settings::Problem;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,16 +29,6 @@ pub enum Direction {
     Below,
     /// Alert when the value is above the raise level.
     Above,
-}
-
-/// A raise and a clear level.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Levels {
-    /// The alert fires past this level.
-    pub raise: f64,
-    /// The alert clears at or past this level (on the good side).
-    pub clear: f64,
 }
 
 /// `[[threshold]]`
@@ -377,6 +369,35 @@ impl Rules {
         self.threshold.iter().find(|r| r.id == id)
     }
 
+    /// Problems of the registry's per-device level overrides against these rules: an override
+    /// must name a threshold rule and keep its clear level on the good side.
+    pub fn check_registry(&self, registry: &Registry) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for (i, d) in registry.devices.iter().enumerate() {
+            let mut overrides: Vec<(&String, &Levels)> = d.thresholds.iter().collect();
+            overrides.sort_by(|a, b| a.0.cmp(b.0));
+            for (rule, levels) in overrides {
+                let key = format!("registry.file: device[{i}].thresholds.{rule}");
+                match self.threshold_rule(rule) {
+                    None => p.push(Problem::new(key, "no threshold rule has this id")),
+                    Some(tr) => {
+                        let ok = match tr.direction {
+                            Direction::Below => levels.clear >= levels.raise,
+                            Direction::Above => levels.clear <= levels.raise,
+                        };
+                        if !ok {
+                            p.push(Problem::new(
+                                key,
+                                "clear level is on the wrong side of the raise level",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        p
+    }
+
     /// Every rule id.
     pub fn ids(&self) -> Vec<&str> {
         self.threshold
@@ -420,7 +441,8 @@ pub fn scale_rule_times(text: &str, factor: f64) -> Result<String, Problem> {
     toml::to_string(&v).map_err(|e| Problem::new("toml", e.to_string()))
 }
 
-fn toml_problem(e: &toml::de::Error) -> Problem {
+/// A TOML parse error as a problem, with the byte offset it is at.
+pub(crate) fn toml_problem(e: &toml::de::Error) -> Problem {
     Problem::new(
         "toml",
         e.message().to_owned()
@@ -428,187 +450,6 @@ fn toml_problem(e: &toml::de::Error) -> Problem {
                 .map(|s| format!(" (at byte {})", s.start))
                 .unwrap_or_default(),
     )
-}
-
-/// Power supply of a device, which sets its default offline timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Power {
-    /// Mains-powered: reports every 5–15 min.
-    Mains,
-    /// Battery (NB-IoT/4G): reports every 30–60 min.
-    Battery,
-}
-
-/// `[[building]]` in the registry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuildingEntry {
-    /// Building id.
-    pub id: String,
-    /// Display name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Address.
-    #[serde(default)]
-    pub address: Option<String>,
-    /// Building class (sets the minimum fire-water pressure).
-    #[serde(default = "unknown_class")]
-    pub class: BuildingClass,
-    /// Expected number of devices per kind (coverage).
-    #[serde(default)]
-    pub expected: HashMap<Kind, u32>,
-}
-
-fn unknown_class() -> BuildingClass {
-    BuildingClass::Unknown
-}
-
-/// `[[device]]` in the registry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceEntry {
-    /// Device id.
-    pub id: String,
-    /// Building id.
-    pub building: String,
-    /// Kind.
-    pub kind: Kind,
-    /// Where it is (e.g. "B1 pump room").
-    #[serde(default)]
-    pub location: Option<String>,
-    /// Power supply.
-    #[serde(default)]
-    pub power: Option<Power>,
-    /// Reporting interval when the device does not announce one.
-    #[serde(default)]
-    pub interval_s: Option<u64>,
-    /// Per-rule level overrides, by rule id.
-    #[serde(default)]
-    pub thresholds: HashMap<String, Levels>,
-}
-
-/// The registry of buildings and devices.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Registry {
-    /// Reject messages from devices not listed here.
-    #[serde(default)]
-    pub strict: bool,
-    /// Buildings.
-    #[serde(default, rename = "building")]
-    pub buildings: Vec<BuildingEntry>,
-    /// Devices.
-    #[serde(default, rename = "device")]
-    pub devices: Vec<DeviceEntry>,
-    #[serde(skip)]
-    building_index: HashMap<String, usize>,
-    #[serde(skip)]
-    device_index: HashMap<String, usize>,
-}
-
-impl Registry {
-    /// Reads the registry; a missing file is an empty registry.
-    pub fn load(path: &Path, rules: Option<&Rules>) -> Result<Registry, Vec<Problem>> {
-        let key = "registry.file";
-        if !path.exists() {
-            return Ok(Registry::default());
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![Problem::new(
-                key,
-                format!("cannot read {}: {e}", path.display()),
-            )]
-        })?;
-        Self::parse(&text, rules).map_err(|ps| {
-            ps.into_iter()
-                .map(|p| Problem::new(format!("{key}: {}", p.key), p.message))
-                .collect()
-        })
-    }
-
-    /// Parses and validates registry TOML.
-    pub fn parse(text: &str, rules: Option<&Rules>) -> Result<Registry, Vec<Problem>> {
-        let mut r: Registry = toml::from_str(text).map_err(|e| vec![toml_problem(&e)])?;
-        let mut p = Vec::new();
-        for (i, b) in r.buildings.iter().enumerate() {
-            if !crate::model::valid_id(&b.id) {
-                p.push(Problem::new(
-                    format!("building[{i}].id"),
-                    format!("{:?} is not [A-Za-z0-9_-]{{1,64}}", b.id),
-                ));
-            }
-            if r.building_index.insert(b.id.clone(), i).is_some() {
-                p.push(Problem::new(
-                    format!("building[{i}].id"),
-                    format!("duplicate building {:?}", b.id),
-                ));
-            }
-        }
-        for (i, d) in r.devices.iter().enumerate() {
-            if !crate::model::valid_id(&d.id) {
-                p.push(Problem::new(
-                    format!("device[{i}].id"),
-                    format!("{:?} is not [A-Za-z0-9_-]{{1,64}}", d.id),
-                ));
-            }
-            if !r.building_index.contains_key(&d.building) {
-                p.push(Problem::new(
-                    format!("device[{i}].building"),
-                    format!("building {:?} is not listed", d.building),
-                ));
-            }
-            if r.device_index.insert(d.id.clone(), i).is_some() {
-                p.push(Problem::new(
-                    format!("device[{i}].id"),
-                    format!("duplicate device {:?}", d.id),
-                ));
-            }
-            if let Some(rules) = rules {
-                for (rule, levels) in &d.thresholds {
-                    match rules.threshold_rule(rule) {
-                        None => p.push(Problem::new(
-                            format!("device[{i}].thresholds.{rule}"),
-                            "no threshold rule has this id",
-                        )),
-                        Some(tr) => {
-                            let ok = match tr.direction {
-                                Direction::Below => levels.clear >= levels.raise,
-                                Direction::Above => levels.clear <= levels.raise,
-                            };
-                            if !ok {
-                                p.push(Problem::new(
-                                    format!("device[{i}].thresholds.{rule}"),
-                                    "clear level is on the wrong side of the raise level",
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if p.is_empty() {
-            Ok(r)
-        } else {
-            Err(p)
-        }
-    }
-
-    /// A registered device.
-    pub fn device(&self, id: &str) -> Option<&DeviceEntry> {
-        self.device_index.get(id).map(|&i| &self.devices[i])
-    }
-
-    /// A registered building.
-    pub fn building(&self, id: &str) -> Option<&BuildingEntry> {
-        self.building_index.get(id).map(|&i| &self.buildings[i])
-    }
-
-    /// The class of a building (unknown when not registered).
-    pub fn class_of(&self, building: &str) -> BuildingClass {
-        self.building(building)
-            .map_or(BuildingClass::Unknown, |b| b.class)
-    }
 }
 
 #[cfg(test)]
@@ -654,9 +495,10 @@ mod tests {
     fn example_registry_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let rules = Rules::load(&root.join("config/rules.toml")).unwrap();
-        let reg = Registry::load(&root.join("config/registry.example.toml"), Some(&rules))
+        let reg = Registry::load(&root.join("config/registry.example.toml"))
             .unwrap_or_else(|p| panic!("{p:?}"));
         assert!(!reg.devices.is_empty());
+        assert!(rules.check_registry(&reg).is_empty());
     }
 
     #[test]

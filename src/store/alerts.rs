@@ -6,91 +6,44 @@
 //! messages that caused them are acknowledged to the broker.
 
 use super::{Result, StoreError};
+pub use crate::model::alert::{alert_id, parse_alert_id, Alert, Classification, Status};
+use crate::model::alert::{Change, Transition};
 use crate::model::{rfc3339, Millis};
-use crate::rules::engine::{Change, Transition};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::{json, Value};
-
-/// People-side status of an alert.
-pub const STATUSES: [&str; 3] = ["open", "acknowledged", "closed"];
-/// Classifications accepted when closing.
-pub const CLASSIFICATIONS: [&str; 5] = ["real", "false_alarm", "test", "fault", "resolved"];
-
-/// An alert as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alert {
-    /// Numeric id (shown as `a-000123`).
-    pub id: i64,
-    /// Rule id.
-    pub rule: String,
-    /// Severity.
-    pub severity: String,
-    /// Building.
-    pub building: String,
-    /// Kind.
-    pub kind: String,
-    /// Device.
-    pub device: String,
-    /// Channel.
-    pub channel: Option<String>,
-    /// Condition holds now.
-    pub active: bool,
-    /// open, acknowledged, closed.
-    pub status: String,
-    /// Value.
-    pub value: Option<f64>,
-    /// Threshold.
-    pub threshold: Option<f64>,
-    /// Message.
-    pub message: String,
-    /// Started.
-    pub started_at: Millis,
-    /// Last change.
-    pub updated_at: Millis,
-    /// Cleared.
-    pub cleared_at: Option<Millis>,
-    /// Acknowledged.
-    pub acknowledged_at: Option<Millis>,
-    /// By whom.
-    pub acknowledged_by: Option<String>,
-    /// Closed.
-    pub closed_at: Option<Millis>,
-    /// By whom.
-    pub closed_by: Option<String>,
-    /// Classification on close.
-    pub classification: Option<String>,
-}
-
-/// Formats an alert id.
-pub fn alert_id(id: i64) -> String {
-    format!("a-{id:06}")
-}
-
-/// Parses `a-000123` (or `123`).
-pub fn parse_alert_id(s: &str) -> Option<i64> {
-    s.strip_prefix("a-")
-        .unwrap_or(s)
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-}
 
 const COLUMNS: &str = "id, rule, severity, building, kind, device, channel, active, status, value,
     threshold, message, started_at, updated_at, cleared_at, acknowledged_at, acknowledged_by,
     closed_at, closed_by, classification";
 
+/// A closed set stored by its wire name: an unknown name is a corrupt row, not a default.
+fn wire<T: std::str::FromStr>(v: ValueRef<'_>) -> FromSqlResult<T> {
+    let s = v.as_str()?;
+    s.parse()
+        .map_err(|_| FromSqlError::Other(format!("unknown value {s:?}").into()))
+}
+
+struct Wire<T>(T);
+
+impl<T: std::str::FromStr> FromSql for Wire<T> {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        wire(v).map(Wire)
+    }
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
         id: r.get(0)?,
         rule: r.get(1)?,
-        severity: r.get(2)?,
+        severity: r.get::<_, Wire<_>>(2)?.0,
         building: r.get(3)?,
-        kind: r.get(4)?,
+        kind: r.get::<_, Wire<_>>(4)?.0,
         device: r.get(5)?,
         channel: r.get(6)?,
         active: r.get::<_, i64>(7)? != 0,
-        status: r.get(8)?,
+        status: r.get::<_, Wire<_>>(8)?.0,
         value: r.get(9)?,
         threshold: r.get(10)?,
         message: r.get(11)?,
@@ -101,38 +54,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         acknowledged_by: r.get(16)?,
         closed_at: r.get(17)?,
         closed_by: r.get(18)?,
-        classification: r.get(19)?,
+        classification: r.get::<_, Option<Wire<_>>>(19)?.map(|w| w.0),
     })
-}
-
-impl Alert {
-    /// The contract JSON (section 3); `notes` filled from history when given.
-    pub fn to_json(&self, notes: Vec<Value>) -> Value {
-        let t = |v: Option<Millis>| v.map(rfc3339);
-        json!({
-            "id": alert_id(self.id),
-            "rule": self.rule,
-            "severity": self.severity,
-            "building": self.building,
-            "kind": self.kind,
-            "device": self.device,
-            "channel": self.channel,
-            "active": self.active,
-            "status": self.status,
-            "value": self.value,
-            "threshold": self.threshold,
-            "message": self.message,
-            "started_at": rfc3339(self.started_at),
-            "updated_at": rfc3339(self.updated_at),
-            "cleared_at": t(self.cleared_at),
-            "acknowledged_at": t(self.acknowledged_at),
-            "acknowledged_by": self.acknowledged_by,
-            "closed_at": t(self.closed_at),
-            "closed_by": self.closed_by,
-            "classification": self.classification,
-            "notes": notes,
-        })
-    }
 }
 
 /// One history entry.
@@ -335,7 +258,7 @@ pub fn apply(conn: &Connection, t: &Transition, render: Render<'_>) -> Result<Ap
             }
             Ok(Applied::Cleared(alert.id))
         }
-        (Change::Repeat, Some(a)) if a.active && a.status == "open" => {
+        (Change::Repeat, Some(a)) if a.active && a.status == Status::Open => {
             history(conn, a.id, t.at, "repeat", None, None, Some(detail))?;
             if let Some(out) = render(&a, "repeat") {
                 enqueue(conn, &a, out, t.at)?;
@@ -384,7 +307,7 @@ pub enum Action {
         /// Who.
         by: String,
         /// real, false_alarm, test, fault, resolved.
-        classification: String,
+        classification: Classification,
         /// Optional note.
         note: Option<String>,
     },
@@ -397,8 +320,28 @@ pub enum Action {
     },
 }
 
-/// Applies a people action; returns the updated alert.
+/// Applies a people action; returns the updated alert. The action is all or nothing: it runs
+/// inside a savepoint of the caller's transaction, so a failure halfway (the status changed, the
+/// history entry not written) leaves nothing behind when the caller commits its other work.
 pub fn act(
+    conn: &Connection,
+    id: i64,
+    action: &Action,
+    now: Millis,
+    render: Render<'_>,
+) -> std::result::Result<Alert, ActionError> {
+    conn.execute_batch("SAVEPOINT people_action")?;
+    let r = act_inner(conn, id, action, now, render);
+    let end = if r.is_ok() {
+        "RELEASE people_action"
+    } else {
+        "ROLLBACK TO people_action; RELEASE people_action"
+    };
+    conn.execute_batch(end)?;
+    r
+}
+
+fn act_inner(
     conn: &Connection,
     id: i64,
     action: &Action,
@@ -408,7 +351,7 @@ pub fn act(
     let a = get(conn, id)?.ok_or_else(|| ActionError::NotFound(alert_id(id)))?;
     match action {
         Action::Ack { by, note } => {
-            if a.status != "open" {
+            if a.status != Status::Open {
                 return Err(ActionError::Conflict(format!(
                     "alert {} is {}, only open alerts can be acknowledged",
                     alert_id(id),
@@ -435,13 +378,7 @@ pub fn act(
             classification,
             note,
         } => {
-            if !CLASSIFICATIONS.contains(&classification.as_str()) {
-                return Err(ActionError::Invalid(format!(
-                    "classification must be one of {}",
-                    CLASSIFICATIONS.join(", ")
-                )));
-            }
-            if a.status == "closed" {
+            if a.status == Status::Closed {
                 return Err(ActionError::Conflict(format!(
                     "alert {} is already closed",
                     alert_id(id)
@@ -450,7 +387,7 @@ pub fn act(
             conn.execute(
                 "UPDATE alerts SET status = 'closed', closed_at = ?2, closed_by = ?3,
                  classification = ?4, updated_at = ?2 WHERE id = ?1",
-                params![id, now, by, classification],
+                params![id, now, by, classification.as_str()],
             )?;
             history(
                 conn,
@@ -459,7 +396,9 @@ pub fn act(
                 "closed",
                 Some(by),
                 note.as_deref(),
-                Some(json!({"classification": classification, "active_when_closed": a.active})),
+                Some(
+                    json!({"classification": classification.as_str(), "active_when_closed": a.active}),
+                ),
             )?;
             let closed = get(conn, id)?.unwrap_or(a.clone());
             if let Some(out) = render(&closed, "closed") {
@@ -483,13 +422,13 @@ pub struct Filter {
     /// active=true/false.
     pub active: Option<bool>,
     /// status.
-    pub status: Option<String>,
+    pub status: Option<Status>,
     /// building.
     pub building: Option<String>,
     /// device.
     pub device: Option<String>,
     /// severity.
-    pub severity: Option<String>,
+    pub severity: Option<crate::model::Severity>,
     /// rule.
     pub rule: Option<String>,
     /// started or updated since.
@@ -510,7 +449,7 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Alert>> {
         push("active =", i64::from(a).into(), &mut sql);
     }
     if let Some(s) = &f.status {
-        push("status =", s.clone().into(), &mut sql);
+        push("status =", s.as_str().to_owned().into(), &mut sql);
     }
     if let Some(b) = &f.building {
         push("building =", b.clone().into(), &mut sql);
@@ -519,7 +458,7 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Alert>> {
         push("device =", d.clone().into(), &mut sql);
     }
     if let Some(s) = &f.severity {
-        push("severity =", s.clone().into(), &mut sql);
+        push("severity =", s.as_str().to_owned().into(), &mut sql);
     }
     if let Some(r) = &f.rule {
         push("rule =", r.clone().into(), &mut sql);
@@ -545,7 +484,9 @@ pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
             what: r.get(1)?,
             by: r.get(2)?,
             note: r.get(3)?,
-            detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+            // A detail that is not JSON (written by hand, or by an older version) is shown as
+            // text rather than dropped.
+            detail: detail.map(|d| serde_json::from_str(&d).unwrap_or(Value::String(d))),
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)

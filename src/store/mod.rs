@@ -8,20 +8,65 @@
 //! |---|---|
 //! | `readings` | every accepted numeric value; also the time-series spool (rows past `meta.tsdb_cursor`) |
 //! | `events` | every accepted event |
-//! | `devices` | device health records (engine [`DeviceRecord`]s) |
-//! | `conds` | rule conditions: pending hold times, active conditions (engine [`Cond`]s) |
+//! | `devices` | device health records (the rule engine's, as JSON) |
+//! | `conds` | rule conditions: pending hold times, active conditions (the engine's, as JSON) |
 //! | `alerts`, `alert_history` | alerts and every transition, action and notification |
 //! | `outbox` | notifications to send, with attempts and backoff |
 //! | `rejected` | rejected messages (contract section 5) |
 //! | `meta` | cursors and counters |
 
 pub mod alerts;
+pub mod outbox;
 
-use crate::model::Millis;
-use crate::rules::engine::{Cond, CondKey, DeviceRecord};
+use crate::model::{Kind, Millis};
+use crate::settings::Problem;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the embedded store and the outbox.
+    pub dir: PathBuf,
+    /// Days of readings kept in the embedded store.
+    pub retention_days: u32,
+    /// Rejected messages kept for `GET /api/v1/rejected`.
+    pub rejected_keep: u32,
+    /// SQLite `synchronous`: `full` survives power loss, `normal` survives process crashes.
+    pub synchronous: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: PathBuf::from("data"),
+            retention_days: 30,
+            rejected_keep: 10_000,
+            synchronous: "full".into(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Every problem of the `[storage]` settings.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.retention_days == 0 {
+            p.push(Problem::new("storage.retention_days", "must be at least 1"));
+        }
+        if !matches!(self.synchronous.as_str(), "full" | "normal") {
+            p.push(Problem::new(
+                "storage.synchronous",
+                "must be \"full\" or \"normal\"",
+            ));
+        }
+        p
+    }
+}
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +186,9 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 "#;
 
+/// `meta` key of the time-series forwarder's cursor (the last `readings` id written).
+pub const TSDB_CURSOR: &str = "tsdb_cursor";
+
 /// The database file inside `storage.dir`.
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("firewatch.db")
@@ -246,75 +294,104 @@ pub fn insert_rejected(
     Ok(())
 }
 
-/// Upserts a device record.
-pub fn upsert_device(tx: &Transaction<'_>, id: &str, rec: &DeviceRecord) -> Result<()> {
-    let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt {
-        what: "device record",
+fn to_json<T: Serialize>(v: &T, what: &'static str) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt {
+        what,
         err: e.to_string(),
-    })?;
+    })
+}
+
+fn from_json<T: DeserializeOwned>(s: &str, what: &'static str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        what,
+        err: e.to_string(),
+    })
+}
+
+/// Upserts a device record (any serialisable record; the engine's in practice).
+pub fn upsert_device<T: Serialize>(
+    tx: &Transaction<'_>,
+    id: &str,
+    building: &str,
+    kind: Kind,
+    rec: &T,
+) -> Result<()> {
+    let json = to_json(rec, "device record")?;
     tx.prepare_cached(
         "INSERT INTO devices (id, building, kind, record) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(id) DO UPDATE SET building = excluded.building, kind = excluded.kind,
          record = excluded.record",
     )?
-    .execute(params![id, rec.building, rec.kind.as_str(), json])?;
+    .execute(params![id, building, kind.as_str(), json])?;
     Ok(())
 }
 
-/// Upserts or deletes a condition.
-pub fn save_cond(tx: &Transaction<'_>, key: &CondKey, cond: Option<&Cond>) -> Result<()> {
+/// Upserts (`Some`) or deletes (`None`) a condition under its key.
+pub fn save_cond<T: Serialize>(tx: &Transaction<'_>, key: &str, cond: Option<&T>) -> Result<()> {
     match cond {
         Some(c) => {
-            let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
-                what: "condition",
-                err: e.to_string(),
-            })?;
+            let json = to_json(c, "condition")?;
             tx.prepare_cached(
                 "INSERT INTO conds (key, cond) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET cond = excluded.cond",
             )?
-            .execute(params![key.encode(), json])?;
+            .execute(params![key, json])?;
         }
         None => {
             tx.prepare_cached("DELETE FROM conds WHERE key = ?1")?
-                .execute(params![key.encode()])?;
+                .execute(params![key])?;
         }
     }
     Ok(())
 }
 
-/// Loads every condition and device record.
+/// Every condition (by key) and device record (by id).
 #[allow(clippy::type_complexity)]
-pub fn load_state(
+pub fn load_state<C: DeserializeOwned, D: DeserializeOwned>(
     conn: &Connection,
-) -> Result<(Vec<(CondKey, Cond)>, Vec<(String, DeviceRecord)>)> {
+) -> Result<(Vec<(String, C)>, Vec<(String, D)>)> {
     let mut conds = Vec::new();
     let mut stmt = conn.prepare("SELECT key, cond FROM conds")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     for row in rows {
         let (k, c) = row?;
-        let key = CondKey::decode(&k).ok_or_else(|| StoreError::Corrupt {
-            what: "condition key",
-            err: k.clone(),
-        })?;
-        let cond: Cond = serde_json::from_str(&c).map_err(|e| StoreError::Corrupt {
-            what: "condition",
-            err: e.to_string(),
-        })?;
-        conds.push((key, cond));
+        conds.push((k, from_json(&c, "condition")?));
     }
     let mut devices = Vec::new();
     let mut stmt = conn.prepare("SELECT id, record FROM devices")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     for row in rows {
         let (id, rec) = row?;
-        let rec: DeviceRecord = serde_json::from_str(&rec).map_err(|e| StoreError::Corrupt {
-            what: "device record",
-            err: e.to_string(),
-        })?;
-        devices.push((id, rec));
+        devices.push((id, from_json(&rec, "device record")?));
     }
     Ok((conds, devices))
+}
+
+/// Device records, by id (of one building, or all).
+pub fn device_records<D: DeserializeOwned>(
+    conn: &Connection,
+    building: Option<&str>,
+) -> Result<Vec<(String, D)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, record FROM devices WHERE ?1 IS NULL OR building = ?1")?;
+    let rows = stmt.query_map(params![building], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, rec) = row?;
+        out.push((id, from_json(&rec, "device record")?));
+    }
+    Ok(out)
+}
+
+/// One device record.
+pub fn device_record<D: DeserializeOwned>(conn: &Connection, id: &str) -> Result<Option<D>> {
+    let rec: Option<String> = conn
+        .prepare_cached("SELECT record FROM devices WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    rec.map(|r| from_json(&r, "device record")).transpose()
 }
 
 /// Reads a `meta` value.
@@ -339,8 +416,15 @@ pub fn max_reading_id(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT ifnull(max(id), 0) FROM readings", [], |r| r.get(0))?)
 }
 
-/// Deletes up to `limit` readings older than `cutoff`; returns how many went.
-pub fn prune_readings(conn: &Connection, cutoff: Millis, limit: i64) -> Result<usize> {
+/// Deletes up to `limit` readings (and events) older than `cutoff`; returns how many went.
+/// With `spool_from` (the time-series cursor), readings after it are the spool of what the
+/// time-series database has not received yet: they stay, however old.
+pub fn prune_readings(
+    conn: &Connection,
+    cutoff: Millis,
+    limit: i64,
+    spool_from: Option<i64>,
+) -> Result<usize> {
     // Ids grow with arrival; the first id whose ts is recent bounds the old rows.
     let bound: Option<i64> = conn
         .query_row(
@@ -352,6 +436,10 @@ pub fn prune_readings(conn: &Connection, cutoff: Millis, limit: i64) -> Result<u
     let bound = match bound {
         Some(b) => b,
         None => max_reading_id(conn)? + 1,
+    };
+    let bound = match spool_from {
+        Some(cursor) => bound.min(cursor.saturating_add(1)),
+        None => bound,
     };
     let n = conn.execute(
         "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE id < ?1 ORDER BY id LIMIT ?2)",

@@ -3,7 +3,7 @@
 //! [`Engine::tick`] is called at chosen instants.
 
 use super::*;
-use crate::ingest::decode::{decode, Decoded};
+use crate::model::decode::{decode, Decoded};
 use std::path::Path;
 
 /// 2026-11-29T01:30:00Z.
@@ -105,7 +105,8 @@ impl H {
     }
 
     fn with(rules: Rules, registry: &str) -> H {
-        let registry = Registry::parse(registry, Some(&rules)).unwrap_or_else(|p| panic!("{p:?}"));
+        let registry = Registry::parse(registry).unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(rules.check_registry(&registry).is_empty());
         H {
             engine: Engine::new(Arc::new(rules), Arc::new(registry)),
             out: Vec::new(),

@@ -1,6 +1,9 @@
 //! The domain model shared by the service and the simulators: kinds, classes, metrics,
 //! severities, decoded messages and the topic layout of the wire contract (docs/contract.md).
 
+pub mod alert;
+pub mod decode;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -222,6 +225,12 @@ impl Severity {
             Severity::Major => "major",
             Severity::Critical => "critical",
         }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -489,14 +498,6 @@ pub fn rfc3339(ms: Millis) -> String {
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-/// The wall clock in epoch milliseconds.
-pub fn now_ms() -> Millis {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// True when `s` is a valid building or device id: `[A-Za-z0-9_-]{1,64}`.

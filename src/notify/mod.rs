@@ -10,18 +10,21 @@
 //! and STARTTLS connections are therefore made here with `TCP_NODELAY` and kept open between
 //! mails; implicit TLS (`smtps://`) goes through lettre's own pooled transport.
 
-use crate::config::{EmailConfig, Secret};
+use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, rfc3339, Millis};
-use crate::pipeline::Input;
-use crate::store::alerts::{alert_id, Alert, Outgoing};
+use crate::model::alert::{alert_id, Alert};
+use crate::model::{rfc3339, Millis};
+use crate::settings::{Problem, Secret};
+use crate::store::alerts::Outgoing;
+pub use crate::store::outbox::Delivery;
 use crate::store::{self};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -29,6 +32,81 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// `[email]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `smtp://host:port`, `smtps://user:pass@host`; unset: `.eml` files in `{storage.dir}/outbox`.
+    pub smtp_url: Option<Secret>,
+    /// Sender.
+    pub from: String,
+    /// Default recipients: an array, or one comma-separated string.
+    #[serde(deserialize_with = "one_or_many")]
+    pub to: Vec<String>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            smtp_url: None,
+            from: "firewatch <firewatch@localhost>".into(),
+            to: vec!["duty@localhost".into()],
+        }
+    }
+}
+
+impl EmailConfig {
+    /// Every problem of the e-mail settings, with `email.` key paths.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if let Some(url) = &self.smtp_url {
+            if let Err(e) = SmtpTarget::parse(url.expose()) {
+                p.push(Problem::new("email.smtp_url", e));
+            }
+        }
+        if self.from.parse::<Mailbox>().is_err() {
+            p.push(Problem::new(
+                "email.from",
+                format!("{:?} is not an e-mail address", self.from),
+            ));
+        }
+        if self.to.is_empty() {
+            p.push(Problem::new("email.to", "needs at least one address"));
+        }
+        for (i, to) in self.to.iter().enumerate() {
+            if to.parse::<Mailbox>().is_err() {
+                p.push(Problem::new(
+                    format!("email.to[{i}]"),
+                    format!("{to:?} is not an e-mail address"),
+                ));
+            }
+        }
+        p
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Where delivery outcomes go: the store's single writer (the pipeline), which records them.
+/// Returns `false` when it is gone (shutting down).
+pub type Report = Box<dyn Fn(Delivery) -> bool + Send + Sync>;
 
 /// Renders the e-mail for an alert event (`fired`, `cleared`, `closed`, `repeat`).
 pub fn render(
@@ -51,7 +129,7 @@ pub fn render(
     };
     let subject = format!(
         "[firewatch] {what} {} {}: {} ({})",
-        alert.severity.to_uppercase(),
+        alert.severity.as_str().to_uppercase(),
         alert.rule,
         place,
         alert_id(alert.id)
@@ -68,7 +146,7 @@ pub fn render(
          Alert:     {}\n",
         alert.message,
         alert.rule,
-        alert.severity,
+        alert.severity.as_str(),
         alert.building,
         alert.kind,
         alert.device,
@@ -96,7 +174,7 @@ pub fn render(
         body.push_str(&format!(
             "Closed:    by {} as {}\n",
             alert.closed_by.as_deref().unwrap_or("?"),
-            alert.classification.as_deref().unwrap_or("?")
+            alert.classification.map_or("?", |c| c.as_str())
         ));
     }
     body.push_str("\nAcknowledge and close it in the firewatch dashboard or API:\n");
@@ -345,10 +423,8 @@ pub struct Notifier {
     transport: Transport,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    clock: SharedClock,
 }
-
-/// Longest wait between attempts.
-const MAX_BACKOFF_MS: i64 = 300_000;
 
 impl Notifier {
     /// Builds the notifier (file transport into `{storage.dir}/outbox` when no SMTP URL).
@@ -357,6 +433,7 @@ impl Notifier {
         dir: &Path,
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
+        clock: SharedClock,
     ) -> Result<Notifier, String> {
         let from: Mailbox = cfg.from.parse().map_err(|e| format!("email.from: {e}"))?;
         let transport = Transport::new(cfg, &dir.join("outbox"))?;
@@ -366,6 +443,7 @@ impl Notifier {
             transport,
             metrics,
             wake,
+            clock,
         })
     }
 
@@ -375,19 +453,20 @@ impl Notifier {
     /// `reported` and are not sent again.
     pub async fn run(
         mut self,
-        pipeline: std::sync::mpsc::Sender<Input>,
+        report: Report,
         shutdown: CancellationToken,
     ) -> Result<(), store::StoreError> {
         let conn = Arc::new(std::sync::Mutex::new(store::open_reader(&self.dir)?));
         let mut reported: HashSet<i64> = HashSet::new();
         loop {
             let c = Arc::clone(&conn);
+            let now = self.clock.now_ms();
             let (rows, queued, next_due) = tokio::task::spawn_blocking(move || {
                 let conn = c.lock().map_err(|_| store::StoreError::Corrupt {
                     what: "outbox reader",
                     err: "lock poisoned".into(),
                 })?;
-                due_rows(&conn, now_ms())
+                due_rows(&conn, now)
             })
             .await
             .map_err(|e| store::StoreError::Corrupt {
@@ -411,7 +490,7 @@ impl Notifier {
                     Ok(m) => self.transport.send(m).await,
                     Err(e) => Err(SendError::Permanent(e)),
                 };
-                let now = now_ms();
+                let now = self.clock.now_ms();
                 match &result {
                     Ok(()) => {
                         self.metrics.notify_sent.fetch_add(1, Relaxed);
@@ -437,23 +516,24 @@ impl Notifier {
                     at: now,
                     outcome,
                 };
-                if pipeline.send(Input::Delivered(delivery)).is_err() {
+                if !report(delivery) {
                     // The pipeline has stopped: the row stays unsent and goes out after a
                     // restart (at least once).
                     return Ok(());
                 }
             }
-            let wait = next_due.map_or(Duration::from_secs(5), |t| {
-                Duration::from_millis((t - now_ms()).clamp(0, 5000) as u64)
-            });
-            let wait = if reported.is_empty() {
-                wait
+            // Wait for the next due row on the clock (a manual clock in tests), for new rows
+            // (the pipeline's wake-up), and at most 5 s of real time in any case.
+            let (due_at, poll) = if reported.is_empty() {
+                (next_due.unwrap_or(i64::MAX), Duration::from_secs(5))
             } else {
-                wait.min(Duration::from_millis(50))
+                // Outcomes not committed yet (those rows still look due): look again soon.
+                (i64::MAX, Duration::from_millis(50))
             };
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+                () = self.clock.wait_until(due_at) => {}
+                () = tokio::time::sleep(poll) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
@@ -521,60 +601,6 @@ fn due_rows(
     Ok((rows, queued, next))
 }
 
-/// The outcome of one delivery attempt, recorded by the pipeline.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    /// Outbox row.
-    pub id: i64,
-    /// Its alert.
-    pub alert_id: i64,
-    /// fired, cleared, closed, repeat.
-    pub event: String,
-    /// Recipients.
-    pub recipients: String,
-    /// Attempts before this one.
-    pub attempts: i64,
-    /// When it finished.
-    pub at: Millis,
-    /// Ok, or (permanent, error).
-    pub outcome: Result<(), (bool, String)>,
-}
-
-/// Records a delivery attempt inside the caller's transaction: the outbox row and the alert's
-/// history change together.
-pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<(), store::StoreError> {
-    let (row, now, outcome) = (d, d.at, d.outcome.clone());
-    let detail =
-        serde_json::json!({"event": row.event, "to": row.recipients, "attempt": row.attempts + 1});
-    match outcome {
-        Ok(()) => {
-            c.execute(
-                "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-                params![row.id, now],
-            )?;
-            store::alerts::record_notification(c, row.alert_id, now, "notified", detail)?;
-        }
-        Err((permanent, msg)) => {
-            let attempts = row.attempts + 1;
-            // Exponential backoff from 1 s, capped at 5 min. A permanent failure still retries
-            // at the cap: an alert must not vanish because the mail server refused once.
-            let backoff = if permanent {
-                MAX_BACKOFF_MS
-            } else {
-                (1000_i64 << attempts.min(20)).min(MAX_BACKOFF_MS)
-            };
-            c.execute(
-                "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
-                params![row.id, attempts, now + backoff, msg],
-            )?;
-            let mut d = detail;
-            d["error"] = msg.into();
-            store::alerts::record_notification(c, row.alert_id, now, "notify_failed", d)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,13 +624,13 @@ mod tests {
         let a = Alert {
             id: 123,
             rule: "water_pressure.low".into(),
-            severity: "major".into(),
+            severity: crate::model::Severity::Major,
             building: "bsy-0012".into(),
-            kind: "water_pressure".into(),
+            kind: crate::model::Kind::WaterPressure,
             device: "wp-0012-03".into(),
             channel: None,
             active: true,
-            status: "open".into(),
+            status: crate::model::alert::Status::Open,
             value: Some(0.05),
             threshold: Some(0.1),
             message: "Fire-water pressure 0.05 MPa below 0.1 MPa for 60 s".into(),

@@ -9,12 +9,13 @@
 //! Points: measurement = device kind, tags = `building`, `device`, `channel` (when the value has
 //! one), fields = metrics; values of one device, channel and timestamp share one point.
 
-use crate::config::TsdbConfig;
+use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::model::now_ms;
+use crate::settings::{Problem, Secret};
 use crate::store::{self, SpoolRow};
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::models::DataPoint;
+use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -23,7 +24,71 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// `meta` key of the forwarder's cursor (the last `readings` id written).
-pub const CURSOR: &str = "tsdb_cursor";
+pub const CURSOR: &str = store::TSDB_CURSOR;
+
+/// `[tsdb]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsdbConfig {
+    /// InfluxDB v2 base URL; unset: only the embedded store is written.
+    pub url: Option<String>,
+    /// Organisation.
+    pub org: String,
+    /// Bucket.
+    pub bucket: String,
+    /// API token.
+    pub token: Option<Secret>,
+    /// Points per write.
+    pub batch_size: usize,
+    /// Longest wait before a partial batch is written, milliseconds.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for TsdbConfig {
+    fn default() -> Self {
+        TsdbConfig {
+            url: None,
+            org: "firewatch".into(),
+            bucket: "firewatch".into(),
+            token: None,
+            batch_size: 5000,
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+impl TsdbConfig {
+    /// Every problem of the `[tsdb]` settings.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if let Some(url) = &self.url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => p.push(Problem::new(
+                    "tsdb.url",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                )),
+            }
+            if self.org.is_empty() {
+                p.push(Problem::new("tsdb.org", "must be set when tsdb.url is set"));
+            }
+            if self.bucket.is_empty() {
+                p.push(Problem::new(
+                    "tsdb.bucket",
+                    "must be set when tsdb.url is set",
+                ));
+            }
+        }
+        if self.batch_size == 0 {
+            p.push(Problem::new("tsdb.batch_size", "must be at least 1"));
+        }
+        p
+    }
+}
+
+/// Where the forwarder reports how far it has written (a `readings` id): the store's single
+/// writer saves it. Returns `false` when that writer is gone.
+pub type CursorReport = Box<dyn Fn(i64) -> bool + Send + Sync>;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -73,30 +138,41 @@ pub fn to_points(rows: &[SpoolRow]) -> Vec<DataPoint> {
 }
 
 /// The forwarder task.
-#[derive(Debug)]
 pub struct Forwarder {
     cfg: TsdbConfig,
     dir: PathBuf,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
-    pipeline: std::sync::mpsc::Sender<crate::pipeline::Input>,
+    report: CursorReport,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("url", &self.cfg.url)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Forwarder {
-    /// A forwarder for `cfg` reading the store in `dir`; its cursor is saved by `pipeline`.
+    /// A forwarder for `cfg` reading the store in `dir`; its cursor is saved through `report`.
     pub fn new(
         cfg: TsdbConfig,
         dir: PathBuf,
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
-        pipeline: std::sync::mpsc::Sender<crate::pipeline::Input>,
+        report: CursorReport,
+        clock: SharedClock,
     ) -> Self {
         Forwarder {
             cfg,
             dir,
             metrics,
             wake,
-            pipeline,
+            report,
+            clock,
         }
     }
 
@@ -216,11 +292,7 @@ impl Forwarder {
                     // Saved by the store's single writer; if firewatch stops before that
                     // commit, these points are written again after the restart (the same
                     // series and timestamps, so the database keeps one copy).
-                    if self
-                        .pipeline
-                        .send(crate::pipeline::Input::TsdbCursor(last))
-                        .is_err()
-                    {
+                    if !(self.report)(last) {
                         return Ok(());
                     }
                     self.metrics.tsdb_points.fetch_add(n, Relaxed);
@@ -237,7 +309,7 @@ impl Forwarder {
                     self.metrics.tsdb_errors.fetch_add(1, Relaxed);
                     let _ = self.metrics.tsdb_failing_since.compare_exchange(
                         0,
-                        now_ms(),
+                        self.clock.now_ms(),
                         Relaxed,
                         Relaxed,
                     );
@@ -246,7 +318,8 @@ impl Forwarder {
                         return Ok(());
                     }
                     // Full jitter keeps a restarted database from being hit by every writer at once.
-                    let jitter = (now_ms().rem_euclid(1000) as f64 / 1000.0).max(0.1);
+                    let jitter =
+                        (crate::clock::wall_ms().rem_euclid(1000) as f64 / 1000.0).max(0.1);
                     let wait = backoff.mul_f64(jitter);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}

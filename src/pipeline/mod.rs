@@ -14,12 +14,14 @@
 //! One thread, because both machines this runs on have two cores and the MQTT event loop needs
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
-use crate::ingest::decode::{decode, parse_topic, Decoded, Rejection};
+use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
-use crate::model::{now_ms, Body, EventState, Millis, Reason, MAX_PAYLOAD};
+use crate::model::decode::{decode, parse_topic, Decoded, Rejection};
+use crate::model::{Body, EventState, Millis, Reason, Severity, MAX_PAYLOAD};
 use crate::notify;
-use crate::rules::engine::{Engine, Transition};
+use crate::rules::engine::{Cond, CondKey, DeviceRecord, Engine, Transition};
 use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Outgoing};
+use crate::store::outbox::{self, Delivery};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
 use std::collections::HashMap;
@@ -44,7 +46,7 @@ pub struct AckToken {
 /// The pipeline's two input queues: events (fire alarms, video events, faults) overtake the
 /// readings queued before them, as GB 26875.1 wants fire alarms sent ahead of other traffic;
 /// everything else keeps its order. Acks still go out in arrival order (see
-/// [`crate::ingest::mqtt`]).
+/// the MQTT ingest).
 #[derive(Debug, Clone)]
 pub struct Inputs {
     /// Readings, status, API actions, bookkeeping, shutdown.
@@ -104,7 +106,7 @@ pub enum Input {
         reply: oneshot::Sender<Result<Alert, ActionError>>,
     },
     /// A notification attempt's outcome, from the notifier.
-    Delivered(notify::Delivery),
+    Delivered(Delivery),
     /// How far the time-series forwarder has written (a `readings` id).
     TsdbCursor(i64),
     /// Look at the priority queue.
@@ -144,6 +146,9 @@ pub struct Settings {
     pub rejected_keep: u32,
     /// Readings retention.
     pub retention_days: u32,
+    /// Readings are forwarded to a time-series database: rows past its cursor are the spool and
+    /// outlive the retention until they are written.
+    pub tsdb_enabled: bool,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -197,6 +202,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     settings: Settings,
     out: Outputs,
+    clock: SharedClock,
     limiter: LogLimiter,
     last_tick: Instant,
     last_housekeeping: Instant,
@@ -220,6 +226,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         settings: Settings,
         out: Outputs,
+        clock: SharedClock,
     ) -> Self {
         Pipeline {
             conn,
@@ -227,6 +234,7 @@ impl Pipeline {
             metrics,
             settings,
             out,
+            clock,
             limiter: LogLimiter::default(),
             last_tick: Instant::now(),
             last_housekeeping: Instant::now() - HOUSEKEEPING,
@@ -352,7 +360,7 @@ impl Pipeline {
                     )?;
                 }
                 Input::Act { id, action, reply } => {
-                    let now = now_ms();
+                    let now = self.clock.now_ms();
                     let to = &self.settings.email_to;
                     let engine = &self.engine;
                     let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
@@ -363,15 +371,15 @@ impl Pipeline {
                     }
                     b.replies.push((reply, r));
                 }
-                Input::Delivered(d) => notify::record_delivery(&tx, &d)?,
-                Input::TsdbCursor(id) => store::set_meta(&tx, crate::tsdb::CURSOR, id)?,
+                Input::Delivered(d) => outbox::record_delivery(&tx, &d)?,
+                Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
                 Input::Wake | Input::Shutdown => {}
             }
         }
         if tick_due {
-            self.engine.tick(now_ms(), &mut b.transitions);
+            self.engine.tick(self.clock.now_ms(), &mut b.transitions);
             self.last_tick = Instant::now();
-            self.metrics.pipeline_tick_ms.store(now_ms(), Relaxed);
+            self.metrics.pipeline_tick_ms.store(wall_ms(), Relaxed);
             refresh_gauges(&self.engine, &self.metrics);
         }
         {
@@ -401,17 +409,17 @@ impl Pipeline {
         }
         let dirty = self.engine.take_dirty();
         for (k, c) in &dirty.conds {
-            store::save_cond(&tx, k, c.as_ref())?;
+            store::save_cond(&tx, &k.encode(), c.as_ref())?;
         }
         for (id, rec) in &dirty.devices {
-            store::upsert_device(&tx, id, rec)?;
+            store::upsert_device(&tx, id, &rec.building, rec.kind, rec)?;
         }
         tx.commit()?;
 
         // Durable: now acknowledge, answer and announce.
         self.metrics.committed.fetch_add(b.messages, Relaxed);
         self.metrics.commits.fetch_add(1, Relaxed);
-        self.metrics.last_commit_ms.store(now_ms(), Relaxed);
+        self.metrics.last_commit_ms.store(wall_ms(), Relaxed);
         self.metrics
             .commit_us
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -427,7 +435,9 @@ impl Pipeline {
         for r in b.republish {
             // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
             // kept row.
-            let _ = self.out.republish.try_send(r);
+            if self.out.republish.try_send(r).is_err() {
+                self.metrics.republish_dropped.fetch_add(1, Relaxed);
+            }
         }
         if b.notifications {
             self.out.notify_wake.notify_one();
@@ -440,10 +450,15 @@ impl Pipeline {
 
     fn housekeeping(&mut self) -> Result<(), StoreError> {
         self.last_housekeeping = Instant::now();
-        let cutoff = now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
+        let cutoff = self.clock.now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
+        let spool_from = if self.settings.tsdb_enabled {
+            Some(store::get_meta(&self.conn, store::TSDB_CURSOR)?.unwrap_or(0))
+        } else {
+            None
+        };
         let mut pruned = 0;
         loop {
-            let n = store::prune_readings(&self.conn, cutoff, 20_000)?;
+            let n = store::prune_readings(&self.conn, cutoff, 20_000, spool_from)?;
             pruned += n;
             if n < 20_000 {
                 break;
@@ -463,12 +478,15 @@ fn refresh_gauges(engine: &Engine, metrics: &Metrics) {
     metrics
         .conditions
         .store(engine.condition_count() as i64, Relaxed);
-    let lost: u64 = devices.values().map(|d| d.lost).sum();
+    // Saturating: device-chosen `seq` jumps can make single counts huge.
+    let lost = devices
+        .values()
+        .fold(0u64, |sum, d| sum.saturating_add(d.lost));
     metrics.lost.store(lost, Relaxed);
 }
 
 fn render_for(engine: &Engine, to: &[String], a: &Alert, event: &'static str) -> Option<Outgoing> {
-    if a.severity == "info" {
+    if a.severity == Severity::Info {
         return None; // recorded, not mailed
     }
     let location = engine
@@ -618,9 +636,19 @@ pub fn republish_body(topic: &str, payload: &[u8], rej: &Rejection, received: Mi
 }
 
 /// Restores the engine from the store: conditions, device records, and rate-rule windows.
-pub fn restore(conn: &Connection, engine: &mut Engine) -> Result<(), StoreError> {
-    let now = now_ms();
-    let (conds, devices) = store::load_state(conn)?;
+pub fn restore(conn: &Connection, engine: &mut Engine, now: Millis) -> Result<(), StoreError> {
+    let (conds, devices) = store::load_state::<Cond, DeviceRecord>(conn)?;
+    let conds = conds
+        .into_iter()
+        .map(|(k, c)| {
+            CondKey::decode(&k)
+                .map(|key| (key, c))
+                .ok_or(StoreError::Corrupt {
+                    what: "condition key",
+                    err: k,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (nc, nd) = (conds.len(), devices.len());
     engine.restore(conds, devices, now);
     let rates: Vec<(String, f64)> = engine

@@ -4,11 +4,14 @@
 //! actions (ack, close, notes) go through the pipeline thread, so they are serialised with the
 //! rule engine and committed with the same durability as everything else.
 
+use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
-use crate::model::{now_ms, parse_rfc3339, rfc3339, Kind, Millis};
+use crate::model::alert::{Classification, Status};
+use crate::model::{parse_rfc3339, rfc3339, Kind, Millis, Severity};
 use crate::pipeline::Input;
+use crate::registry::Registry;
 use crate::rules::engine::DeviceRecord;
-use crate::rules::Registry;
+use crate::settings::Problem;
 use crate::store::alerts::{self, Action, ActionError};
 use crate::store::{self, StoreError};
 use axum::body::Bytes;
@@ -27,6 +30,36 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// API and dashboard listen address.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Every problem of the `[http]` settings.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(Problem::new(
+                "http.listen",
+                format!("{:?} is not host:port", self.listen),
+            ));
+        }
+        p
+    }
+}
+
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -40,6 +73,8 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Offline timeouts are computed with the rules.
     pub rules: Arc<crate::rules::Rules>,
+    /// The clock (device states and default time ranges are relative to it).
+    pub clock: SharedClock,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -188,11 +223,11 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         problems.push("store: not readable".to_owned());
     }
     let tick = m.pipeline_tick_ms.load(Relaxed);
-    if now_ms() - tick > 5_000 {
+    if wall_ms() - tick > 5_000 {
         problems.push(format!("pipeline: no progress since {}", rfc3339(tick)));
     }
     let failing = m.tsdb_failing_since.load(Relaxed);
-    if failing != 0 && now_ms() - failing > 60_000 {
+    if failing != 0 && s.clock.now_ms() - failing > 60_000 {
         problems.push(format!(
             "tsdb: writes failing since {}, {} readings spooled",
             rfc3339(failing),
@@ -226,24 +261,20 @@ async fn list_alerts(
         match k.as_str() {
             "active" => f.active = Some(parse_bool(v, k)?),
             "status" => {
-                if !alerts::STATUSES.contains(&v.as_str()) {
-                    return Err(ApiError::BadRequest(format!(
+                f.status = Some(v.parse::<Status>().map_err(|()| {
+                    ApiError::BadRequest(format!(
                         "status must be one of {}",
-                        alerts::STATUSES.join(", ")
-                    )));
-                }
-                f.status = Some(v.clone());
+                        Status::ALL.map(Status::as_str).join(", ")
+                    ))
+                })?);
             }
             "building" => f.building = Some(v.clone()),
             "device" => f.device = Some(v.clone()),
             "rule" => f.rule = Some(v.clone()),
             "severity" => {
-                if v.parse::<crate::model::Severity>().is_err() {
-                    return Err(ApiError::BadRequest(
-                        "severity must be critical, major, minor or info".into(),
-                    ));
-                }
-                f.severity = Some(v.clone());
+                f.severity = Some(v.parse::<Severity>().map_err(|()| {
+                    ApiError::BadRequest("severity must be critical, major, minor or info".into())
+                })?);
             }
             "since" => f.since = Some(parse_time(v, k)?),
             "limit" => {}
@@ -348,12 +379,21 @@ async fn ack_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) 
 
 async fn close_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
     let b = body(&b)?;
-    let classification = b.classification.ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "classification is required: one of {}",
-            alerts::CLASSIFICATIONS.join(", ")
-        ))
-    })?;
+    let classification = b
+        .classification
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "classification is required: one of {}",
+                Classification::list()
+            ))
+        })?
+        .parse::<Classification>()
+        .map_err(|()| {
+            ApiError::BadRequest(format!(
+                "classification must be one of {}",
+                Classification::list()
+            ))
+        })?;
     act(
         &s,
         &id,
@@ -443,18 +483,7 @@ fn load_devices(
     c: &Connection,
     building: Option<&str>,
 ) -> Result<BTreeMap<String, DeviceRecord>, ApiError> {
-    let mut out = BTreeMap::new();
-    let mut stmt = c.prepare("SELECT id, record FROM devices WHERE ?1 IS NULL OR building = ?1")?;
-    let rows = stmt.query_map(params![building], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (id, rec) = row?;
-        let rec: DeviceRecord = serde_json::from_str(&rec)
-            .map_err(|e| ApiError::Internal(format!("device {id}: {e}")))?;
-        out.insert(id, rec);
-    }
-    Ok(out)
+    Ok(store::device_records(c, building)?.into_iter().collect())
 }
 
 /// Every device of interest: seen ones plus registered ones never seen.
@@ -463,10 +492,10 @@ fn all_devices(
     reg: &Registry,
     rules: &crate::rules::Rules,
     building: Option<&str>,
+    now: Millis,
 ) -> Result<Vec<Value>, ApiError> {
     let recs = load_devices(c, building)?;
     let open = alerts::open_counts(c)?;
-    let now = now_ms();
     let mut ids: Vec<&str> = recs.keys().map(String::as_str).collect();
     for d in &reg.devices {
         if building.is_none_or(|b| b == d.building) && !recs.contains_key(&d.id) {
@@ -509,8 +538,9 @@ async fn list_devices(
         }
     }
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let now = s.clock.now_ms();
     let list = read(&s, move |c| {
-        all_devices(c, &reg, &rules, building.as_deref())
+        all_devices(c, &reg, &rules, building.as_deref(), now)
     })
     .await?;
     let out: Vec<Value> = list
@@ -523,18 +553,10 @@ async fn list_devices(
 
 async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let now = s.clock.now_ms();
     let v = read(&s, move |c| {
-        let rec: Option<String> = c
-            .query_row("SELECT record FROM devices WHERE id = ?1", [&id], |r| {
-                r.get(0)
-            })
-            .ok();
-        let rec: Option<DeviceRecord> = match rec {
-            Some(r) => {
-                Some(serde_json::from_str(&r).map_err(|e| ApiError::Internal(e.to_string()))?)
-            }
-            None => None,
-        };
+        // A store failure is a 500, never "not found".
+        let rec: Option<DeviceRecord> = store::device_record(c, &id)?;
         if rec.is_none() && reg.device(&id).is_none() {
             return Err(ApiError::NotFound(format!("device {id} not found")));
         }
@@ -543,7 +565,7 @@ async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
             [&id],
             |r| r.get(0),
         )?;
-        Ok(device_json(&id, rec.as_ref(), &reg, &rules, open, now_ms()))
+        Ok(device_json(&id, rec.as_ref(), &reg, &rules, open, now))
     })
     .await?;
     Ok(Json(v).into_response())
@@ -555,8 +577,9 @@ async fn readings(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let mut metric = None;
-    let mut since = now_ms() - 86_400_000;
-    let mut until = now_ms() + 86_400_000;
+    let now = s.clock.now_ms();
+    let mut since = now - 86_400_000;
+    let mut until = now + 86_400_000;
     for (k, v) in &q {
         match k.as_str() {
             "metric" => metric = Some(v.clone()),
@@ -621,8 +644,9 @@ fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts: i6
 
 async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let now = s.clock.now_ms();
     let v = read(&s, move |c| {
-        let devices = all_devices(c, &reg, &rules, None)?;
+        let devices = all_devices(c, &reg, &rules, None, now)?;
         let mut by: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for b in &reg.buildings {
             by.entry(b.id.clone()).or_default();
@@ -649,8 +673,9 @@ async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
 
 async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let now = s.clock.now_ms();
     let v = read(&s, move |c| {
-        let devices = all_devices(c, &reg, &rules, Some(&id))?;
+        let devices = all_devices(c, &reg, &rules, Some(&id), now)?;
         if devices.is_empty() && reg.building(&id).is_none() {
             return Err(ApiError::NotFound(format!("building {id} not found")));
         }

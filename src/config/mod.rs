@@ -1,0 +1,227 @@
+//! Configuration (contract section 6): built-in defaults → `config/default.toml` → `--config FILE`
+//! → `FIREWATCH__{SECTION}__{KEY}` environment variables. [`Config::load`] layers them;
+//! [`Config::validate`] reports every problem with its key path.
+
+pub use crate::api::HttpConfig;
+pub use crate::ingest::mqtt::{parse_mqtt_url, MqttConfig, MqttUrl};
+pub use crate::notify::EmailConfig;
+pub use crate::settings::{Problem, Secret};
+pub use crate::store::StorageConfig;
+pub use crate::tsdb::TsdbConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// MQTT broker connection.
+    pub mqtt: MqttConfig,
+    /// HTTP API and dashboard.
+    pub http: HttpConfig,
+    /// Embedded store, spool and outbox.
+    pub storage: StorageConfig,
+    /// InfluxDB v2 write API.
+    pub tsdb: TsdbConfig,
+    /// E-mail notifications.
+    pub email: EmailConfig,
+    /// Rule file.
+    pub rules: RulesConfig,
+    /// Device registry file.
+    pub registry: RegistryConfig,
+}
+
+/// `[rules]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Rule definitions and thresholds.
+    pub file: PathBuf,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            file: PathBuf::from("config/rules.toml"),
+        }
+    }
+}
+
+/// `[registry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Buildings and devices; optional (a missing file means an empty, non-strict registry).
+    pub file: PathBuf,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            file: PathBuf::from("config/registry.toml"),
+        }
+    }
+}
+
+/// Where the default file is looked for, relative to the working directory.
+pub const DEFAULT_FILE: &str = "config/default.toml";
+
+impl Config {
+    /// Layers defaults, `config/default.toml` (when present), `file` and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, Problem> {
+        Self::load_from(Path::new(DEFAULT_FILE), file, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit default file and environment (for tests).
+    pub fn load_from(
+        default_file: &Path,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Problem> {
+        let mut b = config::Config::builder();
+        if default_file.exists() {
+            b = b.add_source(config::File::from(default_file).format(config::FileFormat::Toml));
+        }
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(Problem::new(
+                    "--config",
+                    format!("file {} does not exist", f.display()),
+                ));
+            }
+            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
+        }
+        let vars: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("FIREWATCH__"))
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix("FIREWATCH")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(vars)),
+        );
+        let built = b
+            .build()
+            .map_err(|e| Problem::new("config", e.to_string()))?;
+        built.try_deserialize::<Config>().map_err(|e| {
+            let text = e.to_string();
+            // The config crate says "… for key `a.b` in <source>"; surface the key.
+            match text.split_once(" for key `") {
+                Some((msg, rest)) => match rest.split_once('`') {
+                    Some((key, source)) => Problem::new(key, format!("{msg}{source}")),
+                    None => Problem::new("config", text.clone()),
+                },
+                None => Problem::new("config", text),
+            }
+        })
+    }
+
+    /// Checks every value that deserialised but may still be wrong; returns all problems.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = self.mqtt.validate();
+        p.extend(self.http.validate());
+        p.extend(self.storage.validate());
+        p.extend(self.tsdb.validate());
+        p.extend(self.email.validate());
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::load_from(Path::new("/nonexistent"), None, env(&[])).unwrap();
+        assert_eq!(c.mqtt.url, "embedded");
+        assert_eq!(c.mqtt.embedded_listen, "127.0.0.1:1883");
+        assert_eq!(c.mqtt.client_id, "firewatch");
+        assert_eq!(c.http.listen, "127.0.0.1:8080");
+        assert_eq!(c.storage.dir, PathBuf::from("data"));
+        assert_eq!(c.storage.retention_days, 30);
+        assert!(c.tsdb.url.is_none());
+        assert!(c.email.smtp_url.is_none());
+        assert_eq!(c.rules.file, PathBuf::from("config/rules.toml"));
+        assert_eq!(c.registry.file, PathBuf::from("config/registry.toml"));
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join("default.toml");
+        std::fs::File::create(&default)
+            .unwrap()
+            .write_all(b"[http]\nlisten = \"127.0.0.1:9000\"\n[mqtt]\nclient_id = \"a\"\n")
+            .unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::File::create(&file)
+            .unwrap()
+            .write_all(b"[mqtt]\nclient_id = \"b\"\nurl = \"mqtt://broker:1884\"\n")
+            .unwrap();
+        let c = Config::load_from(
+            &default,
+            Some(&file),
+            env(&[
+                ("FIREWATCH__MQTT__URL", "mqtts://broker"),
+                ("FIREWATCH__EMAIL__TO", "a@x.org, b@x.org"),
+                ("FIREWATCH__TSDB__TOKEN", "s3cret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:9000");
+        assert_eq!(c.mqtt.client_id, "b");
+        assert_eq!(c.mqtt.url, "mqtts://broker");
+        assert_eq!(c.email.to, vec!["a@x.org", "b@x.org"]);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(
+            parse_mqtt_url(&c.mqtt.url).unwrap(),
+            MqttUrl {
+                host: "broker".into(),
+                port: 8883,
+                tls: true
+            }
+        );
+    }
+
+    #[test]
+    fn type_errors_name_their_key() {
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("FIREWATCH__STORAGE__RETENTION_DAYS", "many")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "storage.retention_days", "{e}");
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let mut c = Config::default();
+        c.mqtt.url = "http://x".into();
+        c.http.listen = "nowhere".into();
+        c.email.to = vec!["not an address".into()];
+        c.tsdb.url = Some("ftp://x".into());
+        c.storage.synchronous = "sometimes".into();
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        for k in [
+            "mqtt.url",
+            "http.listen",
+            "email.to[0]",
+            "tsdb.url",
+            "storage.synchronous",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Alerts as the contract shows them (section 3): the closed sets of their people-side status
+//! and classification, and the alert record itself.
+
+use super::{rfc3339, Kind, Millis, Severity};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fmt;
+use std::str::FromStr;
+
+/// People-side status of an alert: `open` → `acknowledged` → `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Nobody has acknowledged it yet.
+    Open,
+    /// A person has taken it on.
+    Acknowledged,
+    /// Closed with a classification.
+    Closed,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 3] = [Status::Open, Status::Acknowledged, Status::Closed];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+/// Why an alert was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Classification {
+    /// A real fire or hazard (真实警情).
+    Real,
+    /// A false alarm (误报).
+    FalseAlarm,
+    /// A test (测试).
+    Test,
+    /// A device fault (设备故障).
+    Fault,
+    /// The hazard was removed.
+    Resolved,
+}
+
+impl Classification {
+    /// Every classification.
+    pub const ALL: [Classification; 5] = [
+        Classification::Real,
+        Classification::FalseAlarm,
+        Classification::Test,
+        Classification::Fault,
+        Classification::Resolved,
+    ];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Classification::Real => "real",
+            Classification::FalseAlarm => "false_alarm",
+            Classification::Test => "test",
+            Classification::Fault => "fault",
+            Classification::Resolved => "resolved",
+        }
+    }
+
+    /// `real, false_alarm, …` for error messages.
+    pub fn list() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+}
+
+macro_rules! wire_enum {
+    ($t:ty) => {
+        impl FromStr for $t {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                <$t>::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+wire_enum!(Status);
+wire_enum!(Classification);
+
+/// An alert: one condition on one device (and channel), from firing until a person closes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Numeric id (shown as `a-000123`).
+    pub id: i64,
+    /// Rule id.
+    pub rule: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Building.
+    pub building: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Device.
+    pub device: String,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Condition holds now.
+    pub active: bool,
+    /// open, acknowledged, closed.
+    pub status: Status,
+    /// Value.
+    pub value: Option<f64>,
+    /// Threshold.
+    pub threshold: Option<f64>,
+    /// Message.
+    pub message: String,
+    /// Started.
+    pub started_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+    /// Cleared.
+    pub cleared_at: Option<Millis>,
+    /// Acknowledged.
+    pub acknowledged_at: Option<Millis>,
+    /// By whom.
+    pub acknowledged_by: Option<String>,
+    /// Closed.
+    pub closed_at: Option<Millis>,
+    /// By whom.
+    pub closed_by: Option<String>,
+    /// Classification on close.
+    pub classification: Option<Classification>,
+}
+
+/// Formats an alert id.
+pub fn alert_id(id: i64) -> String {
+    format!("a-{id:06}")
+}
+
+/// Parses `a-000123` (or `123`).
+pub fn parse_alert_id(s: &str) -> Option<i64> {
+    s.strip_prefix("a-")
+        .unwrap_or(s)
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+impl Alert {
+    /// The contract JSON (section 3); `notes` filled from history when given.
+    pub fn to_json(&self, notes: Vec<Value>) -> Value {
+        let t = |v: Option<Millis>| v.map(rfc3339);
+        json!({
+            "id": alert_id(self.id),
+            "rule": self.rule,
+            "severity": self.severity.as_str(),
+            "building": self.building,
+            "kind": self.kind.as_str(),
+            "device": self.device,
+            "channel": self.channel,
+            "active": self.active,
+            "status": self.status.as_str(),
+            "value": self.value,
+            "threshold": self.threshold,
+            "message": self.message,
+            "started_at": rfc3339(self.started_at),
+            "updated_at": rfc3339(self.updated_at),
+            "cleared_at": t(self.cleared_at),
+            "acknowledged_at": t(self.acknowledged_at),
+            "acknowledged_by": self.acknowledged_by,
+            "closed_at": t(self.closed_at),
+            "closed_by": self.closed_by,
+            "classification": self.classification.map(Classification::as_str),
+            "notes": notes,
+        })
+    }
+}
+
+/// What happened to a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// The condition now holds: open (or re-activate) the alert.
+    Fired,
+    /// The condition no longer holds.
+    Cleared,
+    /// Still active after `repeat_s`: remind.
+    Repeat,
+}
+
+/// One alert-worthy change, produced by the engine and applied by the alert manager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// Fired, cleared or repeat.
+    pub change: Change,
+    /// Rule id.
+    pub rule: String,
+    /// Building id.
+    pub building: String,
+    /// Device kind.
+    pub kind: Kind,
+    /// Device id.
+    pub device: String,
+    /// Channel, zone or point.
+    pub channel: Option<String>,
+    /// Severity.
+    pub severity: Severity,
+    /// When (epoch ms).
+    pub at: Millis,
+    /// When the condition began.
+    pub since: Millis,
+    /// The value that caused it, when numeric.
+    pub value: Option<f64>,
+    /// The level it was compared with.
+    pub threshold: Option<f64>,
+    /// Human-readable description.
+    pub message: String,
+    /// An instantaneous event: the alert opens already inactive.
+    pub pulse: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_sets_round_trip_through_their_wire_names() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>(), Ok(s));
+        }
+        for c in Classification::ALL {
+            assert_eq!(c.as_str().parse::<Classification>(), Ok(c));
+        }
+        assert!("maybe".parse::<Classification>().is_err());
+        assert_eq!(parse_alert_id("a-000123"), Some(123));
+        assert_eq!(parse_alert_id("a-0"), None);
+    }
+}
