@@ -99,7 +99,12 @@ pub async fn run_with(
         let dir = &setup_cfg.storage.dir;
         let conn = store::open_writer(dir, &setup_cfg.storage.synchronous)
             .with_context(|| format!("opening the store in {}", dir.display()))?;
-        let mut engine = Engine::new(Arc::clone(&rules), Arc::clone(&registry));
+        let mut engine = Engine::new(Arc::clone(&rules), Arc::clone(&registry)).with_limits(
+            crate::rules::engine::Limits {
+                max_unregistered: setup_cfg.registry.max_unregistered,
+                max_values: setup_cfg.registry.max_values_per_device,
+            },
+        );
         pipeline::restore(&conn, &mut engine, setup_clock.now_ms())
             .context("restoring rule state")?;
         if setup_cfg.mqtt.url == "embedded" {

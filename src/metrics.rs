@@ -71,6 +71,10 @@ pub struct Metrics {
     pub tsdb_writes: AtomicU64,
     /// Failed write requests.
     pub tsdb_errors: AtomicU64,
+    /// Readings set aside because the database refused them (HTTP 4xx for that point alone).
+    pub tsdb_points_refused: AtomicU64,
+    /// Readings that could not be made into a point.
+    pub tsdb_points_invalid: AtomicU64,
     /// Readings not yet written (the spool).
     pub tsdb_spool: AtomicI64,
     /// Last write latency, microseconds.
@@ -289,6 +293,18 @@ impl Metrics {
             "Failed write requests.",
             "counter",
             l(&self.tsdb_errors),
+        );
+        c(
+            "firewatch_tsdb_points_refused_total",
+            "Readings the database refused (4xx) and that were set aside; they stay in the embedded store.",
+            "counter",
+            l(&self.tsdb_points_refused),
+        );
+        c(
+            "firewatch_tsdb_points_invalid_total",
+            "Readings that could not be made into a point; they stay in the embedded store.",
+            "counter",
+            l(&self.tsdb_points_invalid),
         );
         c(
             "firewatch_tsdb_enabled",

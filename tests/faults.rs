@@ -686,3 +686,87 @@ async fn a_temporarily_refused_mail_is_retried() {
     assert_eq!(fw.metric("firewatch_notifications_failed_total").await, 1.0);
     assert_eq!(mails_to(&smtp.maildir, rcpt).len(), 1);
 }
+
+/// Messages without `seq` cannot be recognised by their number. Sends 20,000 of them from 100
+/// devices, stops firewatch mid-stream (SIGTERM in `graceful`, SIGKILL otherwise), starts it
+/// again, and returns (messages the broker acknowledged to the devices, messages stored, the
+/// redeliveries firewatch could not recognise after the restart).
+async fn stop_mid_stream_without_seq(graceful: bool) -> (u64, u64, f64) {
+    let broker = Mosquitto::start();
+    let b = unique("bnoseq");
+    let mut fw = Firewatch::start(Options {
+        mqtt_url: Some(broker.url()),
+        ..Default::default()
+    })
+    .await;
+    const N: u64 = 20_000;
+    let mut p = Publisher::connect(&broker.url()).await;
+    let mut stopped = false;
+    for i in 0..N {
+        let topic = format!("fw/v1/{b}/water_pressure/wp-{}/telemetry", i % 100);
+        // Distinct payloads (a device's own QoS 1 retry is the only true copy).
+        let v = 0.2 + i as f64 / 1_000_000.0;
+        p.send(&topic, json!({"values": {"pressure_mpa": v}}).to_string())
+            .await;
+        if i % 1000 == 999 {
+            p.flush().await;
+            if !stopped && fw.metric("firewatch_messages_committed_total").await >= 3000.0 {
+                if graceful {
+                    let status = fw.stop();
+                    assert!(status.success(), "{status}\n{}", fw.log());
+                } else {
+                    fw.kill9();
+                }
+                stopped = true;
+            }
+        }
+    }
+    p.flush().await;
+    assert!(stopped, "stopped mid-stream");
+    fw.restart().await;
+    let stored = wait_for("every message stored", T, || async {
+        let devices = fw.get(&format!("/api/v1/devices?building={b}")).await;
+        let sum: u64 = devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["messages"].as_u64().unwrap())
+            .sum();
+        (sum >= N).then_some(sum)
+    })
+    .await;
+    // Every acknowledgement of the restarted firewatch is out: nothing more is coming.
+    wait_for("all received messages acknowledged", T, || async {
+        let received = fw.metric("firewatch_messages_received_total").await;
+        let acked = fw.metric("firewatch_mqtt_acks_total").await;
+        (received == acked).then_some(())
+    })
+    .await;
+    let unrecognised = fw.metric("firewatch_redelivered_unrecognised_total").await;
+    (p.acked, stored, unrecognised)
+}
+
+/// After a graceful stop nothing comes back: the last commits are acknowledged before the
+/// connection closes, so the broker redelivers nothing that was already stored. (Measured before
+/// the fix: 38,463 stored for 20,000 sent.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_graceful_stop_nothing_is_stored_twice() {
+    let (acked, stored, _) = stop_mid_stream_without_seq(true).await;
+    assert_eq!(acked, 20_000);
+    assert_eq!(stored, 20_000, "each message once");
+}
+
+/// After a crash the broker redelivers what was committed but not yet acknowledged, marked DUP;
+/// firewatch recognises those copies by the digests of each device's recent payloads. What it
+/// cannot recognise is counted, so the store never holds an uncounted copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_redelivered_copies_are_recognised_or_counted() {
+    let (acked, stored, unrecognised) = stop_mid_stream_without_seq(false).await;
+    assert_eq!(acked, 20_000);
+    assert!(stored >= 20_000, "nothing lost: {stored}");
+    assert!(
+        (stored - 20_000) as f64 <= unrecognised,
+        "{} copies stored, {unrecognised} counted as unrecognised",
+        stored - 20_000
+    );
+}

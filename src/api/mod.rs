@@ -734,3 +734,48 @@ async fn list_rejected(
     .await?;
     Ok(Json(v).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn state(dir: &std::path::Path) -> ApiState {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        ApiState {
+            dir: dir.to_owned(),
+            pipeline: tx,
+            metrics: Arc::new(Metrics::default()),
+            registry: Arc::new(Registry::default()),
+            rules: Arc::new(crate::rules::Rules::default()),
+            clock: Arc::new(crate::clock::SystemClock),
+        }
+    }
+
+    async fn status(router: Router, uri: &str) -> StatusCode {
+        router
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_an_error_not_a_missing_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open_writer(dir.path(), "normal").unwrap();
+        assert_eq!(
+            status(router(state(dir.path())), "/api/v1/devices/wp-1").await,
+            StatusCode::NOT_FOUND
+        );
+        // Fault injection: the table is gone, so reading it fails. Failed before: the SQLite
+        // error was taken for "no such device" (404).
+        conn.execute_batch("DROP TABLE devices").unwrap();
+        assert_eq!(
+            status(router(state(dir.path())), "/api/v1/devices/wp-1").await,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

@@ -53,12 +53,21 @@ impl Default for RulesConfig {
 pub struct RegistryConfig {
     /// Buildings and devices; optional (a missing file means an empty, non-strict registry).
     pub file: PathBuf,
+    /// Devices the registry does not list that firewatch keeps a record of (open mode); messages
+    /// of further unknown devices are rejected as `unregistered` and counted.
+    pub max_unregistered: usize,
+    /// Latest values kept per device (`metric` or `metric.channel`); values of further channel
+    /// names are stored as readings but not kept as latest values, and counted.
+    pub max_values_per_device: usize,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
+        let limits = crate::rules::engine::Limits::default();
         RegistryConfig {
             file: PathBuf::from("config/registry.toml"),
+            max_unregistered: limits.max_unregistered,
+            max_values_per_device: limits.max_values,
         }
     }
 }

@@ -362,6 +362,7 @@ async fn poll_loop(
                     topic: p.topic,
                     payload: p.payload,
                     retained: p.retain,
+                    dup: p.dup,
                     received,
                     ack,
                 };

@@ -82,6 +82,8 @@ pub struct Incoming {
     pub payload: bytes::Bytes,
     /// Retained flag.
     pub retained: bool,
+    /// DUP flag: the broker sends it again (it may have been committed before a crash).
+    pub dup: bool,
     /// Receive time.
     pub received: Millis,
     /// Ack after commit (QoS 1).
@@ -483,6 +485,12 @@ fn refresh_gauges(engine: &Engine, metrics: &Metrics) {
         .values()
         .fold(0u64, |sum, d| sum.saturating_add(d.lost));
     metrics.lost.store(lost, Relaxed);
+    let refused = engine.refused();
+    metrics.devices_refused.store(refused.devices, Relaxed);
+    metrics.channels_refused.store(refused.values, Relaxed);
+    metrics
+        .redelivered_unrecognised
+        .store(refused.redelivered_unrecognised, Relaxed);
 }
 
 fn render_for(engine: &Engine, to: &[String], a: &Alert, event: &'static str) -> Option<Outgoing> {
@@ -514,7 +522,18 @@ fn handle_publish(
     }
     let outcome = decode(&m.topic, &m.payload, m.retained, m.received).and_then(|d| match d {
         Decoded::Ignored => Ok(None),
-        Decoded::Message(msg) => engine.accept(&msg).map(|()| Some(msg)),
+        Decoded::Message(msg) => {
+            let delivery = crate::rules::engine::Delivery {
+                redelivered: m.dup,
+                // Only messages without `seq` are recognised by their digest.
+                digest: if msg.seq.is_none() {
+                    crate::rules::engine::digest(&m.payload)
+                } else {
+                    0
+                },
+            };
+            engine.accept_delivered(&msg, delivery).map(|()| Some(msg))
+        }
     });
     match outcome {
         Ok(None) => {
@@ -576,7 +595,7 @@ fn handle_publish(
             {
                 // Engine-side rejections counted themselves against the device.
                 if let Ok(t) = parse_topic(&m.topic) {
-                    engine.count_rejected(t.building, t.kind, t.device);
+                    engine.count_rejected(t.device);
                 }
             }
             reject(tx, metrics, limiter, &m, &rej, b)?;

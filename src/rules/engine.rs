@@ -138,6 +138,10 @@ pub struct DeviceRecord {
     pub skew_ms: i64,
     /// Since when the latest value has not changed (stuck detection).
     pub unchanged_since: Option<Millis>,
+    /// Digests of the latest payloads that carried no `seq`, newest last: a redelivery by the
+    /// broker (MQTT DUP flag) of one of them is recognised as a duplicate, also after a crash.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub recent: VecDeque<u64>,
     /// Not persisted: offline checks wait until this time after a restart.
     #[serde(skip)]
     pub grace_until: Millis,
@@ -164,6 +168,7 @@ impl DeviceRecord {
             last_values: BTreeMap::new(),
             skew_ms: 0,
             unchanged_since: None,
+            recent: VecDeque::new(),
             grace_until: 0,
         }
     }
@@ -197,6 +202,55 @@ const STUCK_INTERVALS: i64 = 48;
 const STUCK_MIN_MS: i64 = 6 * 3600 * 1000;
 /// Sequence numbers further back than this are a counter reset, not a duplicate.
 const SEQ_RESET_DISTANCE: u64 = 1024;
+/// Payload digests kept per device for messages without `seq`.
+const RECENT_DIGESTS: usize = 32;
+
+/// Bounds on state that grows with what devices send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Records of devices the registry does not list (open mode); past it, messages of further
+    /// unknown devices are rejected (`unregistered`) and counted.
+    pub max_unregistered: usize,
+    /// Latest values (`metric` or `metric.channel`) kept per device; further channel names are
+    /// not kept and are counted.
+    pub max_values: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_unregistered: 200_000,
+            max_values: 64,
+        }
+    }
+}
+
+/// What the engine refused to keep, and redeliveries it could not recognise (counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// Messages of unknown devices refused a record ([`Limits::max_unregistered`]).
+    pub devices: u64,
+    /// Values not kept as latest values ([`Limits::max_values`]).
+    pub values: u64,
+    /// Redelivered messages (DUP) without `seq` matching no recent payload of their device.
+    pub redelivered_unrecognised: u64,
+}
+
+/// FNV-1a, 64 bits: a digest that stays the same across builds and restarts (persisted).
+pub fn digest(payload: &[u8]) -> u64 {
+    payload.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// How a message reached firewatch, beyond what it says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// The broker marked it as a redelivery (MQTT DUP flag).
+    pub redelivered: bool,
+    /// Digest of its payload ([`digest`]).
+    pub digest: u64,
+}
 
 fn secs(s: f64) -> Millis {
     // Rule times are configured in seconds (fractions allowed for fast replays).
@@ -233,6 +287,9 @@ pub struct Engine {
     windows: HashMap<(usize, String, Option<String>), MaxWindow>,
     dirty_conds: HashSet<CondKey>,
     dirty_devices: HashSet<String>,
+    limits: Limits,
+    unregistered: usize,
+    refused: Refused,
 }
 
 /// What [`Engine::take_dirty`] hands to the store.
@@ -255,7 +312,21 @@ impl Engine {
             windows: HashMap::new(),
             dirty_conds: HashSet::new(),
             dirty_devices: HashSet::new(),
+            limits: Limits::default(),
+            unregistered: 0,
+            refused: Refused::default(),
         }
+    }
+
+    /// Sets the bounds on device-driven state.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// What was refused so far.
+    pub fn refused(&self) -> Refused {
+        self.refused
     }
 
     /// Restores persisted state at start-up. Offline checks of devices are deferred by one
@@ -272,6 +343,9 @@ impl Engine {
         for (id, mut d) in devices {
             let interval = self.offline_timeout(&id, &d) as f64 / self.rules.offline.factor;
             d.grace_until = now + interval as Millis;
+            if self.registry.device(&id).is_none() {
+                self.unregistered += 1;
+            }
             self.devices.insert(id, d);
         }
     }
@@ -338,27 +412,37 @@ impl Engine {
     }
 
     /// Counts a rejected message against its device (when the topic named one).
-    pub fn count_rejected(&mut self, building: &str, kind: Kind, device: &str) {
+    pub fn count_rejected(&mut self, device: &str) {
         // A registered device's record belongs where the registry puts it, not under the topic
-        // of a rejected message (a `binding` rejection names the wrong building or kind).
+        // of a rejected message (a `binding` rejection names the wrong building or kind). An
+        // unknown device that never sent an accepted message gets no record: rejected input
+        // must not grow state (it is counted by reason and kept in the rejected list).
         let registry = Arc::clone(&self.registry);
-        let (building, kind) = registry
-            .device(device)
-            .map_or((building, kind), |r| (r.building.as_str(), r.kind));
-        let rec = self
-            .devices
-            .entry(device.to_owned())
-            .or_insert_with(|| DeviceRecord::new(building, kind));
-        rec.rejected += 1;
-        self.dirty_devices.insert(device.to_owned());
+        if let Some(rec) = self.devices.get_mut(device) {
+            rec.rejected += 1;
+            self.dirty_devices.insert(device.to_owned());
+            return;
+        }
+        if let Some(r) = registry.device(device) {
+            let mut rec = DeviceRecord::new(&r.building, r.kind);
+            rec.rejected = 1;
+            self.devices.insert(device.to_owned(), rec);
+            self.dirty_devices.insert(device.to_owned());
+        }
     }
 
     /// Checks registry binding and `seq`; on success the message is counted as accepted.
     pub fn accept(&mut self, msg: &Message) -> Result<(), Rejection> {
+        self.accept_delivered(msg, Delivery::default())
+    }
+
+    /// [`Engine::accept`] for a message with its delivery facts: a redelivery (DUP) of a
+    /// payload without `seq` that the device sent recently is a duplicate.
+    pub fn accept_delivered(&mut self, msg: &Message, delivery: Delivery) -> Result<(), Rejection> {
         let registry = Arc::clone(&self.registry);
         if let Some(reg) = registry.device(&msg.device) {
             if reg.building != msg.building || reg.kind != msg.kind {
-                self.count_rejected(&msg.building, msg.kind, &msg.device);
+                self.count_rejected(&msg.device);
                 return Err(Rejection::new(
                     Reason::Binding,
                     format!(
@@ -368,7 +452,7 @@ impl Engine {
                 ));
             }
         } else if registry.strict {
-            self.count_rejected(&msg.building, msg.kind, &msg.device);
+            // No record for a device the registry does not know (counted by reason only).
             return Err(Rejection::new(
                 Reason::Unregistered,
                 format!("device {} is not in the registry", msg.device),
@@ -379,9 +463,21 @@ impl Engine {
                     "device {} was first seen as {} in building {}, not {} in {}",
                     msg.device, rec.kind, rec.building, msg.kind, msg.building
                 );
-                self.count_rejected(&msg.building, msg.kind, &msg.device);
+                self.count_rejected(&msg.device);
                 return Err(Rejection::new(Reason::Binding, detail));
             }
+        } else if self.unregistered >= self.limits.max_unregistered {
+            self.refused.devices += 1;
+            return Err(Rejection::new(
+                Reason::Unregistered,
+                format!(
+                    "device {} is not in the registry and {} unregistered devices are known already",
+                    msg.device, self.limits.max_unregistered
+                ),
+            ));
+        }
+        if !self.devices.contains_key(&msg.device) && registry.device(&msg.device).is_none() {
+            self.unregistered += 1;
         }
         let rec = self
             .devices
@@ -392,7 +488,9 @@ impl Engine {
                 None => rec.max_seq = Some(seq),
                 Some(max) if seq > max => {
                     let gap = seq - max - 1;
-                    rec.lost += gap;
+                    // Saturating: the device chooses `seq`, and a jump to near u64::MAX must
+                    // neither panic nor wrap.
+                    rec.lost = rec.lost.saturating_add(gap);
                     // A jump of exactly 64 still keeps the previous highest (bit 63).
                     rec.seq_window = if seq - max > 64 {
                         0
@@ -427,6 +525,24 @@ impl Engine {
                 }
             }
         }
+        if msg.seq.is_none() && !msg.retained {
+            if delivery.redelivered && rec.recent.contains(&delivery.digest) {
+                rec.rejected += 1;
+                self.dirty_devices.insert(msg.device.clone());
+                return Err(Rejection::new(
+                    Reason::Duplicate,
+                    "redelivered (DUP) payload already received from this device",
+                ));
+            }
+            if delivery.redelivered {
+                // Maybe a copy of a message older than the digests kept: it may be stored twice.
+                self.refused.redelivered_unrecognised += 1;
+            }
+            if rec.recent.len() >= RECENT_DIGESTS {
+                rec.recent.pop_front();
+            }
+            rec.recent.push_back(delivery.digest);
+        }
         rec.messages += 1;
         rec.first_seen.get_or_insert(msg.received);
         if msg.has_ts {
@@ -450,6 +566,13 @@ impl Engine {
                             Some(c) => format!("{}.{c}", s.metric),
                             None => s.metric.to_owned(),
                         };
+                        if !rec.last_values.contains_key(&key)
+                            && rec.last_values.len() >= self.limits.max_values
+                        {
+                            // Any channel name a device sends would be kept otherwise.
+                            self.refused.values += 1;
+                            continue;
+                        }
                         let prev = rec.last_values.insert(key, s.value);
                         changed |= prev != Some(s.value);
                     }

@@ -539,3 +539,78 @@ pub fn open_counts(conn: &Connection) -> Result<std::collections::HashMap<String
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, Severity};
+
+    fn fired(at: Millis) -> Transition {
+        Transition {
+            change: Change::Fired,
+            rule: "fire_lane.fire".into(),
+            building: "b1".into(),
+            kind: Kind::FireLane,
+            device: "cam-1".into(),
+            channel: Some("lobby".into()),
+            severity: Severity::Critical,
+            at,
+            since: at,
+            value: None,
+            threshold: None,
+            message: "smoke".into(),
+            pulse: false,
+        }
+    }
+
+    #[test]
+    fn a_people_action_that_fails_halfway_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open_writer(dir.path(), "normal").unwrap();
+        let none = |_: &Alert, _: &'static str| None;
+        let id = match apply(&conn, &fired(1_000), &none).unwrap() {
+            Applied::Opened(id) => id,
+            other => panic!("{other:?}"),
+        };
+        // Fault injection (SQLite does not fail on demand): the history entry of an
+        // acknowledgement cannot be written, after the alert row was already updated.
+        conn.execute_batch(
+            "CREATE TRIGGER no_ack_history BEFORE INSERT ON alert_history
+             WHEN NEW.what = 'acknowledged' BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        let ack = Action::Ack {
+            by: "Li".into(),
+            note: None,
+        };
+        let r = act(&tx, id, &ack, 2_000, &none);
+        assert!(matches!(r, Err(ActionError::Store(_))), "{r:?}");
+        // The batch around it goes on and commits its other work.
+        tx.execute("INSERT INTO meta (key, value) VALUES ('other', 1)", [])
+            .unwrap();
+        tx.commit().unwrap();
+        let a = get(&conn, id).unwrap().unwrap();
+        assert_eq!(
+            a.status,
+            Status::Open,
+            "the half-applied ack was rolled back"
+        );
+        assert_eq!(a.acknowledged_by, None);
+        assert_eq!(super::super::get_meta(&conn, "other").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn history_details_that_are_not_json_are_shown_as_text() {
+        // Failed before: such a detail was dropped (`null`).
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_writer(dir.path(), "normal").unwrap();
+        conn.execute(
+            "INSERT INTO alert_history (alert_id, at, what, detail) VALUES (1, 5, 'note', 'plain words')",
+            [],
+        )
+        .unwrap();
+        let h = history_of(&conn, 1).unwrap();
+        assert_eq!(h[0].detail, Some(Value::String("plain words".into())));
+    }
+}

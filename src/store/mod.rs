@@ -506,3 +506,31 @@ pub fn spool_after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<S
     )?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_never_eats_readings_the_time_series_database_has_not_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_writer(dir.path(), "normal").unwrap();
+        let tx = conn.transaction().unwrap();
+        for i in 0..10 {
+            insert_reading(&tx, 1_000 + i, "wp-1", "pressure_mpa", None, 0.3).unwrap();
+        }
+        tx.commit().unwrap();
+        // All ten are past the retention; the forwarder has written the first four.
+        set_meta(&conn, TSDB_CURSOR, 4).unwrap();
+        let cursor = get_meta(&conn, TSDB_CURSOR).unwrap();
+        assert_eq!(prune_readings(&conn, 1_000_000, 100, cursor).unwrap(), 4);
+        let left: Vec<i64> = spool_after(&conn, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, (5..=10).collect::<Vec<_>>(), "the spool stays");
+        // Without a time-series database, retention alone decides.
+        assert_eq!(prune_readings(&conn, 1_000_000, 100, None).unwrap(), 6);
+    }
+}

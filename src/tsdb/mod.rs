@@ -106,8 +106,22 @@ pub enum TsdbError {
     Client(String),
 }
 
-/// Groups spool rows into points.
-pub fn to_points(rows: &[SpoolRow]) -> Vec<DataPoint> {
+/// Whether a write failure is worth retrying: HTTP 4xx other than 408 and 429 means the
+/// database refuses these points and will refuse them again.
+fn refused(e: &influxdb2::RequestError) -> bool {
+    match e {
+        influxdb2::RequestError::Http { status, .. } => {
+            let s = status.as_u16();
+            (400..500).contains(&s) && s != 408 && s != 429
+        }
+        _ => false,
+    }
+}
+
+/// Groups spool rows into points. Rows that cannot become a point are returned with the
+/// reason, to be counted and logged: they are not silently dropped.
+pub fn to_points(rows: &[SpoolRow]) -> (Vec<DataPoint>, Vec<(i64, String)>) {
+    let mut invalid = Vec::new();
     let mut points = Vec::with_capacity(rows.len());
     let mut i = 0;
     while i < rows.len() {
@@ -129,12 +143,13 @@ pub fn to_points(rows: &[SpoolRow]) -> Vec<DataPoint> {
             b = b.field(rows[j].metric.clone(), rows[j].value);
             j += 1;
         }
-        if let Ok(p) = b.timestamp(r.ts).build() {
-            points.push(p);
+        match b.timestamp(r.ts).build() {
+            Ok(p) => points.push(p),
+            Err(e) => invalid.extend(rows[i..j].iter().map(|r| (r.id, e.to_string()))),
         }
         i = j;
     }
-    points
+    (points, invalid)
 }
 
 /// The forwarder task.
@@ -227,19 +242,21 @@ impl Forwarder {
             .await?
             .unwrap_or(0);
         let batch = self.cfg.batch_size;
+        // Shrinks while the database refuses a batch (4xx), to find the point it refuses.
+        let mut limit = batch;
         let interval = Duration::from_millis(self.cfg.flush_interval_ms);
         let mut backoff = Duration::from_millis(500);
         let mut pending_since: Option<Instant> = None;
         tracing::info!(url = %url, bucket = %self.cfg.bucket, cursor, "Forwarding readings to the time-series database.");
         loop {
             let rows = self
-                .blocking(move |c| store::spool_after(c, cursor, batch))
+                .blocking(move |c| store::spool_after(c, cursor, limit))
                 .await?;
             let depth = self
                 .blocking(move |c| Ok(store::max_reading_id(c)? - cursor))
                 .await?;
             self.metrics.tsdb_spool.store(depth, Relaxed);
-            let due = rows.len() >= batch
+            let due = rows.len() >= limit
                 || pending_since.is_some_and(|t| t.elapsed() >= interval)
                 || (shutdown.is_cancelled() && !rows.is_empty());
             if rows.is_empty() || !due {
@@ -262,7 +279,11 @@ impl Forwarder {
                 continue;
             }
             let last = rows.last().map_or(cursor, |r| r.id);
-            let points = to_points(&rows);
+            let (points, invalid) = to_points(&rows);
+            for (id, e) in &invalid {
+                self.metrics.tsdb_points_invalid.fetch_add(1, Relaxed);
+                tracing::warn!(reading = id, error = %e, "Reading cannot be written as a point; it stays in the embedded store only.");
+            }
             let n = points.len() as u64;
             let started = Instant::now();
             let result = tokio::time::timeout(
@@ -278,9 +299,13 @@ impl Forwarder {
             self.metrics.tsdb_writes.fetch_add(1, Relaxed);
             self.metrics.tsdb_last_latency_us.store(took, Relaxed);
             self.metrics.tsdb_latency_us.fetch_add(took, Relaxed);
+            let mut poison = false;
             let err = match result {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
+                Ok(Err(e)) => {
+                    poison = refused(&e);
+                    Some(e.to_string())
+                }
                 Err(_) => Some(format!(
                     "write timed out after {} s",
                     WRITE_TIMEOUT.as_secs()
@@ -304,6 +329,30 @@ impl Forwarder {
                     }
                     backoff = Duration::from_millis(500);
                     pending_since = None;
+                    if limit < batch && rows.len() < limit {
+                        limit = batch;
+                    }
+                }
+                Some(e) if poison && rows.len() > 1 => {
+                    // Refused, not unreachable: halve the batch until the refused point is
+                    // alone; the points before it go through meanwhile.
+                    self.metrics.tsdb_errors.fetch_add(1, Relaxed);
+                    limit = (rows.len() / 2).max(1);
+                    tracing::warn!(error = %e, points = rows.len(), retry_with = limit, "Time-series database refused a batch; looking for the refused points.");
+                }
+                Some(e) if poison => {
+                    // One point the database will never take: set it aside (it stays in the
+                    // embedded store), count it, and go on with the spool.
+                    self.metrics.tsdb_errors.fetch_add(1, Relaxed);
+                    self.metrics.tsdb_points_refused.fetch_add(1, Relaxed);
+                    if let Some(r) = rows.first() {
+                        tracing::warn!(error = %e, reading = r.id, device = %r.device, metric = %r.metric, value = r.value, "Time-series database refused a point; set aside.");
+                    }
+                    cursor = last;
+                    limit = batch;
+                    if !(self.report)(last) {
+                        return Ok(());
+                    }
                 }
                 Some(e) => {
                     self.metrics.tsdb_errors.fetch_add(1, Relaxed);
@@ -359,8 +408,9 @@ mod tests {
             row(4, 1000, "temperature_c", Some("N"), 35.0),
             row(5, 2000, "residual_current_ma", None, 121.0),
         ];
-        let points = to_points(&rows);
+        let (points, invalid) = to_points(&rows);
         assert_eq!(points.len(), 4);
+        assert!(invalid.is_empty());
         let mut line = Vec::new();
         points[0].write_data_point_to(&mut line).unwrap();
         let line = String::from_utf8(line).unwrap();

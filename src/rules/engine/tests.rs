@@ -2051,7 +2051,10 @@ kind = "water_pressure"
         ),
         Err(Reason::Unregistered)
     );
-    assert_eq!(h.engine.device("ghost").map(|d| d.messages), Some(0));
+    assert!(
+        h.engine.device("ghost").is_none(),
+        "a rejected unknown device grows no state"
+    );
     // Its readings are never evaluated.
     nothing(&h.ticks(T0, T0 + 10 * MIN, 10 * SEC));
     assert_eq!(h.engine.condition_count(), 0);
@@ -2436,4 +2439,131 @@ fn a_healthy_building_stays_quiet_for_a_day() {
     assert_eq!(h.engine.condition_count(), 0);
     let d = h.engine.device("wp-mains").unwrap();
     assert_eq!((d.messages, d.lost, d.rejected), (144, 0, 0));
+}
+
+#[test]
+fn a_seq_jump_to_the_top_of_the_range_saturates_the_loss_count() {
+    // Failed before: `lost += gap` overflowed (a panic in debug builds, a wrap in release).
+    let mut h = H::new();
+    let tel = topic("plain", "water_pressure", "wp-1", "telemetry");
+    let send = |h: &mut H, t: Millis, seq: u64| {
+        let json = format!(r#"{{"seq": {seq}, "values": {{"pressure_mpa": 0.3}}}}"#);
+        h.offer(t, &tel, &json, false)
+    };
+    assert_eq!(send(&mut h, T0, 0), Ok(vec![]));
+    assert_eq!(send(&mut h, T0 + SEC, u64::MAX - 1), Ok(vec![]));
+    assert_eq!(
+        send(&mut h, T0 + 2 * SEC, 1),
+        Ok(vec![]),
+        "a reset, not a panic"
+    );
+    assert_eq!(send(&mut h, T0 + 3 * SEC, u64::MAX), Ok(vec![]));
+    let d = h.engine.device("wp-1").unwrap();
+    assert_eq!(d.lost, u64::MAX, "saturated, not wrapped");
+    assert_eq!(d.messages, 4);
+}
+
+#[test]
+fn rejected_messages_of_unknown_devices_create_no_record() {
+    // Failed before: every rejected message of a never-seen device left a record behind.
+    let mut h = H::with(
+        shipped_rules(),
+        "strict = true\n[[building]]\nid = \"res\"\n",
+    );
+    let tel = topic("res", "water_pressure", "ghost-1", "telemetry");
+    assert_eq!(
+        h.offer(T0, &tel, r#"{"values": {"pressure_mpa": 0.3}}"#, false),
+        Err(Reason::Unregistered)
+    );
+    h.engine.count_rejected("ghost-2");
+    assert!(h.engine.device("ghost-1").is_none());
+    assert!(h.engine.device("ghost-2").is_none());
+    assert!(h.engine.devices().is_empty());
+}
+
+#[test]
+fn unknown_devices_and_channel_names_are_bounded() {
+    let mut h = H::new();
+    h.engine = std::mem::replace(
+        &mut h.engine,
+        Engine::new(Arc::new(shipped_rules()), Arc::new(Registry::default())),
+    )
+    .with_limits(Limits {
+        max_unregistered: 3,
+        max_values: 4,
+    });
+    for i in 0..5 {
+        let tel = topic("plain", "water_pressure", &format!("wp-{i}"), "telemetry");
+        let got = h.offer(T0, &tel, r#"{"values": {"pressure_mpa": 0.3}}"#, false);
+        if i < 3 {
+            assert_eq!(got, Ok(vec![]), "device {i}");
+        } else {
+            assert_eq!(got, Err(Reason::Unregistered), "device {i}");
+        }
+    }
+    assert_eq!(h.engine.devices().len(), 3);
+    assert_eq!(h.engine.refused().devices, 2);
+    // Ten channel names from one device: four are kept as latest values.
+    let mut h2 = H::new();
+    h2.engine = std::mem::replace(
+        &mut h2.engine,
+        Engine::new(Arc::new(shipped_rules()), Arc::new(Registry::default())),
+    )
+    .with_limits(Limits {
+        max_unregistered: 10,
+        max_values: 4,
+    });
+    let channels: Vec<String> = (0..10).map(|i| format!(r#""C{i}": 40"#)).collect();
+    let json = format!(
+        r#"{{"values": {{"temperature_c": {{{}}}}}}}"#,
+        channels.join(", ")
+    );
+    let ef = topic("plain", "electrical", "ef-9", "telemetry");
+    h2.send(T0, &ef, &json);
+    let d = h2.engine.device("ef-9").unwrap();
+    assert_eq!(d.last_values.len(), 4);
+    assert_eq!(h2.engine.refused().values, 6);
+}
+
+#[test]
+fn a_redelivered_payload_without_seq_is_recognised_also_after_a_restart() {
+    let mut h = H::new();
+    let tel = topic("plain", "water_pressure", "wp-1", "telemetry");
+    let payload = r#"{"values": {"pressure_mpa": 0.31}}"#;
+    let m = H::message(T0, &tel, payload, false);
+    let first = Delivery {
+        redelivered: false,
+        digest: digest(payload.as_bytes()),
+    };
+    assert!(h.engine.accept_delivered(&m, first).is_ok());
+    // The same payload sent again by the device (not a redelivery) is a new reading.
+    assert!(h.engine.accept_delivered(&m, first).is_ok());
+    // Restart: the record (with its digests) comes back from the store.
+    let dirty = h.engine.take_dirty();
+    let mut restarted = Engine::new(Arc::new(shipped_rules()), Arc::new(Registry::default()));
+    let stored: Vec<(String, DeviceRecord)> = dirty
+        .devices
+        .into_iter()
+        .map(|(id, r)| {
+            let json = serde_json::to_string(&r).unwrap();
+            (id, serde_json::from_str(&json).unwrap())
+        })
+        .collect();
+    restarted.restore(Vec::new(), stored, T0 + MIN);
+    let dup = Delivery {
+        redelivered: true,
+        ..first
+    };
+    let again = restarted.accept_delivered(&m, dup);
+    assert_eq!(again.map_err(|r| r.reason), Err(Reason::Duplicate));
+    // A redelivery of something not among the recent payloads is accepted, and counted.
+    let other = r#"{"values": {"pressure_mpa": 0.29}}"#;
+    let m2 = H::message(T0 + MIN, &tel, other, false);
+    let d2 = Delivery {
+        redelivered: true,
+        digest: digest(other.as_bytes()),
+    };
+    assert!(restarted.accept_delivered(&m2, d2).is_ok());
+    assert_eq!(restarted.refused().redelivered_unrecognised, 1);
+    assert_eq!(restarted.device("wp-1").unwrap().messages, 3);
 }
