@@ -38,6 +38,11 @@ pub struct Metrics {
     pub queue_depth: AtomicI64,
     /// Last pipeline tick, epoch ms (liveness of the pipeline thread).
     pub pipeline_tick_ms: AtomicI64,
+    /// The clock's time at the last tick (timers ran up to here); the wall clock in
+    /// production, a manual clock in tests.
+    pub pipeline_clock_ms: AtomicI64,
+    /// Readings committed after an event that arrived later than they did (events overtake).
+    pub overtaken: AtomicU64,
     /// Broker connected.
     pub mqtt_connected: AtomicBool,
     /// Connections made.
@@ -173,6 +178,18 @@ impl Metrics {
             "Wall time of the last commit (epoch ms).",
             "gauge",
             g(&self.last_commit_ms),
+        );
+        c(
+            "firewatch_pipeline_clock_ms",
+            "The clock's time at the last timer tick (epoch ms).",
+            "gauge",
+            g(&self.pipeline_clock_ms),
+        );
+        c(
+            "firewatch_pipeline_readings_overtaken_total",
+            "Messages committed after an event that arrived later than they did.",
+            "counter",
+            l(&self.overtaken),
         );
         c(
             "firewatch_first_message_timestamp_ms",

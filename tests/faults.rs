@@ -49,6 +49,16 @@ kind = "water_pressure"
         .subscribe("fw/v1/_rejected/#", QoS::AtMostOnce)
         .await
         .unwrap();
+    // The watcher is subscribed once the broker's SUBACK is in.
+    tokio::time::timeout(T, async {
+        loop {
+            if let Ok(Event::Incoming(Packet::SubAck(_))) = el.poll().await {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("SUBACK from the broker");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
     let watch_task = tokio::spawn(async move {
         loop {
@@ -62,7 +72,6 @@ kind = "water_pressure"
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let good = format!("fw/v1/{b}/water_pressure/wp-1/telemetry");
     let big = format!(
@@ -431,8 +440,12 @@ async fn smtp_outage_mail_is_retried_until_delivered() {
         what.contains(&"notify_failed") && what.contains(&"notified"),
         "{what:?}"
     );
-    // Sent once: no second copy of that transition.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Sent once: the row is marked sent with its `notified` entry and nothing waits in the
+    // outbox any more, so no second copy can follow.
+    wait_for("an empty outbox", T, || async {
+        (fw.metric("firewatch_notifications_queued").await == 0.0).then_some(())
+    })
+    .await;
     let copies = mails_to(&smtp.maildir, rcpt)
         .into_iter()
         .filter(|m| m.subject().contains(&id))
@@ -469,7 +482,11 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
         json!({"online": true}).to_string(),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("the three devices recorded", T, || async {
+        let devices = fw.get("/api/v1/devices?building=brs").await;
+        (devices.as_array().unwrap().len() == 3).then_some(())
+    })
+    .await;
     assert!(fw
         .alerts("brs")
         .await
@@ -477,7 +494,6 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
         .all(|a| a["rule"] == "fire_lane.fire"));
     let status = fw.stop();
     assert!(status.success(), "orderly shutdown: {status}\n{}", fw.log());
-    tokio::time::sleep(Duration::from_secs(2)).await;
     fw.restart().await;
 
     let low = fw
@@ -488,7 +504,20 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
         .wait_alert("brs", "device.offline", "tx-rs", |_| true, T)
         .await;
     assert_eq!(off["active"], true);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every alert's notification is out (its `notified` entry); a duplicate from the restart
+    // would have been queued with the timer's own, at the start.
+    wait_for("every notification sent", T, || async {
+        let alerts = fw.alerts("brs").await;
+        let mut all = alerts.len() == 3;
+        for a in &alerts {
+            let full = fw
+                .get(&format!("/api/v1/alerts/{}", a["id"].as_str().unwrap()))
+                .await;
+            all &= history_steps(&full).contains(&"notified");
+        }
+        all.then_some(())
+    })
+    .await;
     let alerts = fw.alerts("brs").await;
     assert_eq!(alerts.len(), 3, "{alerts:#?}");
     for a in &alerts {
@@ -629,6 +658,11 @@ async fn events_overtake_readings_and_every_message_is_acknowledged() {
         (received == (N + 30) as f64 && acked == received).then_some(())
     })
     .await;
+    // And events did overtake: readings that arrived before an event were committed after it.
+    let overtaken = fw
+        .metric("firewatch_pipeline_readings_overtaken_total")
+        .await;
+    assert!(overtaken > 0.0, "no event overtook a reading");
 }
 
 /// A server that answers a mail with a temporary refusal (451) gets it again after the backoff;

@@ -196,42 +196,54 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
 }
 
 /// A dip shorter than the hold time, and a value oscillating inside the hysteresis band,
-/// raise nothing; a longer one does.
+/// raise nothing; a longer one does, when its 60 s hold runs out on the clock. firewatch runs in
+/// the test process on a manual clock with the shipped rules: time passes when the test moves
+/// it, and every check waits for the pipeline's tick at the new time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dip_shorter_than_the_hold_time_does_not_alert() {
+    const SEC: i64 = 1000;
     let b = unique("bdip");
-    let fw = Firewatch::start(Options {
-        time_factor: Some(0.05), // 60 s hold → 3 s
-        ..Default::default()
-    })
-    .await;
+    let fw = InProcess::start("").await;
     let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
     let wp = format!("fw/v1/{b}/water_pressure/wp-{b}/telemetry");
     let dev = format!("wp-{b}");
-    // From 0.14 MPa: a fall of 0.08, below the 0.10 MPa of water_pressure.drop.
+    let mut sent = 0;
+    // From 0.14 MPa: a fall of 0.08, below the 0.10 MPa of water_pressure.drop; below 0.10 MPa
+    // (water_pressure.low) for 20 s, a third of its hold time.
     for v in [0.14, 0.06, 0.07, 0.14] {
         p.publish(&wp, json!({"values": {"pressure_mpa": v}}).to_string())
             .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        sent += 1;
+        fw.wait_messages(&dev, sent).await;
+        fw.advance(10 * SEC).await;
     }
-    // Well past the hold time since the dip began and ended.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(fw.alerts(&b).await.is_empty(), "a 1 s dip must not alert");
+    // Five minutes later, well past the hold time since the dip began and ended.
+    fw.advance(300 * SEC).await;
+    assert!(fw.alerts(&b).await.is_empty(), "a 20 s dip must not alert");
 
-    // Now a real drop that lasts: fires after the hold, by timer (no further readings).
+    // Now a drop that lasts: nothing before the 60 s hold is over, then it fires by timer
+    // (no further readings).
     p.publish(&wp, json!({"values": {"pressure_mpa": 0.05}}).to_string())
         .await;
+    sent += 1;
+    fw.wait_messages(&dev, sent).await;
+    fw.advance(59 * SEC).await;
+    assert!(fw.alerts(&b).await.is_empty(), "59 s into a 60 s hold");
+    fw.advance(SEC).await;
     let a = fw
         .wait_alert(&b, "water_pressure.low", &dev, |a| a["active"] == true, T)
         .await;
+    assert_eq!(a["value"], 0.05);
     // Oscillating between the raise (0.10) and clear (0.12) levels neither clears nor refires.
     for v in [0.11, 0.105, 0.115, 0.11] {
         p.publish(&wp, json!({"values": {"pressure_mpa": v}}).to_string())
             .await;
+        sent += 1;
+        fw.wait_messages(&dev, sent).await;
+        fw.advance(10 * SEC).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let alerts = fw.alerts(&b).await;
-    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
     assert_eq!(alerts[0]["id"], a["id"]);
     assert_eq!(
         alerts[0]["active"], true,
@@ -241,6 +253,7 @@ async fn a_dip_shorter_than_the_hold_time_does_not_alert() {
         .await;
     fw.wait_alert(&b, "water_pressure.low", &dev, |a| a["active"] == false, T)
         .await;
+    fw.stop().await;
 }
 
 /// Operators acknowledge, annotate and close alerts; every step is in the history; mistakes are

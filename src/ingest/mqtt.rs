@@ -332,6 +332,7 @@ async fn poll_loop(
     let mut backoff = Duration::from_millis(250);
     let mut last_error_log: Option<std::time::Instant> = None;
     let mut arrivals = 0u64; // QoS 1 publishes on the current connection
+    let mut published = 0u64; // every publish handed to the pipeline
 
     loop {
         let ev = tokio::select! {
@@ -363,6 +364,10 @@ async fn poll_loop(
                     payload: p.payload,
                     retained: p.retain,
                     dup: p.dup,
+                    arrival: {
+                        published += 1;
+                        published - 1
+                    },
                     received,
                     ack,
                 };

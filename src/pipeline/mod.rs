@@ -88,6 +88,8 @@ pub struct Incoming {
     pub received: Millis,
     /// Ack after commit (QoS 1).
     pub ack: Option<AckToken>,
+    /// Arrival number on this ingest (every publish, from 0): shows events overtaking.
+    pub arrival: u64,
 }
 
 /// Where the answer to a people action goes.
@@ -206,6 +208,8 @@ pub struct Pipeline {
     out: Outputs,
     clock: SharedClock,
     limiter: LogLimiter,
+    /// Highest arrival number of an event committed so far.
+    last_event_arrival: Option<u64>,
     last_tick: Instant,
     last_housekeeping: Instant,
 }
@@ -238,6 +242,7 @@ impl Pipeline {
             out,
             clock,
             limiter: LogLimiter::default(),
+            last_event_arrival: None,
             last_tick: Instant::now(),
             last_housekeeping: Instant::now() - HOUSEKEEPING,
         }
@@ -352,6 +357,11 @@ impl Pipeline {
             match input {
                 Input::Publish(m) => {
                     depth += 1;
+                    if m.topic.ends_with("/event") {
+                        self.last_event_arrival = self.last_event_arrival.max(Some(m.arrival));
+                    } else if self.last_event_arrival.is_some_and(|e| m.arrival < e) {
+                        self.metrics.overtaken.fetch_add(1, Relaxed);
+                    }
                     handle_publish(
                         &tx,
                         &mut self.engine,
@@ -378,8 +388,11 @@ impl Pipeline {
                 Input::Wake | Input::Shutdown => {}
             }
         }
+        let mut ticked_at = None;
         if tick_due {
-            self.engine.tick(self.clock.now_ms(), &mut b.transitions);
+            let now = self.clock.now_ms();
+            self.engine.tick(now, &mut b.transitions);
+            ticked_at = Some(now);
             self.last_tick = Instant::now();
             self.metrics.pipeline_tick_ms.store(wall_ms(), Relaxed);
             refresh_gauges(&self.engine, &self.metrics);
@@ -419,6 +432,10 @@ impl Pipeline {
         tx.commit()?;
 
         // Durable: now acknowledge, answer and announce.
+        if let Some(t) = ticked_at {
+            // After the commit: whatever the timers up to `t` raised is visible now.
+            self.metrics.pipeline_clock_ms.store(t, Relaxed);
+        }
         self.metrics.committed.fetch_add(b.messages, Relaxed);
         self.metrics.commits.fetch_add(1, Relaxed);
         self.metrics.last_commit_ms.store(wall_ms(), Relaxed);

@@ -550,12 +550,21 @@ impl Firewatch {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("firewatch.log")).unwrap_or_default()
     }
+}
+
+/// The HTTP API of a running firewatch (a child process or one in this test process).
+#[allow(async_fn_in_trait)]
+pub trait Api {
+    /// HTTP base URL.
+    fn base(&self) -> &str;
+    /// HTTP client.
+    fn http(&self) -> &reqwest::Client;
 
     /// GET a JSON document.
-    pub async fn get(&self, path: &str) -> Value {
+    async fn get(&self, path: &str) -> Value {
         let r = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .http()
+            .get(format!("{}{path}", self.base()))
             .send()
             .await
             .unwrap();
@@ -566,10 +575,10 @@ impl Firewatch {
     }
 
     /// POST JSON; returns status and body.
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .http()
+            .post(format!("{}{path}", self.base()))
             .json(&body)
             .send()
             .await
@@ -579,7 +588,7 @@ impl Firewatch {
     }
 
     /// Alerts of a building (all statuses).
-    pub async fn alerts(&self, building: &str) -> Vec<Value> {
+    async fn alerts(&self, building: &str) -> Vec<Value> {
         self.get(&format!("/api/v1/alerts?building={building}&limit=1000"))
             .await
             .as_array()
@@ -588,10 +597,10 @@ impl Firewatch {
     }
 
     /// One metric's value from `/metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
+    async fn metric(&self, name: &str) -> f64 {
         let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
+            .http()
+            .get(format!("{}/metrics", self.base()))
             .send()
             .await
             .unwrap()
@@ -605,7 +614,7 @@ impl Firewatch {
     }
 
     /// Waits until an alert for (rule, device) satisfies `pred`; returns it.
-    pub async fn wait_alert(
+    async fn wait_alert(
         &self,
         building: &str,
         rule: &str,
@@ -620,6 +629,138 @@ impl Firewatch {
                 .find(|a| a["rule"] == rule && a["device"] == device && pred(a))
         })
         .await
+    }
+}
+
+impl Api for Firewatch {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// firewatch running inside the test process on a [`ManualClock`], with the shipped rules:
+/// hold times, offline timeouts and retries pass when the test moves the clock, not by sleeping
+/// or by scaling rule times.
+pub struct InProcess {
+    /// HTTP base URL.
+    pub base: String,
+    /// The clock it runs on.
+    pub clock: std::sync::Arc<firewatch::clock::ManualClock>,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    token: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InProcess({})", self.base)
+    }
+}
+
+impl InProcess {
+    /// Starts it against the shared test broker, with `registry` TOML, and waits until healthy.
+    pub async fn start(registry: &str) -> InProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = firewatch::clock::ManualClock::new(firewatch::clock::wall_ms());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cfg = firewatch::config::Config::default();
+        cfg.mqtt.url = env("FW_TEST_MQTT_URL");
+        cfg.mqtt.client_id = unique("fw-inproc");
+        cfg.mqtt.reconnect_max_s = 1;
+        let port = free_port();
+        cfg.http.listen = format!("127.0.0.1:{port}");
+        cfg.storage.dir = dir.path().join("data");
+        cfg.storage.synchronous = "normal".into();
+        cfg.rules.file = root.join("config/rules.toml");
+        let reg = dir.path().join("registry.toml");
+        std::fs::write(&reg, registry).unwrap();
+        cfg.registry.file = reg;
+        let token = tokio_util::sync::CancellationToken::new();
+        let run = firewatch::app::run_with(cfg, clock.clone(), token.clone().cancelled_owned());
+        let task = tokio::spawn(run);
+        let fw = InProcess {
+            base: format!("http://127.0.0.1:{port}"),
+            clock,
+            http: reqwest::Client::new(),
+            token,
+            task: Some(task),
+            _dir: dir,
+        };
+        wait_for(
+            "in-process firewatch healthy",
+            Duration::from_secs(30),
+            || async {
+                let r = fw
+                    .http
+                    .get(format!("{}/healthz", fw.base))
+                    .send()
+                    .await
+                    .ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+        fw
+    }
+
+    /// Moves the clock forward and waits until the pipeline's timers have run at the new time.
+    pub async fn advance(&self, ms: i64) {
+        use firewatch::clock::Clock;
+        self.clock.advance(ms);
+        let now = self.clock.now_ms() as f64;
+        wait_for(
+            "a pipeline tick at the new time",
+            Duration::from_secs(10),
+            || async { (self.metric("firewatch_pipeline_clock_ms").await >= now).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Waits until `device` has `n` accepted messages committed.
+    pub async fn wait_messages(&self, device: &str, n: u64) {
+        wait_for(
+            &format!("{n} messages of {device}"),
+            Duration::from_secs(30),
+            || async {
+                let r = self
+                    .http
+                    .get(format!("{}/api/v1/devices/{device}", self.base))
+                    .send()
+                    .await
+                    .ok()?;
+                let d: Value = r.json().await.ok()?;
+                (d["messages"].as_u64() == Some(n)).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Stops it (as SIGTERM would) and waits for the orderly shutdown.
+    pub async fn stop(mut self) {
+        self.token.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Api for InProcess {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.token.cancel();
     }
 }
 
