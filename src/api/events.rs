@@ -86,22 +86,40 @@ fn read_backlog(dir: &Path, last: i64, building: Option<&str>) -> Result<Backlog
     Ok(out)
 }
 
-fn event(id: i64, kind: &str, data: &Value) -> Event {
-    Event::default()
-        .id(id.to_string())
-        .event(kind)
-        .data(data.to_string())
+/// One event of the stream: `id:`, `event:`, `data:`.
+#[derive(Debug, Clone, PartialEq)]
+struct Item {
+    id: i64,
+    kind: String,
+    data: Value,
 }
 
-fn stored_event(row: &StoredChange) -> Event {
-    // Stored bodies were written by the pipeline from the same type the bus carries; one that
-    // no longer parses still goes out (as a string), so the id sequence has no hole.
-    let body = serde_json::from_str::<Value>(&row.body).unwrap_or_else(|_| json!(row.body));
-    event(row.id, &row.kind, &envelope(row.id, row.at, body))
-}
+impl Item {
+    fn event(&self) -> Event {
+        Event::default()
+            .id(self.id.to_string())
+            .event(&self.kind)
+            .data(self.data.to_string())
+    }
 
-fn live_event(p: &Published) -> Event {
-    event(p.id, p.change.kind(), &p.to_json())
+    fn stored(row: &StoredChange) -> Item {
+        // Stored bodies were written by the pipeline from the type the bus carries; one that
+        // no longer parses still goes out (as a string), so the id sequence has no hole.
+        let body = serde_json::from_str::<Value>(&row.body).unwrap_or_else(|_| json!(row.body));
+        Item {
+            id: row.id,
+            kind: row.kind.clone(),
+            data: envelope(row.id, row.at, body),
+        }
+    }
+
+    fn live(p: &Published) -> Item {
+        Item {
+            id: p.id,
+            kind: p.change.kind().to_owned(),
+            data: p.to_json(),
+        }
+    }
 }
 
 /// One subscriber's position in the feed.
@@ -115,14 +133,14 @@ struct Feed {
     last: i64,
     /// Read the store from `last` before going on with the bus.
     catch_up: bool,
-    pending: VecDeque<Event>,
+    pending: VecDeque<Item>,
     _subscribed: Subscribed,
 }
 
 impl Feed {
     /// The next event; `None` ends the stream (shutdown, or a store failure: the client then
     /// reconnects with its `Last-Event-ID` and misses nothing).
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<Item> {
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return Some(e);
@@ -136,7 +154,7 @@ impl Feed {
                 match read {
                     Ok(Ok(Backlog::Page { rows, upto })) => {
                         for row in &rows {
-                            self.pending.push_back(stored_event(row));
+                            self.pending.push_back(Item::stored(row));
                             self.last = row.id;
                         }
                         if let Some(upto) = upto {
@@ -151,11 +169,11 @@ impl Feed {
                             reason,
                             "Event subscriber must reload."
                         );
-                        self.pending.push_back(event(
-                            newest,
-                            "reset",
-                            &json!({"reason": reason, "resume_after": newest}),
-                        ));
+                        self.pending.push_back(Item {
+                            id: newest,
+                            kind: "reset".into(),
+                            data: json!({"reason": reason, "resume_after": newest}),
+                        });
                         self.last = newest;
                         self.catch_up = false;
                     }
@@ -181,7 +199,7 @@ impl Feed {
                         if self.building.as_deref().is_some_and(|b| b != p.change.building()) {
                             continue;
                         }
-                        return Some(live_event(&p));
+                        return Some(Item::live(&p));
                     }
                     Err(RecvError::Lagged(n)) => {
                         self.metrics.events_lagged.fetch_add(1, Relaxed);
@@ -241,9 +259,115 @@ pub async fn events(
         _subscribed: Subscribed::new(&s.metrics),
     };
     let stream = futures::stream::unfold(feed, |mut f| async move {
-        f.next().await.map(|e| (Ok::<_, Infallible>(e), f))
+        f.next().await.map(|i| (Ok::<_, Infallible>(i.event()), f))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{Bus, Change};
+
+    fn command(n: i64, building: &str) -> Change {
+        Change::Command {
+            command: format!("c-{n}"),
+            building: building.into(),
+            device: "d1".into(),
+            status: "sent".into(),
+        }
+    }
+
+    /// Commits a change the way the pipeline does: into the store, then onto the bus.
+    fn commit(conn: &rusqlite::Connection, bus: &Bus, n: i64, building: &str) -> i64 {
+        let change = command(n, building);
+        let id = changes::insert(conn, n, change.kind(), change.building(), &change).unwrap();
+        bus.publish(Published { id, at: n, change });
+        id
+    }
+
+    fn feed(dir: &Path, bus: &Bus, since: Option<i64>, building: Option<&str>) -> Feed {
+        let metrics = Arc::new(Metrics::default());
+        Feed {
+            dir: dir.to_owned(),
+            metrics: Arc::clone(&metrics),
+            rx: bus.subscribe(),
+            shutdown: CancellationToken::new(),
+            building: building.map(str::to_owned),
+            last: since.unwrap_or(0),
+            catch_up: since.is_some(),
+            pending: VecDeque::new(),
+            _subscribed: Subscribed::new(&metrics),
+        }
+    }
+
+    /// A subscriber that fell far behind the bus (capacity 8, 100 changes unread) is told it
+    /// lagged, reads what it missed from the store and goes on live: every id once, in order.
+    #[tokio::test]
+    async fn a_lagging_subscriber_catches_up_from_the_store_without_gap_or_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open_writer(dir.path(), "normal").unwrap();
+        let bus = Bus::new(8);
+        let mut f = feed(dir.path(), &bus, None, None);
+        let mut ids: Vec<i64> = (1..=100).map(|n| commit(&conn, &bus, n, "b1")).collect();
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got.push(f.next().await.unwrap().id);
+        }
+        assert_eq!(got, ids);
+        assert_eq!(f.metrics.events_lagged.load(Relaxed), 1);
+        // Changes still on the bus that the catch-up already sent are skipped: the next one
+        // read is the next committed.
+        ids.push(commit(&conn, &bus, 101, "b1"));
+        let next = f.next().await.unwrap();
+        assert_eq!(next.id, *ids.last().unwrap());
+        assert_eq!(next.kind, "command");
+        assert_eq!(next.data["command"], "c-101");
+        assert_eq!(next.data["id"], next.id);
+    }
+
+    /// Resuming: the stored changes after the id, of the building asked for, then the live
+    /// ones; ids already sent from the store are not sent again when the bus has them too.
+    #[tokio::test]
+    async fn resume_reads_the_store_then_goes_live_and_filters_by_building() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open_writer(dir.path(), "normal").unwrap();
+        let bus = Bus::new(64);
+        let early: Vec<i64> = (1..=6)
+            .map(|n| commit(&conn, &bus, n, if n % 2 == 0 { "b1" } else { "b2" }))
+            .collect();
+        // Subscribed now; the first two changes were seen before.
+        let mut f = feed(dir.path(), &bus, Some(early[1]), Some("b1"));
+        // Committed after the subscription: on the bus *and* in the store.
+        let late = commit(&conn, &bus, 7, "b1");
+        let _ = commit(&conn, &bus, 8, "b2");
+        let live = commit(&conn, &bus, 9, "b1");
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(f.next().await.unwrap().id);
+        }
+        assert_eq!(got, vec![early[3], early[5], late, live]);
+        assert!(f.pending.is_empty());
+    }
+
+    /// A resume point older than what is kept is a `reset`, never a silent gap.
+    #[tokio::test]
+    async fn a_pruned_resume_point_is_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open_writer(dir.path(), "normal").unwrap();
+        let bus = Bus::new(64);
+        for n in 1..=10 {
+            commit(&conn, &bus, n, "b1");
+        }
+        changes::prune(&conn, 3).unwrap();
+        let mut f = feed(dir.path(), &bus, Some(2), None);
+        let r = f.next().await.unwrap();
+        assert_eq!((r.kind.as_str(), r.id), ("reset", 10));
+        assert_eq!(r.data["reason"], "pruned");
+        // It goes on after the newest id.
+        let id = commit(&conn, &bus, 11, "b1");
+        assert_eq!(f.next().await.unwrap().id, id);
+    }
 }
