@@ -124,4 +124,22 @@ mod tests {
         let next = insert(&c, 11, "device", "b1", &1).unwrap();
         assert!(next > ids[9]);
     }
+
+    #[test]
+    fn fewer_than_ten_thousand_kept_changes_is_a_configuration_problem() {
+        let ok = super::super::StorageConfig::default();
+        assert_eq!(ok.changes_keep, 100_000);
+        assert!(ok.validate().is_empty());
+        let low = super::super::StorageConfig {
+            changes_keep: 9_999,
+            ..Default::default()
+        };
+        let p = low.validate();
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].to_string().contains("storage.changes_keep"),
+            "{}",
+            p[0]
+        );
+    }
 }
