@@ -13,6 +13,7 @@
 //! Each step has a deadline; a step that overruns it is named in the log and left behind.
 
 use crate::api::{self, ApiState};
+use crate::bus::Bus;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Problem};
 use crate::ingest::{broker, mqtt};
@@ -129,6 +130,8 @@ pub async fn run_with(
     let (rep_tx, rep_rx) = tokio::sync::mpsc::channel(10_000);
     let notify_wake = Arc::new(Notify::new());
     let tsdb_wake = Arc::new(Notify::new());
+    // The change feed: bounded; the pipeline never waits for it (see `bus`).
+    let bus = Bus::new(crate::bus::CAPACITY);
 
     let notifier = Notifier::new(
         &cfg.email,
@@ -148,12 +151,14 @@ pub async fn run_with(
             rejected_keep: cfg.storage.rejected_keep,
             retention_days: cfg.storage.retention_days,
             tsdb_enabled: cfg.tsdb.url.is_some(),
+            changes_keep: cfg.storage.changes_keep,
         },
         Outputs {
             acks: ack_tx,
             republish: rep_tx,
             notify_wake: Arc::clone(&notify_wake),
             tsdb_wake: Arc::clone(&tsdb_wake),
+            changes: bus.clone(),
         },
         Arc::clone(&clock),
     );
@@ -181,7 +186,10 @@ pub async fn run_with(
         .await
         .with_context(|| format!("http.listen {}: cannot listen", cfg.http.listen))?;
     tracing::info!(listen = %cfg.http.listen, "HTTP API and dashboard on http://{}/", cfg.http.listen);
+    let http_token = CancellationToken::new();
     let state = ApiState {
+        changes: bus,
+        shutdown: http_token.clone(),
         dir: dir.clone(),
         pipeline: input_tx.clone(),
         metrics: Arc::clone(&metrics),
@@ -192,7 +200,6 @@ pub async fn run_with(
 
     let ingest_token = CancellationToken::new();
     let backend_token = CancellationToken::new();
-    let http_token = CancellationToken::new();
 
     let mut http = {
         let t = http_token.clone();

@@ -10,6 +10,7 @@
 //!
 //! - [`settings`], [`clock`], [`model`]: shared vocabulary — secrets and problems, the one
 //!   clock, the contract types and pure contract decoding ([`model::decode`]);
+//! - [`bus`]: the change feed after each commit (alerts, devices, notifications, commands);
 //! - [`metrics`]: process counters;
 //! - [`registry`]: buildings and devices;
 //! - [`rules`]: rule definitions and the pure rule/health [`rules::engine`];
@@ -25,6 +26,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod ingest;

@@ -98,6 +98,12 @@ pub struct Metrics {
     pub notify_queue: AtomicI64,
     /// Last send latency (enqueue → accepted), microseconds.
     pub notify_last_latency_us: AtomicU64,
+    /// Changes published on the event feed.
+    pub events_published: AtomicU64,
+    /// Event feed subscribers connected.
+    pub events_subscribers: AtomicI64,
+    /// Times a subscriber fell behind the feed's bound and caught up from the store.
+    pub events_lagged: AtomicU64,
 }
 
 /// Counter names (exposition and docs).
@@ -376,6 +382,24 @@ impl Metrics {
                 "{:.6}",
                 self.notify_last_latency_us.load(Relaxed) as f64 / 1e6
             ),
+        );
+        c(
+            "firewatch_events_published_total",
+            "Changes published on the event feed (GET /api/v1/events).",
+            "counter",
+            l(&self.events_published),
+        );
+        c(
+            "firewatch_events_subscribers",
+            "Event feed subscribers connected.",
+            "gauge",
+            g(&self.events_subscribers),
+        );
+        c(
+            "firewatch_events_lagged_total",
+            "Times a subscriber fell behind the feed's bound and caught up from the store.",
+            "counter",
+            l(&self.events_lagged),
         );
         let _ = writeln!(
             s,

@@ -4,6 +4,9 @@
 //! actions (ack, close, notes) go through the pipeline thread, so they are serialised with the
 //! rule engine and committed with the same durability as everything else.
 
+mod events;
+
+use crate::bus::Bus;
 use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
 use crate::model::alert::{Classification, Status};
@@ -75,6 +78,10 @@ pub struct ApiState {
     pub rules: Arc<crate::rules::Rules>,
     /// The clock (device states and default time ranges are relative to it).
     pub clock: SharedClock,
+    /// The change feed (`GET /api/v1/events`).
+    pub changes: Bus,
+    /// Ends the event streams when the HTTP server stops.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -142,6 +149,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/buildings", get(list_buildings))
         .route("/api/v1/buildings/{id}", get(get_building))
         .route("/api/v1/rejected", get(list_rejected))
+        .route("/api/v1/events", get(events::events))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -751,6 +759,8 @@ mod tests {
             registry: Arc::new(Registry::default()),
             rules: Arc::new(crate::rules::Rules::default()),
             clock: Arc::new(crate::clock::SystemClock),
+            changes: crate::bus::Bus::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 

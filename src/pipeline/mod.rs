@@ -14,6 +14,7 @@
 //! One thread, because both machines this runs on have two cores and the MQTT event loop needs
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
+use crate::bus::{AlertWhat, Bus, Change, DeviceState, Published};
 use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
 use crate::model::decode::{decode, parse_topic, Decoded, Rejection};
@@ -21,6 +22,7 @@ use crate::model::{Body, EventState, Millis, Reason, Severity, MAX_PAYLOAD};
 use crate::notify;
 use crate::rules::engine::{Cond, CondKey, DeviceRecord, Engine, Transition};
 use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Outgoing};
+use crate::store::changes;
 use crate::store::outbox::{self, Delivery};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
@@ -139,6 +141,8 @@ pub struct Outputs {
     pub notify_wake: Arc<Notify>,
     /// Wakes the time-series forwarder after a commit with readings.
     pub tsdb_wake: Arc<Notify>,
+    /// The change feed: each commit's changes, sent after the commit (never waits).
+    pub changes: Bus,
 }
 
 /// Settings the pipeline needs.
@@ -153,6 +157,8 @@ pub struct Settings {
     /// Readings are forwarded to a time-series database: rows past its cursor are the spool and
     /// outlive the retention until they are written.
     pub tsdb_enabled: bool,
+    /// Changes of the event feed kept.
+    pub changes_keep: u32,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -212,6 +218,8 @@ pub struct Pipeline {
     last_event_arrival: Option<u64>,
     last_tick: Instant,
     last_housekeeping: Instant,
+    /// Each device's state as last published on the change feed.
+    device_states: HashMap<String, DeviceState>,
 }
 
 struct Batch {
@@ -222,6 +230,8 @@ struct Batch {
     messages: u64,
     readings: bool,
     notifications: bool,
+    /// The change feed's entries of this batch, inserted in its transaction.
+    changes: Vec<Published>,
 }
 
 impl Pipeline {
@@ -234,6 +244,11 @@ impl Pipeline {
         out: Outputs,
         clock: SharedClock,
     ) -> Self {
+        let device_states = engine
+            .devices()
+            .iter()
+            .map(|(id, d)| (id.clone(), DeviceState::of(d.last_seen, d.offline)))
+            .collect();
         Pipeline {
             conn,
             engine,
@@ -245,6 +260,7 @@ impl Pipeline {
             last_event_arrival: None,
             last_tick: Instant::now(),
             last_housekeeping: Instant::now() - HOUSEKEEPING,
+            device_states,
         }
     }
 
@@ -330,6 +346,7 @@ impl Pipeline {
             messages: 0,
             readings: false,
             notifications: false,
+            changes: Vec::new(),
         };
         let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out the notifier and forwarder
@@ -381,9 +398,20 @@ impl Pipeline {
                         self.engine.rearm(&a.rule, &a.device, a.channel.as_deref());
                         b.notifications = true;
                     }
+                    if let Ok(a) = &r {
+                        let what = match action {
+                            Action::Ack { .. } => AlertWhat::Acknowledged,
+                            Action::Close { .. } => AlertWhat::Closed,
+                            Action::Note { .. } => AlertWhat::Note,
+                        };
+                        alert_change(&tx, &self.clock, a.id, what, &mut b)?;
+                    }
                     b.replies.push((reply, r));
                 }
-                Input::Delivered(d) => outbox::record_delivery(&tx, &d)?,
+                Input::Delivered(d) => {
+                    outbox::record_delivery(&tx, &d)?;
+                    delivery_change(&tx, &self.clock, &d, &mut b)?;
+                }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
                 Input::Wake | Input::Shutdown => {}
             }
@@ -401,8 +429,17 @@ impl Pipeline {
             let to = &self.settings.email_to;
             let engine = &self.engine;
             let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
+            let mut touched = Vec::new();
             for t in &b.transitions {
-                match alerts::apply(&tx, t, &render)? {
+                let applied = alerts::apply(&tx, t, &render)?;
+                match applied {
+                    Applied::Opened(id) => touched.push((id, AlertWhat::Fired)),
+                    Applied::Reactivated(id) => touched.push((id, AlertWhat::Refired)),
+                    Applied::Cleared(id) => touched.push((id, AlertWhat::Cleared)),
+                    Applied::Reminded(id) => touched.push((id, AlertWhat::Repeat)),
+                    Applied::Nothing => {}
+                }
+                match applied {
                     Applied::Opened(id) => {
                         self.metrics.alerts_opened.fetch_add(1, Relaxed);
                         tracing::info!(alert = %alerts::alert_id(id), rule = %t.rule, device = %t.device, severity = t.severity.as_str(), message = %t.message, "Alert fired.");
@@ -421,6 +458,9 @@ impl Pipeline {
                     Applied::Nothing => {}
                 }
             }
+            for (id, what) in touched {
+                alert_change(&tx, &self.clock, id, what, &mut b)?;
+            }
         }
         let dirty = self.engine.take_dirty();
         for (k, c) in &dirty.conds {
@@ -428,6 +468,24 @@ impl Pipeline {
         }
         for (id, rec) in &dirty.devices {
             store::upsert_device(&tx, id, &rec.building, rec.kind, rec)?;
+            let state = DeviceState::of(rec.last_seen, rec.offline);
+            let previous = match self.device_states.get_mut(id) {
+                Some(s) => std::mem::replace(s, state),
+                None => {
+                    self.device_states.insert(id.clone(), state);
+                    DeviceState::NeverSeen
+                }
+            };
+            if previous != state {
+                let change = Change::Device {
+                    device: id.clone(),
+                    building: rec.building.clone(),
+                    kind: rec.kind,
+                    state,
+                    previous,
+                };
+                record(&tx, &self.clock, change, &mut b)?;
+            }
         }
         tx.commit()?;
 
@@ -450,6 +508,12 @@ impl Pipeline {
         }
         for (reply, r) in b.replies {
             let _ = reply.send(r);
+        }
+        self.metrics
+            .events_published
+            .fetch_add(b.changes.len() as u64, Relaxed);
+        for p in b.changes {
+            self.out.changes.publish(p);
         }
         for r in b.republish {
             // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
@@ -484,11 +548,73 @@ impl Pipeline {
             }
         }
         let r = store::prune_rejected(&self.conn, self.settings.rejected_keep)?;
-        if pruned + r > 0 {
-            tracing::info!(readings = pruned, rejected = r, "Pruned old rows.");
+        let c = changes::prune(&self.conn, self.settings.changes_keep)?;
+        if pruned + r + c > 0 {
+            tracing::info!(
+                readings = pruned,
+                rejected = r,
+                changes = c,
+                "Pruned old rows."
+            );
         }
         Ok(())
     }
+}
+
+/// Records a change of this batch in its transaction (the row id is the change id).
+fn record(
+    tx: &Transaction<'_>,
+    clock: &SharedClock,
+    change: Change,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    let at = clock.now_ms();
+    let id = changes::insert(tx, at, change.kind(), change.building(), &change)?;
+    b.changes.push(Published { id, at, change });
+    Ok(())
+}
+
+/// Records an alert change with the alert as it is now in the transaction.
+fn alert_change(
+    tx: &Transaction<'_>,
+    clock: &SharedClock,
+    id: i64,
+    what: AlertWhat,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    let Some(a) = alerts::get(tx, id)? else {
+        return Ok(());
+    };
+    let notes = alerts::notes_for(tx, &[id])?
+        .remove(&id)
+        .unwrap_or_default();
+    let alert = a.to_json(notes);
+    record(tx, clock, Change::Alert { what, alert }, b)
+}
+
+/// Records the outcome of a delivery attempt.
+fn delivery_change(
+    tx: &Transaction<'_>,
+    clock: &SharedClock,
+    d: &Delivery,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    let building = alerts::get(tx, d.alert_id)?
+        .map(|a| a.building)
+        .unwrap_or_default();
+    let (ok, error) = match &d.outcome {
+        Ok(()) => (true, None),
+        Err((_, msg)) => (false, Some(msg.clone())),
+    };
+    let change = Change::Notification {
+        alert: alerts::alert_id(d.alert_id),
+        building,
+        channel: "email".into(),
+        event: d.event.clone(),
+        ok,
+        error,
+    };
+    record(tx, clock, change, b)
 }
 
 fn refresh_gauges(engine: &Engine, metrics: &Metrics) {

@@ -14,8 +14,10 @@
 //! | `outbox` | notifications to send, with attempts and backoff |
 //! | `rejected` | rejected messages (contract section 5) |
 //! | `meta` | cursors and counters |
+//! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
 
 pub mod alerts;
+pub mod changes;
 pub mod outbox;
 
 use crate::model::{Kind, Millis};
@@ -38,6 +40,8 @@ pub struct StorageConfig {
     pub rejected_keep: u32,
     /// SQLite `synchronous`: `full` survives power loss, `normal` survives process crashes.
     pub synchronous: String,
+    /// Changes of the event feed kept for subscribers that resume (at least 10,000).
+    pub changes_keep: u32,
 }
 
 impl Default for StorageConfig {
@@ -47,6 +51,7 @@ impl Default for StorageConfig {
             retention_days: 30,
             rejected_keep: 10_000,
             synchronous: "full".into(),
+            changes_keep: 100_000,
         }
     }
 }
@@ -58,6 +63,12 @@ impl StorageConfig {
         if self.retention_days == 0 {
             p.push(Problem::new("storage.retention_days", "must be at least 1"));
         }
+        if self.changes_keep < MIN_CHANGES_KEEP {
+            p.push(Problem::new(
+                "storage.changes_keep",
+                format!("must be at least {MIN_CHANGES_KEEP}"),
+            ));
+        }
         if !matches!(self.synchronous.as_str(), "full" | "normal") {
             p.push(Problem::new(
                 "storage.synchronous",
@@ -67,6 +78,9 @@ impl StorageConfig {
         p
     }
 }
+
+/// The fewest changes `storage.changes_keep` may keep.
+pub const MIN_CHANGES_KEEP: u32 = 10_000;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +198,14 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    building TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_building ON changes(building, id);
 "#;
 
 /// `meta` key of the time-series forwarder's cursor (the last `readings` id written).

@@ -912,3 +912,105 @@ pub fn distinct(values: &[f64]) -> usize {
         .collect::<HashSet<_>>()
         .len()
 }
+
+/// One Server-Sent Event as read from `GET /api/v1/events`.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// `id:` (the change id).
+    pub id: i64,
+    /// `event:` (the change type).
+    pub event: String,
+    /// `data:` parsed as JSON.
+    pub data: Value,
+    /// Wall time (epoch ms) when the test had read the whole event.
+    pub read_at_ms: i64,
+}
+
+/// Wall time in epoch milliseconds.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A client of the event stream: an HTTP/1.1 response body read chunk by chunk.
+#[derive(Debug)]
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// Opens `GET {base}{path}`, with `Last-Event-ID` when given; returns once the response
+    /// headers arrived (the server has subscribed to the feed by then).
+    pub async fn open(base: &str, path: &str, last_event_id: Option<i64>) -> EventStream {
+        let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/event-stream"), "content type {ct}");
+        EventStream {
+            resp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next event (comments such as keep-alives skipped), or a panic after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let bytes: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let block = String::from_utf8(bytes).unwrap();
+                let (mut id, mut event, mut data) = (None, String::from("message"), Vec::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim_start().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim_start().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a comment (keep-alive)
+                }
+                return SseEvent {
+                    id: id.expect("every event has an id").parse().unwrap(),
+                    event,
+                    data: serde_json::from_str(&data.join("\n")).unwrap(),
+                    read_at_ms: wall_ms(),
+                };
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no event within {timeout:?}"))
+                .unwrap()
+                .expect("the event stream ended");
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Reads events until one satisfies `pred`; returns every event read, that one last.
+    pub async fn until(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&SseEvent) -> bool,
+    ) -> Vec<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let e = self.next(left).await;
+            let done = pred(&e);
+            out.push(e);
+            if done {
+                return out;
+            }
+        }
+    }
+}
