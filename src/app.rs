@@ -124,6 +124,7 @@ pub async fn run_with(
     let (rep_tx, rep_rx) = tokio::sync::mpsc::channel(10_000);
     let notify_wake = Arc::new(Notify::new());
     let tsdb_wake = Arc::new(Notify::new());
+    let command_wake = Arc::new(Notify::new());
 
     let notifier = Notifier::new(
         &cfg.email,
@@ -149,6 +150,7 @@ pub async fn run_with(
             republish: rep_tx,
             notify_wake: Arc::clone(&notify_wake),
             tsdb_wake: Arc::clone(&tsdb_wake),
+            command_wake: Arc::clone(&command_wake),
         },
         Arc::clone(&clock),
     );
@@ -208,6 +210,14 @@ pub async fn run_with(
         ack_rx,
         rep_rx,
         Arc::clone(&clock),
+        crate::ingest::commands::CommandPublisher {
+            cfg: cfg.commands.clone(),
+            dir: dir.clone(),
+            pipeline: input_tx.clone(),
+            metrics: Arc::clone(&metrics),
+            wake: command_wake,
+            clock: Arc::clone(&clock),
+        },
         ingest_token.clone(),
     ))
     .fuse();
