@@ -360,3 +360,105 @@ async fn commands_to_unknown_devices_or_other_kinds_are_refused() {
         json!([])
     );
 }
+
+/// A scripted broker that accepts the connection and subscriptions but never acknowledges a
+/// publish: the failure a real broker does not produce on demand. Reports the topics of the
+/// QoS 1 publishes it receives.
+async fn silent_broker() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut h = [0u8; 1];
+                    if sock.read_exact(&mut h).await.is_err() {
+                        return;
+                    }
+                    let (mut len, mut shift) = (0usize, 0);
+                    loop {
+                        let mut b = [0u8; 1];
+                        if sock.read_exact(&mut b).await.is_err() {
+                            return;
+                        }
+                        len |= usize::from(b[0] & 0x7f) << shift;
+                        shift += 7;
+                        if b[0] & 0x80 == 0 {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if sock.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let reply: Vec<u8> = match h[0] >> 4 {
+                        1 => vec![0x20, 2, 0, 0],                // CONNACK
+                        8 => vec![0x90, 3, body[0], body[1], 1], // SUBACK, QoS 1
+                        12 => vec![0xd0, 0],                     // PINGRESP
+                        3 if (h[0] >> 1) & 3 == 1 => {
+                            let n = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                            let topic = String::from_utf8_lossy(&body[2..2 + n]).into_owned();
+                            let _ = tx.send(topic);
+                            continue; // no PUBACK, ever
+                        }
+                        _ => continue,
+                    };
+                    if sock.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// A broker that never acknowledges: each attempt times out, is published again after a
+/// backoff, and after `commands.max_attempts` the command is `failed` and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_never_acknowledged_fails_after_its_attempts() {
+    let (port, mut published) = silent_broker().await;
+    let b = "bcmd5";
+    let fw = Firewatch::start(Options {
+        mqtt_url: Some(format!("mqtt://127.0.0.1:{port}")),
+        registry: Some(registry(b)),
+        env: vec![
+            ("FIREWATCH__COMMANDS__ACK_TIMEOUT_S".into(), "1".into()),
+            ("FIREWATCH__COMMANDS__MAX_ATTEMPTS".into(), "2".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let c = duty_check(&fw, &format!("uitd-{b}")).await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let topic = format!("fw/v1/{b}/transmitter/uitd-{b}/command");
+    for _ in 0..2 {
+        let t = tokio::time::timeout(T, published.recv()).await.unwrap();
+        assert_eq!(t.as_deref(), Some(topic.as_str()));
+    }
+    let failed = wait_status(&fw, &id, "failed").await;
+    assert_eq!(failed["attempts"], 2);
+    assert!(failed["last_error"].as_str().unwrap().contains("PUBACK"));
+    assert!(failed["published_at"].is_null());
+    assert_eq!(
+        fw.metric("firewatch_commands_total{status=\"failed\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        fw.metric("firewatch_command_attempts_failed_total").await,
+        2.0
+    );
+    wait_for("no pending command", T, || async {
+        (fw.metric("firewatch_commands_pending").await == 0.0).then_some(())
+    })
+    .await;
+    // Failed for good: not published a third time.
+    assert!(published.try_recv().is_err());
+}
