@@ -132,6 +132,7 @@ pub async fn run_with(
     let tsdb_wake = Arc::new(Notify::new());
     // The change feed: bounded; the pipeline never waits for it (see `bus`).
     let bus = Bus::new(crate::bus::CAPACITY);
+    let command_wake = Arc::new(Notify::new());
 
     let notifier = Notifier::new(
         &cfg.email,
@@ -159,6 +160,7 @@ pub async fn run_with(
             notify_wake: Arc::clone(&notify_wake),
             tsdb_wake: Arc::clone(&tsdb_wake),
             changes: bus.clone(),
+            command_wake: Arc::clone(&command_wake),
         },
         Arc::clone(&clock),
     );
@@ -220,6 +222,14 @@ pub async fn run_with(
         ack_rx,
         rep_rx,
         Arc::clone(&clock),
+        crate::ingest::commands::CommandPublisher {
+            cfg: cfg.commands.clone(),
+            dir: dir.clone(),
+            pipeline: input_tx.clone(),
+            metrics: Arc::clone(&metrics),
+            wake: command_wake,
+            clock: Arc::clone(&clock),
+        },
         ingest_token.clone(),
     ))
     .fuse();

@@ -15,11 +15,12 @@
 //! - [`registry`]: buildings and devices;
 //! - [`rules`]: rule definitions and the pure rule/health [`rules::engine`];
 //! - [`store`]: all SQL — the embedded SQLite store (readings, devices, conditions, alerts,
-//!   outbox);
+//!   outbox, commands to devices);
 //! - [`notify`]: the channels and the outbox sender;
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
 //! - [`pipeline`]: the single writer: decode → engine → alerts → one group commit → acks;
-//! - [`ingest`]: the embedded broker and the MQTT event loop with manual acks;
+//! - [`ingest`]: the embedded broker, the MQTT event loop with manual acks, and the command
+//!   publisher on the same connection;
 //! - [`api`]: the HTTP API, `/healthz`, `/metrics`;
 //! - [`config`]: the layered configuration, gathering each stage's settings;
 //! - [`app`]: the wiring and ordered shutdown.

@@ -104,6 +104,20 @@ pub struct Metrics {
     pub events_subscribers: AtomicI64,
     /// Times a subscriber fell behind the feed's bound and caught up from the store.
     pub events_lagged: AtomicU64,
+    /// Commands queued.
+    pub commands_queued: AtomicU64,
+    /// Commands whose publish the broker acknowledged.
+    pub commands_published: AtomicU64,
+    /// Commands answered by their device.
+    pub commands_answered: AtomicU64,
+    /// Commands not published within their attempts.
+    pub commands_failed: AtomicU64,
+    /// Command publish attempts without a PUBACK (retried).
+    pub command_attempts_failed: AtomicU64,
+    /// Command answers whose `ref` matched no command of their device.
+    pub command_answers_unmatched: AtomicU64,
+    /// Commands waiting for their PUBACK.
+    pub commands_pending: AtomicI64,
 }
 
 /// Counter names (exposition and docs).
@@ -116,6 +130,12 @@ pub mod names {
     pub const LAST_COMMIT: &str = "firewatch_last_commit_timestamp_ms";
     /// Time-series spool depth.
     pub const TSDB_SPOOL: &str = "firewatch_tsdb_spool_points";
+    /// Commands by outcome (`status` label: queued, published, answered, failed).
+    pub const COMMANDS: &str = "firewatch_commands_total";
+    /// Command answers matching no command.
+    pub const COMMAND_ANSWERS_UNMATCHED: &str = "firewatch_command_answers_unmatched_total";
+    /// Commands waiting for their PUBACK.
+    pub const COMMANDS_PENDING: &str = "firewatch_commands_pending";
 }
 
 impl Metrics {
@@ -416,6 +436,50 @@ impl Metrics {
                 self.rejected_of(r)
             );
         }
+        self.render_commands(&mut s);
         s
+    }
+
+    fn render_commands(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP {n} Commands to devices, by outcome.\n# TYPE {n} counter",
+            n = names::COMMANDS
+        );
+        for (status, v) in [
+            ("queued", &self.commands_queued),
+            ("published", &self.commands_published),
+            ("answered", &self.commands_answered),
+            ("failed", &self.commands_failed),
+        ] {
+            let _ = writeln!(
+                s,
+                "{}{{status=\"{status}\"}} {}",
+                names::COMMANDS,
+                v.load(Relaxed)
+            );
+        }
+        for (name, help, kind, v) in [
+            (
+                "firewatch_command_attempts_failed_total",
+                "Command publishes without a PUBACK in time (retried).",
+                "counter",
+                self.command_attempts_failed.load(Relaxed).to_string(),
+            ),
+            (
+                names::COMMAND_ANSWERS_UNMATCHED,
+                "Command answers whose ref matches no command of their device.",
+                "counter",
+                self.command_answers_unmatched.load(Relaxed).to_string(),
+            ),
+            (
+                names::COMMANDS_PENDING,
+                "Commands waiting for the broker's PUBACK.",
+                "gauge",
+                self.commands_pending.load(Relaxed).to_string(),
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::registry::Registry;
 use crate::rules::engine::DeviceRecord;
 use crate::settings::Problem;
 use crate::store::alerts::{self, Action, ActionError};
+use crate::store::commands::{self, CommandError, CommandKind, CommandRequest, CommandStatus};
 use crate::store::{self, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -150,6 +151,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/buildings/{id}", get(get_building))
         .route("/api/v1/rejected", get(list_rejected))
         .route("/api/v1/events", get(events::events))
+        .route("/api/v1/devices/{id}/commands", post(post_command))
+        .route("/api/v1/commands", get(list_commands))
+        .route("/api/v1/commands/{id}", get(get_command))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -788,4 +792,105 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    command: String,
+    #[serde(default = "default_deadline_s")]
+    deadline_s: u32,
+    by: String,
+}
+
+const fn default_deadline_s() -> u32 {
+    600
+}
+
+/// Longest answer deadline a command may ask for (a day).
+const MAX_DEADLINE_S: u32 = 86_400;
+
+async fn post_command(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+    let b: CommandBody =
+        serde_json::from_slice(&b).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+    let command = b.command.parse::<CommandKind>().map_err(|()| {
+        ApiError::BadRequest(format!(
+            "command must be one of {}",
+            CommandKind::ALL.map(CommandKind::as_str).join(", ")
+        ))
+    })?;
+    if !(10..=MAX_DEADLINE_S).contains(&b.deadline_s) {
+        return Err(ApiError::BadRequest(format!(
+            "deadline_s must be 10–{MAX_DEADLINE_S}"
+        )));
+    }
+    if b.by.trim().is_empty() || b.by.len() > 200 {
+        return Err(ApiError::BadRequest(
+            "by: who is asking must be given (at most 200 bytes)".into(),
+        ));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.pipeline
+        .send(Input::Command {
+            request: CommandRequest {
+                device: id,
+                command,
+                deadline_s: b.deadline_s,
+                by: b.by,
+            },
+            reply: tx,
+        })
+        .map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
+    let r = rx
+        .await
+        .map_err(|_| ApiError::Unavailable("the pipeline is stopping".into()))?;
+    match r {
+        Ok(c) => Ok((StatusCode::ACCEPTED, Json(c.to_json())).into_response()),
+        Err(CommandError::UnknownDevice(m)) => Err(ApiError::NotFound(m)),
+        Err(CommandError::WrongKind(m)) => Err(ApiError::Conflict(m)),
+        Err(CommandError::Store(e)) => Err(e.into()),
+    }
+}
+
+async fn list_commands(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut device = None;
+    let mut status = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "device" => device = Some(v.clone()),
+            "status" => {
+                status = Some(v.parse::<CommandStatus>().map_err(|()| {
+                    ApiError::BadRequest(format!(
+                        "status must be one of {}",
+                        CommandStatus::ALL.map(CommandStatus::as_str).join(", ")
+                    ))
+                })?);
+            }
+            "limit" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let limit = parse_limit(q.get("limit"), 100, 10_000)?;
+    let v = read(&s, move |c| {
+        Ok(commands::list(c, device.as_deref(), status, limit)?
+            .iter()
+            .map(commands::Command::to_json)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn get_command(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let n = commands::parse_command_id(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("command {id} not found")))?;
+    let v = read(&s, move |c| {
+        commands::get(c, n)?
+            .map(|c| c.to_json())
+            .ok_or_else(|| ApiError::NotFound(format!("command {id} not found")))
+    })
+    .await?;
+    Ok(Json(v).into_response())
 }

@@ -3,6 +3,7 @@
 //! [`Config::validate`] reports every problem with its key path.
 
 pub use crate::api::HttpConfig;
+pub use crate::ingest::commands::CommandsConfig;
 pub use crate::ingest::mqtt::{parse_mqtt_url, MqttConfig, MqttUrl};
 pub use crate::notify::EmailConfig;
 pub use crate::settings::{Problem, Secret};
@@ -29,6 +30,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Device registry file.
     pub registry: RegistryConfig,
+    /// Commands to devices.
+    pub commands: CommandsConfig,
 }
 
 /// `[rules]`
@@ -133,6 +136,7 @@ impl Config {
         p.extend(self.storage.validate());
         p.extend(self.tsdb.validate());
         p.extend(self.email.validate());
+        p.extend(self.commands.validate());
         p
     }
 }

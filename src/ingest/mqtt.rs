@@ -10,12 +10,13 @@
 //! packet id may since have been reused, and the broker redelivers the message anyway (then
 //! dropped as a duplicate `seq`).
 
+use super::commands::{CommandPublisher, LinkEvent};
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::model::{REJECTED_PREFIX, SUBSCRIPTION};
 use crate::pipeline::{AckToken, Incoming, Inputs, Republish};
 use crate::settings::{Problem, Secret};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -209,6 +210,7 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
 }
 
 /// Runs the event loop until cancelled.
+#[allow(clippy::too_many_arguments)] // the stages the connection serves, wired by `app`
 pub async fn run(
     cfg: MqttConfig,
     pipeline: Inputs,
@@ -216,11 +218,27 @@ pub async fn run(
     mut acks: tokio::sync::mpsc::UnboundedReceiver<Vec<AckToken>>,
     mut republish: tokio::sync::mpsc::Receiver<Republish>,
     clock: SharedClock,
+    commands: CommandPublisher,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let opts = options(&cfg)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
     let generation = Arc::new(AtomicU64::new(0));
+
+    // The command publisher shares this connection. Its link events are unbounded so the poll
+    // loop never waits: they are a few per command in flight (at most `commands::WINDOW`) and
+    // one per connect or failure.
+    let (link_tx, link_rx) = tokio::sync::mpsc::unbounded_channel();
+    let commands_stop = shutdown.child_token();
+    let command_task = {
+        let client = client.clone();
+        let stop = commands_stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = commands.run(client, link_rx, stop).await {
+                tracing::error!(error = %e, "Command publisher stopped.");
+            }
+        })
+    };
 
     // The acker: acks in commit order, only for the connection they arrived on.
     let acker = {
@@ -272,9 +290,14 @@ pub async fn run(
         &metrics,
         &generation,
         &clock,
+        &link_tx,
         &shutdown,
     )
     .await;
+    // Commands not confirmed by now stay pending and are published after a restart.
+    commands_stop.cancel();
+    drop(link_tx);
+    let _ = command_task.await;
     // No new message goes to the pipeline from here on (what arrives now is not acknowledged
     // and comes back on the persistent session). The event loop keeps running until the
     // pipeline has committed what it holds and its acknowledgements are on the wire; only
@@ -326,8 +349,14 @@ async fn poll_loop(
     metrics: &Metrics,
     generation: &AtomicU64,
     clock: &SharedClock,
+    link: &tokio::sync::mpsc::UnboundedSender<LinkEvent>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
+    // The command publisher may have stopped (a store error, logged); the link then has no
+    // receiver and its events are dropped.
+    let tell = |ev: LinkEvent| {
+        let _ = link.send(ev);
+    };
     let max_backoff = Duration::from_secs(cfg.reconnect_max_s.max(1));
     let mut backoff = Duration::from_millis(250);
     let mut last_error_log: Option<std::time::Instant> = None;
@@ -381,6 +410,9 @@ async fn poll_loop(
                 metrics.mqtt_connected.store(true, Relaxed);
                 metrics.mqtt_connects.fetch_add(1, Relaxed);
                 backoff = Duration::from_millis(250);
+                tell(LinkEvent::Connected {
+                    session_present: ack.session_present,
+                });
                 tracing::info!(
                     session_present = ack.session_present,
                     "Connected to the MQTT broker."
@@ -394,8 +426,16 @@ async fn poll_loop(
             Ok(Event::Incoming(Packet::SubAck(s))) => {
                 tracing::info!(topic = SUBSCRIPTION, result = ?s.return_codes, "Subscribed.");
             }
+            // Packet ids of QoS 1 publishes: only the command publisher sends those (rejected
+            // copies are QoS 0, packet id 0).
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => {
+                tell(LinkEvent::Sent(pkid));
+            }
+            Ok(Event::Outgoing(Outgoing::AwaitAck(pkid))) => tell(LinkEvent::Waiting(pkid)),
+            Ok(Event::Incoming(Packet::PubAck(a))) => tell(LinkEvent::PubAck(a.pkid)),
             Ok(_) => {}
             Err(e) => {
+                tell(LinkEvent::Disconnected);
                 metrics.mqtt_connected.store(false, Relaxed);
                 metrics.mqtt_errors.fetch_add(1, Relaxed);
                 if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {

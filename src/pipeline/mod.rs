@@ -23,6 +23,7 @@ use crate::notify;
 use crate::rules::engine::{Cond, CondKey, DeviceRecord, Engine, Transition};
 use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Outgoing};
 use crate::store::changes;
+use crate::store::commands::{self, Command, CommandError, CommandRequest};
 use crate::store::outbox::{self, Delivery};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
@@ -115,6 +116,31 @@ pub enum Input {
     Delivered(Delivery),
     /// How far the time-series forwarder has written (a `readings` id).
     TsdbCursor(i64),
+    /// Queue a command for a device (from the API); answered after the commit.
+    Command {
+        /// What and for whom.
+        request: CommandRequest,
+        /// The queued command, sent after the commit.
+        reply: oneshot::Sender<Result<Command, CommandError>>,
+    },
+    /// The broker acknowledged a command's publish (from the command publisher).
+    CommandPublished {
+        /// Command row.
+        id: i64,
+        /// When the PUBACK arrived.
+        at: Millis,
+    },
+    /// A command's publish attempt got no PUBACK (from the command publisher).
+    CommandAttempt {
+        /// Command row.
+        id: i64,
+        /// When the attempt was given up.
+        at: Millis,
+        /// Why.
+        error: String,
+        /// The last attempt: the command becomes `failed`.
+        give_up: bool,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -143,6 +169,8 @@ pub struct Outputs {
     pub tsdb_wake: Arc<Notify>,
     /// The change feed: each commit's changes, sent after the commit (never waits).
     pub changes: Bus,
+    /// Wakes the command publisher after a commit that queued commands.
+    pub command_wake: Arc<Notify>,
 }
 
 /// Settings the pipeline needs.
@@ -225,6 +253,7 @@ pub struct Pipeline {
 struct Batch {
     acks: Vec<AckToken>,
     replies: Vec<(Reply, Result<Alert, ActionError>)>,
+    command_replies: Vec<(CommandReply, Result<Command, CommandError>)>,
     republish: Vec<Republish>,
     transitions: Vec<Transition>,
     messages: u64,
@@ -232,7 +261,10 @@ struct Batch {
     notifications: bool,
     /// The change feed's entries of this batch, inserted in its transaction.
     changes: Vec<Published>,
+    commands: bool,
 }
+
+type CommandReply = oneshot::Sender<Result<Command, CommandError>>;
 
 impl Pipeline {
     /// Builds the pipeline around a restored engine.
@@ -341,12 +373,14 @@ impl Pipeline {
         let mut b = Batch {
             acks: Vec::new(),
             replies: Vec::new(),
+            command_replies: Vec::new(),
             republish: Vec::new(),
             transitions: Vec::new(),
             messages: 0,
             readings: false,
             notifications: false,
             changes: Vec::new(),
+            commands: false,
         };
         let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out the notifier and forwarder
@@ -411,6 +445,36 @@ impl Pipeline {
                 Input::Delivered(d) => {
                     outbox::record_delivery(&tx, &d)?;
                     delivery_change(&tx, &self.clock, &d, &mut b)?;
+                }
+                Input::Command { request, reply } => {
+                    let now = self.clock.now_ms();
+                    let r = queue_command(&tx, &self.engine, &self.metrics, &request, now);
+                    if let Err(CommandError::Store(e)) = r {
+                        return Err(e);
+                    }
+                    if let Ok(c) = &r {
+                        b.commands = true;
+                        command_change(&tx, now, c.id, &mut b)?;
+                    }
+                    b.command_replies.push((reply, r));
+                }
+                Input::CommandPublished { id, at } => {
+                    if commands::mark_published(&tx, id, at)? {
+                        self.metrics.commands_published.fetch_add(1, Relaxed);
+                        command_change(&tx, at, id, &mut b)?;
+                    }
+                }
+                Input::CommandAttempt {
+                    id,
+                    at,
+                    error,
+                    give_up,
+                } => {
+                    if commands::record_attempt(&tx, id, at, &error, give_up)? {
+                        self.metrics.commands_failed.fetch_add(1, Relaxed);
+                        tracing::warn!(command = %commands::command_id(id), error = %error, "Command not published within its attempts; failed.");
+                        command_change(&tx, at, id, &mut b)?;
+                    }
                 }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
                 Input::Wake | Input::Shutdown => {}
@@ -515,6 +579,9 @@ impl Pipeline {
         for p in b.changes {
             self.out.changes.publish(p);
         }
+        for (reply, r) in b.command_replies {
+            let _ = reply.send(r);
+        }
         for r in b.republish {
             // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
             // kept row.
@@ -527,6 +594,9 @@ impl Pipeline {
         }
         if b.readings {
             self.out.tsdb_wake.notify_one();
+        }
+        if b.commands {
+            self.out.command_wake.notify_one();
         }
         Ok(())
     }
@@ -568,9 +638,37 @@ fn record(
     change: Change,
     b: &mut Batch,
 ) -> Result<(), StoreError> {
-    let at = clock.now_ms();
+    record_at(tx, clock.now_ms(), change, b)
+}
+
+/// [`record`] at a given time.
+fn record_at(
+    tx: &Transaction<'_>,
+    at: Millis,
+    change: Change,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
     let id = changes::insert(tx, at, change.kind(), change.building(), &change)?;
     b.changes.push(Published { id, at, change });
+    Ok(())
+}
+
+/// Records a command's new status on the change feed.
+fn command_change(
+    tx: &Transaction<'_>,
+    at: Millis,
+    id: i64,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    if let Some(c) = commands::get(tx, id)? {
+        let change = Change::Command {
+            command: commands::command_id(c.id),
+            building: c.building.clone(),
+            device: c.device.clone(),
+            status: c.status.as_str().to_owned(),
+        };
+        record_at(tx, at, change, b)?;
+    }
     Ok(())
 }
 
@@ -615,6 +713,28 @@ fn delivery_change(
         error,
     };
     record(tx, clock, change, b)
+}
+
+/// Queues a command for a registered or seen device of the right kind.
+fn queue_command(
+    tx: &Transaction<'_>,
+    engine: &Engine,
+    metrics: &Metrics,
+    request: &CommandRequest,
+    now: Millis,
+) -> Result<Command, CommandError> {
+    let known = match engine.device(&request.device) {
+        Some(d) => Some((d.building.clone(), d.kind)),
+        None => engine
+            .registry()
+            .device(&request.device)
+            .map(|e| (e.building.clone(), e.kind)),
+    };
+    let new = request.resolve(known)?;
+    let c = commands::insert(tx, &new, now)?;
+    metrics.commands_queued.fetch_add(1, Relaxed);
+    tracing::info!(command = %commands::command_id(c.id), device = %c.device, r#ref = %c.reference, by = %c.requested_by, "Command queued.");
+    Ok(c)
 }
 
 fn refresh_gauges(engine: &Engine, metrics: &Metrics) {
@@ -713,9 +833,17 @@ fn handle_publish(
                         EventState::End => "end",
                         EventState::Pulse => "pulse",
                     };
-                    let detail = serde_json::json!({
+                    let mut detail = serde_json::json!({
                         "point": ev.point, "snapshot_url": ev.snapshot_url, "ref": ev.reference,
                     });
+                    if let Some((answer, matched)) =
+                        match_answer(tx, metrics, &msg.device, ev, msg.received)?
+                    {
+                        detail["command"] = answer;
+                        if let Some(id) = matched {
+                            command_change(tx, msg.received, id, b)?;
+                        }
+                    }
                     store::insert_event(
                         tx,
                         msg.ts,
@@ -745,6 +873,41 @@ fn handle_publish(
         }
     }
     Ok(())
+}
+
+/// Matches a command answer (`duty_check_answer`) to its command by `ref`, in the event's
+/// transaction. Returns what goes into the event's detail (the command id, or `"unmatched"`),
+/// and the command newly answered.
+fn match_answer(
+    tx: &Transaction<'_>,
+    metrics: &Metrics,
+    device: &str,
+    ev: &crate::model::Event,
+    received: Millis,
+) -> Result<Option<(serde_json::Value, Option<i64>)>, StoreError> {
+    if !commands::CommandKind::ALL
+        .iter()
+        .any(|k| k.answer_event() == ev.name)
+    {
+        return Ok(None);
+    }
+    let answer = match &ev.reference {
+        Some(r) => commands::answer(tx, device, r, &ev.name, received)?,
+        None => commands::Answer::Unmatched,
+    };
+    Ok(Some(match answer {
+        commands::Answer::Matched { id, delay_ms } => {
+            metrics.commands_answered.fetch_add(1, Relaxed);
+            tracing::info!(command = %commands::command_id(id), device, delay_ms, "Command answered.");
+            (serde_json::json!(commands::command_id(id)), Some(id))
+        }
+        commands::Answer::Repeated { id } => (serde_json::json!(commands::command_id(id)), None),
+        commands::Answer::Unmatched => {
+            metrics.command_answers_unmatched.fetch_add(1, Relaxed);
+            tracing::info!(device, r#ref = ?ev.reference, "Command answer matches no command of its device.");
+            (serde_json::json!("unmatched"), None)
+        }
+    }))
 }
 
 fn reject(

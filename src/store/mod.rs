@@ -15,9 +15,11 @@
 //! | `rejected` | rejected messages (contract section 5) |
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
+//! | `commands` | commands to devices (duty checks) and their answers |
 
 pub mod alerts;
 pub mod changes;
+pub mod commands;
 pub mod outbox;
 
 use crate::model::{Kind, Millis};
@@ -206,6 +208,27 @@ CREATE TABLE IF NOT EXISTS changes (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_building ON changes(building, id);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    building TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    command TEXT NOT NULL,
+    ref TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    deadline_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    published_at INTEGER,
+    answered_at INTEGER,
+    answer_delay_ms INTEGER,
+    requested_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_pending ON commands(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS commands_device ON commands(device, id);
 "#;
 
 /// `meta` key of the time-series forwarder's cursor (the last `readings` id written).
