@@ -239,7 +239,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "problems": problems,
         "mqtt_connected": m.mqtt_connected.load(Relaxed),
         "tsdb_spool": m.tsdb_spool.load(Relaxed),
-        "notifications_queued": m.notify_queue.load(Relaxed),
+        "notifications_queued": m.notify_queued(),
     });
     let code = if problems.is_empty() {
         StatusCode::OK

@@ -7,21 +7,22 @@
 //! answered. Under load the batches grow by themselves (the queue fills while a commit runs),
 //! so throughput scales with the fsync rate without any added waiting at low load.
 //!
-//! It is the store's only writer: the notifier's and the forwarder's bookkeeping (outcomes of
+//! It is the store's only writer: the notification senders' and the forwarder's bookkeeping (outcomes of
 //! deliveries, the time-series cursor) comes here as inputs too, so no connection ever waits
 //! for SQLite's write lock (whose busy handler sleeps in steps of up to 100 ms).
 //!
 //! One thread, because both machines this runs on have two cores and the MQTT event loop needs
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
+use crate::alerts::route::Router;
 use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
 use crate::model::decode::{decode, parse_topic, Decoded, Rejection};
-use crate::model::{Body, EventState, Millis, Reason, Severity, MAX_PAYLOAD};
-use crate::notify;
+use crate::model::notification::Event;
+use crate::model::{Body, EventState, Millis, Reason, MAX_PAYLOAD};
 use crate::rules::engine::{Cond, CondKey, DeviceRecord, Engine, Transition};
-use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Outgoing};
-use crate::store::outbox::{self, Delivery};
+use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Routed};
+use crate::store::notifications::{self, Delivery};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
 use std::collections::HashMap;
@@ -105,7 +106,7 @@ pub enum Input {
         /// Answer, sent after the commit.
         reply: oneshot::Sender<Result<Alert, ActionError>>,
     },
-    /// A notification attempt's outcome, from the notifier.
+    /// A notification attempt's outcome, from a channel's sender.
     Delivered(Delivery),
     /// How far the time-series forwarder has written (a `readings` id).
     TsdbCursor(i64),
@@ -131,8 +132,8 @@ pub struct Outputs {
     pub acks: tokio::sync::mpsc::UnboundedSender<Vec<AckToken>>,
     /// Rejected messages to republish (best effort, QoS 0).
     pub republish: tokio::sync::mpsc::Sender<Republish>,
-    /// Wakes the notifier after a commit that queued notifications.
-    pub notify_wake: Arc<Notify>,
+    /// Wakes the channels' senders after a commit that queued notifications (one each).
+    pub notify_wake: Vec<Arc<Notify>>,
     /// Wakes the time-series forwarder after a commit with readings.
     pub tsdb_wake: Arc<Notify>,
 }
@@ -140,8 +141,8 @@ pub struct Outputs {
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Default recipients.
-    pub email_to: Vec<String>,
+    /// Who is told of alert transitions.
+    pub router: Router,
     /// Rejected messages kept.
     pub rejected_keep: u32,
     /// Readings retention.
@@ -361,17 +362,16 @@ impl Pipeline {
                 }
                 Input::Act { id, action, reply } => {
                     let now = self.clock.now_ms();
-                    let to = &self.settings.email_to;
-                    let engine = &self.engine;
-                    let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
-                    let r = alerts::act(&tx, id, &action, now, &render);
+                    let (router, registry) = (&self.settings.router, self.engine.registry());
+                    let route = |a: &Alert, ev: Event| router.route(registry, a, ev);
+                    let r = alerts::act(&tx, id, &action, now, &route);
                     if let (Ok(a), Action::Close { .. }) = (&r, &action) {
                         self.engine.rearm(&a.rule, &a.device, a.channel.as_deref());
                         b.notifications = true;
                     }
                     b.replies.push((reply, r));
                 }
-                Input::Delivered(d) => outbox::record_delivery(&tx, &d)?,
+                Input::Delivered(d) => notifications::record_delivery(&tx, &d)?,
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
                 Input::Wake | Input::Shutdown => {}
             }
@@ -383,11 +383,10 @@ impl Pipeline {
             refresh_gauges(&self.engine, &self.metrics);
         }
         {
-            let to = &self.settings.email_to;
-            let engine = &self.engine;
-            let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
+            let (router, registry) = (&self.settings.router, self.engine.registry());
+            let route = |a: &Alert, ev: Event| -> Routed { router.route(registry, a, ev) };
             for t in &b.transitions {
-                match alerts::apply(&tx, t, &render)? {
+                match alerts::apply(&tx, t, &route)? {
                     Applied::Opened(id) => {
                         self.metrics.alerts_opened.fetch_add(1, Relaxed);
                         tracing::info!(alert = %alerts::alert_id(id), rule = %t.rule, device = %t.device, severity = t.severity.as_str(), message = %t.message, "Alert fired.");
@@ -440,7 +439,9 @@ impl Pipeline {
             }
         }
         if b.notifications {
-            self.out.notify_wake.notify_one();
+            for w in &self.out.notify_wake {
+                w.notify_one();
+            }
         }
         if b.readings {
             self.out.tsdb_wake.notify_one();
@@ -483,17 +484,6 @@ fn refresh_gauges(engine: &Engine, metrics: &Metrics) {
         .values()
         .fold(0u64, |sum, d| sum.saturating_add(d.lost));
     metrics.lost.store(lost, Relaxed);
-}
-
-fn render_for(engine: &Engine, to: &[String], a: &Alert, event: &'static str) -> Option<Outgoing> {
-    if a.severity == Severity::Info {
-        return None; // recorded, not mailed
-    }
-    let location = engine
-        .registry()
-        .device(&a.device)
-        .and_then(|d| d.location.as_deref());
-    Some(notify::render(a, event, to, location))
 }
 
 fn handle_publish(
