@@ -7,12 +7,14 @@
 use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
 use crate::model::alert::{Classification, Status};
+use crate::model::notification::{ChannelKind, DeliveryStatus};
 use crate::model::{parse_rfc3339, rfc3339, Kind, Millis, Severity};
 use crate::pipeline::Input;
 use crate::registry::Registry;
 use crate::rules::engine::DeviceRecord;
 use crate::settings::Problem;
 use crate::store::alerts::{self, Action, ActionError};
+use crate::store::notifications;
 use crate::store::{self, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -142,6 +144,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/buildings", get(list_buildings))
         .route("/api/v1/buildings/{id}", get(get_building))
         .route("/api/v1/rejected", get(list_rejected))
+        .route("/api/v1/notifications", get(list_notifications))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -732,5 +735,45 @@ async fn list_rejected(
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     })
     .await?;
+    Ok(Json(v).into_response())
+}
+
+/// `GET /api/v1/notifications?alert=&status=&channel=&limit=`: outbox rows, newest first.
+async fn list_notifications(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut f = notifications::Filter {
+        limit: parse_limit(q.get("limit"), 100, 10_000)?,
+        ..Default::default()
+    };
+    for (k, v) in &q {
+        match k.as_str() {
+            "alert" => {
+                f.alert = Some(alerts::parse_alert_id(v).ok_or_else(|| {
+                    ApiError::BadRequest(format!("alert: {v:?} is not an alert id"))
+                })?);
+            }
+            "status" => {
+                f.status = Some(v.parse::<DeliveryStatus>().map_err(|()| {
+                    ApiError::BadRequest(format!(
+                        "status must be one of {}",
+                        DeliveryStatus::ALL.map(DeliveryStatus::as_str).join(", ")
+                    ))
+                })?);
+            }
+            "channel" => {
+                f.channel = Some(v.parse::<ChannelKind>().map_err(|()| {
+                    ApiError::BadRequest(format!(
+                        "channel must be one of {}",
+                        ChannelKind::ALL.map(ChannelKind::as_str).join(", ")
+                    ))
+                })?);
+            }
+            "limit" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let v = read(&s, move |c| Ok(notifications::list(c, &f)?)).await?;
     Ok(Json(v).into_response())
 }

@@ -181,6 +181,9 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Longest wait for a new connection's greeting, STARTTLS and AUTH.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 enum Transport {
     Files(AsyncFileTransport<Tokio1Executor>),
     Direct {
@@ -279,7 +282,15 @@ impl Transport {
                 for attempt in 0..2 {
                     let mut c = match conn.take() {
                         Some(c) if !c.has_broken() => c,
-                        _ => Box::new(Self::connect(target).await?),
+                        // The greeting, STARTTLS and AUTH of a silent server must not hold
+                        // the e-mail sender for ever.
+                        _ => Box::new(
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::connect(target))
+                                .await
+                                .map_err(|_| {
+                                    SendError::Transient("no answer from the server".into())
+                                })??,
+                        ),
                     };
                     let envelope = msg.envelope().clone();
                     let bytes = msg.formatted();
@@ -540,21 +551,79 @@ mod tests {
         assert!(body.starts_with("【重要·告警】"), "{body}");
     }
 
-    #[test]
-    fn a_bad_recipient_is_a_permanent_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut email = Email::new(&EmailConfig::default(), dir.path()).unwrap();
-        let n = Notification {
+    /// A scripted SMTP server: greets, accepts EHLO, answers MAIL FROM with `reply`.
+    async fn answering(reply: &'static str) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("smtp://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((c, _)) = l.accept().await {
+                let (r, mut w) = c.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 test\r\n").await.unwrap();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let answer = match line.get(..4).unwrap_or("").to_ascii_uppercase().as_str() {
+                        "EHLO" | "HELO" => "250 test\r\n",
+                        "MAIL" => reply,
+                        "QUIT" => "221 bye\r\n",
+                        _ => "250 ok\r\n",
+                    };
+                    w.write_all(answer.as_bytes()).await.unwrap();
+                }
+            }
+        });
+        url
+    }
+
+    fn row(target: &str) -> Notification {
+        Notification {
             id: 1,
             alert_id: 1,
             key: "k".into(),
             event: Event::Fired,
             channel: ChannelKind::Email,
-            target: "not an address".into(),
+            target: target.into(),
             created_at: 0,
             attempts: 0,
             alert: serde_json::json!({"id": "a-000001"}),
+        }
+    }
+
+    #[tokio::test]
+    async fn smtp_5xx_is_permanent_and_4xx_transient() {
+        let dir = tempfile::tempdir().unwrap();
+        for (reply, permanent) in [("550 no such sender\r\n", true), ("451 later\r\n", false)] {
+            let cfg = EmailConfig {
+                smtp_url: Some(Secret::new(answering(reply).await)),
+                ..EmailConfig::default()
+            };
+            let mut email = Email::new(&cfg, dir.path()).unwrap();
+            match email.send(&row("duty@x.org")).await {
+                Err(SendError::Permanent(e)) => assert!(permanent, "{reply}: {e}"),
+                Err(SendError::Transient(e)) => assert!(!permanent, "{reply}: {e}"),
+                Ok(()) => panic!("{reply}: sent"),
+            }
+        }
+        // Nobody listening: a network failure, transient.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("smtp://{}", free.local_addr().unwrap());
+        drop(free);
+        let cfg = EmailConfig {
+            smtp_url: Some(Secret::new(url)),
+            ..EmailConfig::default()
         };
+        let mut email = Email::new(&cfg, dir.path()).unwrap();
+        assert!(matches!(
+            email.send(&row("duty@x.org")).await,
+            Err(SendError::Transient(_))
+        ));
+    }
+
+    #[test]
+    fn a_bad_recipient_is_a_permanent_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut email = Email::new(&EmailConfig::default(), dir.path()).unwrap();
+        let n = row("not an address");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
