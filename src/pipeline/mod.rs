@@ -326,9 +326,9 @@ impl Pipeline {
             notifications: false,
         };
         let mut depth = 0usize;
-        // IMMEDIATE: take the write lock at BEGIN (waiting out the notifier and forwarder
-        // bookkeeping writes). A deferred transaction that reads first would fail with
-        // SQLITE_BUSY_SNAPSHOT, without waiting, when another connection committed in between.
+        // IMMEDIATE: take the write lock at BEGIN (waiting out any other writer). A deferred
+        // transaction that reads first would fail with SQLITE_BUSY_SNAPSHOT, without waiting,
+        // when another connection committed in between.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

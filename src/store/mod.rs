@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite database in WAL mode under `storage.dir`.
 //!
 //! One writer (the pipeline thread) commits groups of messages in one transaction each, together
-//! with the notifier's and the time-series forwarder's bookkeeping, which they send it; they and
+//! with the notification senders' and the time-series forwarder's bookkeeping, which they send it; they and
 //! the API read through read-only connections (WAL readers never wait for the writer). Tables:
 //!
 //! | table | what |
