@@ -308,3 +308,84 @@ async fn a_stalled_smtp_server_does_not_delay_the_webhook() {
     assert_eq!(mail[0]["attempts"], 0, "{mail:?}");
     held.abort();
 }
+
+/// The backoff runs on the service clock: in-process on a manual clock, a failed webhook is not
+/// tried again until the clock has passed the backoff, and then at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_wait_for_the_service_clock() {
+    use firewatch::clock::{ManualClock, SharedClock};
+    let hook = Receiver::start(&[503], 200).await;
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let vars = [
+        ("FIREWATCH__MQTT__URL", broker.url()),
+        ("FIREWATCH__MQTT__CLIENT_ID", unique("fw-clock")),
+        ("FIREWATCH__HTTP__LISTEN", format!("127.0.0.1:{port}")),
+        ("FIREWATCH__STORAGE__DIR", dir.path().display().to_string()),
+        ("FIREWATCH__STORAGE__SYNCHRONOUS", "normal".into()),
+        (
+            "FIREWATCH__REGISTRY__FILE",
+            dir.path().join("registry.toml").display().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(webhook_env(&hook.url, &[]));
+    let cfg =
+        firewatch::config::Config::load_from(std::path::Path::new("/nonexistent"), None, vars)
+            .unwrap();
+    let clock = ManualClock::new(1_795_908_600_000);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shared: SharedClock = clock.clone();
+    let service = tokio::spawn(firewatch::app::run_with(cfg, shared, async {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for("the in-process service", T, || async {
+        let r = http.get(format!("{base}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let mut p = Publisher::connect(&broker.url()).await;
+    p.publish(
+        "fw/v1/bclk/transmitter/tx-bclk/event",
+        json!({"event": "manual_alarm", "state": "start", "zone": "1F"}).to_string(),
+    )
+    .await;
+    let get = |path: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let row = wait_for("the first, failed attempt recorded", T, || async {
+        let rows = get("/api/v1/notifications?channel=webhook".into()).await;
+        let r = rows.as_array()?.first()?.clone();
+        (r["attempts"] == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(row["status"], "pending", "{row}");
+    // Real time passes, the service clock does not: no second attempt (the first backoff is at
+    // most 1 s; the sender also looks every 5 s of real time).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hook.requests().len(), 1);
+    clock.advance(1000);
+    let row = wait_for("the retry after the clock moved", T, || async {
+        let rows = get("/api/v1/notifications?channel=webhook".into()).await;
+        let r = rows.as_array()?.first()?.clone();
+        (r["status"] == "sent").then_some(r)
+    })
+    .await;
+    assert_eq!(row["attempts"], 2);
+    assert_eq!(hook.requests().len(), 2);
+    let _ = stop.send(());
+    service.await.unwrap().unwrap();
+}
