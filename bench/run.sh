@@ -338,7 +338,7 @@ poll_metrics() {
 poll_max() { awk -v c="$2" '$c > m { m = $c } END { print m + 0 }' "$1" 2>/dev/null || echo 0; }
 
 # store_split PREFIX: for the alerts of the latency devices PREFIX-*, firewatch's own share
-# of the latency, from the store: outbox created_at (the time firewatch received the event)
+# of the latency, from the store: the e-mail notification's created_at (the time firewatch received the event)
 # → sent_at (the SMTP server accepted the mail). Prints "n p50 p99 max" in ms.
 store_split() {
     "$SYS_PYTHON" - "$FW_STORE/firewatch.db" "$1" <<'PY'
@@ -347,8 +347,9 @@ db, prefix = sys.argv[1], sys.argv[2]
 try:
     c = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
     v = sorted(r[0] for r in c.execute(
-        "SELECT o.sent_at - o.created_at FROM outbox o JOIN alerts a ON a.id = o.alert_id "
-        "WHERE a.device LIKE ? AND o.sent_at IS NOT NULL", (prefix + "-%",)))
+        "SELECT o.sent_at - o.created_at FROM notifications o JOIN alerts a ON a.id = o.alert_id "
+        "WHERE a.device LIKE ? AND o.channel = 'email' AND o.sent_at IS NOT NULL",
+        (prefix + "-%",)))
 except sqlite3.Error as e:
     print("bench: warning: reading the outbox of %s: %s" % (db, e), file=sys.stderr)
     v = []

@@ -4,7 +4,7 @@
 //! Shutdown order (backend before frontend):
 //! 1. ingest stops handing messages to the pipeline (what arrives from then on is not
 //!    acknowledged and comes back on the persistent session);
-//! 2. the time-series forwarder and the notifier get a bounded grace period and hand their last
+//! 2. the time-series forwarder and the notification senders get a bounded grace period and hand their last
 //!    bookkeeping to the pipeline (unsent rows stay in the store);
 //! 3. the pipeline commits what it holds and stops;
 //! 4. ingest sends the acknowledgements of those last commits, then disconnects;
@@ -12,13 +12,17 @@
 //!
 //! Each step has a deadline; a step that overruns it is named in the log and left behind.
 
+use crate::alerts::route::Router;
 use crate::api::{self, ApiState};
 use crate::bus::Bus;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Problem};
 use crate::ingest::{broker, mqtt};
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
+use crate::model::notification::ChannelKind;
+use crate::notify::email::Email;
+use crate::notify::webhook::Webhooks;
+use crate::notify::{Report, Sender};
 use crate::pipeline::{self, Input, Inputs, Outputs, Pipeline, Settings};
 use crate::registry::Registry;
 use crate::rules::engine::Engine;
@@ -128,27 +132,41 @@ pub async fn run_with(
     // Republishing rejected messages is best effort (QoS 0); 10k copies may wait, more are
     // dropped and counted.
     let (rep_tx, rep_rx) = tokio::sync::mpsc::channel(10_000);
-    let notify_wake = Arc::new(Notify::new());
+    let email_wake = Arc::new(Notify::new());
+    let webhook_wake = Arc::new(Notify::new());
     let tsdb_wake = Arc::new(Notify::new());
     // The change feed: bounded; the pipeline never waits for it (see `bus`).
     let bus = Bus::new(crate::bus::CAPACITY);
     let command_wake = Arc::new(Notify::new());
 
-    let notifier = Notifier::new(
-        &cfg.email,
+    // One sender per channel, each with its own retries: a stalled SMTP server never delays a
+    // webhook.
+    let email_sender = Sender::new(
+        Email::new(&cfg.email, &dir).map_err(|e| anyhow!(e))?,
         &dir,
+        cfg.notify.clone(),
         Arc::clone(&metrics),
-        Arc::clone(&notify_wake),
+        Arc::clone(&email_wake),
         Arc::clone(&clock),
-    )
-    .map_err(|e| anyhow!(e))?;
+    );
+    let webhook_sender = Sender::new(
+        Webhooks::new(&cfg.webhook).map_err(|e| anyhow!(e))?,
+        &dir,
+        cfg.notify.clone(),
+        Arc::clone(&metrics),
+        Arc::clone(&webhook_wake),
+        Arc::clone(&clock),
+    );
 
     let core = Pipeline::new(
         conn,
         engine,
         Arc::clone(&metrics),
         Settings {
-            email_to: cfg.email.to.clone(),
+            router: Router {
+                email_to: cfg.email.to.clone(),
+                webhooks: cfg.webhook.iter().map(|w| w.name.clone()).collect(),
+            },
             rejected_keep: cfg.storage.rejected_keep,
             retention_days: cfg.storage.retention_days,
             tsdb_enabled: cfg.tsdb.url.is_some(),
@@ -157,7 +175,7 @@ pub async fn run_with(
         Outputs {
             acks: ack_tx,
             republish: rep_tx,
-            notify_wake: Arc::clone(&notify_wake),
+            notify_wake: vec![email_wake, webhook_wake],
             tsdb_wake: Arc::clone(&tsdb_wake),
             changes: bus.clone(),
             command_wake: Arc::clone(&command_wake),
@@ -182,6 +200,9 @@ pub async fn run_with(
         None => {
             tracing::info!(outbox = %dir.join("outbox").display(), to = ?cfg.email.to, "E-mail written as .eml files.")
         }
+    }
+    for w in &cfg.webhook {
+        tracing::info!(name = %w.name, url = %w.redacted(), "Webhook.");
     }
 
     let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen)
@@ -250,16 +271,20 @@ pub async fn run_with(
         .run(backend_token.clone()),
     )
     .fuse();
-    let delivered_tx = std::sync::Mutex::new(input_tx.clone());
-    let mut sender = tokio::spawn(notifier.run(
+    let report = |kind: ChannelKind| -> Report {
+        let delivered_tx = std::sync::Mutex::new(input_tx.clone());
         Box::new(move |d| {
+            debug_assert_eq!(d.channel, kind);
             delivered_tx
                 .lock()
                 .is_ok_and(|tx| tx.send(Input::Delivered(d)).is_ok())
-        }),
-        backend_token.clone(),
-    ))
-    .fuse();
+        })
+    };
+    let mut email_task =
+        tokio::spawn(email_sender.run(report(ChannelKind::Email), backend_token.clone())).fuse();
+    let mut webhook_task =
+        tokio::spawn(webhook_sender.run(report(ChannelKind::Webhook), backend_token.clone()))
+            .fuse();
     // Run until a signal or a failing stage.
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
@@ -267,7 +292,8 @@ pub async fn run_with(
         r = &mut ingest => failure = Some(anyhow!("ingest stopped: {}", flat(r))),
         r = &mut core_done => failure = Some(anyhow!("pipeline stopped: {}", match r { Ok(Ok(())) => "no error".into(), Ok(Err(e)) => e.to_string(), Err(_) => "panicked".into() })),
         r = &mut forwarder => failure = Some(anyhow!("time-series forwarder stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
-        r = &mut sender => failure = Some(anyhow!("notifier stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
+        r = &mut email_task => failure = Some(anyhow!("e-mail sender stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
+        r = &mut webhook_task => failure = Some(anyhow!("webhook sender stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
         r = &mut http => failure = Some(anyhow!("HTTP server stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
     }
     if let Some(e) = &failure {
@@ -276,7 +302,7 @@ pub async fn run_with(
 
     // 1. Ingest stops handing messages to the pipeline.
     ingest_token.cancel();
-    // 2. Backends, bounded: the notifier finishes the mail it is sending, the forwarder makes a
+    // 2. Backends, bounded: each notification sender finishes the one it is sending, the forwarder makes a
     // last write; their bookkeeping goes to the pipeline, which is still running.
     backend_token.cancel();
     bounded("time-series forwarder", Duration::from_secs(5), async {
@@ -285,9 +311,12 @@ pub async fn run_with(
         }
     })
     .await;
-    bounded("notifier", Duration::from_secs(5), async {
-        if !sender.is_terminated() {
-            let _ = (&mut sender).await;
+    bounded("notification senders", Duration::from_secs(5), async {
+        if !email_task.is_terminated() {
+            let _ = (&mut email_task).await;
+        }
+        if !webhook_task.is_terminated() {
+            let _ = (&mut webhook_task).await;
         }
     })
     .await;

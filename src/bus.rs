@@ -102,13 +102,17 @@ pub enum Change {
         alert: String,
         /// The alert's building.
         building: String,
-        /// Channel (`email`).
+        /// Channel (`email`, `webhook`).
         channel: String,
+        /// Who: an e-mail address, or the webhook's name.
+        target: String,
         /// Notification event: fired, cleared, closed, repeat.
         event: String,
         /// Delivered.
         ok: bool,
-        /// Why not (retried).
+        /// `sent`, `retry` (will be tried again) or `gave_up` (ended `failed`).
+        outcome: String,
+        /// Why not.
         error: Option<String>,
     },
     /// The outcome of a command to a device.

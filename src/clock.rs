@@ -1,5 +1,5 @@
 //! One clock for everything that asks what time it is: the rule engine's timers, the pipeline's
-//! receive stamps and ticks, the notifier's retries and every schedule built on them.
+//! receive stamps and ticks, the notification senders' retries and every schedule built on them.
 //!
 //! [`SystemClock`] is the wall clock; [`ManualClock`] stands still until a test moves it, so
 //! hold times, reminders and retry backoffs are tested by advancing time, not by sleeping

@@ -15,8 +15,9 @@
 //! - [`registry`]: buildings and devices;
 //! - [`rules`]: rule definitions and the pure rule/health [`rules::engine`];
 //! - [`store`]: all SQL — the embedded SQLite store (readings, devices, conditions, alerts,
-//!   outbox, commands to devices);
-//! - [`notify`]: the channels and the outbox sender;
+//!   notification outbox, change log, commands to devices);
+//! - [`alerts`]: routing alert transitions to channels and targets ([`alerts::route`]);
+//! - [`notify`]: the [`notify::Channel`]s (e-mail, webhook) and one outbox sender per channel;
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
 //! - [`pipeline`]: the single writer: decode → engine → alerts → one group commit → acks;
 //! - [`ingest`]: the embedded broker, the MQTT event loop with manual acks, and the command
@@ -25,6 +26,7 @@
 //! - [`config`]: the layered configuration, gathering each stage's settings;
 //! - [`app`]: the wiring and ordered shutdown.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod bus;

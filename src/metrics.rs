@@ -3,6 +3,7 @@
 //! Plain atomics: every stage bumps its own counters without locks, and the exposition reads
 //! them all at once. Names are constants here so docs, tests and the benchmark harness agree.
 
+use crate::model::notification::ChannelKind;
 use crate::model::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -94,8 +95,10 @@ pub struct Metrics {
     pub notify_sent: AtomicU64,
     /// Failed attempts.
     pub notify_failed: AtomicU64,
-    /// Waiting in the outbox.
-    pub notify_queue: AtomicI64,
+    /// Waiting in the outbox, per channel (index: [`ChannelKind::index`]).
+    pub notify_queue: [AtomicI64; 2],
+    /// Attempt outcomes per channel ([`ChannelKind::index`]) and [`NotifyOutcome`].
+    pub notify_outcomes: [[AtomicU64; 3]; 2],
     /// Last send latency (enqueue → accepted), microseconds.
     pub notify_last_latency_us: AtomicU64,
     /// Changes published on the event feed.
@@ -128,6 +131,10 @@ pub mod names {
     pub const COMMITTED: &str = "firewatch_messages_committed_total";
     /// Last commit time.
     pub const LAST_COMMIT: &str = "firewatch_last_commit_timestamp_ms";
+    /// Notification attempts by channel and outcome.
+    pub const NOTIFICATIONS: &str = "firewatch_notifications_total";
+    /// Notifications waiting, by channel.
+    pub const NOTIFICATIONS_QUEUED_BY: &str = "firewatch_notifications_channel_queued";
     /// Time-series spool depth.
     pub const TSDB_SPOOL: &str = "firewatch_tsdb_spool_points";
     /// Commands by outcome (`status` label: queued, published, answered, failed).
@@ -138,7 +145,64 @@ pub mod names {
     pub const COMMANDS_PENDING: &str = "firewatch_commands_pending";
 }
 
+/// How a notification attempt ended, for `firewatch_notifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// Delivered.
+    Sent,
+    /// Failed (retried, or the last attempt).
+    Failed,
+    /// No more attempts: the row ended `failed`.
+    GaveUp,
+}
+
+impl NotifyOutcome {
+    /// Every outcome.
+    pub const ALL: [NotifyOutcome; 3] = [
+        NotifyOutcome::Sent,
+        NotifyOutcome::Failed,
+        NotifyOutcome::GaveUp,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NotifyOutcome::Sent => "sent",
+            NotifyOutcome::Failed => "failed",
+            NotifyOutcome::GaveUp => "gave_up",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            NotifyOutcome::Sent => 0,
+            NotifyOutcome::Failed => 1,
+            NotifyOutcome::GaveUp => 2,
+        }
+    }
+}
+
 impl Metrics {
+    /// Counts a notification attempt's outcome (and the totals over all channels).
+    pub fn notified(&self, channel: ChannelKind, outcome: NotifyOutcome) {
+        self.notify_outcomes[channel.index()][outcome.index()].fetch_add(1, Relaxed);
+        match outcome {
+            NotifyOutcome::Sent => self.notify_sent.fetch_add(1, Relaxed),
+            NotifyOutcome::Failed => self.notify_failed.fetch_add(1, Relaxed),
+            NotifyOutcome::GaveUp => 0,
+        };
+    }
+
+    /// Attempts of one channel that ended so.
+    pub fn notified_of(&self, channel: ChannelKind, outcome: NotifyOutcome) -> u64 {
+        self.notify_outcomes[channel.index()][outcome.index()].load(Relaxed)
+    }
+
+    /// Notifications waiting, all channels.
+    pub fn notify_queued(&self) -> i64 {
+        self.notify_queue.iter().map(|q| q.load(Relaxed)).sum()
+    }
+
     /// Counts a rejection.
     pub fn reject(&self, r: Reason) {
         self.rejected[r.index()].fetch_add(1, Relaxed);
@@ -384,7 +448,7 @@ impl Metrics {
         );
         c(
             "firewatch_notifications_failed_total",
-            "Failed delivery attempts (retried).",
+            "Failed delivery attempts (retried or given up).",
             "counter",
             l(&self.notify_failed),
         );
@@ -392,7 +456,7 @@ impl Metrics {
             "firewatch_notifications_queued",
             "Notifications waiting in the outbox.",
             "gauge",
-            g(&self.notify_queue),
+            self.notify_queued().to_string(),
         );
         c(
             "firewatch_notification_latency_seconds",
@@ -421,6 +485,37 @@ impl Metrics {
             "counter",
             l(&self.events_lagged),
         );
+        let _ = writeln!(
+            s,
+            "# HELP {n} Notification attempts, by channel and outcome.\n# TYPE {n} counter",
+            n = names::NOTIFICATIONS
+        );
+        for ch in ChannelKind::ALL {
+            for o in NotifyOutcome::ALL {
+                let _ = writeln!(
+                    s,
+                    "{}{{channel=\"{}\",outcome=\"{}\"}} {}",
+                    names::NOTIFICATIONS,
+                    ch.as_str(),
+                    o.as_str(),
+                    self.notified_of(ch, o)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP {n} Notifications waiting, by channel.\n# TYPE {n} gauge",
+            n = names::NOTIFICATIONS_QUEUED_BY
+        );
+        for ch in ChannelKind::ALL {
+            let _ = writeln!(
+                s,
+                "{}{{channel=\"{}\"}} {}",
+                names::NOTIFICATIONS_QUEUED_BY,
+                ch.as_str(),
+                self.notify_queue[ch.index()].load(Relaxed)
+            );
+        }
         let _ = writeln!(
             s,
             "# HELP {} Messages rejected, by reason.\n# TYPE {} counter",

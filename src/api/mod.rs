@@ -10,6 +10,7 @@ use crate::bus::Bus;
 use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
 use crate::model::alert::{Classification, Status};
+use crate::model::notification::{ChannelKind, DeliveryStatus};
 use crate::model::{parse_rfc3339, rfc3339, Kind, Millis, Severity};
 use crate::pipeline::Input;
 use crate::registry::Registry;
@@ -17,6 +18,7 @@ use crate::rules::engine::DeviceRecord;
 use crate::settings::Problem;
 use crate::store::alerts::{self, Action, ActionError};
 use crate::store::commands::{self, CommandError, CommandKind, CommandRequest, CommandStatus};
+use crate::store::notifications;
 use crate::store::{self, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -154,6 +156,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/devices/{id}/commands", post(post_command))
         .route("/api/v1/commands", get(list_commands))
         .route("/api/v1/commands/{id}", get(get_command))
+        .route("/api/v1/notifications", get(list_notifications))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -251,7 +254,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "problems": problems,
         "mqtt_connected": m.mqtt_connected.load(Relaxed),
         "tsdb_spool": m.tsdb_spool.load(Relaxed),
-        "notifications_queued": m.notify_queue.load(Relaxed),
+        "notifications_queued": m.notify_queued(),
     });
     let code = if problems.is_empty() {
         StatusCode::OK
@@ -892,5 +895,45 @@ async fn get_command(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
             .ok_or_else(|| ApiError::NotFound(format!("command {id} not found")))
     })
     .await?;
+    Ok(Json(v).into_response())
+}
+
+/// `GET /api/v1/notifications?alert=&status=&channel=&limit=`: outbox rows, newest first.
+async fn list_notifications(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut f = notifications::Filter {
+        limit: parse_limit(q.get("limit"), 100, 10_000)?,
+        ..Default::default()
+    };
+    for (k, v) in &q {
+        match k.as_str() {
+            "alert" => {
+                f.alert = Some(alerts::parse_alert_id(v).ok_or_else(|| {
+                    ApiError::BadRequest(format!("alert: {v:?} is not an alert id"))
+                })?);
+            }
+            "status" => {
+                f.status = Some(v.parse::<DeliveryStatus>().map_err(|()| {
+                    ApiError::BadRequest(format!(
+                        "status must be one of {}",
+                        DeliveryStatus::ALL.map(DeliveryStatus::as_str).join(", ")
+                    ))
+                })?);
+            }
+            "channel" => {
+                f.channel = Some(v.parse::<ChannelKind>().map_err(|()| {
+                    ApiError::BadRequest(format!(
+                        "channel must be one of {}",
+                        ChannelKind::ALL.map(ChannelKind::as_str).join(", ")
+                    ))
+                })?);
+            }
+            "limit" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let v = read(&s, move |c| Ok(notifications::list(c, &f)?)).await?;
     Ok(Json(v).into_response())
 }

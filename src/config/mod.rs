@@ -5,7 +5,7 @@
 pub use crate::api::HttpConfig;
 pub use crate::ingest::commands::CommandsConfig;
 pub use crate::ingest::mqtt::{parse_mqtt_url, MqttConfig, MqttUrl};
-pub use crate::notify::EmailConfig;
+pub use crate::notify::{EmailConfig, NotifyConfig, WebhookConfig};
 pub use crate::settings::{Problem, Secret};
 pub use crate::store::StorageConfig;
 pub use crate::tsdb::TsdbConfig;
@@ -26,6 +26,10 @@ pub struct Config {
     pub tsdb: TsdbConfig,
     /// E-mail notifications.
     pub email: EmailConfig,
+    /// Retry policy of every notification channel.
+    pub notify: NotifyConfig,
+    /// Webhooks told of every alert transition (`[[webhook]]`).
+    pub webhook: Vec<WebhookConfig>,
     /// Rule file.
     pub rules: RulesConfig,
     /// Device registry file.
@@ -103,10 +107,24 @@ impl Config {
             }
             b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
         }
-        let vars: config::Map<String, String> = env
+        let mut vars: config::Map<String, String> = config::Map::new();
+        for (k, v) in env
             .into_iter()
             .filter(|(k, _)| k.starts_with("FIREWATCH__"))
-            .collect();
+        {
+            // An array entry (`FIREWATCH__WEBHOOK__0__SECRET`) sets `webhook[0].secret` over
+            // what the files say; the environment source would replace the whole array.
+            match array_key(&k) {
+                Some(path) => {
+                    b = b
+                        .set_override(path, v)
+                        .map_err(|e| Problem::new(k.as_str(), e.to_string()))?;
+                }
+                None => {
+                    vars.insert(k, v);
+                }
+            }
+        }
         b = b.add_source(
             config::Environment::with_prefix("FIREWATCH")
                 .prefix_separator("__")
@@ -137,8 +155,26 @@ impl Config {
         p.extend(self.tsdb.validate());
         p.extend(self.email.validate());
         p.extend(self.commands.validate());
+        p.extend(self.notify.validate());
+        p.extend(crate::notify::webhook::validate(&self.webhook));
         p
     }
+}
+
+/// `FIREWATCH__WEBHOOK__0__SECRET` → `webhook[0].secret`: environment keys into the arrays of
+/// tables (`[[webhook]]`).
+fn array_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("FIREWATCH__")?;
+    let mut parts = rest.splitn(3, "__");
+    let (table, index, key) = (parts.next()?, parts.next()?, parts.next()?);
+    if table != "WEBHOOK" || index.parse::<usize>().is_err() || key.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}[{index}].{}",
+        table.to_lowercase(),
+        key.to_lowercase().replace("__", ".")
+    ))
 }
 
 #[cfg(test)]
@@ -197,6 +233,8 @@ mod tests {
         assert_eq!(c.mqtt.url, "mqtts://broker");
         assert_eq!(c.email.to, vec!["a@x.org", "b@x.org"]);
         assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(c.notify.max_attempts, 20);
+        assert_eq!(c.notify.backoff_max_s, 300);
         assert_eq!(
             parse_mqtt_url(&c.mqtt.url).unwrap(),
             MqttUrl {
@@ -205,6 +243,47 @@ mod tests {
                 tls: true
             }
         );
+    }
+
+    #[test]
+    fn webhook_secrets_come_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::write(
+            &file,
+            "[[webhook]]\nname = \"ops\"\nurl = \"https://hooks.example.org/fw\"\n\
+             [[webhook]]\nname = \"bms\"\nurl = \"http://10.0.0.9/in\"\nsecret = \"x\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            Some(&file),
+            env(&[
+                ("FIREWATCH__WEBHOOK__0__SECRET", "h00ks3cret"),
+                ("FIREWATCH__WEBHOOK__1__TIMEOUT_S", "2.5"),
+                ("FIREWATCH__NOTIFY__MAX_ATTEMPTS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.webhook.len(), 2);
+        assert_eq!(c.webhook[0].name, "ops");
+        assert_eq!(c.webhook[0].secret.expose(), "h00ks3cret");
+        assert_eq!(c.webhook[1].timeout_s, Some(2.5));
+        assert_eq!(c.notify.max_attempts, 3);
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert!(!format!("{c:?}").contains("h00ks3cret"));
+        // A webhook from the environment alone.
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[
+                ("FIREWATCH__WEBHOOK__0__NAME", "ops"),
+                ("FIREWATCH__WEBHOOK__0__URL", "http://127.0.0.1:9/x"),
+                ("FIREWATCH__WEBHOOK__0__SECRET", "s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.webhook[0].url, "http://127.0.0.1:9/x");
     }
 
     #[test]
@@ -226,6 +305,13 @@ mod tests {
         c.email.to = vec!["not an address".into()];
         c.tsdb.url = Some("ftp://x".into());
         c.storage.synchronous = "sometimes".into();
+        c.notify.max_attempts = 0;
+        c.webhook = vec![WebhookConfig {
+            name: "ops".into(),
+            url: "nowhere".into(),
+            secret: Secret::new("s"),
+            timeout_s: None,
+        }];
         let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
         for k in [
             "mqtt.url",
@@ -233,6 +319,8 @@ mod tests {
             "email.to[0]",
             "tsdb.url",
             "storage.synchronous",
+            "notify.max_attempts",
+            "webhook[0].url",
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
         }

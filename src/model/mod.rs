@@ -3,6 +3,7 @@
 
 pub mod alert;
 pub mod decode;
+pub mod notification;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -7,24 +7,25 @@
 //! answered. Under load the batches grow by themselves (the queue fills while a commit runs),
 //! so throughput scales with the fsync rate without any added waiting at low load.
 //!
-//! It is the store's only writer: the notifier's and the forwarder's bookkeeping (outcomes of
+//! It is the store's only writer: the notification senders' and the forwarder's bookkeeping (outcomes of
 //! deliveries, the time-series cursor) comes here as inputs too, so no connection ever waits
 //! for SQLite's write lock (whose busy handler sleeps in steps of up to 100 ms).
 //!
 //! One thread, because both machines this runs on have two cores and the MQTT event loop needs
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
+use crate::alerts::route::Router;
 use crate::bus::{AlertWhat, Bus, Change, DeviceState, Published};
 use crate::clock::{wall_ms, SharedClock};
 use crate::metrics::Metrics;
 use crate::model::decode::{decode, parse_topic, Decoded, Rejection};
-use crate::model::{Body, EventState, Millis, Reason, Severity, MAX_PAYLOAD};
-use crate::notify;
+use crate::model::notification::Event;
+use crate::model::{Body, EventState, Millis, Reason, MAX_PAYLOAD};
 use crate::rules::engine::{Cond, CondKey, DeviceRecord, Engine, Transition};
-use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Outgoing};
+use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Routed};
 use crate::store::changes;
 use crate::store::commands::{self, Command, CommandError, CommandRequest};
-use crate::store::outbox::{self, Delivery};
+use crate::store::notifications::{self, Delivery};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
 use std::collections::HashMap;
@@ -112,7 +113,7 @@ pub enum Input {
         /// Answer, sent after the commit.
         reply: oneshot::Sender<Result<Alert, ActionError>>,
     },
-    /// A notification attempt's outcome, from the notifier.
+    /// A notification attempt's outcome, from a channel's sender.
     Delivered(Delivery),
     /// How far the time-series forwarder has written (a `readings` id).
     TsdbCursor(i64),
@@ -163,8 +164,8 @@ pub struct Outputs {
     pub acks: tokio::sync::mpsc::UnboundedSender<Vec<AckToken>>,
     /// Rejected messages to republish (best effort, QoS 0).
     pub republish: tokio::sync::mpsc::Sender<Republish>,
-    /// Wakes the notifier after a commit that queued notifications.
-    pub notify_wake: Arc<Notify>,
+    /// Wakes the channels' senders after a commit that queued notifications (one each).
+    pub notify_wake: Vec<Arc<Notify>>,
     /// Wakes the time-series forwarder after a commit with readings.
     pub tsdb_wake: Arc<Notify>,
     /// The change feed: each commit's changes, sent after the commit (never waits).
@@ -176,8 +177,8 @@ pub struct Outputs {
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Default recipients.
-    pub email_to: Vec<String>,
+    /// Who is told of alert transitions.
+    pub router: Router,
     /// Rejected messages kept.
     pub rejected_keep: u32,
     /// Readings retention.
@@ -383,9 +384,9 @@ impl Pipeline {
             commands: false,
         };
         let mut depth = 0usize;
-        // IMMEDIATE: take the write lock at BEGIN (waiting out the notifier and forwarder
-        // bookkeeping writes). A deferred transaction that reads first would fail with
-        // SQLITE_BUSY_SNAPSHOT, without waiting, when another connection committed in between.
+        // IMMEDIATE: take the write lock at BEGIN (waiting out any other writer). A deferred
+        // transaction that reads first would fail with SQLITE_BUSY_SNAPSHOT, without waiting,
+        // when another connection committed in between.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -424,10 +425,9 @@ impl Pipeline {
                 }
                 Input::Act { id, action, reply } => {
                     let now = self.clock.now_ms();
-                    let to = &self.settings.email_to;
-                    let engine = &self.engine;
-                    let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
-                    let r = alerts::act(&tx, id, &action, now, &render);
+                    let (router, registry) = (&self.settings.router, self.engine.registry());
+                    let route = |a: &Alert, ev: Event| router.route(registry, a, ev);
+                    let r = alerts::act(&tx, id, &action, now, &route);
                     if let (Ok(a), Action::Close { .. }) = (&r, &action) {
                         self.engine.rearm(&a.rule, &a.device, a.channel.as_deref());
                         b.notifications = true;
@@ -443,7 +443,7 @@ impl Pipeline {
                     b.replies.push((reply, r));
                 }
                 Input::Delivered(d) => {
-                    outbox::record_delivery(&tx, &d)?;
+                    notifications::record_delivery(&tx, &d)?;
                     delivery_change(&tx, &self.clock, &d, &mut b)?;
                 }
                 Input::Command { request, reply } => {
@@ -490,12 +490,11 @@ impl Pipeline {
             refresh_gauges(&self.engine, &self.metrics);
         }
         {
-            let to = &self.settings.email_to;
-            let engine = &self.engine;
-            let render = |a: &Alert, ev: &'static str| render_for(engine, to, a, ev);
+            let (router, registry) = (&self.settings.router, self.engine.registry());
+            let route = |a: &Alert, ev: Event| -> Routed { router.route(registry, a, ev) };
             let mut touched = Vec::new();
             for t in &b.transitions {
-                let applied = alerts::apply(&tx, t, &render)?;
+                let applied = alerts::apply(&tx, t, &route)?;
                 match applied {
                     Applied::Opened(id) => touched.push((id, AlertWhat::Fired)),
                     Applied::Reactivated(id) => touched.push((id, AlertWhat::Refired)),
@@ -590,7 +589,9 @@ impl Pipeline {
             }
         }
         if b.notifications {
-            self.out.notify_wake.notify_one();
+            for w in &self.out.notify_wake {
+                w.notify_one();
+            }
         }
         if b.readings {
             self.out.tsdb_wake.notify_one();
@@ -700,16 +701,20 @@ fn delivery_change(
     let building = alerts::get(tx, d.alert_id)?
         .map(|a| a.building)
         .unwrap_or_default();
-    let (ok, error) = match &d.outcome {
-        Ok(()) => (true, None),
-        Err((_, msg)) => (false, Some(msg.clone())),
+    use crate::store::notifications::Outcome;
+    let (outcome, error) = match &d.outcome {
+        Outcome::Sent => ("sent", None),
+        Outcome::Retry { error, .. } => ("retry", Some(error.clone())),
+        Outcome::GaveUp { error, .. } => ("gave_up", Some(error.clone())),
     };
     let change = Change::Notification {
         alert: alerts::alert_id(d.alert_id),
         building,
-        channel: "email".into(),
-        event: d.event.clone(),
-        ok,
+        channel: d.channel.as_str().to_owned(),
+        target: d.target.clone(),
+        event: d.event.as_str().to_owned(),
+        ok: outcome == "sent",
+        outcome: outcome.to_owned(),
         error,
     };
     record(tx, clock, change, b)
@@ -754,17 +759,6 @@ fn refresh_gauges(engine: &Engine, metrics: &Metrics) {
     metrics
         .redelivered_unrecognised
         .store(refused.redelivered_unrecognised, Relaxed);
-}
-
-fn render_for(engine: &Engine, to: &[String], a: &Alert, event: &'static str) -> Option<Outgoing> {
-    if a.severity == Severity::Info {
-        return None; // recorded, not mailed
-    }
-    let location = engine
-        .registry()
-        .device(&a.device)
-        .and_then(|d| d.location.as_deref());
-    Some(notify::render(a, event, to, location))
 }
 
 fn handle_publish(

@@ -1,5 +1,5 @@
 //! Alerts: one row per condition episode, at most one open per (rule, device, channel)
-//! (a unique index enforces it), with a full history and a notification outbox.
+//! (a unique index enforces it), with a full history and the notifications of its transitions.
 //!
 //! The pipeline applies engine [`Transition`]s here inside its group-commit transaction, so an
 //! alert, its history entry and its queued notification become durable together, before the
@@ -8,6 +8,7 @@
 use super::{Result, StoreError};
 pub use crate::model::alert::{alert_id, parse_alert_id, Alert, Classification, Status};
 use crate::model::alert::{Change, Transition};
+use crate::model::notification::{ChannelKind, Event};
 use crate::model::{rfc3339, Millis};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -63,31 +64,28 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
 pub struct HistoryEntry {
     /// When.
     pub at: String,
-    /// fired, refired, cleared, repeat, acknowledged, closed, note, notified, notify_failed.
+    /// fired, refired, cleared, repeat, acknowledged, closed, note, notified, notify_failed,
+    /// notify_gave_up.
     pub what: String,
     /// Who (people actions).
     pub by: Option<String>,
     /// Note text.
     pub note: Option<String>,
-    /// Extra detail (value, message, recipients, error).
+    /// Extra detail (value, message; channel, target, attempt, error).
     pub detail: Option<Value>,
 }
 
-/// A notification to queue with a transition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outgoing {
-    /// Event name: fired, cleared, closed, repeat.
-    pub event: &'static str,
-    /// Recipients.
-    pub recipients: Vec<String>,
-    /// Subject.
-    pub subject: String,
-    /// Plain-text body.
-    pub body: String,
+/// Who is told of an alert transition, and where the device is (decided by the routing stage).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routed {
+    /// (channel, target) pairs: an e-mail address, or a webhook's name.
+    pub targets: Vec<(ChannelKind, String)>,
+    /// The device's location from the registry, shown in the notification.
+    pub location: Option<String>,
 }
 
-/// Renders a notification for an alert (set by the notifier module).
-pub type Render<'a> = &'a dyn Fn(&Alert, &'static str) -> Option<Outgoing>;
+/// Routes an alert transition to its targets (set by the routing stage).
+pub type Route<'a> = &'a dyn Fn(&Alert, Event) -> Routed;
 
 /// The open alert for a key, if any.
 pub fn find_open(
@@ -123,7 +121,7 @@ fn history(
     by: Option<&str>,
     note: Option<&str>,
     detail: Option<Value>,
-) -> Result<()> {
+) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO alert_history (alert_id, at, what, by, note, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -136,7 +134,7 @@ fn history(
         note,
         detail.map(|d| d.to_string())
     ])?;
-    Ok(())
+    Ok(conn.last_insert_rowid())
 }
 
 /// Records a notification attempt outcome in the alert's history.
@@ -147,23 +145,40 @@ pub fn record_notification(
     what: &str,
     detail: Value,
 ) -> Result<()> {
-    history(conn, alert, at, what, None, None, Some(detail))
+    history(conn, alert, at, what, None, None, Some(detail)).map(|_| ())
 }
 
-fn enqueue(conn: &Connection, alert: &Alert, out: Outgoing, now: Millis) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO outbox (alert_id, event, created_at, next_attempt_at, recipients, subject, body)
-         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
+/// Queues the notifications of a transition (its history entry `transition`): the alert as
+/// committed now, for every target the route names. Returns whether any were queued.
+fn enqueue(
+    conn: &Connection,
+    alert: &Alert,
+    event: Event,
+    transition: i64,
+    route: Route<'_>,
+    now: Millis,
+) -> Result<bool> {
+    let routed = route(alert, event);
+    if routed.targets.is_empty() {
+        return Ok(false);
+    }
+    let notes = if event == Event::Closed {
+        notes_of(&history_of(conn, alert.id)?)
+    } else {
+        Vec::new()
+    };
+    let mut snapshot = alert.to_json(notes);
+    snapshot["location"] = routed.location.into();
+    super::notifications::enqueue(
+        conn,
         alert.id,
-        out.event,
+        event,
+        transition,
+        &routed.targets,
+        &snapshot,
         now,
-        out.recipients.join(","),
-        out.subject,
-        out.body
-    ])?;
-    Ok(())
+    )?;
+    Ok(true)
 }
 
 /// What applying a transition did (for counters and logs).
@@ -182,7 +197,7 @@ pub enum Applied {
 }
 
 /// Applies one engine transition.
-pub fn apply(conn: &Connection, t: &Transition, render: Render<'_>) -> Result<Applied> {
+pub fn apply(conn: &Connection, t: &Transition, route: Route<'_>) -> Result<Applied> {
     let open = find_open(conn, &t.rule, &t.device, t.channel.as_deref())?;
     let detail = json!({"value": t.value, "threshold": t.threshold, "message": t.message});
     match (t.change, open) {
@@ -208,14 +223,12 @@ pub fn apply(conn: &Connection, t: &Transition, render: Render<'_>) -> Result<Ap
                 t.pulse.then_some(t.at),
             ])?;
             let id = conn.last_insert_rowid();
-            history(conn, id, t.at, "fired", None, None, Some(detail))?;
+            let h = history(conn, id, t.at, "fired", None, None, Some(detail))?;
             let alert = get(conn, id)?.ok_or(StoreError::Corrupt {
                 what: "alert",
                 err: "inserted alert not found".into(),
             })?;
-            if let Some(out) = render(&alert, "fired") {
-                enqueue(conn, &alert, out, t.at)?;
-            }
+            enqueue(conn, &alert, Event::Fired, h, route, t.at)?;
             Ok(Applied::Opened(id))
         }
         (Change::Fired, Some(a)) => {
@@ -238,11 +251,9 @@ pub fn apply(conn: &Connection, t: &Transition, render: Render<'_>) -> Result<Ap
                 t.at,
                 if active { None } else { Some(t.at) },
             ])?;
-            history(conn, a.id, t.at, "refired", None, None, Some(detail))?;
+            let h = history(conn, a.id, t.at, "refired", None, None, Some(detail))?;
             let alert = get(conn, a.id)?.unwrap_or(a);
-            if let Some(out) = render(&alert, "fired") {
-                enqueue(conn, &alert, out, t.at)?;
-            }
+            enqueue(conn, &alert, Event::Refired, h, route, t.at)?;
             Ok(Applied::Reactivated(alert.id))
         }
         (Change::Cleared, Some(a)) if a.active => {
@@ -251,18 +262,14 @@ pub fn apply(conn: &Connection, t: &Transition, render: Render<'_>) -> Result<Ap
                  value = coalesce(?3, value) WHERE id = ?1",
             )?
             .execute(params![a.id, t.at, t.value])?;
-            history(conn, a.id, t.at, "cleared", None, None, Some(detail))?;
+            let h = history(conn, a.id, t.at, "cleared", None, None, Some(detail))?;
             let alert = get(conn, a.id)?.unwrap_or(a);
-            if let Some(out) = render(&alert, "cleared") {
-                enqueue(conn, &alert, out, t.at)?;
-            }
+            enqueue(conn, &alert, Event::Cleared, h, route, t.at)?;
             Ok(Applied::Cleared(alert.id))
         }
         (Change::Repeat, Some(a)) if a.active && a.status == Status::Open => {
-            history(conn, a.id, t.at, "repeat", None, None, Some(detail))?;
-            if let Some(out) = render(&a, "repeat") {
-                enqueue(conn, &a, out, t.at)?;
-            }
+            let h = history(conn, a.id, t.at, "repeat", None, None, Some(detail))?;
+            enqueue(conn, &a, Event::Repeat, h, route, t.at)?;
             Ok(Applied::Reminded(a.id))
         }
         _ => Ok(Applied::Nothing),
@@ -328,10 +335,10 @@ pub fn act(
     id: i64,
     action: &Action,
     now: Millis,
-    render: Render<'_>,
+    route: Route<'_>,
 ) -> std::result::Result<Alert, ActionError> {
     conn.execute_batch("SAVEPOINT people_action")?;
-    let r = act_inner(conn, id, action, now, render);
+    let r = act_inner(conn, id, action, now, route);
     let end = if r.is_ok() {
         "RELEASE people_action"
     } else {
@@ -346,7 +353,7 @@ fn act_inner(
     id: i64,
     action: &Action,
     now: Millis,
-    render: Render<'_>,
+    route: Route<'_>,
 ) -> std::result::Result<Alert, ActionError> {
     let a = get(conn, id)?.ok_or_else(|| ActionError::NotFound(alert_id(id)))?;
     match action {
@@ -389,7 +396,7 @@ fn act_inner(
                  classification = ?4, updated_at = ?2 WHERE id = ?1",
                 params![id, now, by, classification.as_str()],
             )?;
-            history(
+            let h = history(
                 conn,
                 id,
                 now,
@@ -401,9 +408,7 @@ fn act_inner(
                 ),
             )?;
             let closed = get(conn, id)?.unwrap_or(a.clone());
-            if let Some(out) = render(&closed, "closed") {
-                enqueue(conn, &closed, out, now)?;
-            }
+            enqueue(conn, &closed, Event::Closed, h, route, now)?;
         }
         Action::Note { by, note } => {
             conn.execute(
@@ -567,7 +572,7 @@ mod tests {
     fn a_people_action_that_fails_halfway_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = super::super::open_writer(dir.path(), "normal").unwrap();
-        let none = |_: &Alert, _: &'static str| None;
+        let none = |_: &Alert, _: crate::model::notification::Event| Routed::default();
         let id = match apply(&conn, &fired(1_000), &none).unwrap() {
             Applied::Opened(id) => id,
             other => panic!("{other:?}"),

@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite database in WAL mode under `storage.dir`.
 //!
 //! One writer (the pipeline thread) commits groups of messages in one transaction each, together
-//! with the notifier's and the time-series forwarder's bookkeeping, which they send it; they and
+//! with the notification senders' and the time-series forwarder's bookkeeping, which they send it; they and
 //! the API read through read-only connections (WAL readers never wait for the writer). Tables:
 //!
 //! | table | what |
@@ -11,7 +11,7 @@
 //! | `devices` | device health records (the rule engine's, as JSON) |
 //! | `conds` | rule conditions: pending hold times, active conditions (the engine's, as JSON) |
 //! | `alerts`, `alert_history` | alerts and every transition, action and notification |
-//! | `outbox` | notifications to send, with attempts and backoff |
+//! | `notifications` | the outbox: one row per (transition, channel, target), with its key, the alert as committed, status, attempts and backoff (replaces the former `outbox` table) |
 //! | `rejected` | rejected messages (contract section 5) |
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
@@ -20,7 +20,7 @@
 pub mod alerts;
 pub mod changes;
 pub mod commands;
-pub mod outbox;
+pub mod notifications;
 
 use crate::model::{Kind, Millis};
 use crate::settings::Problem;
@@ -173,20 +173,6 @@ CREATE TABLE IF NOT EXISTS alert_history (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_history_alert ON alert_history(alert_id, id);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    alert_id INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    next_attempt_at INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    sent_at INTEGER,
-    last_error TEXT,
-    recipients TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY,
     received INTEGER NOT NULL,
@@ -229,6 +215,26 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_pending ON commands(next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS commands_device ON commands(device, id);
+DROP TABLE IF EXISTS outbox;
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    sent_at INTEGER,
+    last_error TEXT,
+    alert TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS notifications_key ON notifications(key);
+CREATE INDEX IF NOT EXISTS notifications_due
+    ON notifications(channel, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_alert ON notifications(alert_id, id);
 "#;
 
 /// `meta` key of the time-series forwarder's cursor (the last `readings` id written).

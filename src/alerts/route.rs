@@ -1,0 +1,98 @@
+//! Routing: for an alert transition, which (channel, target) pairs are told. Every address of
+//! `email.to` by e-mail and every configured webhook; info alerts are recorded, not sent.
+//! Duty rosters (who is on duty when) belong here too when they come.
+
+use crate::model::alert::Alert;
+use crate::model::notification::{ChannelKind, Event};
+use crate::model::Severity;
+use crate::registry::Registry;
+use crate::store::alerts::Routed;
+
+/// The routing table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Router {
+    /// E-mail recipients (`email.to`).
+    pub email_to: Vec<String>,
+    /// Names of the configured webhooks (`webhook[].name`).
+    pub webhooks: Vec<String>,
+}
+
+impl Router {
+    /// Who is told of `event` on `alert`, with the device's location from `registry`.
+    pub fn route(&self, registry: &Registry, alert: &Alert, event: Event) -> Routed {
+        let _ = event; // every event goes to every target, for now
+        if alert.severity == Severity::Info {
+            return Routed::default(); // recorded, not sent
+        }
+        let targets = self
+            .email_to
+            .iter()
+            .map(|a| (ChannelKind::Email, a.clone()))
+            .chain(
+                self.webhooks
+                    .iter()
+                    .map(|w| (ChannelKind::Webhook, w.clone())),
+            )
+            .collect();
+        Routed {
+            targets,
+            location: registry
+                .device(&alert.device)
+                .and_then(|d| d.location.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::alert::Status;
+    use crate::model::Kind;
+
+    fn alert(severity: Severity) -> Alert {
+        Alert {
+            id: 1,
+            rule: "r".into(),
+            severity,
+            building: "b".into(),
+            kind: Kind::Transmitter,
+            device: "d".into(),
+            channel: None,
+            active: true,
+            status: Status::Open,
+            value: None,
+            threshold: None,
+            message: "m".into(),
+            started_at: 0,
+            updated_at: 0,
+            cleared_at: None,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            closed_at: None,
+            closed_by: None,
+            classification: None,
+        }
+    }
+
+    #[test]
+    fn every_address_and_webhook_is_told_except_of_info() {
+        let r = Router {
+            email_to: vec!["a@x.org".into(), "b@x.org".into()],
+            webhooks: vec!["ops".into()],
+        };
+        let reg = Registry::default();
+        let routed = r.route(&reg, &alert(Severity::Critical), Event::Fired);
+        assert_eq!(
+            routed.targets,
+            vec![
+                (ChannelKind::Email, "a@x.org".to_owned()),
+                (ChannelKind::Email, "b@x.org".to_owned()),
+                (ChannelKind::Webhook, "ops".to_owned()),
+            ]
+        );
+        assert!(r
+            .route(&reg, &alert(Severity::Info), Event::Fired)
+            .targets
+            .is_empty());
+    }
+}
