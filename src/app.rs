@@ -97,7 +97,7 @@ pub async fn run_with(
     // Start-up reads files and SQLite: off the async threads.
     let setup_cfg = cfg.clone();
     let setup_clock = Arc::clone(&clock);
-    let (rules, registry, conn, engine) = tokio::task::spawn_blocking(move || {
+    let (rules, registry, conn, engine, email) = tokio::task::spawn_blocking(move || {
         let (rules, registry) = check(&setup_cfg).map_err(problems_error)?;
         let rules = Arc::new(rules);
         let registry = Arc::new(registry);
@@ -115,7 +115,9 @@ pub async fn run_with(
         if setup_cfg.mqtt.url == "embedded" {
             broker::start(&setup_cfg.mqtt.embedded_listen).map_err(|e| anyhow!(e))?;
         }
-        anyhow::Ok((rules, registry, conn, engine))
+        // The e-mail channel may create the `.eml` outbox folder.
+        let email = Email::new(&setup_cfg.email, dir).map_err(|e| anyhow!(e))?;
+        anyhow::Ok((rules, registry, conn, engine, email))
     })
     .await
     .context("start-up task")??;
@@ -142,7 +144,7 @@ pub async fn run_with(
     // One sender per channel, each with its own retries: a stalled SMTP server never delays a
     // webhook.
     let email_sender = Sender::new(
-        Email::new(&cfg.email, &dir).map_err(|e| anyhow!(e))?,
+        email,
         &dir,
         cfg.notify.clone(),
         Arc::clone(&metrics),
