@@ -64,3 +64,30 @@ impl fmt::Display for Problem {
         write!(f, "{}: {}", self.key, self.message)
     }
 }
+
+/// A TOML parse error as a problem, with the byte offset it is at.
+pub fn toml_problem(e: &toml::de::Error) -> Problem {
+    Problem::new(
+        "toml",
+        e.message().to_owned()
+            + &e.span()
+                .map(|s| format!(" (at byte {})", s.start))
+                .unwrap_or_default(),
+    )
+}
+
+/// Reads the file of a configuration `key` (e.g. `rules.file`) and parses it with `parse`; the
+/// problems are reported under `key`.
+pub fn load_file<T>(
+    path: &std::path::Path,
+    key: &str,
+    parse: impl FnOnce(&str) -> Result<T, Vec<Problem>>,
+) -> Result<T, Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        )]
+    })?;
+    parse(&text).map_err(|ps| ps.into_iter().map(|p| p.under(key)).collect())
+}

@@ -4,8 +4,6 @@
 use super::{rfc3339, Kind, Millis, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::fmt;
-use std::str::FromStr;
 
 /// People-side status of an alert: `open` → `acknowledged` → `closed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,21 +74,6 @@ impl Classification {
     }
 }
 
-macro_rules! wire_enum {
-    ($t:ty) => {
-        impl FromStr for $t {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                <$t>::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
 wire_enum!(Status);
 wire_enum!(Classification);
 

@@ -1,6 +1,23 @@
 //! The domain model shared by the service and the simulators: kinds, classes, metrics,
 //! severities, decoded messages and the topic layout of the wire contract (docs/contract.md).
 
+/// `FromStr` and `Display` by wire name for a closed set with `ALL` and `as_str`.
+macro_rules! wire_enum {
+    ($t:ty) => {
+        impl std::str::FromStr for $t {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                <$t>::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod alert;
 pub mod decode;
 pub mod notification;

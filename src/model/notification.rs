@@ -4,8 +4,6 @@
 use super::Millis;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
-use std::str::FromStr;
 
 /// A way of telling people (the `channel` column of the outbox).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,21 +104,6 @@ impl DeliveryStatus {
     }
 }
 
-macro_rules! wire_enum {
-    ($t:ty) => {
-        impl FromStr for $t {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                <$t>::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
 wire_enum!(ChannelKind);
 wire_enum!(Event);
 wire_enum!(DeliveryStatus);

@@ -97,34 +97,16 @@ pub struct Registry {
 impl Registry {
     /// Reads the registry; a missing file is an empty registry.
     pub fn load(path: &Path) -> Result<Registry, Vec<Problem>> {
-        let key = "registry.file";
         if !path.exists() {
             return Ok(Registry::default());
         }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![Problem::new(
-                key,
-                format!("cannot read {}: {e}", path.display()),
-            )]
-        })?;
-        Self::parse(&text).map_err(|ps| {
-            ps.into_iter()
-                .map(|p| Problem::new(format!("{key}: {}", p.key), p.message))
-                .collect()
-        })
+        crate::settings::load_file(path, "registry.file", Self::parse)
     }
 
     /// Parses and validates registry TOML.
     pub fn parse(text: &str) -> Result<Registry, Vec<Problem>> {
-        let mut r: Registry = toml::from_str(text).map_err(|e| {
-            vec![Problem::new(
-                "toml",
-                e.message().to_owned()
-                    + &e.span()
-                        .map(|s| format!(" (at byte {})", s.start))
-                        .unwrap_or_default(),
-            )]
-        })?;
+        let mut r: Registry =
+            toml::from_str(text).map_err(|e| vec![crate::settings::toml_problem(&e)])?;
         let mut p = Vec::new();
         for (i, b) in r.buildings.iter().enumerate() {
             if !crate::model::valid_id(&b.id) {

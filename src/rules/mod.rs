@@ -16,7 +16,7 @@ pub mod engine;
 use crate::model::{BuildingClass, Kind, Severity};
 pub use crate::registry::Levels;
 use crate::registry::Registry;
-use crate::settings::Problem;
+use crate::settings::{toml_problem, Problem};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -182,18 +182,7 @@ pub struct Rules {
 impl Rules {
     /// Reads and validates a rule file.
     pub fn load(path: &Path) -> Result<Rules, Vec<Problem>> {
-        let key = "rules.file";
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![Problem::new(
-                key,
-                format!("cannot read {}: {e}", path.display()),
-            )]
-        })?;
-        Self::parse(&text).map_err(|ps| {
-            ps.into_iter()
-                .map(|p| Problem::new(format!("{key}: {}", p.key), p.message))
-                .collect()
-        })
+        crate::settings::load_file(path, "rules.file", Self::parse)
     }
 
     /// Parses and validates rule TOML.
@@ -439,17 +428,6 @@ pub fn scale_rule_times(text: &str, factor: f64) -> Result<String, Problem> {
     let mut v: toml::Value = toml::from_str(text).map_err(|e| toml_problem(&e))?;
     scale(&mut v, factor, false);
     toml::to_string(&v).map_err(|e| Problem::new("toml", e.to_string()))
-}
-
-/// A TOML parse error as a problem, with the byte offset it is at.
-pub(crate) fn toml_problem(e: &toml::de::Error) -> Problem {
-    Problem::new(
-        "toml",
-        e.message().to_owned()
-            + &e.span()
-                .map(|s| format!(" (at byte {})", s.start))
-                .unwrap_or_default(),
-    )
 }
 
 #[cfg(test)]
