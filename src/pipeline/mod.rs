@@ -247,8 +247,6 @@ pub struct Pipeline {
     last_event_arrival: Option<u64>,
     last_tick: Instant,
     last_housekeeping: Instant,
-    /// Each device's state as last published on the change feed.
-    device_states: HashMap<String, DeviceState>,
 }
 
 struct Batch {
@@ -277,11 +275,6 @@ impl Pipeline {
         out: Outputs,
         clock: SharedClock,
     ) -> Self {
-        let device_states = engine
-            .devices()
-            .iter()
-            .map(|(id, d)| (id.clone(), DeviceState::of(d.last_seen, d.offline)))
-            .collect();
         Pipeline {
             conn,
             engine,
@@ -293,7 +286,6 @@ impl Pipeline {
             last_event_arrival: None,
             last_tick: Instant::now(),
             last_housekeeping: Instant::now() - HOUSEKEEPING,
-            device_states,
         }
     }
 
@@ -531,17 +523,16 @@ impl Pipeline {
         }
         for (id, rec) in &dirty.devices {
             store::upsert_device(&tx, id, &rec.building, rec.kind, rec)?;
-            let state = DeviceState::of(rec.last_seen, rec.offline);
-            let previous = match self.device_states.get_mut(id) {
-                Some(s) => std::mem::replace(s, state),
-                None => {
-                    self.device_states.insert(id.clone(), state);
-                    DeviceState::NeverSeen
-                }
+        }
+        for (id, before) in dirty.liveness {
+            let Some(rec) = self.engine.device(&id) else {
+                continue;
             };
+            let state = DeviceState::of(rec.last_seen, rec.offline);
+            let previous = DeviceState::of(before.seen.then_some(0), before.offline);
             if previous != state {
                 let change = Change::Device {
-                    device: id.clone(),
+                    device: id,
                     building: rec.building.clone(),
                     kind: rec.kind,
                     state,

@@ -288,6 +288,8 @@ pub struct Engine {
     dirty_conds: HashSet<CondKey>,
     dirty_devices: HashSet<String>,
     limits: Limits,
+    /// Liveness before the first change since the last `take_dirty`, by device.
+    liveness_before: HashMap<String, Liveness>,
     unregistered: usize,
     refused: Refused,
 }
@@ -299,6 +301,28 @@ pub struct Dirty {
     pub conds: Vec<(CondKey, Option<Cond>)>,
     /// Device records to upsert.
     pub devices: Vec<(String, DeviceRecord)>,
+    /// Devices whose liveness changed, with what it was before (the current one is in their
+    /// record).
+    pub liveness: Vec<(String, Liveness)>,
+}
+
+/// Whether a device has shown a sign of life, and whether it is offline now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Liveness {
+    /// A sign of life was seen (`last_seen` is set).
+    pub seen: bool,
+    /// Offline now.
+    pub offline: bool,
+}
+
+impl Liveness {
+    /// The liveness of a record.
+    pub fn of(d: &DeviceRecord) -> Liveness {
+        Liveness {
+            seen: d.last_seen.is_some(),
+            offline: d.offline,
+        }
+    }
 }
 
 impl Engine {
@@ -313,6 +337,7 @@ impl Engine {
             dirty_conds: HashSet::new(),
             dirty_devices: HashSet::new(),
             limits: Limits::default(),
+            liveness_before: HashMap::new(),
             unregistered: 0,
             refused: Refused::default(),
         }
@@ -408,7 +433,25 @@ impl Engine {
                 d.devices.push((id, r.clone()));
             }
         }
+        for (id, before) in self.liveness_before.drain() {
+            if self
+                .devices
+                .get(&id)
+                .is_some_and(|r| Liveness::of(r) != before)
+            {
+                d.liveness.push((id, before));
+            }
+        }
         d
+    }
+
+    /// Notes a device's liveness before something may change it.
+    fn note_liveness(&mut self, id: &str) {
+        if let Some(r) = self.devices.get(id) {
+            if !self.liveness_before.contains_key(id) {
+                self.liveness_before.insert(id.to_owned(), Liveness::of(r));
+            }
+        }
     }
 
     /// Counts a rejected message against its device (when the topic named one).
@@ -555,6 +598,7 @@ impl Engine {
     /// Evaluates an accepted message; time is the message's receive time.
     pub fn evaluate(&mut self, msg: &Message, out: &mut Vec<Transition>) {
         let now = msg.received;
+        self.note_liveness(&msg.device);
         self.liveness(msg, out);
         match &msg.body {
             Body::Telemetry(samples) => {
@@ -705,6 +749,7 @@ impl Engine {
         }
         newly_offline.sort();
         for (id, timeout) in newly_offline {
+            self.note_liveness(&id);
             self.go_offline(&id, now, Some(timeout), out);
         }
     }

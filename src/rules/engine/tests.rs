@@ -2567,3 +2567,24 @@ fn a_redelivered_payload_without_seq_is_recognised_also_after_a_restart() {
     assert_eq!(restarted.refused().redelivered_unrecognised, 1);
     assert_eq!(restarted.device("wp-1").unwrap().messages, 3);
 }
+
+#[test]
+fn liveness_changes_are_handed_out_with_what_they_were_before() {
+    let mut h = H::new();
+    let status = topic("plain", "water_pressure", "wp-1", "status");
+    h.send(T0, &status, r#"{"online": true}"#);
+    let d = h.engine.take_dirty();
+    assert_eq!(d.liveness, vec![("wp-1".to_owned(), Liveness::default())]);
+    // Another message: still online, nothing to report.
+    h.send(T0 + SEC, &status, r#"{"online": true}"#);
+    assert!(h.engine.take_dirty().liveness.is_empty());
+    // The last will: online → offline.
+    h.send(T0 + 2 * SEC, &status, r#"{"online": false}"#);
+    let d = h.engine.take_dirty();
+    let before = Liveness {
+        seen: true,
+        offline: false,
+    };
+    assert_eq!(d.liveness, vec![("wp-1".to_owned(), before)]);
+    assert!(h.engine.device("wp-1").unwrap().offline);
+}
