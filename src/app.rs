@@ -256,30 +256,24 @@ pub async fn run_with(
         ingest_token.clone(),
     ))
     .fuse();
-    let cursor_tx = std::sync::Mutex::new(input_tx.clone());
+    let cursor_tx = input_tx.clone();
     let mut forwarder = tokio::spawn(
         Forwarder::new(
             cfg.tsdb.clone(),
             dir.clone(),
             Arc::clone(&metrics),
             tsdb_wake,
-            Box::new(move |id| {
-                cursor_tx
-                    .lock()
-                    .is_ok_and(|tx| tx.send(Input::TsdbCursor(id)).is_ok())
-            }),
+            Box::new(move |id| cursor_tx.send(Input::TsdbCursor(id)).is_ok()),
             Arc::clone(&clock),
         )
         .run(backend_token.clone()),
     )
     .fuse();
     let report = |kind: ChannelKind| -> Report {
-        let delivered_tx = std::sync::Mutex::new(input_tx.clone());
+        let delivered_tx = input_tx.clone();
         Box::new(move |d| {
             debug_assert_eq!(d.channel, kind);
-            delivered_tx
-                .lock()
-                .is_ok_and(|tx| tx.send(Input::Delivered(d)).is_ok())
+            delivered_tx.send(Input::Delivered(d)).is_ok()
         })
     };
     let mut email_task =
