@@ -630,6 +630,22 @@ pub trait Api {
         })
         .await
     }
+
+    /// Waits until the history of alert `id` holds `step` (a delivery is recorded only after
+    /// the receiving server has answered, so a mail on disk can precede it); returns the steps.
+    async fn wait_history(&self, id: &str, step: &str) -> Vec<String> {
+        wait_for(
+            &format!("{step} in the history of {id}"),
+            Duration::from_secs(60),
+            || async {
+                let full = self.get(&format!("/api/v1/alerts/{id}")).await;
+                let what: Vec<String> =
+                    history_steps(&full).into_iter().map(String::from).collect();
+                what.iter().any(|s| s == step).then_some(what)
+            },
+        )
+        .await
+    }
 }
 
 impl Api for Firewatch {
