@@ -193,6 +193,31 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
             .all(|(n, _, _)| n == "electrical_temperature_c"),
         "{chans:?}"
     );
+
+    // Every stage this run went through counted its time (the histogram's _count lines).
+    let stage = |labels: &str| format!("firewatch_stage_seconds_count{{{labels}}}");
+    for labels in [
+        "stage=\"received_committed\",lane=\"event\"",
+        "stage=\"received_committed\",lane=\"reading\"",
+        "stage=\"committed_send_started\",channel=\"email\"",
+        "stage=\"send_started_accepted\",channel=\"email\"",
+        "stage=\"committed_in_tsdb\"",
+    ] {
+        let name = stage(labels);
+        let n = wait_for(&name, T, || async {
+            let n = fw.metric(&name).await;
+            (n >= 1.0).then_some(n)
+        })
+        .await;
+        assert_eq!(n.fract(), 0.0, "{name} = {n}");
+    }
+    let events = fw
+        .metric(&stage("stage=\"received_committed\",lane=\"event\""))
+        .await;
+    assert!(
+        events >= 2.0,
+        "the camera and the transmitter events: {events}"
+    );
 }
 
 /// A dip shorter than the hold time, and a value oscillating inside the hysteresis band,

@@ -398,6 +398,7 @@ async fn poll_loop(
                         published - 1
                     },
                     received,
+                    at: std::time::Instant::now(),
                     ack,
                 };
                 if pipeline.publish(input).is_err() {

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 pub use webhook::WebhookConfig;
@@ -214,12 +215,21 @@ impl<C: Channel> Sender<C> {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
+                let started = Instant::now();
+                let stages = &self.metrics.stages;
+                if n.attempts == 0 {
+                    if let Some(committed) = stages.commits.notification(n.id) {
+                        stages.send_started[kind.index()]
+                            .observe(started.saturating_duration_since(committed));
+                    }
+                }
                 let result = self.channel.send(&n).await;
                 let now = self.clock.now_ms();
                 let attempt = n.attempts + 1;
                 match &result {
                     Ok(()) => {
                         self.metrics.notified(kind, NotifyOutcome::Sent);
+                        stages.accepted[kind.index()].observe(started.elapsed());
                         let lat = (now - n.created_at).max(0) as u64 * 1000;
                         self.metrics.notify_last_latency_us.store(lat, Relaxed);
                     }

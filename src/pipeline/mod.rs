@@ -61,21 +61,25 @@ pub struct Inputs {
 
 impl Inputs {
     /// Queues an input on the normal queue.
-    pub fn send(&self, i: Input) -> Result<(), std::sync::mpsc::SendError<Input>> {
-        self.normal.send(i)
+    pub fn send(&self, i: Input) -> Result<(), Stopped> {
+        self.normal.send(i).map_err(|_| Stopped)
     }
 
     /// Queues a publish, events on the priority queue (with a wake-up on the normal one, which
     /// the pipeline may be waiting on).
-    pub fn publish(&self, m: Incoming) -> Result<(), std::sync::mpsc::SendError<Input>> {
+    pub fn publish(&self, m: Incoming) -> Result<(), Stopped> {
         if m.topic.ends_with("/event") {
-            self.priority.send(Input::Publish(m))?;
-            self.normal.send(Input::Wake)
+            self.priority.send(Input::Publish(m)).map_err(|_| Stopped)?;
+            self.send(Input::Wake)
         } else {
-            self.normal.send(Input::Publish(m))
+            self.send(Input::Publish(m))
         }
     }
 }
+
+/// The pipeline has stopped: nothing more is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
 
 /// One publish from the broker.
 #[derive(Debug)]
@@ -90,6 +94,8 @@ pub struct Incoming {
     pub dup: bool,
     /// Receive time.
     pub received: Millis,
+    /// Receive instant (stage times).
+    pub at: Instant,
     /// Ack after commit (QoS 1).
     pub ack: Option<AckToken>,
     /// Arrival number on this ingest (every publish, from 0): shows events overtaking.
@@ -261,6 +267,8 @@ struct Batch {
     /// The change feed's entries of this batch, inserted in its transaction.
     changes: Vec<Published>,
     commands: bool,
+    /// Receive instants of the publishes, events apart (stage times).
+    received: Vec<(bool, Instant)>,
 }
 
 type CommandReply = oneshot::Sender<Result<Command, CommandError>>;
@@ -374,6 +382,7 @@ impl Pipeline {
             notifications: false,
             changes: Vec::new(),
             commands: false,
+            received: Vec::new(),
         };
         let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out any other writer). A deferred
@@ -401,7 +410,9 @@ impl Pipeline {
             match input {
                 Input::Publish(m) => {
                     depth += 1;
-                    if m.topic.ends_with("/event") {
+                    let event = m.topic.ends_with("/event");
+                    b.received.push((event, m.at));
+                    if event {
                         self.last_event_arrival = self.last_event_arrival.max(Some(m.arrival));
                     } else if self.last_event_arrival.is_some_and(|e| m.arrival < e) {
                         self.metrics.overtaken.fetch_add(1, Relaxed);
@@ -541,9 +552,25 @@ impl Pipeline {
                 record(&tx, &self.clock, change, &mut b)?;
             }
         }
+        let reading = b.readings.then(|| store::max_reading_id(&tx)).transpose()?;
+        let notification = b
+            .notifications
+            .then(|| notifications::max_id(&tx))
+            .transpose()?;
         tx.commit()?;
 
         // Durable: now acknowledge, answer and announce.
+        let committed = Instant::now();
+        let stages = &self.metrics.stages;
+        stages.commits.committed(committed, reading, notification);
+        for (event, at) in b.received.drain(..) {
+            let h = if event {
+                &stages.event_committed
+            } else {
+                &stages.reading_committed
+            };
+            h.observe(committed.saturating_duration_since(at));
+        }
         if let Some(t) = ticked_at {
             // After the commit: whatever the timers up to `t` raised is visible now.
             self.metrics.pipeline_clock_ms.store(t, Relaxed);

@@ -50,6 +50,15 @@ fn corrupt(what: &'static str, v: &str) -> rusqlite::Error {
     )
 }
 
+/// The highest notification id (0 when there is none).
+pub fn max_id(c: &Connection) -> Result<i64> {
+    Ok(
+        c.query_row("SELECT ifnull(max(id), 0) FROM notifications", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 /// Pending rows of one channel that are due at `now` (at most `limit`, oldest first), the
 /// count of its pending rows, and when the next one is due.
 #[allow(clippy::type_complexity)]

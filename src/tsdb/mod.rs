@@ -313,6 +313,13 @@ impl Forwarder {
             };
             match err {
                 None => {
+                    let written = Instant::now();
+                    let stages = &self.metrics.stages;
+                    for (at, n) in stages.commits.readings(cursor, last) {
+                        stages
+                            .in_tsdb
+                            .observe_n(written.saturating_duration_since(at), n);
+                    }
                     cursor = last;
                     // Saved by the store's single writer; if firewatch stops before that
                     // commit, these points are written again after the restart (the same

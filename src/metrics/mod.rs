@@ -8,6 +8,8 @@ use crate::model::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+pub mod stages;
+
 /// All counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -121,6 +123,8 @@ pub struct Metrics {
     pub command_answers_unmatched: AtomicU64,
     /// Commands waiting for their PUBACK.
     pub commands_pending: AtomicI64,
+    /// Latency per stage.
+    pub stages: stages::Stages,
 }
 
 /// Counter names (exposition and docs).
@@ -532,6 +536,8 @@ impl Metrics {
             );
         }
         self.render_commands(&mut s);
+        self.stages
+            .render(&mut s, &ChannelKind::ALL.map(ChannelKind::as_str));
         s
     }
 
