@@ -545,6 +545,10 @@ async fn embedded_defaults_turn_a_mosquitto_pub_into_an_alert_and_an_eml() {
         ..Default::default()
     })
     .await;
+    // Healthy means subscribed: a publish from now on reaches firewatch.
+    assert_eq!(fw.metric("firewatch_mqtt_subscribed").await, 1.0);
+    let health = fw.get("/healthz").await;
+    assert_eq!(health["mqtt_subscribed"], true, "{health}");
     // The README's example, byte for byte, but on this test's port.
     let status = std::process::Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])

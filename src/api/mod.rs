@@ -227,6 +227,9 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     let mut problems = Vec::new();
     if !m.mqtt_connected.load(Relaxed) {
         problems.push("mqtt: not connected to the broker".to_owned());
+    } else if !m.mqtt_subscribed.load(Relaxed) {
+        // Connected but not subscribed receives nothing (SUBACK pending or refused).
+        problems.push("mqtt: the subscription to fw/v1/# is not granted".to_owned());
     }
     let dir = s.dir.clone();
     let store_ok = tokio::task::spawn_blocking(move || {
@@ -253,6 +256,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "status": if problems.is_empty() { "ok" } else { "unavailable" },
         "problems": problems,
         "mqtt_connected": m.mqtt_connected.load(Relaxed),
+        "mqtt_subscribed": m.mqtt_subscribed.load(Relaxed),
         "tsdb_spool": m.tsdb_spool.load(Relaxed),
         "notifications_queued": m.notify_queued(),
     });

@@ -418,6 +418,8 @@ async fn poll_loop(
                     session_present = ack.session_present,
                     "Connected to the MQTT broker."
                 );
+                // The broker keeps the subscription of a present session.
+                metrics.mqtt_subscribed.store(ack.session_present, Relaxed);
                 if !ack.session_present {
                     client
                         .try_subscribe(SUBSCRIPTION, QoS::AtLeastOnce)
@@ -425,7 +427,16 @@ async fn poll_loop(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(s))) => {
-                tracing::info!(topic = SUBSCRIPTION, result = ?s.return_codes, "Subscribed.");
+                let granted = s
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+                metrics.mqtt_subscribed.store(granted, Relaxed);
+                if granted {
+                    tracing::info!(topic = SUBSCRIPTION, result = ?s.return_codes, "Subscribed.");
+                } else {
+                    tracing::error!(topic = SUBSCRIPTION, result = ?s.return_codes, "The broker refused the subscription: no message will arrive. Check the broker's ACL for this client.");
+                }
             }
             // Packet ids of QoS 1 publishes: only the command publisher sends those (rejected
             // copies are QoS 0, packet id 0).
@@ -438,6 +449,7 @@ async fn poll_loop(
             Err(e) => {
                 tell(LinkEvent::Disconnected);
                 metrics.mqtt_connected.store(false, Relaxed);
+                metrics.mqtt_subscribed.store(false, Relaxed);
                 metrics.mqtt_errors.fetch_add(1, Relaxed);
                 if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed; reconnecting.");

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub overtaken: AtomicU64,
     /// Broker connected.
     pub mqtt_connected: AtomicBool,
+    /// The broker granted the subscription (SUBACK, or a present session).
+    pub mqtt_subscribed: AtomicBool,
     /// Connections made.
     pub mqtt_connects: AtomicU64,
     /// Connection errors.
@@ -314,6 +316,12 @@ impl Metrics {
             "1 when connected to the broker.",
             "gauge",
             u8::from(self.mqtt_connected.load(Relaxed)).to_string(),
+        );
+        c(
+            "firewatch_mqtt_subscribed",
+            "1 when the broker granted the subscription to fw/v1/#.",
+            "gauge",
+            u8::from(self.mqtt_subscribed.load(Relaxed)).to_string(),
         );
         c(
             "firewatch_mqtt_connects_total",
