@@ -221,6 +221,7 @@ pub async fn run_with(
         registry: Arc::clone(&registry),
         rules: Arc::clone(&rules),
         clock: Arc::clone(&clock),
+        ack_token: cfg.http.ack_token.clone(),
     };
 
     let ingest_token = CancellationToken::new();

@@ -596,3 +596,76 @@ async fn embedded_defaults_turn_a_mosquitto_pub_into_an_alert_and_an_eml() {
         "{err}"
     );
 }
+
+/// A reply with the alert's short code acknowledges it through the inbound endpoint, which
+/// needs the token (as a bearer header or `?token=`); mistakes are clear 4xx errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_code_acknowledges_the_alert_it_names() {
+    let b = unique("bcode");
+    let token = "reply-token-0123456789";
+    let fw = Firewatch::start(Options {
+        env: vec![("FIREWATCH__HTTP__ACK_TOKEN".into(), token.into())],
+        ..Default::default()
+    })
+    .await;
+    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    p.publish(
+        &format!("fw/v1/{b}/fire_lane/cam-{b}/event"),
+        json!({"event": "smoke", "state": "start"}).to_string(),
+    )
+    .await;
+    let a = fw
+        .wait_alert(&b, "fire_lane.fire", &format!("cam-{b}"), |_| true, T)
+        .await;
+    let code = a["ack_code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 4, "{a}");
+    let post = |path: String, auth: Option<&str>, body: Value| {
+        let mut r = fw.http().post(format!("{}{path}", fw.base())).json(&body);
+        if let Some(t) = auth {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let path = format!("/api/v1/ack/{code}");
+    let (s, e) = post(path.clone(), None, json!({})).await;
+    assert_eq!(s, 401, "no token: {e}");
+    let (s, _) = post(path.clone(), Some("wrong-token-0123456789"), json!({})).await;
+    assert_eq!(s, 401);
+    let (s, e) = post("/api/v1/ack/K7Q".into(), Some(token), json!({})).await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["error"]
+        .as_str()
+        .unwrap()
+        .contains("not an acknowledgement code"));
+    // Lower case, from a phone: the gateway passes the token in the query.
+    let (s, v) = post(
+        format!("/api/v1/ack/{}?token={token}", code.to_lowercase()),
+        None,
+        json!({"from": "+8613800000000", "note": "收到，马上去"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], a["id"]);
+    assert_eq!(v["status"], "acknowledged");
+    assert_eq!(v["acknowledged_by"], "+8613800000000");
+    let (s, e) = post(path.clone(), Some(token), json!({"by": "Li"})).await;
+    assert_eq!(s, 409, "acknowledged already: {e}");
+    assert_eq!(v["notes"][0]["note"], "收到，马上去", "{v}");
+    assert_eq!(v["notes"][0]["with"], "acknowledged", "{v}");
+}
+
+/// Without `http.ack_token` the inbound endpoint is off and says how to turn it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgement_by_code_is_off_without_a_token() {
+    let fw = Firewatch::start(Options::default()).await;
+    let (s, e) = fw.post("/api/v1/ack/K7Q2", json!({"by": "x"})).await;
+    assert_eq!(s, 404);
+    assert!(
+        e["error"].as_str().unwrap().contains("http.ack_token"),
+        "{e}"
+    );
+}

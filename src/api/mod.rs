@@ -4,6 +4,7 @@
 //! actions (ack, close, notes) go through the pipeline thread, so they are serialised with the
 //! rule engine and committed with the same durability as everything else.
 
+mod ack;
 mod events;
 
 use crate::bus::Bus;
@@ -15,7 +16,7 @@ use crate::model::{parse_rfc3339, rfc3339, Kind, Millis, Severity};
 use crate::pipeline::Input;
 use crate::registry::Registry;
 use crate::rules::engine::DeviceRecord;
-use crate::settings::Problem;
+use crate::settings::{Problem, Secret};
 use crate::store::alerts::{self, Action, ActionError};
 use crate::store::commands::{self, CommandError, CommandKind, CommandRequest, CommandStatus};
 use crate::store::notifications;
@@ -42,12 +43,15 @@ use std::time::Duration;
 pub struct HttpConfig {
     /// API and dashboard listen address.
     pub listen: String,
+    /// Token of `POST /api/v1/ack/{code}` (off when unset).
+    pub ack_token: Option<Secret>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            ack_token: None,
         }
     }
 }
@@ -60,6 +64,16 @@ impl HttpConfig {
             p.push(Problem::new(
                 "http.listen",
                 format!("{:?} is not host:port", self.listen),
+            ));
+        }
+        if self
+            .ack_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            p.push(Problem::new(
+                "http.ack_token",
+                "too short: use at least 16 characters (e.g. `openssl rand -hex 16`)",
             ));
         }
         p
@@ -85,6 +99,8 @@ pub struct ApiState {
     pub changes: Bus,
     /// Ends the event streams when the HTTP server stops.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// `http.ack_token`.
+    pub ack_token: Option<Secret>,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -92,6 +108,8 @@ pub struct ApiState {
 pub enum ApiError {
     /// 400.
     BadRequest(String),
+    /// 401.
+    Unauthorized(String),
     /// 404.
     NotFound(String),
     /// 409.
@@ -106,6 +124,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, msg) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
@@ -157,6 +176,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/commands", get(list_commands))
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/notifications", get(list_notifications))
+        .route("/api/v1/ack/{code}", post(ack::ack_by_code))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -357,7 +377,11 @@ fn body(bytes: &Bytes) -> Result<ActBody, ApiError> {
 }
 
 async fn act(s: &ApiState, id: &str, action: Action) -> ApiResult {
-    let n = alert_param(id)?;
+    act_on(s, alert_param(id)?, action).await
+}
+
+/// Hands a people action on alert `n` to the pipeline; answers with the alert after the commit.
+async fn act_on(s: &ApiState, n: i64, action: Action) -> ApiResult {
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.pipeline
         .send(Input::Act {
@@ -772,7 +796,21 @@ mod tests {
             clock: Arc::new(crate::clock::SystemClock),
             changes: crate::bus::Bus::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            ack_token: None,
         }
+    }
+
+    #[test]
+    fn a_short_ack_token_is_a_problem() {
+        let mut c = HttpConfig {
+            ack_token: Some(Secret::new("short")),
+            ..HttpConfig::default()
+        };
+        let p = c.validate();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "http.ack_token");
+        c.ack_token = Some(Secret::new("0123456789abcdef"));
+        assert!(c.validate().is_empty());
     }
 
     async fn status(router: Router, uri: &str) -> StatusCode {

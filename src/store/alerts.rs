@@ -104,6 +104,26 @@ pub fn find_open(
         .optional()?)
 }
 
+/// The alert an acknowledgement code names: of the alerts whose id is congruent to `residue`
+/// (see [`crate::model::alert::ack_code_residue`]), the newest that is not closed, else the
+/// newest (so that a late reply gets a clear conflict, not "unknown code").
+pub fn by_code(conn: &Connection, residue: i64) -> Result<Option<Alert>> {
+    let space = crate::model::alert::ack_code_space();
+    let max: i64 = conn.query_row("SELECT ifnull(max(id), 0) FROM alerts", [], |r| r.get(0))?;
+    let mut newest = None;
+    let mut id = residue + (max - residue).div_euclid(space) * space;
+    while id > 0 {
+        if let Some(a) = get(conn, id)? {
+            if a.status != Status::Closed {
+                return Ok(Some(a));
+            }
+            newest.get_or_insert(a);
+        }
+        id -= space;
+    }
+    Ok(newest)
+}
+
 /// One alert.
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {
     let sql = format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1");
