@@ -13,7 +13,15 @@
 #      until the TSDB spool is empty;
 #   3. end-to-end alert latency (publish → mail accepted by the SMTP server), without and with
 #      a 20k msg/s background load;
-#   4. resident memory per device at 10k and 100k devices.
+#   4. resident memory per device at 10k and 100k devices;
+#   5. drain: BENCH_DRAIN_N readings queued at the broker while firewatch is stopped, from its
+#      start until the TSDB holds them all, against a bare `mosquitto_sub` draining the same
+#      queue;
+#   6. the embedded broker (rumqttd, `mqtt.url = "embedded"`): the ingest of step 2 on it.
+#
+# Steps 2, 3 and 5 also show where the time goes, per stage, from firewatch's
+# `firewatch_stage_seconds` histograms (received → committed → send started → accepted;
+# committed → in the TSDB).
 #
 # Prints the result table (markdown) on stdout, progress lines on stderr, and writes the table
 # into docs/benchmarks.md between `<!-- bench:begin -->` and `<!-- bench:end -->`. Method and
@@ -26,6 +34,7 @@
 #   BENCH_LAT_COUNT        alerts per latency run (200)
 #   BENCH_LAT_INTERVAL_MS  between alerts (50)
 #   BENCH_MEM_DEVICES      device counts of step 4 ("10000 100000")
+#   BENCH_DRAIN_N          readings queued for step 5 (100000)
 #   BENCH_TIMEOUT          bound, in seconds, of every wait for messages to arrive (600)
 #   BENCH_BUILD            1: run `cargo build --release --workspace --locked` first (1)
 #   BENCH_OUT              where logs and results go (bench/out/<UTC time>-<pid>)
@@ -50,6 +59,7 @@ BG_DURATION="${BENCH_BG_DURATION:-40s}"
 LAT_COUNT="${BENCH_LAT_COUNT:-200}"
 LAT_INTERVAL_MS="${BENCH_LAT_INTERVAL_MS:-50}"
 MEM_DEVICES="${BENCH_MEM_DEVICES:-10000 100000}"
+DRAIN_N="${BENCH_DRAIN_N:-100000}"
 TIMEOUT="${BENCH_TIMEOUT:-600}"
 BUILD="${BENCH_BUILD:-1}"
 KEEP="${BENCH_KEEP:-0}"
@@ -66,8 +76,11 @@ BG_PREFIX="bg"
 TARGET_RATIO=0.9     # ingest ≥ 0.9 × raw ceiling
 TARGET_P99_MS=50     # alert latency p99 under background load
 TARGET_RSS_B=2048    # resident bytes per device at 100k devices
+TARGET_IDLE_P99_MS=10  # alert latency p99 without background load
+TARGET_DRAIN_RATIO=0.9 # backlog drain ≥ 0.9 × a bare mosquitto_sub
+TARGET_EMBEDDED_RATIO=0.9 # ingest on the embedded broker ≥ 0.9 × on Mosquitto
 
-for v in N BG_RATE LAT_COUNT LAT_INTERVAL_MS TIMEOUT; do
+for v in N BG_RATE LAT_COUNT LAT_INTERVAL_MS TIMEOUT DRAIN_N; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || {
         printf 'bench: error: BENCH_%s must be a positive integer, got %q\n' "$v" "${!v}" >&2
         exit 2
@@ -361,7 +374,60 @@ else:
 PY
 }
 
-# start_fw NAME CLIENT_ID [VAR=VALUE...]: a firewatch with a fresh store in $OUT/store-NAME,
+# stages BEFORE AFTER: per stage of firewatch_stage_seconds, what happened between two /metrics
+# snapshots: "series count p50_ms p99_ms mean_ms" per line (series e.g. received_committed/event).
+# Quantiles interpolate linearly inside a bucket, as Prometheus' histogram_quantile() does.
+stages() {
+    "$SYS_PYTHON" - "$1" "$2" <<'PY'
+import re, sys
+pat = re.compile(r'^firewatch_stage_seconds_(bucket|sum|count)\{([^}]*)\} (\S+)$')
+def load(path):
+    d = {}
+    for line in open(path):
+        m = pat.match(line.strip())
+        if not m:
+            continue
+        labels = dict(kv.split("=", 1) for kv in m.group(2).split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        le = labels.pop("le", None)
+        series = labels["stage"] + "/" + (labels.get("lane") or labels.get("channel") or "-")
+        e = d.setdefault(series, {"b": {}, "sum": 0.0, "count": 0.0})
+        if m.group(1) == "bucket":
+            e["b"][float("inf") if le == "+Inf" else float(le)] = float(m.group(3))
+        else:
+            e[m.group(1)] = float(m.group(3))
+    return d
+a, b = load(sys.argv[1]), load(sys.argv[2])
+for series in sorted(b):
+    e1, e0 = b[series], a.get(series, {"b": {}, "sum": 0.0, "count": 0.0})
+    n = e1["count"] - e0["count"]
+    if n <= 0:
+        print(series, 0, "-", "-", "-")
+        continue
+    les = sorted(e1["b"])
+    cum = [e1["b"][le] - e0["b"].get(le, 0.0) for le in les]
+    def q(p):
+        rank = p * n
+        prev_le, prev_c = 0.0, 0.0
+        for le, c in zip(les, cum):
+            if c >= rank:
+                if le == float("inf"):
+                    return prev_le
+                return prev_le + (le - prev_le) * (rank - prev_c) / max(c - prev_c, 1e-9)
+            prev_le, prev_c = le, c
+        return les[-2]
+    mean = (e1["sum"] - e0["sum"]) / n
+    print(series, int(n), "%.1f" % (q(0.5) * 1000), "%.1f" % (q(0.99) * 1000), "%.1f" % (mean * 1000))
+PY
+}
+# stage_cell FILE SERIES: "p50 X ms, p99 Y ms (n)" of one series of a `stages` output.
+stage_cell() {
+    awk -v s="$2" '$1 == s { found = 1; if ($2 == 0) print "none"; else printf "p50 %s ms, p99 %s ms, mean %s ms (%s)", $3, $4, $5, $2 } END { if (!found) print "none" }' "$1"
+}
+snapshot_metrics() { fw_alive_or_die; curl -sf -m 5 "$FW_URL/metrics" >"$1"; }
+
+# start_fw NAME CLIENT_ID [VAR=VALUE...]: a firewatch with a fresh store in $OUT/store-NAME
+# (FW_KEEP_STORE=1: the store of an earlier start of NAME),
 # started from the repository root (config/default.toml, config/rules.toml), waited for until
 # /healthz answers 200.
 start_fw() {
@@ -371,7 +437,9 @@ start_fw() {
     FW_URL="http://127.0.0.1:$port"
     FW_LOG="$OUT/firewatch-$name.log"
     FW_STORE="$OUT/store-$name"
-    rm -rf "$OUT/store-$name"
+    if [[ ${FW_KEEP_STORE:-0} != 1 ]]; then
+        rm -rf "$OUT/store-$name"
+    fi
     mkdir -p "$OUT/store-$name"
     env FIREWATCH__MQTT__URL="$FW_TEST_MQTT_URL" \
         FIREWATCH__MQTT__CLIENT_ID="$cid" \
@@ -518,6 +586,7 @@ fetch_metrics
 (($(metric firewatch_tsdb_enabled) == 1)) || die "firewatch does not forward to the TSDB"
 base_committed="$(metric firewatch_messages_committed_total)"
 ((base_committed == 0)) || die "a fresh firewatch has $base_committed committed messages"
+snapshot_metrics "$OUT/metrics-ingest-0.txt"
 snap_threads "$FW_PID" "$OUT/threads-before.txt"
 fw0="$(proc_ticks "$FW_PID")"
 mosq0="$(proc_ticks "$MOSQ_PID")"
@@ -585,6 +654,9 @@ SPOOL_AFTER_S="$(calc "($spool_ms - $LAST_MS) / 1000")"
 TSDB_POINTS="$(metric firewatch_tsdb_points_written_total)"
 TSDB_WRITES="$(metric firewatch_tsdb_writes_total)"
 TSDB_ERRORS="$(metric firewatch_tsdb_write_errors_total)"
+snapshot_metrics "$OUT/metrics-ingest-1.txt"
+stages "$OUT/metrics-ingest-0.txt" "$OUT/metrics-ingest-1.txt" >"$OUT/stages-ingest.txt"
+say "    stages: readings received → committed $(stage_cell "$OUT/stages-ingest.txt" received_committed/reading); committed → in the TSDB $(stage_cell "$OUT/stages-ingest.txt" committed_in_tsdb/-)"
 say "    spool empty $(fmt %.2f "$SPOOL_FIRST_S") s after the first message ($(fmt %.2f "$SPOOL_AFTER_S") s after the last commit); $TSDB_POINTS points in $TSDB_WRITES writes, $TSDB_ERRORS failed"
 
 # ---------------------------------------------------------------------------
@@ -608,7 +680,15 @@ latency_run() {
 LAT_PREFIX_IDLE="latq"
 LAT_PREFIX_LOADED="latl"
 step "alert latency without background load: $LAT_COUNT alerts, one every $LAT_INTERVAL_MS ms"
+outbox_empty() {
+    fetch_metrics || return 1
+    (($(metric firewatch_notifications_queued) == 0))
+}
+snapshot_metrics "$OUT/metrics-idle-0.txt"
 latency_run idle "$LAT_PREFIX_IDLE"
+wait_until "the outbox to empty" 60 outbox_empty
+snapshot_metrics "$OUT/metrics-idle-1.txt"
+stages "$OUT/metrics-idle-0.txt" "$OUT/metrics-idle-1.txt" >"$OUT/stages-idle.txt"
 
 step "alert latency with background load: $BG_RATE msg/s for $BG_DURATION ($LOAD_DEVICES devices, QoS 1), $LAT_COUNT alerts"
 fetch_metrics
@@ -635,8 +715,14 @@ track "$CPU_SNAP_PID" "CPU snapshot"
 poll_metrics "$OUT/poll-latency.txt" &
 POLL_PID=$!
 track "$POLL_PID" "metrics poller"
+snapshot_metrics "$OUT/metrics-loaded-0.txt"
 latency_run loaded "$LAT_PREFIX_LOADED"
 stop_pid "$POLL_PID" 5 || true
+snapshot_metrics "$OUT/metrics-loaded-1.txt"
+stages "$OUT/metrics-loaded-0.txt" "$OUT/metrics-loaded-1.txt" >"$OUT/stages-loaded.txt"
+for f in idle loaded; do
+    say "    stages ($f): event received → committed $(stage_cell "$OUT/stages-$f.txt" received_committed/event); committed → send started $(stage_cell "$OUT/stages-$f.txt" committed_send_started/email); send started → accepted $(stage_cell "$OUT/stages-$f.txt" send_started_accepted/email); readings received → committed $(stage_cell "$OUT/stages-$f.txt" received_committed/reading)"
+done
 fetch_metrics
 lat_committed1="$(metric firewatch_messages_committed_total)"
 lat_t1="$(now)"
@@ -718,6 +804,102 @@ for D in $MEM_DEVICES; do
 done
 
 # ---------------------------------------------------------------------------
+# 5. Drain a backlog
+# ---------------------------------------------------------------------------
+
+# drained_all: committed every queued reading and wrote them all to the TSDB.
+drained_all() { committed_at_least "$DRAIN_N" && (($(metric firewatch_tsdb_spool_points) == 0)); }
+
+step "drain: $DRAIN_N readings queued at the broker for a stopped client; bare mosquitto_sub first"
+DRAIN_SUB_ID="bench-drain-sub-$$"
+timeout --foreground -k 5 20 mosquitto_sub -h 127.0.0.1 -p "$(mqtt_port)" -q 1 -c -i "$DRAIN_SUB_ID" \
+    -t 'fw/v1/#' -E 2>>"$OUT/mosquitto_sub.err" || die "mosquitto_sub could not subscribe"
+timeout --foreground -k 5 "$TIMEOUT" "$SIM" load --broker "$FW_TEST_MQTT_URL" --devices "$LOAD_DEVICES" \
+    --count "$DRAIN_N" --qos 1 --rate 0 --prefix drs --quiet >"$OUT/drain-sub-load.json" 2>"$OUT/drain-sub-load.err" ||
+    die "firewatch-sim load failed: $(tail -n 3 "$OUT/drain-sub-load.err")"
+t0="$(now)"
+mosquitto_sub -h 127.0.0.1 -p "$(mqtt_port)" -q 1 -c -i "$DRAIN_SUB_ID" -t 'fw/v1/#' -C "$DRAIN_N" \
+    -F '%U' -W "$TIMEOUT" >"$OUT/drain-sub.out" 2>>"$OUT/mosquitto_sub.err" ||
+    die "mosquitto_sub did not drain $DRAIN_N messages within ${TIMEOUT} s ($(wc -l <"$OUT/drain-sub.out") arrived)"
+t1="$(now)"
+drop_session "$DRAIN_SUB_ID"
+DRAIN_SUB_S="$(calc "$t1 - $t0")"
+DRAIN_SUB_RATE="$(calc "$DRAIN_N / $DRAIN_SUB_S")"
+say "    mosquitto_sub drained $DRAIN_N in $(fmt %.2f "$DRAIN_SUB_S") s: $(thousands "$DRAIN_SUB_RATE") msg/s"
+
+step "drain: firewatch (TSDB on) subscribes, stops; $DRAIN_N readings queue; firewatch starts again"
+DRAIN_ID="bench-$$-drain"
+start_fw drain "$DRAIN_ID" \
+    FIREWATCH__TSDB__URL="$FW_TEST_TSDB_URL" \
+    FIREWATCH__EMAIL__SMTP_URL="$FW_TEST_SMTP_URL" \
+    FIREWATCH__EMAIL__TO=bench@duty.test
+stop_fw
+timeout --foreground -k 5 "$TIMEOUT" "$SIM" load --broker "$FW_TEST_MQTT_URL" --devices "$LOAD_DEVICES" \
+    --count "$DRAIN_N" --qos 1 --rate 0 --prefix drf --quiet >"$OUT/drain-fw-load.json" 2>"$OUT/drain-fw-load.err" ||
+    die "firewatch-sim load failed: $(tail -n 3 "$OUT/drain-fw-load.err")"
+t0="$(now)"
+FW_KEEP_STORE=1 start_fw drain "$DRAIN_ID" \
+    FIREWATCH__TSDB__URL="$FW_TEST_TSDB_URL" \
+    FIREWATCH__EMAIL__SMTP_URL="$FW_TEST_SMTP_URL" \
+    FIREWATCH__EMAIL__TO=bench@duty.test
+t_healthy="$(now)"
+snapshot_metrics "$OUT/metrics-drain-0.txt"
+LAST_PROGRESS=0
+wait_until "firewatch to commit and forward the $DRAIN_N queued readings" "$TIMEOUT" drained_all
+t1="$(now)"
+snapshot_metrics "$OUT/metrics-drain-1.txt"
+DRAIN_FW_FIRST_MS="$(metric firewatch_first_message_timestamp_ms)"
+DRAIN_FW_COMMIT_MS="$(metric firewatch_last_commit_timestamp_ms)"
+DRAIN_FW_POINTS="$(metric firewatch_tsdb_points_written_total)"
+stop_fw
+drop_session "$DRAIN_ID"
+stages "$OUT/metrics-drain-0.txt" "$OUT/metrics-drain-1.txt" >"$OUT/stages-drain.txt"
+DRAIN_FW_S="$(calc "$t1 - $t0")"
+DRAIN_FW_RATE="$(calc "$DRAIN_N / $DRAIN_FW_S")"
+DRAIN_START_S="$(calc "$t_healthy - $t0")"
+DRAIN_COMMIT_S="$(calc "$DRAIN_FW_COMMIT_MS / 1000 - $t0")"
+DRAIN_RATIO="$(calc "$DRAIN_FW_RATE / $DRAIN_SUB_RATE")"
+say "    firewatch drained $DRAIN_N in $(fmt %.2f "$DRAIN_FW_S") s from its start ($(thousands "$DRAIN_FW_RATE") msg/s, $(fmt %.2f "$DRAIN_RATIO") × mosquitto_sub): healthy after $(fmt %.2f "$DRAIN_START_S") s, all committed after $(fmt %.2f "$DRAIN_COMMIT_S") s, all in the TSDB ($DRAIN_FW_POINTS points) after $(fmt %.2f "$DRAIN_FW_S") s"
+say "    stages: received → committed $(stage_cell "$OUT/stages-drain.txt" received_committed/reading); committed → in the TSDB $(stage_cell "$OUT/stages-drain.txt" committed_in_tsdb/-)"
+
+# ---------------------------------------------------------------------------
+# 6. The embedded broker
+# ---------------------------------------------------------------------------
+
+step "embedded broker: the ingest of step 2 ($N messages) on rumqttd inside firewatch"
+EMB_PORT="$(free_port)"
+start_fw embedded "bench-$$-emb" \
+    FIREWATCH__MQTT__URL=embedded \
+    FIREWATCH__MQTT__EMBEDDED_LISTEN="127.0.0.1:$EMB_PORT" \
+    FIREWATCH__TSDB__URL="$FW_TEST_TSDB_URL" \
+    FIREWATCH__EMAIL__SMTP_URL="$FW_TEST_SMTP_URL" \
+    FIREWATCH__EMAIL__TO=bench@duty.test
+snapshot_metrics "$OUT/metrics-embedded-0.txt"
+fw0="$(proc_ticks "$FW_PID")"
+read -r busy0 total0 < <(machine_ticks)
+timeout --foreground -k 5 "$TIMEOUT" "$SIM" load --broker "mqtt://127.0.0.1:$EMB_PORT" \
+    --devices "$LOAD_DEVICES" --count "$N" --qos 1 --rate 0 --quiet \
+    >"$OUT/embedded-load.json" 2>"$OUT/embedded-load.err" ||
+    die "firewatch-sim load (embedded broker) failed: $(tail -n 3 "$OUT/embedded-load.err")"
+LAST_PROGRESS=0
+wait_until "firewatch to commit $N messages from the embedded broker" "$TIMEOUT" committed_at_least "$N"
+fw1="$(proc_ticks "$FW_PID")"
+read -r busy1 total1 < <(machine_ticks)
+snapshot_metrics "$OUT/metrics-embedded-1.txt"
+EMB_FIRST_MS="$(metric firewatch_first_message_timestamp_ms)"
+EMB_LAST_MS="$(metric firewatch_last_commit_timestamp_ms)"
+EMB_S="$(calc "($EMB_LAST_MS - $EMB_FIRST_MS) / 1000")"
+EMB_RATE="$(calc "$N / $EMB_S")"
+EMB_PUB_RATE="$(json "$OUT/embedded-load.json" rate)"
+EMB_FW_CORES="$(calc "($fw1 - $fw0) / $CLK_TCK / $EMB_S")"
+EMB_BUSY_CORES="$(calc "($busy1 - $busy0) / ($total1 - $total0) * $M_NPROC")"
+EMB_RATIO="$(calc "$EMB_RATE / $INGEST_RATE")"
+stages "$OUT/metrics-embedded-0.txt" "$OUT/metrics-embedded-1.txt" >"$OUT/stages-embedded.txt"
+stop_fw
+say "    $N messages in $(fmt %.2f "$EMB_S") s: $(thousands "$EMB_RATE") msg/s ($(fmt %.2f "$EMB_RATIO") × firewatch on Mosquitto, $(thousands "$INGEST_RATE") msg/s); publisher $(thousands "$EMB_PUB_RATE") msg/s; firewatch (with the broker) $(fmt %.2f "$EMB_FW_CORES") cores, machine $(fmt %.2f "$EMB_BUSY_CORES") of $M_NPROC"
+say "    stages: received → committed $(stage_cell "$OUT/stages-embedded.txt" received_committed/reading)"
+
+# ---------------------------------------------------------------------------
 # Table
 # ---------------------------------------------------------------------------
 
@@ -750,6 +932,18 @@ else
     lat_ratio="no mail arrived"
 fi
 
+idle_count="$(json "$OUT/latency-idle.json" count)"
+if ((idle_count > 0)); then
+    IDLE_P99="$(json "$OUT/latency-idle.json" p99_ms)"
+    idle_ok="$(awk -v p="$IDLE_P99" -v t="$TARGET_IDLE_P99_MS" 'BEGIN { print (p <= t) ? 1 : 0 }')"
+    idle_ratio="p99 = $(fmt %.2f "$(calc "$IDLE_P99 / $TARGET_IDLE_P99_MS")") × target"
+else
+    idle_ok=0
+    idle_ratio="no mail arrived"
+fi
+drain_ok="$(awk -v r="$DRAIN_RATIO" -v t="$TARGET_DRAIN_RATIO" 'BEGIN { print (r >= t) ? 1 : 0 }')"
+emb_ok="$(awk -v r="$EMB_RATIO" -v t="$TARGET_EMBEDDED_RATIO" 'BEGIN { print (r >= t) ? 1 : 0 }')"
+
 TABLE="$OUT/table.md"
 # shellcheck disable=SC2016  # backquotes are markdown here
 {
@@ -772,7 +966,10 @@ TABLE="$OUT/table.md"
         "$(fmt %.1f "$WIN_S")" "$PIPE_RUN_S" "$PIPE_WAIT_S" "$(fmt %.2f "$PIPE_BLOCKED_S")"
     printf '| 2c | TSDB spool empty (all readings in VictoriaMetrics) | %s s after the first message, %s s after the last commit; %s points in %s writes, %s failed | — | — |\n' \
         "$(fmt %.2f "$SPOOL_FIRST_S")" "$(fmt %.2f "$SPOOL_AFTER_S")" "$TSDB_POINTS" "$TSDB_WRITES" "$TSDB_ERRORS"
-    printf '| 3a | alert latency, publish → mail accepted, no background load | %s | — | — |\n' "$(lat_cell idle)"
+    printf '| 2d | where the time goes, ingest (stage histograms) | readings received → committed %s; committed → in the TSDB %s | — | — |\n' \
+        "$(stage_cell "$OUT/stages-ingest.txt" received_committed/reading)" "$(stage_cell "$OUT/stages-ingest.txt" committed_in_tsdb/-)"
+    printf '| 3a | alert latency, publish → mail accepted, no background load | %s | p99 ≤ %s ms | %s |\n' \
+        "$(lat_cell idle)" "$TARGET_IDLE_P99_MS" "$(verdict "$idle_ok" "$idle_ratio")"
     printf '| 3b | alert latency with %s msg/s background load | %s | p99 ≤ %s ms | %s |\n' \
         "$BG_RATE" "$(lat_cell loaded)" "$TARGET_P99_MS" "$(verdict "$lat_ok" "$lat_ratio")"
     printf '| 3c | latency inside firewatch (from the store: event received → mail accepted) | with load: p50 %s ms, p99 %s ms, max %s ms; idle: p50 %s ms, p99 %s ms, max %s ms. During the loaded run the pipeline queue held up to %s messages and up to %s mails waited in the outbox | — | — |\n' \
@@ -780,6 +977,12 @@ TABLE="$OUT/table.md"
     printf '| 3d | background load achieved | %s msg/s offered (%s sent, %s acknowledged by the broker); firewatch committed %s msg/s during the latency run; backlog committed %s s after the load ended. CPU while the alerts were published (cores): firewatch %s, mosquitto %s, background publisher %s, victoria-metrics %s, smtp-capture %s, rest %s; machine %s of %s | — | — |\n' \
         "$(thousands "$BG_RATE_REAL")" "$BG_SENT" "$BG_ACKED" "$(thousands "$LAT_FW_RATE")" "$(fmt %.1f "$BG_DRAIN_S")" \
         "$LC_FW" "$LC_MOSQ" "$LC_BG" "$LC_VM" "$LC_SMTP" "$LC_REST" "$LC_BUSY" "$M_NPROC"
+    printf '| 3e | where the time goes, loaded (stage histograms) | event received → committed %s; committed → send started %s; send started → accepted %s; readings received → committed %s | — | — |\n' \
+        "$(stage_cell "$OUT/stages-loaded.txt" received_committed/event)" "$(stage_cell "$OUT/stages-loaded.txt" committed_send_started/email)" \
+        "$(stage_cell "$OUT/stages-loaded.txt" send_started_accepted/email)" "$(stage_cell "$OUT/stages-loaded.txt" received_committed/reading)"
+    printf '| 3f | where the time goes, idle | event received → committed %s; committed → send started %s; send started → accepted %s | — | — |\n' \
+        "$(stage_cell "$OUT/stages-idle.txt" received_committed/event)" "$(stage_cell "$OUT/stages-idle.txt" committed_send_started/email)" \
+        "$(stage_cell "$OUT/stages-idle.txt" send_started_accepted/email)"
     for D in $MEM_DEVICES; do
         target="—"
         status="—"
@@ -795,6 +998,16 @@ TABLE="$OUT/table.md"
             "$(mib "${MEM_BASE_FILE[$D]}")" "$(mib "${MEM_FILE[$D]}")" \
             "$target" "$status"
     done
+    printf '| 5 | drain: %s readings queued at the broker while the client is stopped | bare `mosquitto_sub` %s msg/s (%s s); **firewatch %s msg/s**: %s s from its start until the TSDB had them all (healthy after %s s, all committed after %s s) | ≥ %s × `mosquitto_sub` | %s |\n' \
+        "$(thousands "$DRAIN_N")" "$(thousands "$DRAIN_SUB_RATE")" "$(fmt %.2f "$DRAIN_SUB_S")" "$(thousands "$DRAIN_FW_RATE")" "$(fmt %.2f "$DRAIN_FW_S")" \
+        "$(fmt %.2f "$DRAIN_START_S")" "$(fmt %.2f "$DRAIN_COMMIT_S")" "$TARGET_DRAIN_RATIO" "$(verdict "$drain_ok" "$(fmt %.2f "$DRAIN_RATIO") × mosquitto_sub")"
+    printf '| 5a | where the time goes, drain | readings received → committed %s; committed → in the TSDB %s | — | — |\n' \
+        "$(stage_cell "$OUT/stages-drain.txt" received_committed/reading)" "$(stage_cell "$OUT/stages-drain.txt" committed_in_tsdb/-)"
+    printf '| 6 | ingest on the embedded broker (rumqttd), as step 2 | **%s msg/s** (%s messages in %s s); publisher %s msg/s; firewatch with its broker %s cores, machine %s of %s | ≥ %s × step 2 | %s |\n' \
+        "$(thousands "$EMB_RATE")" "$N" "$(fmt %.2f "$EMB_S")" "$(thousands "$EMB_PUB_RATE")" "$(fmt %.2f "$EMB_FW_CORES")" "$(fmt %.2f "$EMB_BUSY_CORES")" "$M_NPROC" \
+        "$TARGET_EMBEDDED_RATIO" "$(verdict "$emb_ok" "$(fmt %.2f "$EMB_RATIO") × Mosquitto")"
+    printf '| 6a | where the time goes, embedded broker | readings received → committed %s | — | — |\n' \
+        "$(stage_cell "$OUT/stages-embedded.txt" received_committed/reading)"
 } >"$TABLE"
 
 cat "$TABLE"
