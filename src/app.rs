@@ -168,6 +168,7 @@ pub async fn run_with(
             router: Router {
                 email_to: cfg.email.to.clone(),
                 webhooks: cfg.webhook.iter().map(|w| w.name.clone()).collect(),
+                escalation: cfg.escalation.clone(),
             },
             rejected_keep: cfg.storage.rejected_keep,
             retention_days: cfg.storage.retention_days,

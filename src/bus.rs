@@ -37,6 +37,10 @@ pub enum AlertWhat {
     Closed,
     /// A person added a note.
     Note,
+    /// Nobody acknowledged in time: the next step of its policy was told.
+    Escalated,
+    /// Its acknowledgement deadline passed.
+    SlaMissed,
 }
 
 /// A device's connection state, as `GET /api/v1/devices` shows it.

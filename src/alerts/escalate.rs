@@ -388,6 +388,7 @@ mod tests {
             closed_at: None,
             closed_by: None,
             classification: None,
+            sla_missed_at: None,
         }
     }
 

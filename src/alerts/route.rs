@@ -1,7 +1,10 @@
-//! Routing: for an alert transition, which (channel, target) pairs are told. Every address of
-//! `email.to` by e-mail and every configured webhook; info alerts are recorded, not sent.
-//! Duty rosters (who is on duty when) belong here too when they come.
+//! Routing: for an alert, which (channel, target) pairs are told. A first alarm goes to the
+//! first step of its escalation policy ([`super::escalate`]); later steps to theirs; follow-ups
+//! (cleared, reminders, acknowledged, closed) to whoever was told before (the store keeps
+//! that). Without a duty roster, the operators on duty are every address of `email.to` and
+//! every configured webhook; info alerts are recorded, not sent.
 
+use super::escalate::{Audience, EscalationConfig};
 use crate::model::alert::Alert;
 use crate::model::notification::{ChannelKind, Event};
 use crate::model::Severity;
@@ -15,31 +18,60 @@ pub struct Router {
     pub email_to: Vec<String>,
     /// Names of the configured webhooks (`webhook[].name`).
     pub webhooks: Vec<String>,
+    /// Escalation policies.
+    pub escalation: EscalationConfig,
 }
 
 impl Router {
-    /// Who is told of `event` on `alert`, with the device's location from `registry`.
+    /// Who is told of `event` on `alert` (the first step of its policy for a new alarm;
+    /// follow-ups are the store's), with the device's location from `registry`.
     pub fn route(&self, registry: &Registry, alert: &Alert, event: Event) -> Routed {
-        let _ = event; // every event goes to every target, for now
+        let first = match event {
+            Event::Fired | Event::Refired => self
+                .escalation
+                .policy_for(alert, None)
+                .steps
+                .first()
+                .map(|s| s.notify.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        self.to(registry, alert, &first)
+    }
+
+    /// The contacts of `audiences` for `alert`.
+    pub fn to(&self, registry: &Registry, alert: &Alert, audiences: &[Audience]) -> Routed {
+        let location = registry
+            .device(&alert.device)
+            .and_then(|d| d.location.clone());
         if alert.severity == Severity::Info {
-            return Routed::default(); // recorded, not sent
+            return Routed {
+                targets: Vec::new(),
+                location,
+            }; // recorded, not sent
         }
-        let targets = self
-            .email_to
-            .iter()
-            .map(|a| (ChannelKind::Email, a.clone()))
-            .chain(
-                self.webhooks
-                    .iter()
-                    .map(|w| (ChannelKind::Webhook, w.clone())),
-            )
-            .collect();
-        Routed {
-            targets,
-            location: registry
-                .device(&alert.device)
-                .and_then(|d| d.location.clone()),
+        let mut targets = Vec::new();
+        for a in audiences {
+            match a {
+                Audience::OnDuty => {
+                    targets.extend(
+                        self.email_to
+                            .iter()
+                            .map(|a| (ChannelKind::Email, a.clone())),
+                    );
+                    targets.extend(
+                        self.webhooks
+                            .iter()
+                            .map(|w| (ChannelKind::Webhook, w.clone())),
+                    );
+                }
+                // Known from a duty roster only.
+                Audience::Manager | Audience::Maintenance | Audience::FireOffice => {}
+            }
         }
+        let mut seen = std::collections::HashSet::new();
+        targets.retain(|t| seen.insert(t.clone()));
+        Routed { targets, location }
     }
 }
 
@@ -71,6 +103,7 @@ mod tests {
             closed_at: None,
             closed_by: None,
             classification: None,
+            sla_missed_at: None,
         }
     }
 
@@ -79,6 +112,7 @@ mod tests {
         let r = Router {
             email_to: vec!["a@x.org".into(), "b@x.org".into()],
             webhooks: vec!["ops".into()],
+            escalation: EscalationConfig::default(),
         };
         let reg = Registry::default();
         let routed = r.route(&reg, &alert(Severity::Critical), Event::Fired);

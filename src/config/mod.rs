@@ -36,6 +36,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// Commands to devices.
     pub commands: CommandsConfig,
+    /// Escalation policies (`[[escalation.policy]]`).
+    pub escalation: crate::alerts::escalate::EscalationConfig,
 }
 
 /// `[rules]`
@@ -156,6 +158,7 @@ impl Config {
         p.extend(self.email.validate());
         p.extend(self.commands.validate());
         p.extend(self.notify.validate());
+        p.extend(self.escalation.validate());
         p.extend(crate::notify::webhook::validate(&self.webhook));
         p
     }

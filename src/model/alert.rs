@@ -120,6 +120,8 @@ pub struct Alert {
     pub closed_by: Option<String>,
     /// Classification on close.
     pub classification: Option<Classification>,
+    /// When the acknowledgement deadline of its escalation policy passed unacknowledged.
+    pub sla_missed_at: Option<Millis>,
 }
 
 /// Formats an alert id.
@@ -208,6 +210,7 @@ impl Alert {
             "closed_by": self.closed_by,
             "classification": self.classification.map(Classification::as_str),
             "ack_code": ack_code(self.id),
+            "sla_missed_at": t(self.sla_missed_at),
             "notes": notes,
         })
     }

@@ -50,17 +50,31 @@ pub enum Event {
     Repeat,
     /// A person closed the alert.
     Closed,
+    /// A person acknowledged the alert (told to everyone told of it before).
+    Acknowledged,
+    /// Nobody acknowledged in time: the next step of the escalation policy is told.
+    Escalated,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 5] = [
+    pub const ALL: [Event; 7] = [
         Event::Fired,
         Event::Refired,
         Event::Cleared,
         Event::Repeat,
         Event::Closed,
+        Event::Acknowledged,
+        Event::Escalated,
     ];
+
+    /// A follow-up goes to whoever was told of the alert before, not to a routed audience.
+    pub const fn is_follow_up(self) -> bool {
+        matches!(
+            self,
+            Event::Cleared | Event::Repeat | Event::Closed | Event::Acknowledged
+        )
+    }
 
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
@@ -70,6 +84,8 @@ impl Event {
             Event::Cleared => "cleared",
             Event::Repeat => "repeat",
             Event::Closed => "closed",
+            Event::Acknowledged => "acknowledged",
+            Event::Escalated => "escalated",
         }
     }
 }

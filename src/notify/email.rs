@@ -408,6 +408,8 @@ pub fn render(a: &Value, event: Event) -> (String, String) {
         Event::Cleared => ("CLEARED", "已恢复"),
         Event::Closed => ("CLOSED", "已关闭"),
         Event::Repeat => ("STILL ACTIVE", "仍在告警"),
+        Event::Acknowledged => ("ACKNOWLEDGED", "已确认"),
+        Event::Escalated => ("ESCALATED", "升级通知"),
     };
     let severity = text(a, "severity");
     let level = match severity {
@@ -434,6 +436,7 @@ pub fn render(a: &Value, event: Event) -> (String, String) {
     let when = match event {
         Event::Cleared => a.get("cleared_at").and_then(Value::as_str),
         Event::Closed => a.get("closed_at").and_then(Value::as_str),
+        Event::Acknowledged => a.get("acknowledged_at").and_then(Value::as_str),
         _ => None,
     }
     .unwrap_or(text(a, "started_at"));
@@ -529,6 +532,7 @@ mod tests {
             closed_at: None,
             closed_by: None,
             classification: None,
+            sla_missed_at: None,
         };
         let mut snap = a.to_json(Vec::new());
         snap["location"] = "B1 pump room".into();

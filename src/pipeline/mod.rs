@@ -14,6 +14,7 @@
 //! One thread, because both machines this runs on have two cores and the MQTT event loop needs
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
+use crate::alerts::escalate::{Due, Timer};
 use crate::alerts::route::Router;
 use crate::bus::{AlertWhat, Bus, Change, DeviceState, Published};
 use crate::clock::{wall_ms, SharedClock};
@@ -25,6 +26,7 @@ use crate::rules::engine::{Cond, CondKey, DeviceRecord, Engine, Transition};
 use crate::store::alerts::{self, Action, ActionError, Alert, Applied, Routed};
 use crate::store::changes;
 use crate::store::commands::{self, Command, CommandError, CommandRequest};
+use crate::store::escalations;
 use crate::store::notifications::{self, Delivery};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
@@ -433,6 +435,10 @@ impl Pipeline {
                     let r = alerts::act(&tx, id, &action, now, &route);
                     if let (Ok(a), Action::Close { .. }) = (&r, &action) {
                         self.engine.rearm(&a.rule, &a.device, a.channel.as_deref());
+                    }
+                    if let (Ok(a), Action::Ack { .. } | Action::Close { .. }) = (&r, &action) {
+                        // Someone took it: no further steps, reminders or deadline.
+                        escalations::stop(&tx, a.id)?;
                         b.notifications = true;
                     }
                     if let Ok(a) = &r {
@@ -524,8 +530,19 @@ impl Pipeline {
                     Applied::Nothing => {}
                 }
             }
+            for (id, what) in &touched {
+                if *what == AlertWhat::Fired {
+                    start_escalation(&tx, router, *id)?;
+                }
+            }
             for (id, what) in touched {
                 alert_change(&tx, &self.clock, id, what, &mut b)?;
+            }
+            if let Some(now) = ticked_at {
+                for (id, what) in run_escalations(&tx, router, registry, now)? {
+                    b.notifications = true;
+                    alert_change(&tx, &self.clock, id, what, &mut b)?;
+                }
             }
         }
         let dirty = self.engine.take_dirty();
@@ -673,6 +690,81 @@ fn record_at(
 }
 
 /// Records a command's new status on the change feed.
+/// Starts the escalation timer of a new alert, when its policy has more than the first step
+/// (which routing took already), reminders or a deadline.
+fn start_escalation(tx: &Transaction<'_>, router: &Router, id: i64) -> Result<(), StoreError> {
+    let Some(a) = alerts::get(tx, id)? else {
+        return Ok(());
+    };
+    if a.severity == crate::model::Severity::Info {
+        return Ok(());
+    }
+    let policy = router.escalation.policy_for(&a, None);
+    let timer = Timer::start(&policy, a.updated_at);
+    escalations::save(tx, id, &timer, timer.next(&policy).map(|n| n.0))
+}
+
+/// Escalation timers handled per tick at most (the rest wait for the next tick).
+const ESCALATIONS_PER_TICK: u32 = 256;
+
+/// Handles the escalation timers due at `now`: deadlines, steps and reminders, each recorded
+/// with the notifications it queues in this transaction. Returns the alert changes.
+fn run_escalations(
+    tx: &Transaction<'_>,
+    router: &Router,
+    registry: &crate::registry::Registry,
+    now: Millis,
+) -> Result<Vec<(i64, AlertWhat)>, StoreError> {
+    let mut changes = Vec::new();
+    for (id, mut timer) in escalations::due::<Timer>(tx, now, ESCALATIONS_PER_TICK)? {
+        let alert = alerts::get(tx, id)?;
+        let (Some(a), Some(policy)) = (alert, router.escalation.named(&timer.policy)) else {
+            // The alert is gone, or its policy is no longer configured: nothing to escalate.
+            escalations::stop(tx, id)?;
+            continue;
+        };
+        if a.status != alerts::Status::Open {
+            escalations::stop(tx, id)?;
+            continue;
+        }
+        while let Some((_, due)) = timer.next(&policy).filter(|(at, _)| *at <= now) {
+            match due {
+                Due::Sla => {
+                    alerts::miss_sla(tx, id, &policy.name, policy.ack_sla_s, now)?;
+                    tracing::warn!(alert = %alerts::alert_id(id), policy = %policy.name, ack_sla_s = policy.ack_sla_s, "Alert not acknowledged within its deadline.");
+                    changes.push((id, AlertWhat::SlaMissed));
+                }
+                Due::Step(n) => {
+                    let audiences = &policy.steps[n].notify;
+                    let routed = router.to(registry, &a, audiences);
+                    let to: Vec<&str> = audiences.iter().map(|a| a.as_str()).collect();
+                    let told = alerts::escalate(
+                        tx,
+                        id,
+                        &alerts::Escalation {
+                            step: n + 1,
+                            policy: &policy.name,
+                            to: &to,
+                        },
+                        routed,
+                        now,
+                    )?;
+                    tracing::info!(alert = %alerts::alert_id(id), policy = %policy.name, step = n + 1, to = ?to, targets = told, "Alert escalated.");
+                    changes.push((id, AlertWhat::Escalated));
+                }
+                Due::Repeat => {
+                    let location = registry.device(&a.device).and_then(|d| d.location.clone());
+                    alerts::remind(tx, id, &policy.name, location, now)?;
+                    changes.push((id, AlertWhat::Repeat));
+                }
+            }
+            timer.advance(&policy, due, now);
+        }
+        escalations::save(tx, id, &timer, timer.next(&policy).map(|n| n.0))?;
+    }
+    Ok(changes)
+}
+
 fn command_change(
     tx: &Transaction<'_>,
     at: Millis,

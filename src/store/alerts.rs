@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 const COLUMNS: &str = "id, rule, severity, building, kind, device, channel, active, status, value,
     threshold, message, started_at, updated_at, cleared_at, acknowledged_at, acknowledged_by,
-    closed_at, closed_by, classification";
+    closed_at, closed_by, classification, sla_missed_at";
 
 /// A closed set stored by its wire name: an unknown name is a corrupt row, not a default.
 fn wire<T: std::str::FromStr>(v: ValueRef<'_>) -> FromSqlResult<T> {
@@ -56,6 +56,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         closed_at: r.get(17)?,
         closed_by: r.get(18)?,
         classification: r.get::<_, Option<Wire<_>>>(19)?.map(|w| w.0),
+        sla_missed_at: r.get(20)?,
     })
 }
 
@@ -178,7 +179,10 @@ fn enqueue(
     route: Route<'_>,
     now: Millis,
 ) -> Result<bool> {
-    let routed = route(alert, event);
+    let mut routed = route(alert, event);
+    if event.is_follow_up() {
+        routed.targets = super::notifications::told(conn, alert.id)?;
+    }
     if routed.targets.is_empty() {
         return Ok(false);
     }
@@ -296,6 +300,104 @@ pub fn apply(conn: &Connection, t: &Transition, route: Route<'_>) -> Result<Appl
     }
 }
 
+/// An escalation step: the history entry `escalated` and the notifications to the routed
+/// targets not told of the alert before. Returns how many were queued.
+pub fn escalate(
+    conn: &Connection,
+    id: i64,
+    step: &Escalation<'_>,
+    routed: Routed,
+    now: Millis,
+) -> Result<usize> {
+    let Some(alert) = get(conn, id)? else {
+        return Ok(0);
+    };
+    let told = super::notifications::told(conn, id)?;
+    let fresh: Vec<(ChannelKind, String)> = routed
+        .targets
+        .into_iter()
+        .filter(|t| !told.contains(t))
+        .collect();
+    let h = history(
+        conn,
+        id,
+        now,
+        "escalated",
+        None,
+        None,
+        Some(
+            json!({"step": step.step, "policy": step.policy, "to": step.to, "targets": fresh.len()}),
+        ),
+    )?;
+    let n = fresh.len();
+    let location = routed.location;
+    let route = |_: &Alert, _: Event| Routed {
+        targets: fresh.clone(),
+        location: location.clone(),
+    };
+    enqueue(conn, &alert, Event::Escalated, h, &route, now)?;
+    Ok(n)
+}
+
+/// One escalation step, as the history records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Escalation<'a> {
+    /// 1-based, as people count (step 1 is the first alarm).
+    pub step: usize,
+    /// The policy's name.
+    pub policy: &'a str,
+    /// The audiences told at this step.
+    pub to: &'a [&'a str],
+}
+
+/// The acknowledgement deadline of `policy` (`sla_s` seconds) passed with the alert still
+/// open: marks it (`sla_missed_at`) and records `sla_missed` in its history.
+pub fn miss_sla(conn: &Connection, id: i64, policy: &str, sla_s: u64, now: Millis) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE alerts SET sla_missed_at = ?2 WHERE id = ?1 AND sla_missed_at IS NULL",
+    )?
+    .execute(params![id, now])?;
+    history(
+        conn,
+        id,
+        now,
+        "sla_missed",
+        None,
+        None,
+        Some(json!({"policy": policy, "ack_sla_s": sla_s})),
+    )?;
+    Ok(())
+}
+
+/// A reminder of `policy` while nobody acknowledged: `repeat` in the history and a
+/// notification to everyone told so far.
+pub fn remind(
+    conn: &Connection,
+    id: i64,
+    policy: &str,
+    location: Option<String>,
+    now: Millis,
+) -> Result<()> {
+    let Some(alert) = get(conn, id)? else {
+        return Ok(());
+    };
+    let h = history(
+        conn,
+        id,
+        now,
+        "repeat",
+        None,
+        None,
+        Some(json!({"policy": policy, "message": alert.message})),
+    )?;
+    let route = |_: &Alert, _: Event| Routed {
+        targets: Vec::new(),
+        location: location.clone(),
+    };
+    enqueue(conn, &alert, Event::Repeat, h, &route, now)?;
+    Ok(())
+}
+
 /// Errors of people actions on alerts.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -390,7 +492,7 @@ fn act_inner(
                  acknowledged_by = ?3, updated_at = ?2 WHERE id = ?1",
                 params![id, now, by],
             )?;
-            history(
+            let h = history(
                 conn,
                 id,
                 now,
@@ -399,6 +501,9 @@ fn act_inner(
                 note.as_deref(),
                 None,
             )?;
+            // Everyone told of the alert learns who took it, once (the key names this entry).
+            let acked = get(conn, id)?.unwrap_or(a.clone());
+            enqueue(conn, &acked, Event::Acknowledged, h, route, now)?;
         }
         Action::Close {
             by,

@@ -20,6 +20,7 @@
 pub mod alerts;
 pub mod changes;
 pub mod commands;
+pub mod escalations;
 pub mod notifications;
 
 use crate::model::{Kind, Millis};
@@ -235,7 +236,31 @@ CREATE UNIQUE INDEX IF NOT EXISTS notifications_key ON notifications(key);
 CREATE INDEX IF NOT EXISTS notifications_due
     ON notifications(channel, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_alert ON notifications(alert_id, id);
+CREATE TABLE IF NOT EXISTS escalations (
+    alert_id INTEGER PRIMARY KEY,
+    next_at INTEGER NOT NULL,
+    timer TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS escalations_next ON escalations(next_at);
 "#;
+
+/// Columns added to tables of older stores: (table, column, declaration).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("alerts", "sla_missed_at", "INTEGER")];
+
+/// Adds the [`ADDED_COLUMNS`] a store made by an older version lacks.
+fn add_columns(conn: &Connection) -> Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let has: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |r| r.get(0),
+        )?;
+        if has == 0 {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// `meta` key of the time-series forwarder's cursor (the last `readings` id written).
 pub const TSDB_CURSOR: &str = "tsdb_cursor";
@@ -267,6 +292,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -65_536)?; // KiB: 64 MiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
+    add_columns(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -50,6 +50,20 @@ fn corrupt(what: &'static str, v: &str) -> rusqlite::Error {
     )
 }
 
+/// Every (channel, target) told of `alert` so far, in the order first told.
+pub fn told(c: &Connection, alert: i64) -> Result<Vec<(ChannelKind, String)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT channel, target FROM notifications WHERE alert_id = ?1
+         GROUP BY channel, target ORDER BY min(id)",
+    )?;
+    let rows = stmt.query_map([alert], |r| {
+        let ch: String = r.get(0)?;
+        let channel = ch.parse().map_err(|()| corrupt("channel", &ch))?;
+        Ok((channel, r.get::<_, String>(1)?))
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
 /// The highest notification id (0 when there is none).
 pub fn max_id(c: &Connection) -> Result<i64> {
     Ok(

@@ -669,6 +669,7 @@ pub struct InProcess {
     pub http: reqwest::Client,
     token: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    cfg: firewatch::config::Config,
     _dir: tempfile::TempDir,
 }
 
@@ -681,6 +682,14 @@ impl std::fmt::Debug for InProcess {
 impl InProcess {
     /// Starts it against the shared test broker, with `registry` TOML, and waits until healthy.
     pub async fn start(registry: &str) -> InProcess {
+        Self::start_with(registry, |_| {}).await
+    }
+
+    /// As [`InProcess::start`], with the configuration changed by `tweak` first.
+    pub async fn start_with(
+        registry: &str,
+        tweak: impl FnOnce(&mut firewatch::config::Config),
+    ) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
         let clock = firewatch::clock::ManualClock::new(firewatch::clock::wall_ms());
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -696,24 +705,40 @@ impl InProcess {
         let reg = dir.path().join("registry.toml");
         std::fs::write(&reg, registry).unwrap();
         cfg.registry.file = reg;
-        let token = tokio_util::sync::CancellationToken::new();
-        let run = firewatch::app::run_with(cfg, clock.clone(), token.clone().cancelled_owned());
-        let task = tokio::spawn(run);
-        let fw = InProcess {
+        tweak(&mut cfg);
+        let mut fw = InProcess {
             base: format!("http://127.0.0.1:{port}"),
             clock,
             http: reqwest::Client::new(),
-            token,
-            task: Some(task),
+            token: tokio_util::sync::CancellationToken::new(),
+            task: None,
+            cfg,
             _dir: dir,
         };
+        fw.run().await;
+        fw
+    }
+
+    /// The directory of its store (and its e-mail outbox, `outbox/`).
+    pub fn store_dir(&self) -> &Path {
+        &self.cfg.storage.dir
+    }
+
+    async fn run(&mut self) {
+        self.token = tokio_util::sync::CancellationToken::new();
+        let run = firewatch::app::run_with(
+            self.cfg.clone(),
+            self.clock.clone(),
+            self.token.clone().cancelled_owned(),
+        );
+        self.task = Some(tokio::spawn(run));
         wait_for(
             "in-process firewatch healthy",
             Duration::from_secs(30),
             || async {
-                let r = fw
+                let r = self
                     .http
-                    .get(format!("{}/healthz", fw.base))
+                    .get(format!("{}/healthz", self.base))
                     .send()
                     .await
                     .ok()?;
@@ -721,7 +746,15 @@ impl InProcess {
             },
         )
         .await;
-        fw
+    }
+
+    /// Stops it (as SIGTERM would) and starts it again on the same store and clock.
+    pub async fn restart(&mut self) {
+        self.token.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        self.run().await;
     }
 
     /// Moves the clock forward and waits until the pipeline's timers have run at the new time.

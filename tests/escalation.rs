@@ -1,0 +1,170 @@
+//! Escalation on the manual clock: a fire alarm nobody acknowledges misses its 2-minute
+//! deadline, goes to the next step, reminds every 5 minutes, and stops when someone takes it;
+//! every step is a persisted timer, so a restart in the middle neither repeats nor misses one.
+//! Everyone told of the alert learns who acknowledged it, once.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{unique, Api, InProcess, Publisher};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+const SEC: i64 = 1000;
+const DUTY: &str = "duty@esc.test";
+
+async fn start() -> InProcess {
+    InProcess::start_with("", |c| c.email.to = vec![DUTY.into()]).await
+}
+
+/// A transmitter's fire alarm (critical); returns the alert id.
+async fn fire_alarm(fw: &InProcess, b: &str) -> String {
+    let mut p = Publisher::connect(&common::env("FW_TEST_MQTT_URL")).await;
+    p.publish(
+        &format!("fw/v1/{b}/transmitter/tx-{b}/event"),
+        json!({"event": "fire_alarm", "state": "start", "zone": "3F"}).to_string(),
+    )
+    .await;
+    let a = fw
+        .wait_alert(
+            b,
+            "transmitter.fire_alarm",
+            &format!("tx-{b}"),
+            |_| true,
+            WAIT,
+        )
+        .await;
+    a["id"].as_str().unwrap().to_owned()
+}
+
+/// The events of the alert's notifications, oldest first.
+async fn notified(fw: &InProcess, id: &str) -> Vec<String> {
+    let mut v: Vec<Value> = fw
+        .get(&format!("/api/v1/notifications?alert={id}"))
+        .await
+        .as_array()
+        .cloned()
+        .unwrap();
+    v.reverse();
+    v.iter()
+        .map(|n| n["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn steps(fw: &InProcess, id: &str) -> Vec<String> {
+    let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
+    common::history_steps(&full)
+        .into_iter()
+        .filter(|s| !s.starts_with("notif"))
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_fire_alarm_misses_its_deadline_escalates_and_reminds_until_taken() {
+    let b = unique("besc");
+    let fw = start().await;
+    let id = fire_alarm(&fw, &b).await;
+    assert_eq!(notified(&fw, &id).await, ["fired"]);
+
+    fw.advance(119 * SEC).await;
+    assert_eq!(steps(&fw, &id).await, ["fired"], "not yet two minutes");
+    fw.advance(2 * SEC).await;
+    assert_eq!(steps(&fw, &id).await, ["fired", "sla_missed", "escalated"]);
+    let a = fw.get(&format!("/api/v1/alerts/{id}")).await;
+    assert!(a["sla_missed_at"].is_string(), "{a}");
+    let escalated = a["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["what"] == "escalated")
+        .unwrap()
+        .clone();
+    assert_eq!(escalated["detail"]["step"], 2);
+    assert_eq!(escalated["detail"]["to"], json!(["manager"]));
+    assert_eq!(escalated["detail"]["policy"], "default critical");
+
+    // Five minutes: the town fire office, then a reminder to everyone told so far.
+    fw.advance(180 * SEC).await;
+    assert_eq!(
+        steps(&fw, &id).await,
+        ["fired", "sla_missed", "escalated", "escalated", "repeat"]
+    );
+    assert_eq!(notified(&fw, &id).await, ["fired", "repeat"]);
+
+    // Taken: everyone told hears who took it, and nothing follows.
+    let (s, v) = fw
+        .post(&format!("/api/v1/alerts/{id}/ack"), json!({"by": "Li Wei"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        notified(&fw, &id).await,
+        ["fired", "repeat", "acknowledged"]
+    );
+    fw.advance(900 * SEC).await;
+    assert_eq!(
+        steps(&fw, &id).await,
+        [
+            "fired",
+            "sla_missed",
+            "escalated",
+            "escalated",
+            "repeat",
+            "acknowledged"
+        ]
+    );
+    assert_eq!(
+        notified(&fw, &id).await,
+        ["fired", "repeat", "acknowledged"]
+    );
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_an_escalation_sends_nothing_twice_and_misses_nothing() {
+    let b = unique("bescr");
+    let mut fw = start().await;
+    let id = fire_alarm(&fw, &b).await;
+    fw.advance(121 * SEC).await;
+    assert_eq!(steps(&fw, &id).await, ["fired", "sla_missed", "escalated"]);
+    fw.restart().await;
+    // Time the restart took on the clock: nothing; the same tick again handles nothing twice.
+    fw.advance(SEC).await;
+    assert_eq!(steps(&fw, &id).await, ["fired", "sla_missed", "escalated"]);
+    fw.restart().await;
+    fw.advance(179 * SEC).await;
+    assert_eq!(
+        steps(&fw, &id).await,
+        ["fired", "sla_missed", "escalated", "escalated", "repeat"]
+    );
+    assert_eq!(notified(&fw, &id).await, ["fired", "repeat"]);
+    fw.stop().await;
+}
+
+/// A minor alert has one step and no reminders: no timer is left running for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minor_alert_is_told_once_and_never_escalates() {
+    let b = unique("besm");
+    let fw = start().await;
+    let mut p = Publisher::connect(&common::env("FW_TEST_MQTT_URL")).await;
+    p.publish(
+        &format!("fw/v1/{b}/transmitter/tx-{b}/event"),
+        json!({"event": "fault", "state": "start"}).to_string(),
+    )
+    .await;
+    let a = fw
+        .wait_alert(&b, "transmitter.fault", &format!("tx-{b}"), |_| true, WAIT)
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert_eq!(a["severity"], "minor", "{a}");
+    fw.advance(3600 * SEC).await;
+    assert_eq!(notified(&fw, &id).await, ["fired"]);
+    assert!(
+        !steps(&fw, &id).await.iter().any(|s| s == "escalated"),
+        "{:?}",
+        steps(&fw, &id).await
+    );
+    fw.stop().await;
+}
