@@ -94,3 +94,39 @@ async fn a_point_the_database_refuses_is_set_aside_and_the_spool_goes_on() {
     })
     .await;
 }
+
+/// A partial batch goes to the database as soon as the readings stop coming, not after the
+/// flush interval (here an hour): a burst that ends is never left waiting in the spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_batch_is_written_when_the_readings_pause() {
+    let b = unique("bquiet");
+    let fw = Firewatch::start(Options {
+        tsdb_url: Some(env("FW_TEST_TSDB_URL")),
+        env: vec![(
+            "FIREWATCH__TSDB__FLUSH_INTERVAL_MS".into(),
+            "3600000".into(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    let topic = format!("fw/v1/{b}/water_pressure/wp-{b}/telemetry");
+    for i in 0..3 {
+        p.publish(
+            &topic,
+            json!({"values": {"pressure_mpa": 0.3 + f64::from(i) / 100.0}}).to_string(),
+        )
+        .await;
+    }
+    let tsdb = env("FW_TEST_TSDB_URL");
+    let points = wait_for("the three points in the TSDB", T, || async {
+        let v = tsdb_values(&tsdb, &format!("{{device=\"wp-{b}\"}}")).await;
+        (v.len() >= 3).then_some(v)
+    })
+    .await;
+    assert_eq!(points.len(), 3, "{points:?}");
+    wait_for("an empty spool", T, || async {
+        (fw.metric("firewatch_tsdb_spool_points").await == 0.0).then_some(())
+    })
+    .await;
+}

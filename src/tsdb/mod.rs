@@ -91,6 +91,9 @@ impl TsdbConfig {
 pub type CursorReport = Box<dyn Fn(i64) -> bool + Send + Sync>;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// No commit for this long: the ingest paused, and a partial batch goes at once instead of
+/// waiting out `tsdb.flush_interval_ms`.
+const QUIET: Duration = Duration::from_millis(50);
 
 /// Forwarder errors that stop the task (store failures); write failures are retried.
 #[derive(Debug, thiserror::Error)]
@@ -248,32 +251,43 @@ impl Forwarder {
         let mut backoff = Duration::from_millis(500);
         let mut pending_since: Option<Instant> = None;
         tracing::info!(url = %url, bucket = %self.cfg.bucket, cursor, "Forwarding readings to the time-series database.");
+        // The ingest paused (no commit woke us for QUIET): write what is spooled now.
+        let mut quiet = false;
         loop {
-            let rows = self
-                .blocking(move |c| store::spool_after(c, cursor, limit))
-                .await?;
             let depth = self
                 .blocking(move |c| Ok(store::max_reading_id(c)? - cursor))
                 .await?;
             self.metrics.tsdb_spool.store(depth, Relaxed);
-            let due = rows.len() >= limit
-                || pending_since.is_some_and(|t| t.elapsed() >= interval)
-                || (shutdown.is_cancelled() && !rows.is_empty());
-            if rows.is_empty() || !due {
-                if !rows.is_empty() && pending_since.is_none() {
-                    pending_since = Some(Instant::now());
-                }
-                if shutdown.is_cancelled() {
+            let stopping = shutdown.is_cancelled();
+            let full = depth >= i64::try_from(limit).unwrap_or(i64::MAX);
+            let due = full
+                || (depth > 0
+                    && (quiet
+                        || stopping
+                        || pending_since.is_some_and(|t| t.elapsed() >= interval)));
+            quiet = false;
+            let rows = if due {
+                self.blocking(move |c| store::spool_after(c, cursor, limit))
+                    .await?
+            } else {
+                Vec::new()
+            };
+            if rows.is_empty() {
+                if stopping {
                     return Ok(());
                 }
-                let wait = if rows.is_empty() {
-                    Duration::from_secs(1)
-                } else {
-                    interval
+                if depth > 0 && pending_since.is_none() {
+                    pending_since = Some(Instant::now());
+                }
+                // Wait for the batch to fill (every commit wakes us), for the flush interval,
+                // or for the ingest to pause.
+                let wait = match pending_since {
+                    Some(t) if depth > 0 => interval.saturating_sub(t.elapsed()).min(QUIET),
+                    _ => Duration::from_secs(1),
                 };
                 tokio::select! {
-                    () = self.wake.notified(), if rows.is_empty() => {}
-                    () = tokio::time::sleep(wait) => {}
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(wait) => quiet = depth > 0,
                     () = shutdown.cancelled() => {}
                 }
                 continue;
