@@ -16,10 +16,12 @@
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
 //! | `commands` | commands to devices (duty checks) and their answers |
+//! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
 pub mod changes;
 pub mod commands;
+pub mod duty;
 pub mod notifications;
 
 use crate::model::{Kind, Millis};
@@ -235,6 +237,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS notifications_key ON notifications(key);
 CREATE INDEX IF NOT EXISTS notifications_due
     ON notifications(channel, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_alert ON notifications(alert_id, id);
+CREATE TABLE IF NOT EXISTS duty_overrides (
+    id INTEGER PRIMARY KEY,
+    room TEXT NOT NULL,
+    shift TEXT,
+    from_ms INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    replace_person TEXT NOT NULL,
+    with_person TEXT,
+    by TEXT NOT NULL,
+    note TEXT,
+    created_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
 "#;
 
 /// `meta` key of the time-series forwarder's cursor (the last `readings` id written).
