@@ -4,6 +4,7 @@
 //! actions (ack, close, notes) go through the pipeline thread, so they are serialised with the
 //! rule engine and committed with the same durability as everything else.
 
+mod duty;
 mod events;
 
 use crate::bus::Bus;
@@ -85,6 +86,8 @@ pub struct ApiState {
     pub changes: Bus,
     /// Ends the event streams when the HTTP server stops.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The duty roster with the overrides in force (`/api/v1/duty`).
+    pub duty: Arc<crate::duty::Live>,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -157,6 +160,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/commands", get(list_commands))
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/notifications", get(list_notifications))
+        .merge(duty::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -768,6 +772,7 @@ mod tests {
             clock: Arc::new(crate::clock::SystemClock),
             changes: crate::bus::Bus::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            duty: crate::duty::Live::new(crate::duty::Roster::default()),
         }
     }
 
