@@ -681,6 +681,14 @@ impl std::fmt::Debug for InProcess {
 impl InProcess {
     /// Starts it against the shared test broker, with `registry` TOML, and waits until healthy.
     pub async fn start(registry: &str) -> InProcess {
+        Self::start_with(registry, |_| {}).await
+    }
+
+    /// [`InProcess::start`] with the configuration changed by `edit` before it starts.
+    pub async fn start_with(
+        registry: &str,
+        edit: impl FnOnce(&mut firewatch::config::Config),
+    ) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
         let clock = firewatch::clock::ManualClock::new(firewatch::clock::wall_ms());
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -696,6 +704,7 @@ impl InProcess {
         let reg = dir.path().join("registry.toml");
         std::fs::write(&reg, registry).unwrap();
         cfg.registry.file = reg;
+        edit(&mut cfg);
         let token = tokio_util::sync::CancellationToken::new();
         let run = firewatch::app::run_with(cfg, clock.clone(), token.clone().cancelled_owned());
         let task = tokio::spawn(run);
