@@ -10,6 +10,7 @@ use super::{parse_time, ApiError, ApiResult, ApiState};
 use crate::duty::{Duty, Override, Party, Person, RoomDuty, RoomInfo, Roster, ShiftOnDuty};
 use crate::model::{parse_rfc3339, rfc3339, Millis};
 use crate::store::duty::{self as rows, override_id, parse_override_id};
+use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -286,16 +287,31 @@ async fn write<T: Send + 'static>(
     let dir = s.dir.clone();
     tokio::task::spawn_blocking(move || {
         let _one_writer = live.writer();
-        let conn = rows::open_writer(&dir)?;
+        let conn = rows::open_writer(&dir).map_err(busy)?;
         let out = f(&conn)?;
-        live.set_overrides(rows::load(
-            &conn,
-            now.saturating_sub(crate::duty::OVERRIDES_KEPT_MS),
-        )?);
+        live.set_overrides(
+            rows::load(&conn, now.saturating_sub(crate::duty::OVERRIDES_KEPT_MS)).map_err(busy)?,
+        );
         Ok(out)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// The pipeline held the write lock for the whole busy timeout (sustained heavy ingest): a 503
+/// the caller may retry; other store failures are 500s.
+fn busy(e: StoreError) -> ApiError {
+    match &e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            ApiError::Unavailable("the store is busy; try again".into())
+        }
+        _ => e.into(),
+    }
 }
 
 /// `POST /api/v1/duty/overrides`
@@ -303,7 +319,7 @@ async fn post_override(State(s): State<ApiState>, b: Bytes) -> ApiResult {
     let body: OverrideBody = serde_json::from_slice(&b).map_err(|e| bad(format!("body: {e}")))?;
     let now = s.clock.now_ms();
     let o = check(&s.duty.get(), body, now)?;
-    let stored = write(&s, now, move |c| Ok(rows::insert(c, &o)?)).await?;
+    let stored = write(&s, now, move |c| rows::insert(c, &o).map_err(busy)).await?;
     Ok((StatusCode::CREATED, Json(override_json(&stored, now))).into_response())
 }
 
@@ -313,9 +329,10 @@ async fn delete_override(State(s): State<ApiState>, Path(id): Path<String>) -> A
         .ok_or_else(|| ApiError::NotFound(format!("override {id} not found")))?;
     let now = s.clock.now_ms();
     let ended = write(&s, now, move |c| {
-        let o = rows::get(c, n)?
+        let o = rows::get(c, n)
+            .map_err(busy)?
             .ok_or_else(|| ApiError::NotFound(format!("override {id} not found")))?;
-        if !rows::end(c, n, now)? {
+        if !rows::end(c, n, now).map_err(busy)? {
             return Err(ApiError::Conflict(format!(
                 "override {} is already over",
                 override_id(o.id)
