@@ -57,6 +57,9 @@ pub fn check(cfg: &Config) -> Result<(Rules, Registry), Vec<Problem>> {
     if let (Some(r), Some(g)) = (&rules, &registry) {
         problems.extend(r.check_registry(g));
     }
+    if let Err(p) = crate::duty::Roster::load(&cfg.duty.file) {
+        problems.extend(p);
+    }
     match (rules, registry) {
         (Some(r), Some(g)) if problems.is_empty() => Ok((r, g)),
         _ => Err(problems),
@@ -97,7 +100,7 @@ pub async fn run_with(
     // Start-up reads files and SQLite: off the async threads.
     let setup_cfg = cfg.clone();
     let setup_clock = Arc::clone(&clock);
-    let (rules, registry, conn, engine, email) = tokio::task::spawn_blocking(move || {
+    let (rules, registry, conn, engine, email, roster) = tokio::task::spawn_blocking(move || {
         let (rules, registry) = check(&setup_cfg).map_err(problems_error)?;
         let rules = Arc::new(rules);
         let registry = Arc::new(registry);
@@ -112,16 +115,30 @@ pub async fn run_with(
         );
         pipeline::restore(&conn, &mut engine, setup_clock.now_ms())
             .context("restoring rule state")?;
+        let roster = crate::duty::Roster::load(&setup_cfg.duty.file).map_err(problems_error)?;
+        let kept_from = setup_clock
+            .now_ms()
+            .saturating_sub(crate::duty::OVERRIDES_KEPT_MS);
+        let overrides = store::duty::load(&conn, kept_from).context("loading duty overrides")?;
+        let roster = roster.with_overrides(overrides);
         if setup_cfg.mqtt.url == "embedded" {
             broker::start(&setup_cfg.mqtt.embedded_listen).map_err(|e| anyhow!(e))?;
         }
         // The e-mail channel may create the `.eml` outbox folder.
         let email = Email::new(&setup_cfg.email, dir).map_err(|e| anyhow!(e))?;
-        anyhow::Ok((rules, registry, conn, engine, email))
+        anyhow::Ok((rules, registry, conn, engine, email, roster))
     })
     .await
     .context("start-up task")??;
     let dir = cfg.storage.dir.clone();
+    tracing::info!(
+        file = %cfg.duty.file.display(),
+        control_rooms = roster.room_ids().len(),
+        people = roster.people_count(),
+        overrides = roster.overrides().len(),
+        "Duty roster."
+    );
+    let duty = crate::duty::Live::new(roster);
 
     let metrics = Arc::new(Metrics::default());
     metrics.pipeline_tick_ms.store(
@@ -223,6 +240,7 @@ pub async fn run_with(
         rules: Arc::clone(&rules),
         clock: Arc::clone(&clock),
         ack_token: cfg.http.ack_token.clone(),
+        duty: Arc::clone(&duty),
     };
 
     let ingest_token = CancellationToken::new();
@@ -283,6 +301,19 @@ pub async fn run_with(
     let mut webhook_task =
         tokio::spawn(webhook_sender.run(report(ChannelKind::Webhook), backend_token.clone()))
             .fuse();
+    let gauge = Arc::clone(&metrics);
+    let mut duty_task = tokio::spawn(crate::duty::watch(
+        duty,
+        Arc::clone(&clock),
+        Box::new(move |n| {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            gauge
+                .duty_unstaffed_rooms
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }),
+        backend_token.clone(),
+    ))
+    .fuse();
     // Run until a signal or a failing stage.
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
@@ -306,6 +337,12 @@ pub async fn run_with(
     bounded("time-series forwarder", Duration::from_secs(5), async {
         if !forwarder.is_terminated() {
             let _ = (&mut forwarder).await;
+        }
+    })
+    .await;
+    bounded("duty check", Duration::from_secs(5), async {
+        if !duty_task.is_terminated() {
+            let _ = (&mut duty_task).await;
         }
     })
     .await;

@@ -13,6 +13,7 @@
 //! - [`bus`]: the change feed after each commit (alerts, devices, notifications, commands);
 //! - [`metrics`]: process counters;
 //! - [`registry`]: buildings and devices;
+//! - [`duty`]: duty rosters (control rooms, shifts, rotations, overrides) and who is on duty;
 //! - [`rules`]: rule definitions and the pure rule/health [`rules::engine`];
 //! - [`store`]: all SQL — the embedded SQLite store (readings, devices, conditions, alerts,
 //!   notification outbox, change log, commands to devices);
@@ -32,6 +33,7 @@ pub mod app;
 pub mod bus;
 pub mod clock;
 pub mod config;
+pub mod duty;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

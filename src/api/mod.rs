@@ -5,6 +5,7 @@
 //! rule engine and committed with the same durability as everything else.
 
 mod ack;
+mod duty;
 mod events;
 
 use crate::bus::Bus;
@@ -101,6 +102,8 @@ pub struct ApiState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// `http.ack_token`.
     pub ack_token: Option<Secret>,
+    /// The duty roster with the overrides in force (`/api/v1/duty`).
+    pub duty: Arc<crate::duty::Live>,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -177,6 +180,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/notifications", get(list_notifications))
         .route("/api/v1/ack/{code}", post(ack::ack_by_code))
+        .merge(duty::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -797,6 +801,7 @@ mod tests {
             changes: crate::bus::Bus::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             ack_token: None,
+            duty: crate::duty::Live::new(crate::duty::Roster::default()),
         }
     }
 

@@ -3,6 +3,7 @@
 //! [`Config::validate`] reports every problem with its key path.
 
 pub use crate::api::HttpConfig;
+pub use crate::duty::DutyConfig;
 pub use crate::ingest::commands::CommandsConfig;
 pub use crate::ingest::mqtt::{parse_mqtt_url, MqttConfig, MqttUrl};
 pub use crate::notify::{EmailConfig, NotifyConfig, WebhookConfig};
@@ -38,6 +39,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     /// Escalation policies (`[[escalation.policy]]`).
     pub escalation: crate::alerts::escalate::EscalationConfig,
+    /// Duty roster file.
+    pub duty: DutyConfig,
 }
 
 /// `[rules]`
@@ -205,6 +208,7 @@ mod tests {
         assert!(c.email.smtp_url.is_none());
         assert_eq!(c.rules.file, PathBuf::from("config/rules.toml"));
         assert_eq!(c.registry.file, PathBuf::from("config/registry.toml"));
+        assert_eq!(c.duty.file, PathBuf::from("config/duty.toml"));
         assert!(c.validate().is_empty(), "{:?}", c.validate());
     }
 

@@ -125,6 +125,8 @@ pub struct Metrics {
     pub command_answers_unmatched: AtomicU64,
     /// Commands waiting for their PUBACK.
     pub commands_pending: AtomicI64,
+    /// Control rooms with nobody on duty (the duty roster's unstaffed check).
+    pub duty_unstaffed_rooms: AtomicI64,
     /// Latency per stage.
     pub stages: stages::Stages,
 }
@@ -137,6 +139,8 @@ pub mod names {
     pub const COMMITTED: &str = "firewatch_messages_committed_total";
     /// Last commit time.
     pub const LAST_COMMIT: &str = "firewatch_last_commit_timestamp_ms";
+    /// Control rooms with nobody on duty.
+    pub const DUTY_UNSTAFFED: &str = "firewatch_duty_unstaffed_rooms";
     /// Notification attempts by channel and outcome.
     pub const NOTIFICATIONS: &str = "firewatch_notifications_total";
     /// Notifications waiting, by channel.
@@ -274,6 +278,12 @@ impl Metrics {
             "Wall time of the last commit (epoch ms).",
             "gauge",
             g(&self.last_commit_ms),
+        );
+        c(
+            names::DUTY_UNSTAFFED,
+            "Control rooms with nobody on duty now.",
+            "gauge",
+            g(&self.duty_unstaffed_rooms),
         );
         c(
             "firewatch_pipeline_clock_ms",

@@ -16,10 +16,12 @@
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
 //! | `commands` | commands to devices (duty checks) and their answers |
+//! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
 pub mod changes;
 pub mod commands;
+pub mod duty;
 pub mod escalations;
 pub mod notifications;
 
@@ -242,6 +244,19 @@ CREATE TABLE IF NOT EXISTS escalations (
     timer TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS escalations_next ON escalations(next_at);
+CREATE TABLE IF NOT EXISTS duty_overrides (
+    id INTEGER PRIMARY KEY,
+    room TEXT NOT NULL,
+    shift TEXT,
+    from_ms INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    replace_person TEXT NOT NULL,
+    with_person TEXT,
+    by TEXT NOT NULL,
+    note TEXT,
+    created_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
 "#;
 
 /// Columns added to tables of older stores: (table, column, declaration).
