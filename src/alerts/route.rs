@@ -1,6 +1,9 @@
 //! Routing: for an alert transition, which (channel, target) pairs are told. Every address of
-//! `email.to` by e-mail and every configured webhook; info alerts are recorded, not sent.
-//! Duty rosters (who is on duty when) belong here too when they come.
+//! `email.to` by e-mail, every configured webhook and chat robot, and the phones of `sms.to`
+//! for critical alerts only; info alerts are recorded, not sent. Duty rosters (who is on duty
+//! when) belong here too when they come: a target is what its channel addresses (an e-mail
+//! address, a webhook's or robot's name, a phone number), so a roster only has to produce
+//! (channel, target) pairs.
 
 use crate::model::alert::Alert;
 use crate::model::notification::{ChannelKind, Event};
@@ -15,6 +18,12 @@ pub struct Router {
     pub email_to: Vec<String>,
     /// Names of the configured webhooks (`webhook[].name`).
     pub webhooks: Vec<String>,
+    /// Names of the WeCom robots (`wecom[].name`).
+    pub wecom: Vec<String>,
+    /// Names of the DingTalk robots (`dingtalk[].name`).
+    pub dingtalk: Vec<String>,
+    /// Phones told of critical alerts by SMS (`sms.to`).
+    pub sms_to: Vec<String>,
 }
 
 impl Router {
@@ -24,21 +33,27 @@ impl Router {
         if alert.severity == Severity::Info {
             return Routed::default(); // recorded, not sent
         }
-        let targets = self
-            .email_to
-            .iter()
-            .map(|a| (ChannelKind::Email, a.clone()))
-            .chain(
-                self.webhooks
-                    .iter()
-                    .map(|w| (ChannelKind::Webhook, w.clone())),
-            )
-            .collect();
+        let all = |kind: ChannelKind, targets: &[String]| {
+            targets
+                .iter()
+                .map(move |t| (kind, t.clone()))
+                .collect::<Vec<_>>()
+        };
+        let mut targets = all(ChannelKind::Email, &self.email_to);
+        targets.extend(all(ChannelKind::Webhook, &self.webhooks));
+        targets.extend(all(ChannelKind::Wecom, &self.wecom));
+        targets.extend(all(ChannelKind::Dingtalk, &self.dingtalk));
+        if alert.severity == Severity::Critical {
+            targets.extend(all(ChannelKind::Sms, &self.sms_to));
+        }
         Routed {
             targets,
             location: registry
                 .device(&alert.device)
                 .and_then(|d| d.location.clone()),
+            building_name: registry
+                .building(&alert.building)
+                .and_then(|b| b.name.clone()),
         }
     }
 }
@@ -79,6 +94,7 @@ mod tests {
         let r = Router {
             email_to: vec!["a@x.org".into(), "b@x.org".into()],
             webhooks: vec!["ops".into()],
+            ..Router::default()
         };
         let reg = Registry::default();
         let routed = r.route(&reg, &alert(Severity::Critical), Event::Fired);
@@ -94,5 +110,33 @@ mod tests {
             .route(&reg, &alert(Severity::Info), Event::Fired)
             .targets
             .is_empty());
+    }
+
+    #[test]
+    fn robots_hear_of_every_alert_and_phones_of_critical_ones() {
+        let r = Router {
+            wecom: vec!["duty-room".into()],
+            dingtalk: vec!["estate".into()],
+            sms_to: vec!["13800000000".into()],
+            ..Router::default()
+        };
+        let reg = Registry::default();
+        let routed = r.route(&reg, &alert(Severity::Critical), Event::Fired);
+        assert_eq!(
+            routed.targets,
+            vec![
+                (ChannelKind::Wecom, "duty-room".to_owned()),
+                (ChannelKind::Dingtalk, "estate".to_owned()),
+                (ChannelKind::Sms, "13800000000".to_owned()),
+            ]
+        );
+        let routed = r.route(&reg, &alert(Severity::Major), Event::Fired);
+        assert_eq!(
+            routed.targets,
+            vec![
+                (ChannelKind::Wecom, "duty-room".to_owned()),
+                (ChannelKind::Dingtalk, "estate".to_owned()),
+            ]
+        );
     }
 }

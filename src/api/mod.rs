@@ -42,12 +42,16 @@ use std::time::Duration;
 pub struct HttpConfig {
     /// API and dashboard listen address.
     pub listen: String,
+    /// The address people reach the dashboard at, for the links in notifications; unset:
+    /// `http://{listen}`.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            public_url: None,
         }
     }
 }
@@ -62,7 +66,25 @@ impl HttpConfig {
                 format!("{:?} is not host:port", self.listen),
             ));
         }
+        if let Some(u) = &self.public_url {
+            match url::Url::parse(u) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => p.push(Problem::new(
+                    "http.public_url",
+                    format!("{u:?} is not an http:// or https:// URL"),
+                )),
+            }
+        }
         p
+    }
+
+    /// The base of the links to the dashboard (`http.public_url`, else `http://{listen}`),
+    /// without a trailing `/`.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
     }
 }
 

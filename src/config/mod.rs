@@ -5,7 +5,9 @@
 pub use crate::api::HttpConfig;
 pub use crate::ingest::commands::CommandsConfig;
 pub use crate::ingest::mqtt::{parse_mqtt_url, MqttConfig, MqttUrl};
-pub use crate::notify::{EmailConfig, NotifyConfig, WebhookConfig};
+pub use crate::notify::{
+    DingtalkConfig, EmailConfig, NotifyConfig, SmsConfig, WebhookConfig, WecomConfig,
+};
 pub use crate::settings::{Problem, Secret};
 pub use crate::store::StorageConfig;
 pub use crate::tsdb::TsdbConfig;
@@ -30,6 +32,12 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Webhooks told of every alert transition (`[[webhook]]`).
     pub webhook: Vec<WebhookConfig>,
+    /// WeCom group robots told of every alert transition (`[[wecom]]`).
+    pub wecom: Vec<WecomConfig>,
+    /// DingTalk group robots told of every alert transition (`[[dingtalk]]`).
+    pub dingtalk: Vec<DingtalkConfig>,
+    /// The SMS gateway, and the phones told of critical alerts (`[sms]`).
+    pub sms: Option<SmsConfig>,
     /// Rule file.
     pub rules: RulesConfig,
     /// Device registry file.
@@ -112,7 +120,7 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with("FIREWATCH__"))
         {
-            // An array entry (`FIREWATCH__WEBHOOK__0__SECRET`) sets `webhook[0].secret` over
+            // An array entry (`FIREWATCH__WEBHOOK__0__SECRET`, also `WECOM`, `DINGTALK`) sets `webhook[0].secret` over
             // what the files say; the environment source would replace the whole array.
             match array_key(&k) {
                 Some(path) => {
@@ -157,17 +165,23 @@ impl Config {
         p.extend(self.commands.validate());
         p.extend(self.notify.validate());
         p.extend(crate::notify::webhook::validate(&self.webhook));
+        p.extend(crate::notify::wecom::validate(&self.wecom));
+        p.extend(crate::notify::dingtalk::validate(&self.dingtalk));
+        p.extend(self.sms.iter().flat_map(SmsConfig::validate));
         p
     }
 }
 
 /// `FIREWATCH__WEBHOOK__0__SECRET` → `webhook[0].secret`: environment keys into the arrays of
-/// tables (`[[webhook]]`).
+/// tables (`[[webhook]]`, `[[wecom]]`, `[[dingtalk]]`).
 fn array_key(var: &str) -> Option<String> {
     let rest = var.strip_prefix("FIREWATCH__")?;
     let mut parts = rest.splitn(3, "__");
     let (table, index, key) = (parts.next()?, parts.next()?, parts.next()?);
-    if table != "WEBHOOK" || index.parse::<usize>().is_err() || key.is_empty() {
+    if !matches!(table, "WEBHOOK" | "WECOM" | "DINGTALK")
+        || index.parse::<usize>().is_err()
+        || key.is_empty()
+    {
         return None;
     }
     Some(format!(

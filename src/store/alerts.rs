@@ -78,10 +78,12 @@ pub struct HistoryEntry {
 /// Who is told of an alert transition, and where the device is (decided by the routing stage).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routed {
-    /// (channel, target) pairs: an e-mail address, or a webhook's name.
+    /// (channel, target) pairs: an e-mail address, a webhook's or robot's name, a phone.
     pub targets: Vec<(ChannelKind, String)>,
     /// The device's location from the registry, shown in the notification.
     pub location: Option<String>,
+    /// The building's name from the registry, shown in the notification.
+    pub building_name: Option<String>,
 }
 
 /// Routes an alert transition to its targets (set by the routing stage).
@@ -169,6 +171,7 @@ fn enqueue(
     };
     let mut snapshot = alert.to_json(notes);
     snapshot["location"] = routed.location.into();
+    snapshot["building_name"] = routed.building_name.into();
     super::notifications::enqueue(
         conn,
         alert.id,
