@@ -347,8 +347,8 @@ pub struct Rendered {
     pub link_label: String,
     /// `回复确认码 K7Q2`, when the alert has an acknowledgement code.
     pub ack: Option<String>,
-    /// E-mail subject: the title, then the event and severity in English capitals and the
-    /// alert id (`ALERT CRITICAL a-000123`), for mail filters.
+    /// E-mail subject: the title, then the event and severity in English capitals, the rule
+    /// and the alert id (`ALERT CRITICAL transmitter.fire_alarm a-000123`), for mail filters.
     pub subject: String,
     /// A text message: at most about 70 characters before the acknowledgement code and the
     /// link.
@@ -674,6 +674,10 @@ pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &s
         _ if zh => "待确认".to_owned(),
         _ => "open, not acknowledged".to_owned(),
     };
+    // The engine's own words: they carry what the device said (a point's description).
+    if let Some(m) = text(a, "message") {
+        facts.push(label("详情", "Detail", m.to_owned()));
+    }
     facts.push(label("状态", "Status", status));
     facts.push(label("编号", "Alert", id.to_owned()));
 
@@ -701,7 +705,7 @@ pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &s
         }
     });
     let subject = format!(
-        "[firewatch] {title} ({} {} {id})",
+        "[firewatch] {title} ({} {} {rule_id} {id})",
         event_tag(event),
         severity.to_uppercase()
     );
@@ -804,6 +808,7 @@ mod tests {
             "设备：uitd-0012（用户信息传输装置）",
             "开始：2026-11-29 09:30:00 (UTC+08:00)",
             "状态：待确认",
+            "详情：manual_alarm at 3F",
             "处置：立即现场确认，确认真实火警后拨打119",
             "回复确认码 K7Q2",
             "https://fw.example.org/alerts/a-000007",
@@ -812,7 +817,8 @@ mod tests {
         }
         assert!(!text.contains("数值"), "{text}");
         assert!(
-            r.subject.contains("ALERT CRITICAL a-000007"),
+            r.subject
+                .contains("ALERT CRITICAL transmitter.fire_alarm a-000007"),
             "{}",
             r.subject
         );
@@ -861,7 +867,8 @@ mod tests {
         let r = render(&cleared, Event::Cleared, Lang::Zh, &shanghai(), "http://x");
         assert!(r.title.starts_with("【重要·恢复】"), "{}", r.title);
         assert!(
-            r.subject.contains("CLEARED MAJOR a-000123"),
+            r.subject
+                .contains("CLEARED MAJOR water_pressure.low a-000123"),
             "{}",
             r.subject
         );
