@@ -260,6 +260,62 @@ mod tests {
     }
 
     #[test]
+    fn robots_and_sms_come_from_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::write(
+            &file,
+            "[notify]\nlang = \"en\"\ntz = \"Europe/Berlin\"\n\
+             [[dingtalk]]\nname = \"estate\"\n\
+             url = \"https://oapi.dingtalk.com/robot/send?access_token=t0k3n\"\n\
+             at_mobiles = [\"13900000000\"]\n\
+             [sms]\nurl = \"https://sms.example.org/send\"\n\
+             body = '{\"to\": \"{phone}\", \"text\": \"{text}\"}'\n\
+             headers = { Authorization = \"Bearer sm5s3cret\" }\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            Some(&file),
+            env(&[
+                ("FIREWATCH__WECOM__0__NAME", "duty"),
+                (
+                    "FIREWATCH__WECOM__0__URL",
+                    "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k3y",
+                ),
+                ("FIREWATCH__DINGTALK__0__SECRET", "SECs3cret"),
+                ("FIREWATCH__SMS__TO", "13800000000, 13700000000"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.notify.lang, crate::notify::Lang::En);
+        assert_eq!(c.wecom[0].name, "duty");
+        assert_eq!(c.dingtalk[0].at_mobiles, ["13900000000"]);
+        assert_eq!(
+            c.dingtalk[0].secret.as_ref().map(Secret::expose),
+            Some("SECs3cret")
+        );
+        let sms = c.sms.as_ref().unwrap();
+        assert_eq!(sms.to, ["13800000000", "13700000000"]);
+        assert_eq!(sms.method, "POST");
+        let shown = format!("{c:?}");
+        for secret in ["k3y", "t0k3n", "SECs3cret", "sm5s3cret"] {
+            assert!(!shown.contains(secret), "{secret} printed");
+        }
+        assert_eq!(c.http.public_url(), "http://127.0.0.1:8080");
+        // A zone that does not exist is a problem with its key.
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("FIREWATCH__NOTIFY__TZ", "Mars/Olympus")]),
+        )
+        .unwrap();
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["notify.tz"]);
+    }
+
+    #[test]
     fn webhook_secrets_come_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("site.toml");
