@@ -20,9 +20,12 @@ use crate::config::{Config, Problem};
 use crate::ingest::{broker, mqtt};
 use crate::metrics::Metrics;
 use crate::model::notification::ChannelKind;
+use crate::notify::dingtalk::Dingtalk;
 use crate::notify::email::Email;
+use crate::notify::sms::Sms;
 use crate::notify::webhook::Webhooks;
-use crate::notify::{Report, Sender};
+use crate::notify::wecom::Wecom;
+use crate::notify::{Channel, Report, Sender};
 use crate::pipeline::{self, Input, Inputs, Outputs, Pipeline, Settings};
 use crate::registry::Registry;
 use crate::rules::engine::Engine;
@@ -35,6 +38,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Loads and validates everything `run` needs, without starting anything.
@@ -64,6 +68,35 @@ pub fn check(cfg: &Config) -> Result<(Rules, Registry), Vec<Problem>> {
         (Some(r), Some(g)) if problems.is_empty() => Ok((r, g)),
         _ => Err(problems),
     }
+}
+
+/// What a sender task ends with: its channel and how it ended.
+type SenderEnd = (ChannelKind, Result<(), store::StoreError>);
+
+/// Starts the sender task of `channel` in `set`; `wakes` gets its wake-up, for the pipeline.
+#[allow(clippy::too_many_arguments)]
+fn start_sender<C: Channel>(
+    set: &mut JoinSet<SenderEnd>,
+    wakes: &mut Vec<Arc<Notify>>,
+    channel: C,
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    clock: &SharedClock,
+    report: Report,
+    shutdown: CancellationToken,
+) {
+    let kind = channel.kind();
+    let wake = Arc::new(Notify::new());
+    wakes.push(Arc::clone(&wake));
+    let sender = Sender::new(
+        channel,
+        &cfg.storage.dir,
+        cfg.notify.clone(),
+        Arc::clone(metrics),
+        wake,
+        Arc::clone(clock),
+    );
+    set.spawn(async move { (kind, sender.run(report, shutdown).await) });
 }
 
 fn problems_error(p: Vec<Problem>) -> anyhow::Error {
@@ -125,7 +158,11 @@ pub async fn run_with(
             broker::start(&setup_cfg.mqtt.embedded_listen).map_err(|e| anyhow!(e))?;
         }
         // The e-mail channel may create the `.eml` outbox folder.
-        let email = Email::new(&setup_cfg.email, dir).map_err(|e| anyhow!(e))?;
+        let look = setup_cfg
+            .notify
+            .render_context(&setup_cfg.http.public_url())
+            .map_err(|e| anyhow!("notify.tz: {e}"))?;
+        let email = Email::new(&setup_cfg.email, dir, look).map_err(|e| anyhow!(e))?;
         anyhow::Ok((rules, registry, conn, engine, email, roster))
     })
     .await
@@ -151,30 +188,83 @@ pub async fn run_with(
     // Republishing rejected messages is best effort (QoS 0); 10k copies may wait, more are
     // dropped and counted.
     let (rep_tx, rep_rx) = tokio::sync::mpsc::channel(10_000);
-    let email_wake = Arc::new(Notify::new());
-    let webhook_wake = Arc::new(Notify::new());
     let tsdb_wake = Arc::new(Notify::new());
     // The change feed: bounded; the pipeline never waits for it (see `bus`).
     let bus = Bus::new(crate::bus::CAPACITY);
     let command_wake = Arc::new(Notify::new());
 
+    let backend_token = CancellationToken::new();
+    let report = |kind: ChannelKind| -> Report {
+        let delivered_tx = input_tx.clone();
+        Box::new(move |d| {
+            debug_assert_eq!(d.channel, kind);
+            delivered_tx.send(Input::Delivered(d)).is_ok()
+        })
+    };
     // One sender per channel, each with its own retries: a stalled SMTP server never delays a
-    // webhook.
-    let email_sender = Sender::new(
+    // webhook or a robot.
+    let look = cfg
+        .notify
+        .render_context(&cfg.http.public_url())
+        .map_err(|e| anyhow!("notify.tz: {e}"))?;
+    let mut senders = JoinSet::new();
+    let mut notify_wake = Vec::new();
+    let (set, wakes) = (&mut senders, &mut notify_wake);
+    let (token, m) = (&backend_token, &metrics);
+    let fail = |e: String| anyhow!(e);
+    start_sender(
+        set,
+        wakes,
         email,
-        &dir,
-        cfg.notify.clone(),
-        Arc::clone(&metrics),
-        Arc::clone(&email_wake),
-        Arc::clone(&clock),
+        &cfg,
+        m,
+        &clock,
+        report(ChannelKind::Email),
+        token.clone(),
     );
-    let webhook_sender = Sender::new(
-        Webhooks::new(&cfg.webhook).map_err(|e| anyhow!(e))?,
-        &dir,
-        cfg.notify.clone(),
-        Arc::clone(&metrics),
-        Arc::clone(&webhook_wake),
-        Arc::clone(&clock),
+    let webhooks = Webhooks::new(&cfg.webhook).map_err(fail)?;
+    start_sender(
+        set,
+        wakes,
+        webhooks,
+        &cfg,
+        m,
+        &clock,
+        report(ChannelKind::Webhook),
+        token.clone(),
+    );
+    let wecom = Wecom::new(&cfg.wecom, look.clone()).map_err(fail)?;
+    start_sender(
+        set,
+        wakes,
+        wecom,
+        &cfg,
+        m,
+        &clock,
+        report(ChannelKind::Wecom),
+        token.clone(),
+    );
+    let dingtalk = Dingtalk::new(&cfg.dingtalk, look.clone()).map_err(fail)?;
+    start_sender(
+        set,
+        wakes,
+        dingtalk,
+        &cfg,
+        m,
+        &clock,
+        report(ChannelKind::Dingtalk),
+        token.clone(),
+    );
+    let sms = Sms::new(cfg.sms.as_ref(), look).map_err(fail)?;
+    start_sender(
+        set,
+        wakes,
+        sms,
+        &cfg,
+        m,
+        &clock,
+        report(ChannelKind::Sms),
+        token.clone(),
     );
 
     let core = Pipeline::new(
@@ -186,6 +276,9 @@ pub async fn run_with(
                 email_to: cfg.email.to.clone(),
                 webhooks: cfg.webhook.iter().map(|w| w.name.clone()).collect(),
                 escalation: cfg.escalation.clone(),
+                wecom: cfg.wecom.iter().map(|w| w.name.clone()).collect(),
+                dingtalk: cfg.dingtalk.iter().map(|d| d.name.clone()).collect(),
+                sms_to: cfg.sms.iter().flat_map(|s| s.to.clone()).collect(),
             },
             rejected_keep: cfg.storage.rejected_keep,
             retention_days: cfg.storage.retention_days,
@@ -195,7 +288,7 @@ pub async fn run_with(
         Outputs {
             acks: ack_tx,
             republish: rep_tx,
-            notify_wake: vec![email_wake, webhook_wake],
+            notify_wake,
             tsdb_wake: Arc::clone(&tsdb_wake),
             changes: bus.clone(),
             command_wake: Arc::clone(&command_wake),
@@ -224,6 +317,15 @@ pub async fn run_with(
     for w in &cfg.webhook {
         tracing::info!(name = %w.name, url = %w.redacted(), "Webhook.");
     }
+    for w in &cfg.wecom {
+        tracing::info!(name = %w.name, url = %crate::notify::redacted(w.url.expose()), "WeCom robot.");
+    }
+    for d in &cfg.dingtalk {
+        tracing::info!(name = %d.name, url = %crate::notify::redacted(d.url.expose()), signed = d.secret.is_some(), "DingTalk robot.");
+    }
+    if let Some(s) = &cfg.sms {
+        tracing::info!(gateway = %crate::notify::redacted(s.url.expose()), to = s.to.len(), "SMS gateway.");
+    }
 
     let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
@@ -244,7 +346,6 @@ pub async fn run_with(
     };
 
     let ingest_token = CancellationToken::new();
-    let backend_token = CancellationToken::new();
 
     let mut http = {
         let t = http_token.clone();
@@ -289,18 +390,6 @@ pub async fn run_with(
         .run(backend_token.clone()),
     )
     .fuse();
-    let report = |kind: ChannelKind| -> Report {
-        let delivered_tx = input_tx.clone();
-        Box::new(move |d| {
-            debug_assert_eq!(d.channel, kind);
-            delivered_tx.send(Input::Delivered(d)).is_ok()
-        })
-    };
-    let mut email_task =
-        tokio::spawn(email_sender.run(report(ChannelKind::Email), backend_token.clone())).fuse();
-    let mut webhook_task =
-        tokio::spawn(webhook_sender.run(report(ChannelKind::Webhook), backend_token.clone()))
-            .fuse();
     let gauge = Arc::clone(&metrics);
     let mut duty_task = tokio::spawn(crate::duty::watch(
         duty,
@@ -321,8 +410,10 @@ pub async fn run_with(
         r = &mut ingest => failure = Some(anyhow!("ingest stopped: {}", flat(r))),
         r = &mut core_done => failure = Some(anyhow!("pipeline stopped: {}", match r { Ok(Ok(())) => "no error".into(), Ok(Err(e)) => e.to_string(), Err(_) => "panicked".into() })),
         r = &mut forwarder => failure = Some(anyhow!("time-series forwarder stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
-        r = &mut email_task => failure = Some(anyhow!("e-mail sender stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
-        r = &mut webhook_task => failure = Some(anyhow!("webhook sender stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
+        Some(r) = senders.join_next() => failure = Some(match r {
+            Ok((kind, r)) => anyhow!("{kind} sender stopped: {}", flat(Ok(r.map_err(|e| e.to_string())))),
+            Err(e) => anyhow!("a notification sender failed: {e}"),
+        }),
         r = &mut http => failure = Some(anyhow!("HTTP server stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
     }
     if let Some(e) = &failure {
@@ -347,12 +438,7 @@ pub async fn run_with(
     })
     .await;
     bounded("notification senders", Duration::from_secs(5), async {
-        if !email_task.is_terminated() {
-            let _ = (&mut email_task).await;
-        }
-        if !webhook_task.is_terminated() {
-            let _ = (&mut webhook_task).await;
-        }
+        while senders.join_next().await.is_some() {}
     })
     .await;
     // 3. Pipeline: commit what is queued. It drops its end of the ack channel when it stops.

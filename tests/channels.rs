@@ -1,5 +1,5 @@
-//! Notification channels against real receivers: an HTTP server started in the test records
-//! the webhook requests and answers a scripted status; an SMTP server that accepts and never
+//! Notification channels against real receivers: an HTTP server started in the test
+//! (`common::Receiver`) records the webhook requests and answers a scripted status; an SMTP server that accepts and never
 //! answers stands for a stalled mail server. Each test has its own broker, so only its own
 //! alerts are notified.
 
@@ -7,68 +7,13 @@
 
 mod common;
 
-use axum::http::{HeaderMap, StatusCode};
 use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 const SECRET: &str = "wh-s3cret-for-tests";
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).unwrap().to_str().unwrap()
-    }
-}
-
-/// A webhook receiver on 127.0.0.1: answers the scripted statuses in order, then `then`.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start(script: &[u16], then: u16) -> Receiver {
-        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
-        let (g, s) = (Arc::clone(&got), Arc::clone(&script));
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let (g, s) = (Arc::clone(&g), Arc::clone(&s));
-                async move {
-                    g.lock().unwrap().push(Received {
-                        headers,
-                        body: body.to_vec(),
-                    });
-                    let status = s.lock().unwrap().pop_front().unwrap_or(then);
-                    StatusCode::from_u16(status).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, got }
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
 
 fn webhook_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v = vec![
@@ -89,63 +34,6 @@ fn webhook_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
             .map(|(k, x)| ((*k).to_owned(), (*x).to_owned())),
     );
     v
-}
-
-/// Starts firewatch on a private broker with the webhook, fires a manual alarm; returns the
-/// alert id.
-async fn fire(
-    building: &str,
-    smtp_url: Option<String>,
-    env: Vec<(String, String)>,
-) -> (Mosquitto, Firewatch, String) {
-    let broker = Mosquitto::start();
-    let fw = Firewatch::start(Options {
-        mqtt_url: Some(broker.url()),
-        smtp_url,
-        env,
-        ..Default::default()
-    })
-    .await;
-    let mut p = Publisher::connect(&broker.url()).await;
-    p.publish(
-        &format!("fw/v1/{building}/transmitter/tx-{building}/event"),
-        json!({"event": "manual_alarm", "state": "start", "zone": "3F"}).to_string(),
-    )
-    .await;
-    let a = fw
-        .wait_alert(
-            building,
-            "transmitter.fire_alarm",
-            &format!("tx-{building}"),
-            |_| true,
-            T,
-        )
-        .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    (broker, fw, id)
-}
-
-async fn rows(fw: &Firewatch, id: &str, channel: &str) -> Vec<Value> {
-    fw.get(&format!(
-        "/api/v1/notifications?alert={id}&channel={channel}"
-    ))
-    .await
-    .as_array()
-    .unwrap()
-    .clone()
-}
-
-/// Waits until the alert's only row on `channel` is no longer pending; returns it.
-async fn settled(fw: &Firewatch, id: &str, channel: &str) -> Value {
-    wait_for(
-        &format!("the {channel} notification of {id} settled"),
-        T,
-        || async {
-            let r = rows(fw, id, channel).await;
-            (r.len() == 1 && r[0]["status"] != "pending").then(|| r[0].clone())
-        },
-    )
-    .await
 }
 
 fn webhook_steps(full: &Value) -> Vec<(String, Value)> {

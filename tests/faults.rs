@@ -532,8 +532,8 @@ async fn restart_keeps_timers_and_sends_no_duplicates() {
     // The shared broker carries other tests' buildings too: count this building's mails.
     let eml: Vec<String> = std::fs::read_dir(fw.dir.join("outbox"))
         .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .filter(|m| m.contains("building brs,"))
+        .map(|e| mail_text(&std::fs::read_to_string(e.unwrap().path()).unwrap()))
+        .filter(|m| m.contains("位置：brs"))
         .collect();
     assert_eq!(
         eml.len(),

@@ -105,8 +105,12 @@ async fn an_alert_per_kind_fires_and_clears_mails_and_writes_points() {
     })
     .await;
     assert!(mail.subject().contains("CRITICAL"), "{}", mail.subject());
-    assert!(mail.raw.contains(&format!("tx-{b}")));
-    assert!(mail.raw.contains("3F east corridor"));
+    // The body is UTF-8 Chinese text (base64 on the wire): what, where, since when.
+    let text = mail.text();
+    assert!(text.contains(&format!("tx-{b}")), "{text}");
+    assert!(text.contains("3F east corridor"), "{text}");
+    assert!(text.contains("【紧急·报警】火灾报警"), "{text}");
+    assert!(text.contains("开始："), "{text}");
 
     // Clear each: values back past the clear level, events ended, transmitter reset.
     p.publish(&wp, json!({"values": {"pressure_mpa": 0.31}}).to_string())
@@ -570,7 +574,7 @@ async fn embedded_defaults_turn_a_mosquitto_pub_into_an_alert_and_an_eml() {
             .ok()?
             .filter_map(|e| e.ok())
             .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .map(|e| mail_text(&std::fs::read_to_string(e.path()).unwrap()))
     })
     .await;
     assert!(mail.contains("fire_lane.fire"), "{mail}");

@@ -1,8 +1,10 @@
 //! Routing: for an alert, which (channel, target) pairs are told. A first alarm goes to the
 //! first step of its escalation policy ([`super::escalate`]); later steps to theirs; follow-ups
 //! (cleared, reminders, acknowledged, closed) to whoever was told before (the store keeps
-//! that). Without a duty roster, the operators on duty are every address of `email.to` and
-//! every configured webhook; info alerts are recorded, not sent.
+//! that). A target is what its channel addresses: an e-mail address, a webhook's or robot's
+//! name, a phone number. Without a duty roster, the operators on duty are every address of
+//! `email.to`, every configured webhook and chat robot, and the phones of `sms.to` for
+//! critical alerts only; info alerts are recorded, not sent.
 
 use super::escalate::{Audience, EscalationConfig};
 use crate::model::alert::Alert;
@@ -20,6 +22,12 @@ pub struct Router {
     pub webhooks: Vec<String>,
     /// Escalation policies.
     pub escalation: EscalationConfig,
+    /// Names of the WeCom robots (`wecom[].name`).
+    pub wecom: Vec<String>,
+    /// Names of the DingTalk robots (`dingtalk[].name`).
+    pub dingtalk: Vec<String>,
+    /// Phones told of critical alerts by SMS (`sms.to`).
+    pub sms_to: Vec<String>,
 }
 
 impl Router {
@@ -44,26 +52,33 @@ impl Router {
         let location = registry
             .device(&alert.device)
             .and_then(|d| d.location.clone());
+        let building_name = registry
+            .building(&alert.building)
+            .and_then(|b| b.name.clone());
         if alert.severity == Severity::Info {
             return Routed {
                 targets: Vec::new(),
                 location,
+                building_name,
             }; // recorded, not sent
         }
+        let all = |kind: ChannelKind, targets: &[String]| {
+            targets
+                .iter()
+                .map(move |t| (kind, t.clone()))
+                .collect::<Vec<_>>()
+        };
         let mut targets = Vec::new();
         for a in audiences {
             match a {
                 Audience::OnDuty => {
-                    targets.extend(
-                        self.email_to
-                            .iter()
-                            .map(|a| (ChannelKind::Email, a.clone())),
-                    );
-                    targets.extend(
-                        self.webhooks
-                            .iter()
-                            .map(|w| (ChannelKind::Webhook, w.clone())),
-                    );
+                    targets.extend(all(ChannelKind::Email, &self.email_to));
+                    targets.extend(all(ChannelKind::Webhook, &self.webhooks));
+                    targets.extend(all(ChannelKind::Wecom, &self.wecom));
+                    targets.extend(all(ChannelKind::Dingtalk, &self.dingtalk));
+                    if alert.severity == Severity::Critical {
+                        targets.extend(all(ChannelKind::Sms, &self.sms_to));
+                    }
                 }
                 // Known from a duty roster only.
                 Audience::Manager | Audience::Maintenance | Audience::FireOffice => {}
@@ -71,7 +86,11 @@ impl Router {
         }
         let mut seen = std::collections::HashSet::new();
         targets.retain(|t| seen.insert(t.clone()));
-        Routed { targets, location }
+        Routed {
+            targets,
+            location,
+            building_name,
+        }
     }
 }
 
@@ -112,7 +131,7 @@ mod tests {
         let r = Router {
             email_to: vec!["a@x.org".into(), "b@x.org".into()],
             webhooks: vec!["ops".into()],
-            escalation: EscalationConfig::default(),
+            ..Router::default()
         };
         let reg = Registry::default();
         let routed = r.route(&reg, &alert(Severity::Critical), Event::Fired);
@@ -128,5 +147,33 @@ mod tests {
             .route(&reg, &alert(Severity::Info), Event::Fired)
             .targets
             .is_empty());
+    }
+
+    #[test]
+    fn robots_hear_of_every_alert_and_phones_of_critical_ones() {
+        let r = Router {
+            wecom: vec!["duty-room".into()],
+            dingtalk: vec!["estate".into()],
+            sms_to: vec!["13800000000".into()],
+            ..Router::default()
+        };
+        let reg = Registry::default();
+        let routed = r.route(&reg, &alert(Severity::Critical), Event::Fired);
+        assert_eq!(
+            routed.targets,
+            vec![
+                (ChannelKind::Wecom, "duty-room".to_owned()),
+                (ChannelKind::Dingtalk, "estate".to_owned()),
+                (ChannelKind::Sms, "13800000000".to_owned()),
+            ]
+        );
+        let routed = r.route(&reg, &alert(Severity::Major), Event::Fired);
+        assert_eq!(
+            routed.targets,
+            vec![
+                (ChannelKind::Wecom, "duty-room".to_owned()),
+                (ChannelKind::Dingtalk, "estate".to_owned()),
+            ]
+        );
     }
 }

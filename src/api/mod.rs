@@ -46,6 +46,9 @@ pub struct HttpConfig {
     pub listen: String,
     /// Token of `POST /api/v1/ack/{code}` (off when unset).
     pub ack_token: Option<Secret>,
+    /// The address people reach the dashboard at, for the links in notifications; unset:
+    /// `http://{listen}`.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +56,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             ack_token: None,
+            public_url: None,
         }
     }
 }
@@ -77,7 +81,25 @@ impl HttpConfig {
                 "too short: use at least 16 characters (e.g. `openssl rand -hex 16`)",
             ));
         }
+        if let Some(u) = &self.public_url {
+            match url::Url::parse(u) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => p.push(Problem::new(
+                    "http.public_url",
+                    format!("{u:?} is not an http:// or https:// URL"),
+                )),
+            }
+        }
         p
+    }
+
+    /// The base of the links to the dashboard (`http.public_url`, else `http://{listen}`),
+    /// without a trailing `/`.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
     }
 }
 

@@ -6,7 +6,9 @@ pub use crate::api::HttpConfig;
 pub use crate::duty::DutyConfig;
 pub use crate::ingest::commands::CommandsConfig;
 pub use crate::ingest::mqtt::{parse_mqtt_url, MqttConfig, MqttUrl};
-pub use crate::notify::{EmailConfig, NotifyConfig, WebhookConfig};
+pub use crate::notify::{
+    DingtalkConfig, EmailConfig, NotifyConfig, SmsConfig, WebhookConfig, WecomConfig,
+};
 pub use crate::settings::{Problem, Secret};
 pub use crate::store::StorageConfig;
 pub use crate::tsdb::TsdbConfig;
@@ -31,6 +33,12 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Webhooks told of every alert transition (`[[webhook]]`).
     pub webhook: Vec<WebhookConfig>,
+    /// WeCom group robots told of every alert transition (`[[wecom]]`).
+    pub wecom: Vec<WecomConfig>,
+    /// DingTalk group robots told of every alert transition (`[[dingtalk]]`).
+    pub dingtalk: Vec<DingtalkConfig>,
+    /// The SMS gateway, and the phones told of critical alerts (`[sms]`).
+    pub sms: Option<SmsConfig>,
     /// Rule file.
     pub rules: RulesConfig,
     /// Device registry file.
@@ -117,7 +125,7 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with("FIREWATCH__"))
         {
-            // An array entry (`FIREWATCH__WEBHOOK__0__SECRET`) sets `webhook[0].secret` over
+            // An array entry (`FIREWATCH__WEBHOOK__0__SECRET`, also `WECOM`, `DINGTALK`) sets `webhook[0].secret` over
             // what the files say; the environment source would replace the whole array.
             match array_key(&k) {
                 Some(path) => {
@@ -163,17 +171,23 @@ impl Config {
         p.extend(self.notify.validate());
         p.extend(self.escalation.validate());
         p.extend(crate::notify::webhook::validate(&self.webhook));
+        p.extend(crate::notify::wecom::validate(&self.wecom));
+        p.extend(crate::notify::dingtalk::validate(&self.dingtalk));
+        p.extend(self.sms.iter().flat_map(SmsConfig::validate));
         p
     }
 }
 
 /// `FIREWATCH__WEBHOOK__0__SECRET` → `webhook[0].secret`: environment keys into the arrays of
-/// tables (`[[webhook]]`).
+/// tables (`[[webhook]]`, `[[wecom]]`, `[[dingtalk]]`).
 fn array_key(var: &str) -> Option<String> {
     let rest = var.strip_prefix("FIREWATCH__")?;
     let mut parts = rest.splitn(3, "__");
     let (table, index, key) = (parts.next()?, parts.next()?, parts.next()?);
-    if table != "WEBHOOK" || index.parse::<usize>().is_err() || key.is_empty() {
+    if !matches!(table, "WEBHOOK" | "WECOM" | "DINGTALK")
+        || index.parse::<usize>().is_err()
+        || key.is_empty()
+    {
         return None;
     }
     Some(format!(
@@ -250,6 +264,62 @@ mod tests {
                 tls: true
             }
         );
+    }
+
+    #[test]
+    fn robots_and_sms_come_from_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::write(
+            &file,
+            "[notify]\nlang = \"en\"\ntz = \"Europe/Berlin\"\n\
+             [[dingtalk]]\nname = \"estate\"\n\
+             url = \"https://oapi.dingtalk.com/robot/send?access_token=t0k3n\"\n\
+             at_mobiles = [\"13900000000\"]\n\
+             [sms]\nurl = \"https://sms.example.org/send\"\n\
+             body = '{\"to\": \"{phone}\", \"text\": \"{text}\"}'\n\
+             headers = { Authorization = \"Bearer sm5s3cret\" }\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            Some(&file),
+            env(&[
+                ("FIREWATCH__WECOM__0__NAME", "duty"),
+                (
+                    "FIREWATCH__WECOM__0__URL",
+                    "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k3y",
+                ),
+                ("FIREWATCH__DINGTALK__0__SECRET", "SECs3cret"),
+                ("FIREWATCH__SMS__TO", "13800000000, 13700000000"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.notify.lang, crate::notify::Lang::En);
+        assert_eq!(c.wecom[0].name, "duty");
+        assert_eq!(c.dingtalk[0].at_mobiles, ["13900000000"]);
+        assert_eq!(
+            c.dingtalk[0].secret.as_ref().map(Secret::expose),
+            Some("SECs3cret")
+        );
+        let sms = c.sms.as_ref().unwrap();
+        assert_eq!(sms.to, ["13800000000", "13700000000"]);
+        assert_eq!(sms.method, "POST");
+        let shown = format!("{c:?}");
+        for secret in ["k3y", "t0k3n", "SECs3cret", "sm5s3cret"] {
+            assert!(!shown.contains(secret), "{secret} printed");
+        }
+        assert_eq!(c.http.public_url(), "http://127.0.0.1:8080");
+        // A zone that does not exist is a problem with its key.
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("FIREWATCH__NOTIFY__TZ", "Mars/Olympus")]),
+        )
+        .unwrap();
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["notify.tz"]);
     }
 
     #[test]

@@ -100,9 +100,9 @@ pub struct Metrics {
     /// Failed attempts.
     pub notify_failed: AtomicU64,
     /// Waiting in the outbox, per channel (index: [`ChannelKind::index`]).
-    pub notify_queue: [AtomicI64; 2],
+    pub notify_queue: [AtomicI64; ChannelKind::ALL.len()],
     /// Attempt outcomes per channel ([`ChannelKind::index`]) and [`NotifyOutcome`].
-    pub notify_outcomes: [[AtomicU64; 3]; 2],
+    pub notify_outcomes: [[AtomicU64; 3]; ChannelKind::ALL.len()],
     /// Last send latency (enqueue → accepted), microseconds.
     pub notify_last_latency_us: AtomicU64,
     /// Changes published on the event feed.

@@ -15,6 +15,7 @@
 //! the senders look up when the rows they handle became durable. Stage times use the
 //! monotonic clock ([`Instant`]), never the pipeline's clock, which is a manual one in tests.
 
+use crate::model::notification::ChannelKind;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -86,9 +87,9 @@ pub struct Stages {
     /// Publish received → committed, everything else.
     pub reading_committed: Histogram,
     /// Notification committed → attempt started, per channel.
-    pub send_started: [Histogram; 2],
+    pub send_started: [Histogram; ChannelKind::ALL.len()],
     /// Attempt started → accepted, per channel.
-    pub accepted: [Histogram; 2],
+    pub accepted: [Histogram; ChannelKind::ALL.len()],
     /// Reading committed → written to the time-series database.
     pub in_tsdb: Histogram,
     /// When rows became durable.
@@ -97,7 +98,7 @@ pub struct Stages {
 
 impl Stages {
     /// Prometheus exposition of every stage; `channels` names the channel indexes.
-    pub fn render(&self, s: &mut String, channels: &[&str; 2]) {
+    pub fn render(&self, s: &mut String, channels: &[&str; ChannelKind::ALL.len()]) {
         let n = STAGE_SECONDS;
         let _ = writeln!(
             s,

@@ -13,17 +13,32 @@ pub enum ChannelKind {
     Email,
     /// An HTTP POST of signed JSON.
     Webhook,
+    /// A WeCom (企业微信) group robot.
+    Wecom,
+    /// A DingTalk (钉钉) group robot.
+    Dingtalk,
+    /// A text message through an HTTP SMS gateway.
+    Sms,
 }
 
 impl ChannelKind {
     /// Every channel.
-    pub const ALL: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Webhook];
+    pub const ALL: [ChannelKind; 5] = [
+        ChannelKind::Email,
+        ChannelKind::Webhook,
+        ChannelKind::Wecom,
+        ChannelKind::Dingtalk,
+        ChannelKind::Sms,
+    ];
 
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Email => "email",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Wecom => "wecom",
+            ChannelKind::Dingtalk => "dingtalk",
+            ChannelKind::Sms => "sms",
         }
     }
 
@@ -32,6 +47,9 @@ impl ChannelKind {
         match self {
             ChannelKind::Email => 0,
             ChannelKind::Webhook => 1,
+            ChannelKind::Wecom => 2,
+            ChannelKind::Dingtalk => 3,
+            ChannelKind::Sms => 4,
         }
     }
 }
@@ -154,7 +172,7 @@ pub struct Notification {
     pub event: Event,
     /// How.
     pub channel: ChannelKind,
-    /// An e-mail address, or a webhook's configured name.
+    /// An e-mail address, a webhook's or robot's configured name, or a phone number.
     pub target: String,
     /// When it was queued.
     pub created_at: Millis,

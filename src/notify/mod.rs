@@ -1,5 +1,7 @@
 //! Notifications: the [`Channel`]s that tell people of alert transitions (e-mail in [`email`],
-//! signed JSON webhooks in [`webhook`]) and the [`Sender`] task that works off one channel's
+//! signed JSON webhooks in [`webhook`], WeCom and DingTalk group robots in [`wecom`] and
+//! [`dingtalk`], text messages through an HTTP gateway in [`sms`]), what people read
+//! ([`render`], shared by every channel), and the [`Sender`] task that works off one channel's
 //! rows of the persisted outbox, with its own retries and backoff.
 //!
 //! Each channel has its own sender task, so a stalled SMTP server never delays a webhook. A
@@ -16,8 +18,13 @@
 //! attempts have failed, then the row ends `failed`. Nothing is retried forever, and every
 //! attempt is in the alert's history and in `/metrics`.
 
+pub mod dingtalk;
 pub mod email;
+mod http;
+pub mod render;
+pub mod sms;
 pub mod webhook;
+pub mod wecom;
 
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, NotifyOutcome};
@@ -27,8 +34,12 @@ use crate::model::Millis;
 use crate::settings::Problem;
 pub use crate::store::notifications::{Delivery, Outcome};
 use crate::store::{self, notifications};
+pub use dingtalk::DingtalkConfig;
 pub use email::{EmailConfig, SmtpSecurity, SmtpTarget};
+pub use http::redacted;
+pub use render::Lang;
 use serde::Deserialize;
+pub use sms::SmsConfig;
 use std::collections::HashSet;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -40,8 +51,9 @@ use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 pub use webhook::WebhookConfig;
+pub use wecom::WecomConfig;
 
-/// `[notify]`: the retry policy every channel's sender follows.
+/// `[notify]`: the retry policy every channel's sender follows, and how messages read.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
@@ -49,6 +61,10 @@ pub struct NotifyConfig {
     pub max_attempts: u32,
     /// Longest wait between two attempts, seconds.
     pub backoff_max_s: u64,
+    /// Language of the messages: `zh` (default) or `en`.
+    pub lang: Lang,
+    /// The control room's time zone (IANA name), for the times in messages.
+    pub tz: String,
 }
 
 impl Default for NotifyConfig {
@@ -56,6 +72,8 @@ impl Default for NotifyConfig {
         NotifyConfig {
             max_attempts: 20,
             backoff_max_s: 300,
+            lang: Lang::Zh,
+            tz: "Asia/Shanghai".into(),
         }
     }
 }
@@ -73,7 +91,19 @@ impl NotifyConfig {
                 "must be between 1 and 86400",
             ));
         }
+        if let Err(e) = render::time_zone(&self.tz) {
+            p.push(Problem::new("notify.tz", e));
+        }
         p
+    }
+
+    /// How messages are rendered, with links under `public_url`.
+    pub fn render_context(&self, public_url: &str) -> Result<render::Context, String> {
+        Ok(render::Context {
+            lang: self.lang,
+            tz: render::time_zone(&self.tz)?,
+            public_url: public_url.to_owned(),
+        })
     }
 
     /// The wait before attempt `failed + 1` after `failed` failed attempts, without jitter:
@@ -288,6 +318,7 @@ mod tests {
         let p = NotifyConfig {
             max_attempts: 4,
             backoff_max_s: 5,
+            ..NotifyConfig::default()
         };
         assert_eq!(
             (1..=5).map(|n| p.backoff_ms(n)).collect::<Vec<_>>(),
@@ -304,6 +335,7 @@ mod tests {
         let p = NotifyConfig {
             max_attempts: 3,
             backoff_max_s: 300,
+            ..NotifyConfig::default()
         };
         let perm = || Err(SendError::Permanent("550".into()));
         let tran = || Err(SendError::Transient("451".into()));

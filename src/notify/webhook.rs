@@ -19,8 +19,10 @@ use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+pub use super::http::classify_status;
+
 /// Default request timeout, seconds.
-pub const DEFAULT_TIMEOUT_S: f64 = 10.0;
+pub const DEFAULT_TIMEOUT_S: f64 = super::http::DEFAULT_TIMEOUT_S;
 
 /// One `[[webhook]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,15 +48,7 @@ impl WebhookConfig {
 
     /// Scheme, host and port of the URL, for logs (no path, no credentials).
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.url) {
-            Ok(u) => format!(
-                "{}://{}:{}",
-                u.scheme(),
-                u.host_str().unwrap_or("?"),
-                u.port_or_known_default().unwrap_or(0)
-            ),
-            Err(_) => "?".into(),
-        }
+        super::http::redacted(&self.url)
     }
 }
 
@@ -118,28 +112,6 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     }
 }
 
-/// What an HTTP status means for the delivery.
-pub fn classify_status(status: u16) -> Result<(), SendError> {
-    match status {
-        200..=299 => Ok(()),
-        408 | 429 | 500..=599 => Err(SendError::Transient(format!("HTTP {status}"))),
-        400..=499 => Err(SendError::Permanent(format!("HTTP {status}"))),
-        other => Err(SendError::Permanent(format!("unexpected HTTP {other}"))),
-    }
-}
-
-fn classify_error(e: &reqwest::Error) -> SendError {
-    if e.is_builder() {
-        SendError::Permanent(format!("request: {e}"))
-    } else if e.is_timeout() {
-        SendError::Transient("timed out".into())
-    } else if e.is_connect() {
-        SendError::Transient(format!("connect: {e}"))
-    } else {
-        SendError::Transient(e.to_string())
-    }
-}
-
 /// The webhook channel: every configured webhook, by name.
 #[derive(Debug)]
 pub struct Webhooks {
@@ -150,12 +122,7 @@ pub struct Webhooks {
 impl Webhooks {
     /// Builds the channel.
     pub fn new(hooks: &[WebhookConfig]) -> Result<Webhooks, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("firewatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let client = super::http::client()?;
         Ok(Webhooks {
             hooks: hooks.iter().map(|h| (h.name.clone(), h.clone())).collect(),
             client,
@@ -194,7 +161,7 @@ impl Channel for Webhooks {
             .body(body)
             .send()
             .await
-            .map_err(|e| classify_error(&e))?;
+            .map_err(super::http::classify_error)?;
         classify_status(r.status().as_u16())
     }
 }

@@ -753,8 +753,8 @@ fn run_escalations(
                     changes.push((id, AlertWhat::Escalated));
                 }
                 Due::Repeat => {
-                    let location = registry.device(&a.device).and_then(|d| d.location.clone());
-                    alerts::remind(tx, id, &policy.name, location, now)?;
+                    let place = router.to(registry, &a, &[]);
+                    alerts::remind(tx, id, &policy.name, place, now)?;
                     changes.push((id, AlertWhat::Repeat));
                 }
             }

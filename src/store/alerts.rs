@@ -79,10 +79,12 @@ pub struct HistoryEntry {
 /// Who is told of an alert transition, and where the device is (decided by the routing stage).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routed {
-    /// (channel, target) pairs: an e-mail address, or a webhook's name.
+    /// (channel, target) pairs: an e-mail address, a webhook's or robot's name, a phone.
     pub targets: Vec<(ChannelKind, String)>,
     /// The device's location from the registry, shown in the notification.
     pub location: Option<String>,
+    /// The building's name from the registry, shown in the notification.
+    pub building_name: Option<String>,
 }
 
 /// Routes an alert transition to its targets (set by the routing stage).
@@ -193,6 +195,7 @@ fn enqueue(
     };
     let mut snapshot = alert.to_json(notes);
     snapshot["location"] = routed.location.into();
+    snapshot["building_name"] = routed.building_name.into();
     super::notifications::enqueue(
         conn,
         alert.id,
@@ -330,11 +333,11 @@ pub fn escalate(
         ),
     )?;
     let n = fresh.len();
-    let location = routed.location;
-    let route = |_: &Alert, _: Event| Routed {
-        targets: fresh.clone(),
-        location: location.clone(),
+    let routed = Routed {
+        targets: fresh,
+        ..routed
     };
+    let route = |_: &Alert, _: Event| routed.clone();
     enqueue(conn, &alert, Event::Escalated, h, &route, now)?;
     Ok(n)
 }
@@ -370,14 +373,8 @@ pub fn miss_sla(conn: &Connection, id: i64, policy: &str, sla_s: u64, now: Milli
 }
 
 /// A reminder of `policy` while nobody acknowledged: `repeat` in the history and a
-/// notification to everyone told so far.
-pub fn remind(
-    conn: &Connection,
-    id: i64,
-    policy: &str,
-    location: Option<String>,
-    now: Millis,
-) -> Result<()> {
+/// notification to everyone told so far (`place`: the routed location and building name).
+pub fn remind(conn: &Connection, id: i64, policy: &str, place: Routed, now: Millis) -> Result<()> {
     let Some(alert) = get(conn, id)? else {
         return Ok(());
     };
@@ -390,10 +387,8 @@ pub fn remind(
         None,
         Some(json!({"policy": policy, "message": alert.message})),
     )?;
-    let route = |_: &Alert, _: Event| Routed {
-        targets: Vec::new(),
-        location: location.clone(),
-    };
+    // A follow-up: the store finds everyone told; `place` says where the device is.
+    let route = |_: &Alert, _: Event| place.clone();
     enqueue(conn, &alert, Event::Repeat, h, &route, now)?;
     Ok(())
 }

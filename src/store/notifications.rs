@@ -222,7 +222,7 @@ pub struct Filter {
     pub alert: Option<i64>,
     /// pending, sent, failed.
     pub status: Option<DeliveryStatus>,
-    /// email, webhook.
+    /// email, webhook, wecom, dingtalk, sms.
     pub channel: Option<ChannelKind>,
     /// At most.
     pub limit: u32,

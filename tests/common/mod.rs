@@ -8,8 +8,12 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod receiver;
+
+#[allow(unused_imports)]
+pub use receiver::Receiver;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -340,6 +344,47 @@ impl Mail {
         }
         out
     }
+}
+
+impl Mail {
+    /// The mail with its body decoded (see [`mail_text`]).
+    pub fn text(&self) -> String {
+        mail_text(&self.raw)
+    }
+}
+
+/// An RFC 5322 mail (or `.eml` file) with its body decoded from base64 or quoted-printable, so
+/// that tests can look for the UTF-8 text people read.
+pub fn mail_text(raw: &str) -> String {
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .or_else(|| raw.split_once("\n\n"))
+        .unwrap_or((raw, ""));
+    let encoding = head.to_ascii_lowercase();
+    let body = if encoding.contains("content-transfer-encoding: base64") {
+        use base64::Engine as _;
+        let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    } else if encoding.contains("content-transfer-encoding: quoted-printable") {
+        let joined = body.replace("=\r\n", "").replace("=\n", "");
+        let mut bytes = Vec::new();
+        let mut it = joined.bytes();
+        while let Some(b) = it.next() {
+            if b == b'=' {
+                let hex: Vec<u8> = it.by_ref().take(2).collect();
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).unwrap(), 16).unwrap());
+            } else {
+                bytes.push(b);
+            }
+        }
+        String::from_utf8(bytes).unwrap()
+    } else {
+        body.to_owned()
+    };
+    format!("{head}\n\n{body}")
 }
 
 /// Mails in `maildir` sent to `rcpt`.
@@ -1062,4 +1107,66 @@ impl EventStream {
             }
         }
     }
+}
+
+/// Longest wait for a notification.
+pub const NOTIFY_T: Duration = Duration::from_secs(60);
+
+/// Starts firewatch on a private broker with `env` (the channels), fires a manual alarm
+/// (critical, zone `3F`) of transmitter `tx-{building}`; returns the broker, firewatch and the
+/// alert id.
+pub async fn fire(
+    building: &str,
+    smtp_url: Option<String>,
+    env: Vec<(String, String)>,
+) -> (Mosquitto, Firewatch, String) {
+    let broker = Mosquitto::start();
+    let fw = Firewatch::start(Options {
+        mqtt_url: Some(broker.url()),
+        smtp_url,
+        env,
+        ..Default::default()
+    })
+    .await;
+    let mut p = Publisher::connect(&broker.url()).await;
+    p.publish(
+        &format!("fw/v1/{building}/transmitter/tx-{building}/event"),
+        json!({"event": "manual_alarm", "state": "start", "zone": "3F"}).to_string(),
+    )
+    .await;
+    let a = fw
+        .wait_alert(
+            building,
+            "transmitter.fire_alarm",
+            &format!("tx-{building}"),
+            |_| true,
+            NOTIFY_T,
+        )
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    (broker, fw, id)
+}
+
+/// The alert's outbox rows on `channel`.
+pub async fn rows(fw: &Firewatch, id: &str, channel: &str) -> Vec<Value> {
+    fw.get(&format!(
+        "/api/v1/notifications?alert={id}&channel={channel}"
+    ))
+    .await
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+/// Waits until the alert's only row on `channel` is no longer pending; returns it.
+pub async fn settled(fw: &Firewatch, id: &str, channel: &str) -> Value {
+    wait_for(
+        &format!("the {channel} notification of {id} settled"),
+        NOTIFY_T,
+        || async {
+            let r = rows(fw, id, channel).await;
+            (r.len() == 1 && r[0]["status"] != "pending").then(|| r[0].clone())
+        },
+    )
+    .await
 }

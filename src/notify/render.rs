@@ -1,0 +1,983 @@
+//! What a person reads: one alert event rendered for the people on duty, in Chinese (the
+//! default) or English, with times in the control room's time zone. Every channel uses it:
+//! e-mail takes [`Rendered::subject`] and [`Rendered::plain`], the chat robots
+//! [`Rendered::markdown`], SMS [`Rendered::short`].
+//!
+//! A message says what happened (the rule's name, the severity and the event: 紧急/重要/一般/提示
+//! and 报警/恢复/提醒/已关闭), where (building, device location, zone or point, device), since
+//! when, the value against its threshold with units, what to do next, and carries a link to
+//! the alert and, when the alert has one, its acknowledgement code (`ack_code`).
+//!
+//! The words for each rule (its name, the measured quantity and unit, which side of the
+//! threshold is bad, the next step) are in one table, [`RULES`]. A rule it does not list is
+//! shown by its id with a generic next step.
+//!
+//! Rendering is pure: the alert snapshot, the event, the language and the time zone go in, text
+//! comes out. The language and zone are arguments so that a recipient's own can be passed when
+//! recipients have them; today they come from `notify.lang` and `notify.tz`.
+
+use crate::model::notification::Event;
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The language of a message (`notify.lang`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lang {
+    /// 简体中文.
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+/// Which side of its threshold a rule's bad value is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Bad below the threshold (pressure, level).
+    Below,
+    /// Bad above it (current, temperature).
+    Above,
+    /// Bad when it falls by the threshold or more.
+    Drop,
+    /// No threshold (events).
+    None,
+}
+
+/// The words for one rule.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleText {
+    /// Rule id (`config/rules.toml`).
+    pub id: &'static str,
+    /// Name, Chinese.
+    pub zh: &'static str,
+    /// Name, English.
+    pub en: &'static str,
+    /// The measured quantity, Chinese and English (empty for events).
+    pub quantity: (&'static str, &'static str),
+    /// Unit of the value and threshold (empty for none).
+    pub unit: &'static str,
+    /// Decimals shown.
+    pub decimals: usize,
+    /// Which side of the threshold is bad.
+    pub side: Side,
+    /// What to do next, Chinese.
+    pub action_zh: &'static str,
+    /// What to do next, English.
+    pub action_en: &'static str,
+}
+
+const fn rule(
+    id: &'static str,
+    zh: &'static str,
+    en: &'static str,
+    action_zh: &'static str,
+    action_en: &'static str,
+) -> RuleText {
+    RuleText {
+        id,
+        zh,
+        en,
+        quantity: ("", ""),
+        unit: "",
+        decimals: 0,
+        side: Side::None,
+        action_zh,
+        action_en,
+    }
+}
+
+const fn measured(
+    r: RuleText,
+    quantity: (&'static str, &'static str),
+    unit: &'static str,
+    decimals: usize,
+    side: Side,
+) -> RuleText {
+    RuleText {
+        quantity,
+        unit,
+        decimals,
+        side,
+        ..r
+    }
+}
+
+const FIRE_ZH: &str = "立即现场确认，确认真实火警后拨打119，启动应急预案并报告消防安全责任人";
+const FIRE_EN: &str = "Confirm on site at once; if the fire is real, call 119, start the emergency plan and tell the fire-safety officer";
+const PRESSURE: (&str, &str) = ("管网压力", "Fire-water pressure");
+const LEVEL: (&str, &str) = ("液位", "Water level");
+
+/// The words for every rule of `config/rules.toml` (and those the engine raises itself).
+pub const RULES: &[RuleText] = &[
+    measured(
+        rule(
+            "water_pressure.low",
+            "消防水压过低",
+            "Fire-water pressure low",
+            "检查消防泵和阀门（是否关闭、泄漏），必要时启动消防泵",
+            "Check the fire pumps and valves (closed, leaking); start the pump if needed",
+        ),
+        PRESSURE,
+        "MPa",
+        2,
+        Side::Below,
+    ),
+    measured(
+        rule(
+            "water_pressure.high",
+            "消防水压过高",
+            "Fire-water pressure high",
+            "检查减压阀和稳压设备，防止管网超压",
+            "Check the pressure-reducing valves and the jockey pump",
+        ),
+        PRESSURE,
+        "MPa",
+        2,
+        Side::Above,
+    ),
+    measured(
+        rule(
+            "water_pressure.drop",
+            "消防水压骤降",
+            "Fire-water pressure dropping",
+            "检查管网是否泄漏、爆管或有人放水，检查消防泵",
+            "Check the pipes for a leak or a burst and the fire pumps",
+        ),
+        PRESSURE,
+        "MPa",
+        2,
+        Side::Drop,
+    ),
+    measured(
+        rule(
+            "water_level.low",
+            "消防水池/水箱液位过低",
+            "Fire-water tank level low",
+            "检查补水阀和补水管路，确认消防水源",
+            "Check the refill valve and pipe; make sure of the water supply",
+        ),
+        LEVEL,
+        "m",
+        2,
+        Side::Below,
+    ),
+    measured(
+        rule(
+            "water_level.high",
+            "消防水池/水箱液位过高",
+            "Fire-water tank level high",
+            "检查补水阀和浮球阀是否失灵、溢流",
+            "Check the refill and float valves for a fault or an overflow",
+        ),
+        LEVEL,
+        "m",
+        2,
+        Side::Above,
+    ),
+    measured(
+        rule(
+            "electrical.residual_current",
+            "剩余电流超限",
+            "Residual current high",
+            "通知电工检查线路绝缘和漏电，必要时断电",
+            "Have an electrician check the insulation; switch off if needed",
+        ),
+        ("剩余电流", "Residual current"),
+        "mA",
+        0,
+        Side::Above,
+    ),
+    measured(
+        rule(
+            "electrical.temperature",
+            "线缆温度过高",
+            "Cable temperature high",
+            "通知电工检查负载和接线端子，必要时断电",
+            "Have an electrician check the load and the terminals; switch off if needed",
+        ),
+        ("线缆温度", "Cable temperature"),
+        "°C",
+        1,
+        Side::Above,
+    ),
+    measured(
+        rule(
+            "electrical.arc",
+            "故障电弧",
+            "Arc fault",
+            "立即通知电工检查线路，必要时断电",
+            "Have an electrician check the circuit at once; switch off if needed",
+        ),
+        ("电弧次数", "Arcing"),
+        "次/秒",
+        0,
+        Side::Above,
+    ),
+    rule(
+        "electrical.device_alarm",
+        "电气火灾探测器报警",
+        "Electrical fire detector alarm",
+        "通知电工现场检查报警回路，必要时断电",
+        "Have an electrician check the alarming circuit; switch off if needed",
+    ),
+    rule(
+        "fire_lane.blocked",
+        "消防通道/安全出口堵塞",
+        "Fire lane or exit blocked",
+        "通知物业清理，确保消防车通道和疏散通道畅通",
+        "Have the property staff clear it; keep the lane and exits free",
+    ),
+    rule(
+        "fire_lane.ebike",
+        "电动车违规进梯/充电",
+        "E-bike in a lift or charging indoors",
+        "通知物业劝离电动车，制止违规充电",
+        "Have the property staff remove the e-bike and stop the charging",
+    ),
+    rule(
+        "fire_lane.fire",
+        "视频发现烟火",
+        "Smoke or flame on camera",
+        FIRE_ZH,
+        FIRE_EN,
+    ),
+    rule(
+        "transmitter.fire_alarm",
+        "火灾报警",
+        "Fire alarm",
+        FIRE_ZH,
+        FIRE_EN,
+    ),
+    rule(
+        "transmitter.fault",
+        "消防设施故障",
+        "Fire system fault",
+        "通知维保单位检修，记录故障",
+        "Call the maintenance contractor; log the fault",
+    ),
+    rule(
+        "transmitter.supervisory",
+        "监管/屏蔽信号",
+        "Supervisory signal or shielded point",
+        "核实监管或屏蔽原因，尽快恢复",
+        "Find out why the point is supervised or shielded; restore it soon",
+    ),
+    rule(
+        "transmitter.duty_unanswered",
+        "查岗未应答",
+        "Duty check not answered",
+        "联系消防控制室值班人员，确认在岗",
+        "Call the control room; make sure the operators are at their post",
+    ),
+    rule(
+        "device.offline",
+        "设备离线",
+        "Device offline",
+        "检查设备供电和网络",
+        "Check the device's power and network",
+    ),
+    rule(
+        "device.sensor_fault",
+        "传感器故障/被拆",
+        "Sensor fault or tamper",
+        "通知维保单位现场检查",
+        "Have the maintenance contractor check it on site",
+    ),
+];
+
+/// The words for `rule`, if the table has them.
+pub fn rule_text(rule: &str) -> Option<&'static RuleText> {
+    RULES.iter().find(|r| r.id == rule)
+}
+
+/// A time zone by IANA name (`Asia/Shanghai`), from the system's database or the copy built
+/// into the binary (so it works without `/usr/share/zoneinfo`).
+pub fn time_zone(name: &str) -> Result<TimeZone, String> {
+    jiff::tz::db()
+        .get(name)
+        .or_else(|_| jiff::tz::TimeZoneDatabase::bundled().get(name))
+        .map_err(|e| format!("unknown time zone {name:?}: {e}"))
+}
+
+/// How every message of a deployment is rendered: language, time zone and the address of the
+/// dashboard the links point to.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Language.
+    pub lang: Lang,
+    /// The control room's time zone.
+    pub tz: TimeZone,
+    /// Base of the links (`http.public_url`).
+    pub public_url: String,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            lang: Lang::Zh,
+            // UTC+8 when even the built-in database cannot say.
+            tz: time_zone("Asia/Shanghai")
+                .unwrap_or_else(|_| TimeZone::fixed(jiff::tz::Offset::constant(8))),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Context {
+    /// [`render`] with this context.
+    pub fn render(&self, alert: &Value, event: Event) -> Rendered {
+        render(alert, event, self.lang, &self.tz, &self.public_url)
+    }
+}
+
+/// A rendered message, in the forms the channels take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// One line: severity, event, what and where, e.g. `【紧急·报警】火灾报警 东塔 3F`.
+    pub title: String,
+    /// The facts, one per line, each `label：value`.
+    pub facts: Vec<String>,
+    /// What to do next.
+    pub action: String,
+    /// Link to the alert.
+    pub link: String,
+    /// The link's text: `查看告警 a-000123`.
+    pub link_label: String,
+    /// `回复确认码 K7Q2`, when the alert has an acknowledgement code.
+    pub ack: Option<String>,
+    /// E-mail subject: the title, then the event and severity in English capitals, the rule
+    /// and the alert id (`ALERT CRITICAL transmitter.fire_alarm a-000123`), for mail filters.
+    pub subject: String,
+    /// A text message: at most about 70 characters before the acknowledgement code and the
+    /// link.
+    pub short: String,
+}
+
+impl Rendered {
+    /// Plain text (e-mail).
+    pub fn plain(&self) -> String {
+        let mut s = format!("{}\n\n", self.title);
+        for f in &self.facts {
+            s.push_str(f);
+            s.push('\n');
+        }
+        s.push('\n');
+        s.push_str(&self.action);
+        s.push('\n');
+        if let Some(a) = &self.ack {
+            s.push_str(a);
+            s.push('\n');
+        }
+        s.push_str(&self.link);
+        s.push('\n');
+        s
+    }
+
+    /// Markdown of the subset WeCom and DingTalk robots both show: a heading, quoted facts,
+    /// bold, a link.
+    pub fn markdown(&self) -> String {
+        let mut s = format!("### {}\n", self.title);
+        for f in &self.facts {
+            s.push_str(&format!("> {f}\n"));
+        }
+        s.push_str(&format!("\n**{}**\n", self.action));
+        if let Some(a) = &self.ack {
+            s.push_str(&format!("\n**{a}**\n"));
+        }
+        s.push_str(&format!("\n[{}]({})\n", self.link_label, self.link));
+        s
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn cut_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn text<'a>(a: &'a Value, k: &str) -> Option<&'a str> {
+    a.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn number(a: &Value, k: &str) -> Option<f64> {
+    a.get(k).and_then(Value::as_f64)
+}
+
+/// An RFC 3339 time of the snapshot in `tz`: `2026-11-29 09:30:00 (UTC+08:00)`.
+pub fn local_time(rfc3339: &str, tz: &TimeZone) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S (UTC%:z)")
+            .to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
+}
+
+fn short_time(rfc3339: &str, tz: &TimeZone) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned_datetime(tz.clone())
+            .strftime("%m-%d %H:%M")
+            .to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
+}
+
+fn severity_word(severity: &str, lang: Lang) -> &'static str {
+    match (severity, lang) {
+        ("critical", Lang::Zh) => "紧急",
+        ("major", Lang::Zh) => "重要",
+        ("minor", Lang::Zh) => "一般",
+        ("info", Lang::Zh) => "提示",
+        ("critical", Lang::En) => "Critical",
+        ("major", Lang::En) => "Major",
+        ("minor", Lang::En) => "Minor",
+        ("info", Lang::En) => "Info",
+        _ => "?",
+    }
+}
+
+fn event_word(event: Event, lang: Lang) -> &'static str {
+    match (event, lang) {
+        (Event::Fired | Event::Refired, Lang::Zh) => "报警",
+        (Event::Cleared, Lang::Zh) => "恢复",
+        (Event::Repeat, Lang::Zh) => "提醒",
+        (Event::Closed, Lang::Zh) => "已关闭",
+        (Event::Acknowledged, Lang::Zh) => "已确认",
+        (Event::Escalated, Lang::Zh) => "升级通知",
+        (Event::Fired | Event::Refired, Lang::En) => "alarm",
+        (Event::Cleared, Lang::En) => "cleared",
+        (Event::Repeat, Lang::En) => "reminder",
+        (Event::Closed, Lang::En) => "closed",
+        (Event::Acknowledged, Lang::En) => "acknowledged",
+        (Event::Escalated, Lang::En) => "escalated",
+    }
+}
+
+/// The English word mail filters look for (`ALERT`, `CLEARED`, …).
+fn event_tag(event: Event) -> &'static str {
+    match event {
+        Event::Fired | Event::Refired => "ALERT",
+        Event::Cleared => "CLEARED",
+        Event::Repeat => "STILL ACTIVE",
+        Event::Closed => "CLOSED",
+        Event::Acknowledged => "ACKNOWLEDGED",
+        Event::Escalated => "ESCALATED",
+    }
+}
+
+fn kind_word(kind: &str, lang: Lang) -> &str {
+    match (kind, lang) {
+        ("water_pressure", Lang::Zh) => "消防水压监测",
+        ("water_level", Lang::Zh) => "消防水箱/水池液位监测",
+        ("electrical", Lang::Zh) => "电气火灾监控",
+        ("fire_lane", Lang::Zh) => "生命通道视频监控",
+        ("transmitter", Lang::Zh) => "用户信息传输装置",
+        ("water_pressure", Lang::En) => "pressure monitor",
+        ("water_level", Lang::En) => "level monitor",
+        ("electrical", Lang::En) => "electrical fire monitor",
+        ("fire_lane", Lang::En) => "camera",
+        ("transmitter", Lang::En) => "transmitter",
+        (other, _) => other,
+    }
+}
+
+fn classification_word(c: &str, lang: Lang) -> &str {
+    match (c, lang) {
+        ("real", Lang::Zh) => "真实警情",
+        ("false_alarm", Lang::Zh) => "误报",
+        ("test", Lang::Zh) => "测试",
+        ("fault", Lang::Zh) => "设备故障",
+        ("resolved", Lang::Zh) => "隐患已消除",
+        ("false_alarm", Lang::En) => "false alarm",
+        ("resolved", Lang::En) => "hazard removed",
+        (other, _) => other,
+    }
+}
+
+fn fmt_num(v: f64, decimals: usize) -> String {
+    format!("{v:.decimals$}")
+}
+
+/// `管网压力 0.05 MPa，低于 0.10 MPa`: the value against its threshold, when the alert has them.
+fn value_line(a: &Value, r: Option<&RuleText>, event: Event, lang: Lang) -> Option<String> {
+    let value = number(a, "value");
+    let threshold = number(a, "threshold");
+    if value.is_none() && threshold.is_none() {
+        return None;
+    }
+    let (quantity, unit, decimals, side) = match r {
+        Some(r) => (
+            match lang {
+                Lang::Zh => r.quantity.0,
+                Lang::En => r.quantity.1,
+            },
+            r.unit,
+            r.decimals,
+            r.side,
+        ),
+        None => ("", "", 2, Side::None),
+    };
+    let quantity = if quantity.is_empty() {
+        match lang {
+            Lang::Zh => "数值",
+            Lang::En => "Value",
+        }
+    } else {
+        quantity
+    };
+    let with_unit = |v: f64| {
+        let n = fmt_num(v, decimals);
+        if unit.is_empty() {
+            n
+        } else {
+            format!("{n} {unit}")
+        }
+    };
+    let (comma, colon) = match lang {
+        Lang::Zh => ("，", " "),
+        Lang::En => (", ", " "),
+    };
+    let mut s = match value {
+        Some(v) => format!("{quantity}{colon}{}", with_unit(v)),
+        None => quantity.to_owned(),
+    };
+    if let Some(t) = threshold {
+        // A cleared alert's value is back on the good side: name the threshold only.
+        let relation = match (side, lang, event == Event::Cleared || value.is_none()) {
+            (_, Lang::Zh, true) => "阈值",
+            (_, Lang::En, true) => "threshold",
+            (Side::Below, Lang::Zh, false) => "低于",
+            (Side::Above, Lang::Zh, false) => "高于",
+            (Side::Drop, Lang::Zh, false) => "下降超过",
+            (Side::None, Lang::Zh, false) => "阈值",
+            (Side::Below, Lang::En, false) => "below",
+            (Side::Above, Lang::En, false) => "above",
+            (Side::Drop, Lang::En, false) => "fell by more than",
+            (Side::None, Lang::En, false) => "threshold",
+        };
+        s.push_str(&format!("{comma}{relation} {}", with_unit(t)));
+    }
+    Some(s)
+}
+
+/// Renders `event` of the alert snapshot `a` (contract JSON, plus `location`, `building_name`
+/// and `ack_code` when present) in `lang`, with times in `tz` and the link under
+/// `public_url`.
+pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &str) -> Rendered {
+    let zh = lang == Lang::Zh;
+    let id = text(a, "id").unwrap_or("?");
+    let rule_id = text(a, "rule").unwrap_or("?");
+    let r = rule_text(rule_id);
+    let name = match (r, lang) {
+        (Some(r), Lang::Zh) => r.zh,
+        (Some(r), Lang::En) => r.en,
+        (None, _) => rule_id,
+    };
+    let severity = text(a, "severity").unwrap_or("?");
+    let sev = severity_word(severity, lang);
+    let ev = event_word(event, lang);
+    let building = text(a, "building").unwrap_or("?");
+    let building_label = match text(a, "building_name") {
+        Some(n) if zh => format!("{n}（{building}）"),
+        Some(n) => format!("{n} ({building})"),
+        None => building.to_owned(),
+    };
+    let location = text(a, "location");
+    let zone = text(a, "channel");
+    let device = text(a, "device").unwrap_or("?");
+    let kind = kind_word(text(a, "kind").unwrap_or("?"), lang);
+    // Where, most telling first: the building, the device's place, the zone or point.
+    let mut place = vec![text(a, "building_name").unwrap_or(building).to_owned()];
+    place.extend(location.map(str::to_owned));
+    place.extend(zone.map(str::to_owned));
+    let place = place.join(" ");
+
+    let title = if zh {
+        format!("【{sev}·{ev}】{name} {place}")
+    } else {
+        format!("[{sev} {ev}] {name} at {place}")
+    };
+    let mut facts = Vec::new();
+    let label = |zh_label: &str, en_label: &str, v: String| {
+        if zh {
+            format!("{zh_label}：{v}")
+        } else {
+            format!("{en_label}: {v}")
+        }
+    };
+    let mut where_ = building_label.clone();
+    if let Some(l) = location {
+        where_.push_str(&format!(" {l}"));
+    }
+    if let Some(z) = zone {
+        where_.push_str(&if zh {
+            format!("，区域/点位 {z}")
+        } else {
+            format!(", zone/point {z}")
+        });
+    }
+    facts.push(label("位置", "Where", where_));
+    facts.push(if zh {
+        format!("设备：{device}（{kind}）")
+    } else {
+        format!("Device: {device} ({kind})")
+    });
+    let started = text(a, "started_at").unwrap_or("?");
+    facts.push(label("开始", "Since", local_time(started, tz)));
+    match event {
+        Event::Cleared => {
+            if let Some(c) = text(a, "cleared_at") {
+                facts.push(label("恢复", "Cleared", local_time(c, tz)));
+            }
+        }
+        Event::Closed => {
+            if let Some(c) = text(a, "closed_at") {
+                facts.push(label("关闭", "Closed", local_time(c, tz)));
+            }
+        }
+        Event::Acknowledged => {
+            if let Some(c) = text(a, "acknowledged_at") {
+                facts.push(label("确认", "Acknowledged", local_time(c, tz)));
+            }
+        }
+        _ => {}
+    }
+    if let Some(v) = value_line(a, r, event, lang) {
+        facts.push(label("数值", "Value", v));
+    }
+    let status = match text(a, "status") {
+        Some("acknowledged") => {
+            let by = text(a, "acknowledged_by").unwrap_or("?");
+            if zh {
+                format!("已确认（{by}）")
+            } else {
+                format!("acknowledged by {by}")
+            }
+        }
+        Some("closed") => {
+            let by = text(a, "closed_by").unwrap_or("?");
+            let c = classification_word(text(a, "classification").unwrap_or("?"), lang);
+            if zh {
+                format!("已关闭（{by}，结论：{c}）")
+            } else {
+                format!("closed by {by} as {c}")
+            }
+        }
+        _ if zh => "待确认".to_owned(),
+        _ => "open, not acknowledged".to_owned(),
+    };
+    // The engine's own words: they carry what the device said (a point's description).
+    if let Some(m) = text(a, "message") {
+        facts.push(label("详情", "Detail", m.to_owned()));
+    }
+    facts.push(label("状态", "Status", status));
+    facts.push(label("编号", "Alert", id.to_owned()));
+
+    let action = match (event, r) {
+        (Event::Cleared, _) if zh => "条件已恢复：请核实现场并在系统中关闭告警。".to_owned(),
+        (Event::Cleared, _) => "The condition is over: check on site and close the alert.".into(),
+        (Event::Closed, _) if zh => "告警已关闭，无需处理。".to_owned(),
+        (Event::Closed, _) => "The alert is closed; nothing to do.".to_owned(),
+        (Event::Acknowledged, _) if zh => format!(
+            "{} 已确认并负责处置，其他人无需重复处理。",
+            text(a, "acknowledged_by").unwrap_or("?")
+        ),
+        (Event::Acknowledged, _) => format!(
+            "{} took it; nothing for others to do.",
+            text(a, "acknowledged_by").unwrap_or("?")
+        ),
+        (Event::Escalated, Some(r)) if zh => {
+            format!(
+                "值班人员未在规定时间内确认，现升级通知您。处置：{}。",
+                r.action_zh
+            )
+        }
+        (Event::Escalated, Some(r)) => format!(
+            "Nobody on duty acknowledged in time, so you are told now. Next: {}.",
+            r.action_en
+        ),
+        (_, Some(r)) if zh => format!("处置：{}。", r.action_zh),
+        (_, Some(r)) => format!("Next: {}.", r.action_en),
+        (_, None) if zh => "处置：请尽快现场核实。".to_owned(),
+        (_, None) => "Next: check on site soon.".to_owned(),
+    };
+    let link = format!("{}/alerts/{id}", public_url.trim_end_matches('/'));
+    let link_label = if zh {
+        format!("查看告警 {id}")
+    } else {
+        format!("Open alert {id}")
+    };
+    let ack = text(a, "ack_code").map(|c| {
+        if zh {
+            format!("回复确认码 {c}")
+        } else {
+            format!("Reply {c} to acknowledge")
+        }
+    });
+    let subject = format!(
+        "[firewatch] {title} ({} {} {rule_id} {id})",
+        event_tag(event),
+        severity.to_uppercase()
+    );
+
+    // The text message: short, most important first.
+    let value = value_line(a, r, event, lang);
+    let when = short_time(
+        match event {
+            Event::Cleared => text(a, "cleared_at").unwrap_or(started),
+            _ => started,
+        },
+        tz,
+    );
+    let core = if zh {
+        let mut s = format!("【{sev}{ev}】{name}：{place}");
+        if let Some(v) = &value {
+            s.push_str(&format!("，{v}"));
+        }
+        s.push_str(&format!("，{when}。"));
+        if matches!(event, Event::Fired | Event::Refired | Event::Repeat) {
+            s.push_str(r.map_or("请尽快现场核实", |r| r.action_zh));
+            s.push('。');
+        }
+        cut_chars(&s, 70)
+    } else {
+        let mut s = format!("[{sev} {ev}] {name}: {place}");
+        if let Some(v) = &value {
+            s.push_str(&format!(", {v}"));
+        }
+        s.push_str(&format!(", {when}."));
+        if matches!(event, Event::Fired | Event::Refired | Event::Repeat) {
+            s.push_str(&format!(
+                " {}.",
+                r.map_or("Check on site soon", |r| r.action_en)
+            ));
+        }
+        cut_chars(&s, 160)
+    };
+    let mut short = core;
+    if let Some(a) = &ack {
+        short.push_str(a);
+        short.push_str(if zh { "。" } else { ". " });
+    }
+    short.push_str(&link);
+    Rendered {
+        title,
+        facts,
+        action,
+        link,
+        link_label,
+        ack,
+        subject,
+        short,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shanghai() -> TimeZone {
+        time_zone("Asia/Shanghai").unwrap()
+    }
+
+    fn fire_alarm() -> Value {
+        json!({"id": "a-000007", "rule": "transmitter.fire_alarm", "severity": "critical",
+               "building": "bsy-0012", "building_name": "滨江大厦", "kind": "transmitter",
+               "device": "uitd-0012", "channel": "3F-东走廊", "active": true, "status": "open",
+               "value": null, "threshold": null, "message": "manual_alarm at 3F",
+               "started_at": "2026-11-29T01:30:00.000Z", "location": "消防控制室",
+               "ack_code": "K7Q2"})
+    }
+
+    fn pressure() -> Value {
+        json!({"id": "a-000123", "rule": "water_pressure.low", "severity": "major",
+               "building": "bsy-0012", "kind": "water_pressure", "device": "wp-0012-03",
+               "channel": null, "active": true, "status": "open", "value": 0.05,
+               "threshold": 0.1, "message": "Fire-water pressure 0.05 MPa below 0.1 MPa for 60 s",
+               "started_at": "2026-11-29T01:30:00.000Z", "cleared_at": null,
+               "location": "B1 泵房"})
+    }
+
+    #[test]
+    fn a_fire_alarm_says_what_where_when_and_what_to_do() {
+        let r = render(
+            &fire_alarm(),
+            Event::Fired,
+            Lang::Zh,
+            &shanghai(),
+            "https://fw.example.org/",
+        );
+        assert_eq!(
+            r.title,
+            "【紧急·报警】火灾报警 滨江大厦 消防控制室 3F-东走廊"
+        );
+        let text = r.plain();
+        for needle in [
+            "位置：滨江大厦（bsy-0012） 消防控制室，区域/点位 3F-东走廊",
+            "设备：uitd-0012（用户信息传输装置）",
+            "开始：2026-11-29 09:30:00 (UTC+08:00)",
+            "状态：待确认",
+            "详情：manual_alarm at 3F",
+            "处置：立即现场确认，确认真实火警后拨打119",
+            "回复确认码 K7Q2",
+            "https://fw.example.org/alerts/a-000007",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+        assert!(!text.contains("数值"), "{text}");
+        assert!(
+            r.subject
+                .contains("ALERT CRITICAL transmitter.fire_alarm a-000007"),
+            "{}",
+            r.subject
+        );
+        assert!(r.subject.contains("【紧急·报警】"), "{}", r.subject);
+        let md = r.markdown();
+        assert!(md.starts_with("### 【紧急·报警】火灾报警"), "{md}");
+        assert!(
+            md.contains("[查看告警 a-000007](https://fw.example.org/alerts/a-000007)"),
+            "{md}"
+        );
+        // The text message: the gist in about 70 characters, then the code and the link.
+        assert!(
+            r.short.starts_with("【紧急报警】火灾报警：滨江大厦"),
+            "{}",
+            r.short
+        );
+        assert!(r
+            .short
+            .ends_with("回复确认码 K7Q2。https://fw.example.org/alerts/a-000007"));
+        let before_code = r.short.split("回复确认码").next().unwrap();
+        assert!(before_code.chars().count() <= 70, "{}", r.short);
+    }
+
+    #[test]
+    fn a_pressure_reading_is_shown_against_its_threshold_with_units() {
+        let r = render(&pressure(), Event::Fired, Lang::Zh, &shanghai(), "http://x");
+        let text = r.plain();
+        assert!(
+            text.contains("数值：管网压力 0.05 MPa，低于 0.10 MPa"),
+            "{text}"
+        );
+        assert!(text.contains("处置：检查消防泵和阀门"), "{text}");
+        assert!(text.contains("位置：bsy-0012 B1 泵房"), "{text}");
+        assert!(
+            r.title.starts_with("【重要·报警】消防水压过低"),
+            "{}",
+            r.title
+        );
+        assert!(r.ack.is_none());
+        assert!(!text.contains("确认码"), "{text}");
+        // Cleared: the threshold is named, not "below".
+        let mut cleared = pressure();
+        cleared["active"] = false.into();
+        cleared["value"] = 0.31.into();
+        cleared["cleared_at"] = "2026-11-29T02:00:00.000Z".into();
+        let r = render(&cleared, Event::Cleared, Lang::Zh, &shanghai(), "http://x");
+        assert!(r.title.starts_with("【重要·恢复】"), "{}", r.title);
+        assert!(
+            r.subject
+                .contains("CLEARED MAJOR water_pressure.low a-000123"),
+            "{}",
+            r.subject
+        );
+        let text = r.plain();
+        assert!(text.contains("管网压力 0.31 MPa，阈值 0.10 MPa"), "{text}");
+        assert!(text.contains("恢复：2026-11-29 10:00:00"), "{text}");
+    }
+
+    #[test]
+    fn english_on_request() {
+        let r = render(&pressure(), Event::Fired, Lang::En, &shanghai(), "http://x");
+        assert_eq!(
+            r.title,
+            "[Major alarm] Fire-water pressure low at bsy-0012 B1 泵房"
+        );
+        let text = r.plain();
+        for needle in [
+            "Value: Fire-water pressure 0.05 MPa, below 0.10 MPa",
+            "Since: 2026-11-29 09:30:00 (UTC+08:00)",
+            "Device: wp-0012-03 (pressure monitor)",
+            "Next: Check the fire pumps and valves",
+            "http://x/alerts/a-000123",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+        let r = render(
+            &fire_alarm(),
+            Event::Fired,
+            Lang::En,
+            &shanghai(),
+            "http://x",
+        );
+        assert_eq!(r.ack.as_deref(), Some("Reply K7Q2 to acknowledge"));
+        assert!(r.plain().contains("call 119"));
+    }
+
+    #[test]
+    fn times_are_in_the_given_zone() {
+        let berlin = time_zone("Europe/Berlin").unwrap();
+        let text = render(&pressure(), Event::Fired, Lang::Zh, &berlin, "http://x").plain();
+        assert!(
+            text.contains("开始：2026-11-29 02:30:00 (UTC+01:00)"),
+            "{text}"
+        );
+        let ny = time_zone("America/New_York").unwrap();
+        let text = render(&pressure(), Event::Fired, Lang::En, &ny, "http://x").plain();
+        assert!(
+            text.contains("Since: 2026-11-28 20:30:00 (UTC-05:00)"),
+            "{text}"
+        );
+        assert!(time_zone("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn unknown_rules_and_truncation_are_safe() {
+        let mut a = pressure();
+        a["rule"] = "quality.stuck".into();
+        let r = render(&a, Event::Repeat, Lang::Zh, &shanghai(), "http://x");
+        assert!(
+            r.title.contains("【重要·提醒】quality.stuck"),
+            "{}",
+            r.title
+        );
+        assert!(r.action.contains("请尽快现场核实"));
+        let s = "消防水压过低";
+        assert_eq!(truncate_bytes(s, 7), "消防");
+        assert_eq!(truncate_bytes(s, 100), s);
+        assert_eq!(truncate_bytes(s, 2), "");
+    }
+
+    #[test]
+    fn every_rule_of_the_shipped_rule_file_has_words() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules.toml"))
+                .unwrap();
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("id = \"") {
+                let id = id.trim_end_matches('"');
+                assert!(rule_text(id).is_some(), "{id} has no words in RULES");
+            }
+        }
+    }
+}
