@@ -279,6 +279,8 @@ pub async fn run_with(
                 wecom: cfg.wecom.iter().map(|w| w.name.clone()).collect(),
                 dingtalk: cfg.dingtalk.iter().map(|d| d.name.clone()).collect(),
                 sms_to: cfg.sms.iter().flat_map(|s| s.to.clone()).collect(),
+                duty: Arc::clone(&duty),
+                sms: cfg.sms.is_some(),
             },
             rejected_keep: cfg.storage.rejected_keep,
             retention_days: cfg.storage.retention_days,

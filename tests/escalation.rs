@@ -168,3 +168,111 @@ async fn a_minor_alert_is_told_once_and_never_escalates() {
     );
     fw.stop().await;
 }
+
+/// With a duty roster, the first alarm reaches the operators on duty in the building's
+/// control room (not the deployment's fallback list); the second step the building's
+/// fire-safety manager; the third the town fire office. Nobody is told twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roster_decides_who_is_told_at_each_step() {
+    let b = unique("bescd");
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("duty.toml");
+    std::fs::write(
+        &roster,
+        format!(
+            r#"
+[[person]]
+id = "op1"
+name = "张伟"
+email = "op1@cr.test"
+[[person]]
+id = "op2"
+name = "李娜"
+email = "op2@cr.test"
+[[person]]
+id = "mgr"
+name = "周建林"
+email = "manager@{b}.test"
+[[person]]
+id = "fo"
+name = "镇消防办值班员"
+email = "office@fire.test"
+[[control_room]]
+id = "cr"
+name = "一号消防控制室"
+tz = "Asia/Shanghai"
+buildings = ["{b}"]
+  [[control_room.shift]]
+  name = "day"
+  start = "08:00"
+  end = "20:00"
+  people = ["op1", "op2"]
+  [[control_room.shift]]
+  name = "night"
+  start = "20:00"
+  end = "08:00"
+  people = ["op1", "op2"]
+[[building]]
+id = "{b}"
+manager = "mgr"
+[fire_office]
+name = "镇消防安全委员会办公室"
+people = ["fo"]
+"#
+        ),
+    )
+    .unwrap();
+    let fw = InProcess::start_with("", |c| {
+        c.email.to = vec![DUTY.into()];
+        c.duty.file = roster.clone();
+    })
+    .await;
+    let id = fire_alarm(&fw, &b).await;
+    let targets = |rows: Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["event"].as_str().unwrap().to_owned(),
+                    n["target"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let rows = fw.get(&format!("/api/v1/notifications?alert={id}")).await;
+    assert_eq!(
+        targets(rows),
+        [
+            ("fired".to_owned(), "op1@cr.test".to_owned()),
+            ("fired".to_owned(), "op2@cr.test".to_owned())
+        ],
+        "the operators on duty, not {DUTY}"
+    );
+    fw.advance(121 * SEC).await;
+    fw.advance(180 * SEC).await;
+    let rows = fw.get(&format!("/api/v1/notifications?alert={id}")).await;
+    let got = targets(rows);
+    for want in [
+        ("escalated", format!("manager@{b}.test")),
+        ("escalated", "office@fire.test".to_owned()),
+        ("repeat", "op1@cr.test".to_owned()),
+        ("repeat", format!("manager@{b}.test")),
+        ("repeat", "office@fire.test".to_owned()),
+    ] {
+        assert!(
+            got.contains(&(want.0.to_owned(), want.1.clone())),
+            "{want:?} missing from {got:?}"
+        );
+    }
+    assert!(!got.iter().any(|(_, t)| t == DUTY), "{got:?}");
+    assert_eq!(
+        got.iter().filter(|(e, _)| e == "escalated").count(),
+        2,
+        "{got:?}"
+    );
+    fw.stop().await;
+}

@@ -7,6 +7,7 @@
 //! critical alerts only; info alerts are recorded, not sent.
 
 use super::escalate::{Audience, EscalationConfig};
+use crate::duty::{Duty, Live, Party, Person};
 use crate::model::alert::Alert;
 use crate::model::notification::{ChannelKind, Event};
 use crate::model::Severity;
@@ -14,7 +15,7 @@ use crate::registry::Registry;
 use crate::store::alerts::Routed;
 
 /// The routing table.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Router {
     /// E-mail recipients (`email.to`).
     pub email_to: Vec<String>,
@@ -22,6 +23,10 @@ pub struct Router {
     pub webhooks: Vec<String>,
     /// Escalation policies.
     pub escalation: EscalationConfig,
+    /// The duty roster with the overrides in force.
+    pub duty: std::sync::Arc<Live>,
+    /// An SMS gateway is configured (`[sms]`): people's phones can be texted.
+    pub sms: bool,
     /// Names of the WeCom robots (`wecom[].name`).
     pub wecom: Vec<String>,
     /// Names of the DingTalk robots (`dingtalk[].name`).
@@ -37,18 +42,38 @@ impl Router {
         let first = match event {
             Event::Fired | Event::Refired => self
                 .escalation
-                .policy_for(alert, None)
+                .policy_for(alert, self.local_minute(alert, alert.updated_at))
                 .steps
                 .first()
                 .map(|s| s.notify.clone())
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
-        self.to(registry, alert, &first)
+        self.to(registry, alert, &first, alert.updated_at)
     }
 
-    /// The contacts of `audiences` for `alert`.
-    pub fn to(&self, registry: &Registry, alert: &Alert, audiences: &[Audience]) -> Routed {
+    /// The minute of the local day at `at` in the time zone of the control room covering the
+    /// alert's building (`None` without one), for policies with `hours`.
+    pub fn local_minute(&self, alert: &Alert, at: crate::model::Millis) -> Option<u16> {
+        let duty = self.duty.get().on_duty(&alert.building, at)?;
+        let tz = jiff::tz::TimeZone::get(&duty.room.tz).ok()?;
+        let t = jiff::Timestamp::from_millisecond(at)
+            .ok()?
+            .to_zoned_datetime(tz);
+        u16::try_from(i32::from(t.hour()) * 60 + i32::from(t.minute())).ok()
+    }
+
+    /// The contacts of `audiences` for `alert` at `at`: from the duty roster when a control
+    /// room covers the building, else the deployment's lists (`email.to`, robots, `sms.to`)
+    /// stand for the operators on duty. Webhooks are integrations: they get every first
+    /// alarm, roster or not.
+    pub fn to(
+        &self,
+        registry: &Registry,
+        alert: &Alert,
+        audiences: &[Audience],
+        at: crate::model::Millis,
+    ) -> Routed {
         let location = registry
             .device(&alert.device)
             .and_then(|d| d.location.clone());
@@ -68,10 +93,11 @@ impl Router {
                 .map(move |t| (kind, t.clone()))
                 .collect::<Vec<_>>()
         };
+        let duty = self.duty.get().on_duty(&alert.building, at);
         let mut targets = Vec::new();
         for a in audiences {
-            match a {
-                Audience::OnDuty => {
+            match (a, &duty) {
+                (Audience::OnDuty, None) => {
                     targets.extend(all(ChannelKind::Email, &self.email_to));
                     targets.extend(all(ChannelKind::Webhook, &self.webhooks));
                     targets.extend(all(ChannelKind::Wecom, &self.wecom));
@@ -80,8 +106,38 @@ impl Router {
                         targets.extend(all(ChannelKind::Sms, &self.sms_to));
                     }
                 }
+                (Audience::OnDuty, Some(d)) => {
+                    targets.extend(all(ChannelKind::Webhook, &self.webhooks));
+                    self.room_robots(d, &mut targets);
+                    for p in &d.operators {
+                        self.person(p, alert.severity == Severity::Critical, &mut targets);
+                    }
+                    if d.operators.is_empty() {
+                        // Nobody on duty (a gap, everyone on leave): the deployment's
+                        // addresses stand in, so the alarm still reaches someone.
+                        targets.extend(all(ChannelKind::Email, &self.email_to));
+                        targets.extend(all(ChannelKind::Wecom, &self.wecom));
+                        targets.extend(all(ChannelKind::Dingtalk, &self.dingtalk));
+                        targets.extend(all(ChannelKind::Sms, &self.sms_to));
+                    }
+                }
+                (Audience::Manager, Some(d)) => {
+                    if let Some(p) = &d.manager {
+                        self.person(p, true, &mut targets);
+                    }
+                }
+                (Audience::Maintenance, Some(d)) => {
+                    if let Some(m) = &d.maintenance {
+                        self.party(m, &mut targets);
+                    }
+                }
+                (Audience::FireOffice, Some(d)) => {
+                    if let Some(f) = &d.fire_office {
+                        self.party(f, &mut targets);
+                    }
+                }
                 // Known from a duty roster only.
-                Audience::Manager | Audience::Maintenance | Audience::FireOffice => {}
+                (Audience::Manager | Audience::Maintenance | Audience::FireOffice, None) => {}
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -90,6 +146,44 @@ impl Router {
             targets,
             location,
             building_name,
+        }
+    }
+
+    /// The control room's chat robots, when they are configured.
+    fn room_robots(&self, d: &Duty, out: &mut Vec<(ChannelKind, String)>) {
+        if let Some(w) = d.room.wecom.as_ref().filter(|w| self.wecom.contains(w)) {
+            out.push((ChannelKind::Wecom, w.clone()));
+        }
+        if let Some(w) = d
+            .room
+            .dingtalk
+            .as_ref()
+            .filter(|w| self.dingtalk.contains(w))
+        {
+            out.push((ChannelKind::Dingtalk, w.clone()));
+        }
+    }
+
+    /// A person: by e-mail, and by SMS when `text` and a gateway is configured.
+    fn person(&self, p: &Person, text: bool, out: &mut Vec<(ChannelKind, String)>) {
+        if let Some(e) = &p.email {
+            out.push((ChannelKind::Email, e.clone()));
+        }
+        if let (Some(phone), true, true) = (&p.phone, text, self.sms) {
+            out.push((ChannelKind::Sms, phone.clone()));
+        }
+    }
+
+    /// A company or office: its own contacts and its people's.
+    fn party(&self, p: &Party, out: &mut Vec<(ChannelKind, String)>) {
+        if let Some(e) = &p.email {
+            out.push((ChannelKind::Email, e.clone()));
+        }
+        if let (Some(phone), true) = (&p.phone, self.sms) {
+            out.push((ChannelKind::Sms, phone.clone()));
+        }
+        for person in &p.people {
+            self.person(person, true, out);
         }
     }
 }
@@ -174,6 +268,57 @@ mod tests {
                 (ChannelKind::Wecom, "duty-room".to_owned()),
                 (ChannelKind::Dingtalk, "estate".to_owned()),
             ]
+        );
+    }
+
+    #[test]
+    fn a_night_policy_matches_by_the_control_rooms_local_time() {
+        let roster = crate::duty::Roster::parse(
+            r#"
+[[person]]
+id = "p"
+name = "P"
+email = "p@x.org"
+[[control_room]]
+id = "cr"
+name = "CR"
+tz = "Asia/Shanghai"
+buildings = ["b"]
+  [[control_room.shift]]
+  name = "all day"
+  start = "08:00"
+  end = "08:00"
+  people = ["p"]
+"#,
+        )
+        .unwrap();
+        let r = Router {
+            duty: Live::new(roster),
+            ..Router::default()
+        };
+        let a = alert(Severity::Major);
+        // 2026-12-01T15:30:00Z is 23:30 in Shanghai.
+        let at = 1_796_139_000_000;
+        assert_eq!(r.local_minute(&a, at), Some(23 * 60 + 30));
+        let elsewhere = Alert {
+            building: "other".into(),
+            ..a
+        };
+        assert_eq!(
+            r.local_minute(&elsewhere, at),
+            None,
+            "no control room covers it"
+        );
+        // The on-duty operator's address replaces the deployment's list.
+        let routed = r.to(
+            &Registry::default(),
+            &alert(Severity::Major),
+            &[Audience::OnDuty],
+            at,
+        );
+        assert_eq!(
+            routed.targets,
+            vec![(ChannelKind::Email, "p@x.org".to_owned())]
         );
     }
 }

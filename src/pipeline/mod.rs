@@ -699,7 +699,9 @@ fn start_escalation(tx: &Transaction<'_>, router: &Router, id: i64) -> Result<()
     if a.severity == crate::model::Severity::Info {
         return Ok(());
     }
-    let policy = router.escalation.policy_for(&a, None);
+    let policy = router
+        .escalation
+        .policy_for(&a, router.local_minute(&a, a.updated_at));
     let timer = Timer::start(&policy, a.updated_at);
     escalations::save(tx, id, &timer, timer.next(&policy).map(|n| n.0))
 }
@@ -736,7 +738,7 @@ fn run_escalations(
                 }
                 Due::Step(n) => {
                     let audiences = &policy.steps[n].notify;
-                    let routed = router.to(registry, &a, audiences);
+                    let routed = router.to(registry, &a, audiences, now);
                     let to: Vec<&str> = audiences.iter().map(|a| a.as_str()).collect();
                     let told = alerts::escalate(
                         tx,
@@ -753,7 +755,7 @@ fn run_escalations(
                     changes.push((id, AlertWhat::Escalated));
                 }
                 Due::Repeat => {
-                    let place = router.to(registry, &a, &[]);
+                    let place = router.to(registry, &a, &[], now);
                     alerts::remind(tx, id, &policy.name, place, now)?;
                     changes.push((id, AlertWhat::Repeat));
                 }
