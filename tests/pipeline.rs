@@ -568,6 +568,8 @@ async fn embedded_defaults_turn_a_mosquitto_pub_into_an_alert_and_an_eml() {
         .wait_alert("bsy-0012", "fire_lane.fire", "cam-0012-01", |_| true, T)
         .await;
     assert_eq!(a["severity"], "critical");
+    // On the embedded broker the publish was acknowledged on receipt.
+    assert!(fw.metric("firewatch_mqtt_acks_total").await >= 1.0);
     let outbox = fw.dir.join("outbox");
     let mail = wait_for("an .eml in the outbox", T, || async {
         std::fs::read_dir(&outbox)

@@ -360,8 +360,16 @@ async fn poll_loop(
     let max_backoff = Duration::from_secs(cfg.reconnect_max_s.max(1));
     let mut backoff = Duration::from_millis(250);
     let mut last_error_log: Option<std::time::Instant> = None;
-    let mut arrivals = 0u64; // QoS 1 publishes on the current connection
+    let mut arrivals = 0u64; // QoS 1 publishes on the current connection acked after commit
     let mut published = 0u64; // every publish handed to the pipeline
+                              // On the embedded broker, acks go on receipt: that broker keeps its queue in this
+                              // process's memory and has acknowledged the device on receipt already, so a crash loses
+                              // the same messages either way, while acking after commit would cap a group commit at
+                              // rumqttd's 100 unacknowledged publishes per subscriber. Once an immediate ack does not
+                              // fit the client's request queue, the connection falls back to acks after commit (acks
+                              // stay in arrival order).
+    let embedded = cfg.url == "embedded";
+    let mut immediate = embedded;
 
     loop {
         let ev = tokio::select! {
@@ -379,7 +387,14 @@ async fn poll_loop(
                     metrics.dropped_qos0.fetch_add(1, Relaxed);
                     continue;
                 }
-                let ack = qos1.then(|| {
+                if qos1 && immediate {
+                    if client.try_ack(&p).is_ok() {
+                        metrics.acked.fetch_add(1, Relaxed);
+                    } else {
+                        immediate = false;
+                    }
+                }
+                let ack = (qos1 && !immediate).then(|| {
                     arrivals += 1;
                     AckToken {
                         generation: generation.load(SeqCst),
@@ -408,6 +423,7 @@ async fn poll_loop(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 generation.fetch_add(1, SeqCst);
                 arrivals = 0;
+                immediate = embedded;
                 metrics.mqtt_connected.store(true, Relaxed);
                 metrics.mqtt_connects.fetch_add(1, Relaxed);
                 backoff = Duration::from_millis(250);

@@ -305,7 +305,7 @@ impl Metrics {
         );
         c(
             "firewatch_mqtt_acks_total",
-            "Acknowledgements sent to the broker after the durable write.",
+            "Acknowledgements sent to the broker: after the durable write (on receipt on the embedded broker).",
             "counter",
             l(&self.acked),
         );
