@@ -191,8 +191,9 @@ name = "李娜"
 email = "op2@cr.test"
 [[person]]
 id = "mgr"
-name = "周建林"
+name = "Alex Miller"
 email = "manager@{b}.test"
+lang = "en"
 [[person]]
 id = "fo"
 name = "镇消防办值班员"
@@ -200,7 +201,7 @@ email = "office@fire.test"
 [[control_room]]
 id = "cr"
 name = "一号消防控制室"
-tz = "Asia/Shanghai"
+tz = "Asia/Urumqi"
 buildings = ["{b}"]
   [[control_room.shift]]
   name = "day"
@@ -269,6 +270,44 @@ people = ["fo"]
         );
     }
     assert!(!got.iter().any(|(_, t)| t == DUTY), "{got:?}");
+    // Each reads it in their language, with times in the control room's zone (UTC+6).
+    let outbox = fw.store_dir().join("outbox");
+    let mail_to = |rcpt: &str| -> Vec<String> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(&outbox).unwrap().flatten() {
+            let raw = std::fs::read_to_string(e.path()).unwrap();
+            if raw.contains(&format!("To: {rcpt}")) {
+                v.push(common::mail_text(&raw));
+            }
+        }
+        v
+    };
+    let started = fw.get(&format!("/api/v1/alerts/{id}")).await["started_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let utc: jiff::Timestamp = started.parse().unwrap();
+    let local = utc
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Urumqi").unwrap())
+        .strftime("%H:%M")
+        .to_string();
+    let manager = common::wait_for("the manager's mails", WAIT, || async {
+        let m = mail_to(&format!("manager@{b}.test"));
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    assert!(manager.iter().all(|m| m.contains("Next:")), "{manager:?}");
+    assert!(
+        manager.iter().any(|m| m.contains(&local)),
+        "{local} in {manager:?}"
+    );
+    let operator = common::wait_for("the operator's mails", WAIT, || async {
+        let m = mail_to("op1@cr.test");
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert!(operator[0].contains("处置"), "{}", operator[0]);
+    assert!(operator[0].contains(&local), "{local} in {}", operator[0]);
     assert_eq!(
         got.iter().filter(|(e, _)| e == "escalated").count(),
         2,

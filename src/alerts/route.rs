@@ -9,7 +9,7 @@
 use super::escalate::{Audience, EscalationConfig};
 use crate::duty::{Duty, Live, Party, Person};
 use crate::model::alert::Alert;
-use crate::model::notification::{ChannelKind, Event};
+use crate::model::notification::{ChannelKind, Event, Look};
 use crate::model::Severity;
 use crate::registry::Registry;
 use crate::store::alerts::Routed;
@@ -80,11 +80,14 @@ impl Router {
         let building_name = registry
             .building(&alert.building)
             .and_then(|b| b.name.clone());
+        let duty = self.duty.get().on_duty(&alert.building, at);
+        let look = duty.as_ref().map(look_of).unwrap_or_default();
         if alert.severity == Severity::Info {
             return Routed {
                 targets: Vec::new(),
                 location,
                 building_name,
+                look,
             }; // recorded, not sent
         }
         let all = |kind: ChannelKind, targets: &[String]| {
@@ -93,7 +96,6 @@ impl Router {
                 .map(move |t| (kind, t.clone()))
                 .collect::<Vec<_>>()
         };
-        let duty = self.duty.get().on_duty(&alert.building, at);
         let mut targets = Vec::new();
         for a in audiences {
             match (a, &duty) {
@@ -146,6 +148,7 @@ impl Router {
             targets,
             location,
             building_name,
+            look,
         }
     }
 
@@ -185,6 +188,24 @@ impl Router {
         for person in &p.people {
             self.person(person, true, out);
         }
+    }
+}
+
+/// How the messages about a building read: its control room's time zone, and the
+/// addresses and phones of the people in its duty who read English.
+fn look_of(d: &Duty) -> Look {
+    let mut people: Vec<&Person> = d.operators.iter().chain(d.manager.as_ref()).collect();
+    for p in [&d.maintenance, &d.fire_office].into_iter().flatten() {
+        people.extend(p.people.iter());
+    }
+    let english = people
+        .into_iter()
+        .filter(|p| p.lang == crate::duty::Lang::En)
+        .flat_map(|p| p.email.iter().chain(p.phone.iter()).cloned())
+        .collect();
+    Look {
+        tz: Some(d.room.tz.clone()),
+        english,
     }
 }
 

@@ -180,6 +180,20 @@ pub struct Notification {
     pub attempts: u32,
     /// The alert as committed with the transition (contract JSON, plus `location`).
     pub alert: Value,
+    /// The recipient's language (`zh`, `en`), when it is not the deployment's.
+    pub lang: Option<String>,
+    /// The time zone of the control room covering the building (IANA name), if one does.
+    pub tz: Option<String>,
+}
+
+/// How the messages of a transition should read, per target: the control room's time zone and
+/// the targets of people who read English.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Look {
+    /// IANA time zone of the control room covering the building.
+    pub tz: Option<String>,
+    /// Targets (addresses, phones) of people whose language is English.
+    pub english: Vec<String>,
 }
 
 #[cfg(test)]

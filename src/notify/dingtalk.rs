@@ -138,7 +138,7 @@ impl Channel for Dingtalk {
                 n.target
             )));
         };
-        let r = self.look.render(&n.alert, n.event);
+        let r = self.look.render_for(n);
         // Signed now, at each attempt: DingTalk checks the timestamp against its own clock.
         let url = match &robot.secret {
             Some(s) => signed_url(robot.url.expose(), s.expose(), crate::clock::wall_ms()),

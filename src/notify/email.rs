@@ -346,7 +346,7 @@ impl Email {
     }
 
     fn build(&self, n: &Notification) -> Result<Message, String> {
-        let r = self.look.render(&n.alert, n.event);
+        let r = self.look.render_for(n);
         let (subject, body) = (r.subject.clone(), r.plain());
         let to = n
             .target
@@ -490,6 +490,8 @@ mod tests {
             created_at: 0,
             attempts: 0,
             alert: serde_json::json!({"id": "a-000001"}),
+            lang: None,
+            tz: None,
         }
     }
 

@@ -330,6 +330,21 @@ impl Context {
     pub fn render(&self, alert: &Value, event: Event) -> Rendered {
         render(alert, event, self.lang, &self.tz, &self.public_url)
     }
+
+    /// A notification as its recipient reads it: the row's language and the control room's
+    /// time zone where the routing set them, this context's otherwise.
+    pub fn render_for(&self, n: &crate::model::notification::Notification) -> Rendered {
+        let lang = match n.lang.as_deref() {
+            Some("en") => Lang::En,
+            Some("zh") => Lang::Zh,
+            _ => self.lang,
+        };
+        let tz =
+            n.tz.as_deref()
+                .and_then(|t| time_zone(t).ok())
+                .unwrap_or_else(|| self.tz.clone());
+        render(&n.alert, n.event, lang, &tz, &self.public_url)
+    }
 }
 
 /// A rendered message, in the forms the channels take.

@@ -229,7 +229,7 @@ impl Channel for Sms {
         let Some(cfg) = &self.cfg else {
             return Err(SendError::Permanent("sms is not configured".into()));
         };
-        let text = self.look.render(&n.alert, n.event).short;
+        let text = self.look.render_for(n).short;
         let phone = &n.target;
         let url = fill(cfg.url.expose(), "x-www-form-urlencoded", phone, &text);
         let method = reqwest::Method::from_bytes(cfg.method.to_ascii_uppercase().as_bytes())

@@ -101,7 +101,7 @@ impl Channel for Wecom {
                 n.target
             )));
         };
-        let content = self.look.render(&n.alert, n.event).markdown();
+        let content = self.look.render_for(n).markdown();
         let req = self
             .client
             .post(robot.url.expose())

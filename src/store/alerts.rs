@@ -85,6 +85,8 @@ pub struct Routed {
     pub location: Option<String>,
     /// The building's name from the registry, shown in the notification.
     pub building_name: Option<String>,
+    /// How the messages read: the control room's time zone, English-reading targets.
+    pub look: crate::model::notification::Look,
 }
 
 /// Routes an alert transition to its targets (set by the routing stage).
@@ -201,7 +203,10 @@ fn enqueue(
         alert.id,
         event,
         transition,
-        &routed.targets,
+        super::notifications::Recipients {
+            targets: &routed.targets,
+            look: &routed.look,
+        },
         &snapshot,
         now,
     )?;

@@ -260,7 +260,11 @@ CREATE TABLE IF NOT EXISTS duty_overrides (
 "#;
 
 /// Columns added to tables of older stores: (table, column, declaration).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("alerts", "sla_missed_at", "INTEGER")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("alerts", "sla_missed_at", "INTEGER"),
+    ("notifications", "lang", "TEXT"),
+    ("notifications", "tz", "TEXT"),
+];
 
 /// Adds the [`ADDED_COLUMNS`] a store made by an older version lacks.
 fn add_columns(conn: &Connection) -> Result<()> {

@@ -5,10 +5,19 @@
 //! history.
 
 use super::Result;
-use crate::model::notification::{ChannelKind, DeliveryStatus, Event, Notification};
+use crate::model::notification::{ChannelKind, DeliveryStatus, Event, Look, Notification};
 use crate::model::{rfc3339, Millis};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
+
+/// Who a transition's notifications go to, and how they read.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipients<'a> {
+    /// (channel, target) pairs.
+    pub targets: &'a [(ChannelKind, String)],
+    /// Language and time zone per target.
+    pub look: &'a Look,
+}
 
 /// Queues one notification per target for an alert transition (`transition` is its
 /// alert-history entry). A key already queued is left as it is.
@@ -17,18 +26,20 @@ pub fn enqueue(
     alert: i64,
     event: Event,
     transition: i64,
-    targets: &[(ChannelKind, String)],
+    to: Recipients<'_>,
     snapshot: &Value,
     now: Millis,
 ) -> Result<()> {
+    let Recipients { targets, look } = to;
     let snapshot = snapshot.to_string();
     let mut stmt = conn.prepare_cached(
         "INSERT INTO notifications (alert_id, event, channel, target, key, created_at,
-         next_attempt_at, alert) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+         next_attempt_at, alert, lang, tz) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
          ON CONFLICT(key) DO NOTHING",
     )?;
     for (channel, target) in targets {
         let key = crate::model::notification::key(alert, event, transition, *channel, target);
+        let lang = look.english.contains(target).then_some("en");
         stmt.execute(params![
             alert,
             event.as_str(),
@@ -36,7 +47,9 @@ pub fn enqueue(
             target,
             key,
             now,
-            snapshot
+            snapshot,
+            lang,
+            look.tz
         ])?;
     }
     Ok(())
@@ -83,8 +96,8 @@ pub fn due(
     limit: u32,
 ) -> Result<(Vec<Notification>, i64, Option<Millis>)> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, alert_id, key, event, target, created_at, attempts, alert FROM notifications
-         WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
+        "SELECT id, alert_id, key, event, target, created_at, attempts, alert, lang, tz
+         FROM notifications WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
          ORDER BY next_attempt_at, id LIMIT ?3",
     )?;
     let rows = stmt
@@ -101,6 +114,8 @@ pub fn due(
                 created_at: r.get(5)?,
                 attempts: r.get(6)?,
                 alert: serde_json::from_str(&alert).map_err(|_| corrupt("snapshot", &alert))?,
+                lang: r.get(8)?,
+                tz: r.get(9)?,
             })
         })?
         .collect::<std::result::Result<Vec<_>, _>>()?;
