@@ -26,6 +26,7 @@ pub mod duty;
 pub mod duty_checks;
 pub mod escalations;
 pub mod notifications;
+pub mod reports;
 
 use crate::model::{Kind, Millis};
 use crate::settings::Problem;
