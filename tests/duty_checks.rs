@@ -73,6 +73,9 @@ struct Transmitter {
     commands: tokio::sync::mpsc::UnboundedReceiver<Value>,
     task: tokio::task::JoinHandle<()>,
     event_topic: String,
+    /// Refs received: a repeat (published again before firewatch saw the PUBACK) is dropped,
+    /// as contract 2.4 tells devices to.
+    seen: std::collections::HashSet<String>,
 }
 
 impl Transmitter {
@@ -104,6 +107,7 @@ impl Transmitter {
             commands: rx,
             task,
             event_topic: format!("fw/v1/{b}/transmitter/uitd-{b}/event"),
+            seen: Default::default(),
         };
         // Subscribed once a probe on its command topic comes back.
         let mut probe = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
@@ -121,14 +125,15 @@ impl Transmitter {
         t
     }
 
-    /// The next duty check it receives (probes skipped).
+    /// The next duty check it receives (probes and repeats skipped).
     async fn duty_check(&mut self) -> Value {
         loop {
             let v = tokio::time::timeout(T, self.commands.recv())
                 .await
                 .expect("a duty check within the bound")
                 .unwrap();
-            if v["command"] == "duty_check" {
+            let r = v["ref"].as_str().unwrap_or_default().to_owned();
+            if v["command"] == "duty_check" && self.seen.insert(r) {
                 return v;
             }
         }
@@ -267,6 +272,10 @@ async fn an_unanswered_check_raises_duty_unanswered_at_the_deadline_and_a_later_
     assert_eq!(a["severity"], "major");
     let c = wait_check(&fw, &room, |c| c["status"] == "unanswered").await;
     assert_eq!(c["transmitters"][0]["status"], "unanswered");
+    assert_eq!(
+        fw.metric("firewatch_duty_checks_unanswered_total").await,
+        1.0
+    );
 
     // The next check is answered: the alert clears (still one alert).
     let (status, _) = fw

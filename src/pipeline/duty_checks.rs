@@ -133,6 +133,7 @@ pub(super) fn send(
         command_change(tx, now, c.id, b)?;
     }
     b.commands = true;
+    metrics.duty_checks_sent.fetch_add(1, Relaxed);
     tracing::info!(check = %rows::check_id(id), control_room = room, reason = reason.as_str(), by, deadline_s, "Duty check sent.");
     Ok(id)
 }
@@ -189,6 +190,7 @@ impl Schedule {
             self.next.insert(room.to_owned(), next);
         }
         for u in rows::take_unanswered(tx, now, UNANSWERED_PER_TICK)? {
+            metrics.duty_checks_unanswered.fetch_add(1, Relaxed);
             tracing::warn!(check = %rows::check_id(u.check_id), device = %u.device, r#ref = %u.reference, "Duty check not answered by its deadline.");
             let deadline_s = (u.deadline_at - u.created_at) / 1000;
             b.transitions.push(Transition {
