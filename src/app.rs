@@ -286,6 +286,7 @@ pub async fn run_with(
             retention_days: cfg.storage.retention_days,
             tsdb_enabled: cfg.tsdb.url.is_some(),
             changes_keep: cfg.storage.changes_keep,
+            duty: Arc::clone(&duty),
         },
         Outputs {
             acks: ack_tx,

@@ -1,6 +1,7 @@
 //! Duty rosters over HTTP: `GET /api/v1/duty` (every control room now, or one building at an
 //! instant) and the overrides, `GET`/`POST /api/v1/duty/overrides` and
-//! `DELETE /api/v1/duty/overrides/{id}`.
+//! `DELETE /api/v1/duty/overrides/{id}`; (added) duty checks, `GET`/`POST /api/v1/duty/checks`
+//! (a check is sent by the pipeline, like any command).
 //!
 //! Resolution reads the roster in memory ([`crate::duty::Live`]). An override is written to
 //! the store through a small writer connection of its own (`store::duty`), then the set in
@@ -34,6 +35,7 @@ pub(super) fn routes() -> Router<ApiState> {
             get(list_overrides).post(post_override),
         )
         .route("/api/v1/duty/overrides/{id}", delete(delete_override))
+        .route("/api/v1/duty/checks", get(list_checks).post(post_check))
 }
 
 fn person(p: &Person) -> Value {
@@ -342,4 +344,76 @@ async fn delete_override(State(s): State<ApiState>, Path(id): Path<String>) -> A
     })
     .await?;
     Ok(Json(override_json(&ended, now)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    control_room: String,
+    by: String,
+    #[serde(default)]
+    deadline_s: Option<u32>,
+}
+
+/// `POST /api/v1/duty/checks` `{"control_room", "by", "deadline_s"}`: sends a duty check to
+/// every transmitter of the room's buildings; 202 with the check once it is durable.
+async fn post_check(State(s): State<ApiState>, b: Bytes) -> ApiResult {
+    use crate::duty::checks::DEADLINE_RANGE_S;
+    use crate::pipeline::{DutyCheckError, DutyCheckRequest, Input};
+    let b: CheckBody = serde_json::from_slice(&b).map_err(|e| bad(format!("body: {e}")))?;
+    if b.by.trim().is_empty() || b.by.len() > 200 {
+        return Err(bad(
+            "by: who is asking must be given (at most 200 bytes)".into()
+        ));
+    }
+    if b.deadline_s.is_some_and(|d| !DEADLINE_RANGE_S.contains(&d)) {
+        return Err(bad(format!(
+            "deadline_s must be {}–{}",
+            DEADLINE_RANGE_S.start(),
+            DEADLINE_RANGE_S.end()
+        )));
+    }
+    if s.duty.get().shifts_of(&b.control_room).is_none() {
+        return Err(bad(format!("unknown control_room {:?}", b.control_room)));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stopping = || ApiError::Unavailable("the pipeline is stopping".into());
+    s.pipeline
+        .send(Input::DutyCheck {
+            request: DutyCheckRequest {
+                room: b.control_room,
+                by: b.by,
+                deadline_s: b.deadline_s,
+            },
+            reply: tx,
+        })
+        .map_err(|_| stopping())?;
+    match rx.await.map_err(|_| stopping())? {
+        Ok(v) => Ok((StatusCode::ACCEPTED, Json(v)).into_response()),
+        Err(DutyCheckError::UnknownRoom(m)) => Err(bad(m)),
+        Err(DutyCheckError::NoTransmitters(m)) => Err(ApiError::Conflict(m)),
+        Err(DutyCheckError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// `GET /api/v1/duty/checks?control_room=&limit=`: checks, newest first, with the status of
+/// every transmitter.
+async fn list_checks(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut room = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "control_room" => room = Some(v.clone()),
+            "limit" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let limit = super::parse_limit(q.get("limit"), 100, 10_000)?;
+    let v = super::read(&s, move |c| {
+        Ok(crate::store::duty_checks::list(c, room.as_deref(), limit)?)
+    })
+    .await?;
+    Ok(Json(v).into_response())
 }

@@ -7,6 +7,7 @@
 mod ack;
 mod duty;
 mod events;
+mod reports;
 
 use crate::bus::Bus;
 use crate::clock::{wall_ms, SharedClock};
@@ -203,6 +204,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/notifications", get(list_notifications))
         .route("/api/v1/ack/{code}", post(ack::ack_by_code))
         .merge(duty::routes())
+        .merge(reports::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

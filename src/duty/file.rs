@@ -88,6 +88,25 @@ pub struct RoomEntry {
     /// `[[control_room.shift]]`
     #[serde(default)]
     pub shift: Vec<ShiftEntry>,
+    /// `[control_room.duty_check]`: scheduled duty checks (查岗) of the room's transmitters.
+    #[serde(default)]
+    pub duty_check: Option<DutyCheckEntry>,
+}
+
+/// `[control_room.duty_check]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DutyCheckEntry {
+    /// Fixed local times, `HH:MM`, every day.
+    #[serde(default)]
+    pub times: Vec<String>,
+    /// This many checks at random times within each shift (not in its first or last 15
+    /// minutes), the same times for a (room, shift, day) on every run.
+    #[serde(default)]
+    pub random_per_shift: u32,
+    /// Seconds the control room has to answer (10–86400, default 600).
+    #[serde(default)]
+    pub deadline_s: Option<u32>,
 }
 
 /// `[[control_room.shift]]`

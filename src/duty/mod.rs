@@ -3,6 +3,8 @@
 //! time zone. Swaps and leaves (overrides) change who is on duty for a while.
 //!
 //! - `file.rs`: the roster file (`duty.file`, TOML) as written;
+//! - `checks.rs`: scheduled duty checks (查岗): fixed local times, reproducible random times
+//!   within shifts;
 //! - `roster.rs`: the validated [`Roster`] and its pure resolution, [`Roster::on_duty`] (a
 //!   building at an instant) and [`Roster::now_for_room`] (a control room at an instant);
 //! - this file: the `[duty]` settings, [`Live`] (the roster with the overrides in force, shared
@@ -11,6 +13,7 @@
 //! A leaf: it knows neither the store nor the API. Overrides are persisted by `store::duty`
 //! and handed in with [`Live::set_overrides`].
 
+pub mod checks;
 mod file;
 mod roster;
 #[cfg(test)]

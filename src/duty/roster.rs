@@ -1,7 +1,8 @@
 //! The validated roster and its pure resolution: who is on duty for a building or in a control
 //! room at an instant, overrides included. Time is always a parameter.
 
-use super::file::{Lang, RosterFile};
+use super::checks::{self, CheckPlan};
+use super::file::{DutyCheckEntry, Lang, RosterFile};
 use crate::model::{valid_id, Millis};
 use crate::settings::Problem;
 use jiff::civil::Date;
@@ -252,6 +253,8 @@ struct Room {
     info: RoomInfo,
     tz: TimeZone,
     shifts: Vec<Shift>,
+    buildings: Vec<String>,
+    checks: Option<CheckPlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -492,6 +495,11 @@ impl Roster {
                 },
                 tz,
                 shifts,
+                buildings: e.buildings.clone(),
+                checks: e
+                    .duty_check
+                    .as_ref()
+                    .and_then(|c| check_plan(c, &format!("{base}.duty_check"), &mut p)),
             });
         }
         for (i, m) in f.maintenance.iter().enumerate() {
@@ -741,6 +749,156 @@ impl Roster {
             .into_iter()
             .filter(RoomDuty::unstaffed)
             .collect()
+    }
+}
+
+/// Validates `[control_room.duty_check]`.
+fn check_plan(e: &DutyCheckEntry, base: &str, p: &mut Vec<Problem>) -> Option<CheckPlan> {
+    let before = p.len();
+    let mut times = Vec::new();
+    for (i, t) in e.times.iter().enumerate() {
+        match parse_hhmm(t, false) {
+            Some(m) => times.push(m),
+            None => p.push(Problem::new(
+                format!("{base}.times[{i}]"),
+                format!("{t:?} is not a time HH:MM (00:00–23:59)"),
+            )),
+        }
+    }
+    times.sort_unstable();
+    times.dedup();
+    if e.random_per_shift > checks::MAX_RANDOM_PER_SHIFT {
+        p.push(Problem::new(
+            format!("{base}.random_per_shift"),
+            format!("at most {}", checks::MAX_RANDOM_PER_SHIFT),
+        ));
+    }
+    let deadline_s = e.deadline_s.unwrap_or(checks::DEFAULT_DEADLINE_S);
+    if !checks::DEADLINE_RANGE_S.contains(&deadline_s) {
+        p.push(Problem::new(
+            format!("{base}.deadline_s"),
+            format!(
+                "must be {}–{}",
+                checks::DEADLINE_RANGE_S.start(),
+                checks::DEADLINE_RANGE_S.end()
+            ),
+        ));
+    }
+    (p.len() == before).then_some(CheckPlan {
+        times,
+        random_per_shift: e.random_per_shift,
+        deadline_s,
+    })
+}
+
+impl Room {
+    /// The scheduled check times of local date `day` (fixed times on that date, random
+    /// times of the shift occurrences starting on it), sorted.
+    fn check_times_on(&self, day: Date) -> Vec<Millis> {
+        let Some(plan) = &self.checks else {
+            return Vec::new();
+        };
+        let mut v: Vec<Millis> = plan
+            .times
+            .iter()
+            .filter_map(|m| at_local(&self.tz, day, *m))
+            .collect();
+        if plan.random_per_shift > 0 {
+            let d = day.to_string();
+            for s in &self.shifts {
+                if let Some((start, end)) = s.span(&self.tz, day) {
+                    v.extend(checks::random_times(
+                        &self.info.id,
+                        &s.name,
+                        &d,
+                        start,
+                        end,
+                        plan.random_per_shift,
+                    ));
+                }
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Every scheduled check time in `(after, upto]`.
+    fn check_times_between(&self, after: Millis, upto: Millis) -> Vec<Millis> {
+        let (Ok(a), Ok(u)) = (
+            Timestamp::from_millisecond(after),
+            Timestamp::from_millisecond(upto),
+        ) else {
+            return Vec::new();
+        };
+        let (Ok(mut day), last) = (
+            self.tz.to_datetime(a).date().yesterday(),
+            self.tz.to_datetime(u).date(),
+        ) else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        while day <= last {
+            v.extend(
+                self.check_times_on(day)
+                    .into_iter()
+                    .filter(|t| *t > after && *t <= upto),
+            );
+            match day.tomorrow() {
+                Ok(d) => day = d,
+                Err(_) => break,
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// How far back a catch-up looks for a missed scheduled check.
+const CATCH_UP_DAYS: i64 = 2;
+
+impl Roster {
+    /// Rooms with a duty-check schedule, in file order.
+    pub fn check_rooms(&self) -> Vec<&str> {
+        self.plan
+            .rooms
+            .iter()
+            .filter(|r| r.checks.is_some())
+            .map(|r| r.info.id.as_str())
+            .collect()
+    }
+
+    /// Seconds room `room` has to answer a duty check (its `deadline_s`, else 600).
+    pub fn check_deadline_s(&self, room: &str) -> u32 {
+        self.room(room)
+            .and_then(|r| r.checks.as_ref())
+            .map_or(checks::DEFAULT_DEADLINE_S, |c| c.deadline_s)
+    }
+
+    /// The buildings control room `room` watches, in file order.
+    pub fn buildings_of(&self, room: &str) -> Vec<String> {
+        self.room(room)
+            .map(|r| r.buildings.clone())
+            .unwrap_or_default()
+    }
+
+    /// The latest scheduled duty check of `room` in `(after, upto]`: the one check a tick
+    /// sends, however many were missed while firewatch was down (at most one catch-up).
+    pub fn check_due(&self, room: &str, after: Millis, upto: Millis) -> Option<Millis> {
+        let after = after.max(upto - CATCH_UP_DAYS * 86_400_000);
+        self.room(room)?
+            .check_times_between(after, upto)
+            .last()
+            .copied()
+    }
+
+    /// The next scheduled duty check of `room` after `after` (within three days).
+    pub fn next_check_after(&self, room: &str, after: Millis) -> Option<Millis> {
+        let r = self.room(room)?;
+        r.check_times_between(after, after + 3 * 86_400_000)
+            .first()
+            .copied()
     }
 }
 

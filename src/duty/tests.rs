@@ -480,3 +480,102 @@ async fn watch_counts_unstaffed_rooms_on_the_clock() {
     token.cancel();
     task.await.unwrap();
 }
+
+const CHECKS: &str = r#"
+[[person]]
+id = "p1"
+name = "一"
+[[control_room]]
+id = "cr-sh"
+name = "上海"
+tz = "Asia/Shanghai"
+buildings = ["b1", "b2"]
+[[control_room.shift]]
+name = "day"
+start = "08:00"
+end = "20:00"
+people = ["p1"]
+[[control_room.shift]]
+name = "night"
+start = "20:00"
+end = "08:00"
+people = ["p1"]
+[control_room.duty_check]
+times = ["21:00", "09:00"]
+deadline_s = 300
+[[control_room]]
+id = "cr-rand"
+name = "随机"
+tz = "Europe/Berlin"
+[[control_room.shift]]
+name = "all"
+start = "06:00"
+end = "06:00"
+people = ["p1"]
+[control_room.duty_check]
+random_per_shift = 2
+"#;
+
+#[test]
+fn fixed_duty_checks_are_local_times_and_only_the_latest_missed_one_is_due() {
+    let r = Roster::parse(CHECKS).unwrap();
+    assert_eq!(r.check_rooms(), ["cr-sh", "cr-rand"]);
+    assert_eq!(r.check_deadline_s("cr-sh"), 300);
+    assert_eq!(r.check_deadline_s("cr-rand"), 600);
+    assert_eq!(r.buildings_of("cr-sh"), ["b1", "b2"]);
+    // 09:00 in Shanghai is 01:00 UTC.
+    let nine = t("2026-11-29T01:00:00Z");
+    assert_eq!(r.next_check_after("cr-sh", nine - 1), Some(nine));
+    assert_eq!(
+        r.next_check_after("cr-sh", nine),
+        Some(t("2026-11-29T13:00:00Z"))
+    );
+    assert_eq!(r.check_due("cr-sh", nine - 60_000, nine - 1), None);
+    assert_eq!(r.check_due("cr-sh", nine - 60_000, nine), Some(nine));
+    // Down for a day and a half: one catch-up, the latest.
+    assert_eq!(
+        r.check_due(
+            "cr-sh",
+            t("2026-11-27T00:00:00Z"),
+            t("2026-11-28T14:00:00Z")
+        ),
+        Some(t("2026-11-28T13:00:00Z"))
+    );
+}
+
+#[test]
+fn random_duty_checks_are_the_same_on_every_run_and_inside_the_shift() {
+    let a = Roster::parse(CHECKS).unwrap();
+    let b = Roster::parse(CHECKS).unwrap();
+    // The 24 h shift of 29 November starts 06:00 Berlin (05:00 UTC).
+    let start = t("2026-11-29T05:00:00Z");
+    let end = start + 86_400_000;
+    let mut times = Vec::new();
+    let mut at = start;
+    while let Some(n) = a.next_check_after("cr-rand", at).filter(|n| *n < end) {
+        assert_eq!(b.next_check_after("cr-rand", at), Some(n));
+        times.push(n);
+        at = n;
+    }
+    assert!(!times.is_empty() && times.len() <= 2, "{times:?}");
+    for x in times {
+        assert!(x >= start + 15 * 60_000 && x <= end - 15 * 60_000);
+    }
+}
+
+#[test]
+fn a_bad_duty_check_schedule_is_reported_with_its_key() {
+    let bad = CHECKS
+        .replace("\"21:00\"", "\"25:00\"")
+        .replace("deadline_s = 300", "deadline_s = 5");
+    let p = Roster::parse(&bad).unwrap_err();
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(
+        keys.contains(&"control_room[0].duty_check.times[0]"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"control_room[0].duty_check.deadline_s"),
+        "{keys:?}"
+    );
+}

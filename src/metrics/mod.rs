@@ -123,6 +123,10 @@ pub struct Metrics {
     pub command_attempts_failed: AtomicU64,
     /// Command answers whose `ref` matched no command of their device.
     pub command_answers_unmatched: AtomicU64,
+    /// (added) Duty checks sent to control rooms.
+    pub duty_checks_sent: AtomicU64,
+    /// (added) Transmitters that did not answer a duty check by its deadline.
+    pub duty_checks_unanswered: AtomicU64,
     /// Commands waiting for their PUBACK.
     pub commands_pending: AtomicI64,
     /// Control rooms with nobody on duty (the duty roster's unstaffed check).
@@ -590,6 +594,18 @@ impl Metrics {
                 "Command answers whose ref matches no command of their device.",
                 "counter",
                 self.command_answers_unmatched.load(Relaxed).to_string(),
+            ),
+            (
+                "firewatch_duty_checks_total",
+                "Duty checks sent to control rooms (scheduled and on demand).",
+                "counter",
+                self.duty_checks_sent.load(Relaxed).to_string(),
+            ),
+            (
+                "firewatch_duty_checks_unanswered_total",
+                "Transmitters that did not answer a duty check by its deadline.",
+                "counter",
+                self.duty_checks_unanswered.load(Relaxed).to_string(),
             ),
             (
                 names::COMMANDS_PENDING,

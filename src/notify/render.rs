@@ -268,8 +268,8 @@ pub const RULES: &[RuleText] = &[
         "transmitter.duty_unanswered",
         "查岗未应答",
         "Duty check not answered",
-        "联系消防控制室值班人员，确认在岗",
-        "Call the control room; make sure the operators are at their post",
+        "控制室可能脱岗，立即电话联系值班人员并派人到场",
+        "The control room may be unattended: phone the operators now and send someone there",
     ),
     rule(
         "device.offline",

@@ -14,6 +14,10 @@
 //! One thread, because both machines this runs on have two cores and the MQTT event loop needs
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
+mod duty_checks;
+
+pub use duty_checks::{DutyCheckError, DutyCheckRequest, DUTY_UNANSWERED};
+
 use crate::alerts::escalate::{Due, Timer};
 use crate::alerts::route::Router;
 use crate::bus::{AlertWhat, Bus, Change, DeviceState, Published};
@@ -150,6 +154,14 @@ pub enum Input {
         /// The last attempt: the command becomes `failed`.
         give_up: bool,
     },
+    /// (added) Send a duty check to a control room's transmitters (from the API); answered
+    /// after the commit with the check.
+    DutyCheck {
+        /// Which room, who asks.
+        request: DutyCheckRequest,
+        /// The check, sent after the commit.
+        reply: duty_checks::CheckReply,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -196,6 +208,8 @@ pub struct Settings {
     pub tsdb_enabled: bool,
     /// Changes of the event feed kept.
     pub changes_keep: u32,
+    /// The duty roster: control rooms' buildings and duty-check schedules.
+    pub duty: Arc<crate::duty::Live>,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -255,6 +269,7 @@ pub struct Pipeline {
     last_event_arrival: Option<u64>,
     last_tick: Instant,
     last_housekeeping: Instant,
+    duty_schedule: duty_checks::Schedule,
 }
 
 struct Batch {
@@ -269,6 +284,11 @@ struct Batch {
     /// The change feed's entries of this batch, inserted in its transaction.
     changes: Vec<Published>,
     commands: bool,
+    /// Answers to on-demand duty checks, sent after the commit.
+    check_replies: Vec<(
+        duty_checks::CheckReply,
+        Result<serde_json::Value, DutyCheckError>,
+    )>,
     /// Receive instants of the publishes, events apart (stage times).
     received: Vec<(bool, Instant)>,
 }
@@ -296,6 +316,7 @@ impl Pipeline {
             last_event_arrival: None,
             last_tick: Instant::now(),
             last_housekeeping: Instant::now() - HOUSEKEEPING,
+            duty_schedule: duty_checks::Schedule::default(),
         }
     }
 
@@ -384,6 +405,7 @@ impl Pipeline {
             notifications: false,
             changes: Vec::new(),
             commands: false,
+            check_replies: Vec::new(),
             received: Vec::new(),
         };
         let mut depth = 0usize;
@@ -485,6 +507,38 @@ impl Pipeline {
                         command_change(&tx, at, id, &mut b)?;
                     }
                 }
+                Input::DutyCheck { request, reply } => {
+                    let now = self.clock.now_ms();
+                    let roster = self.settings.duty.get();
+                    let deadline_s = request
+                        .deadline_s
+                        .unwrap_or_else(|| roster.check_deadline_s(&request.room));
+                    let r = duty_checks::send(
+                        &tx,
+                        &roster,
+                        &self.engine,
+                        &self.metrics,
+                        &request.room,
+                        store::duty_checks::Reason::OnDemand,
+                        None,
+                        deadline_s,
+                        &request.by,
+                        now,
+                        &mut b,
+                    );
+                    let r = match r {
+                        Ok(id) => store::duty_checks::get(&tx, id)?.ok_or(StoreError::Corrupt {
+                            what: "duty check",
+                            err: format!("row {id} vanished after insert"),
+                        }),
+                        Err(DutyCheckError::Store(e)) => return Err(e),
+                        Err(e) => {
+                            b.check_replies.push((reply, Err(e)));
+                            continue;
+                        }
+                    }?;
+                    b.check_replies.push((reply, Ok(r)));
+                }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
                 Input::Wake | Input::Shutdown => {}
             }
@@ -493,6 +547,9 @@ impl Pipeline {
         if tick_due {
             let now = self.clock.now_ms();
             self.engine.tick(now, &mut b.transitions);
+            let roster = self.settings.duty.get();
+            self.duty_schedule
+                .tick(&tx, &roster, &self.engine, &self.metrics, now, &mut b)?;
             ticked_at = Some(now);
             self.last_tick = Instant::now();
             self.metrics.pipeline_tick_ms.store(wall_ms(), Relaxed);
@@ -614,6 +671,9 @@ impl Pipeline {
             self.out.changes.publish(p);
         }
         for (reply, r) in b.command_replies {
+            let _ = reply.send(r);
+        }
+        for (reply, r) in b.check_replies {
             let _ = reply.send(r);
         }
         for r in b.republish {
@@ -948,6 +1008,7 @@ fn handle_publish(
                         detail["command"] = answer;
                         if let Some(id) = matched {
                             command_change(tx, msg.received, id, b)?;
+                            duty_checks::on_answer(tx, id, msg.received, b)?;
                         }
                     }
                     store::insert_event(

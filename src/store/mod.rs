@@ -16,14 +16,17 @@
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
 //! | `commands` | commands to devices (duty checks) and their answers |
+//! | `duty_checks`, `duty_check_commands`, `duty_check_schedule` | (added) duty checks of control rooms, the transmitters each went to, the last scheduled check per room (`duty_checks.rs`) |
 //! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
 pub mod changes;
 pub mod commands;
 pub mod duty;
+pub mod duty_checks;
 pub mod escalations;
 pub mod notifications;
+pub mod reports;
 
 use crate::model::{Kind, Millis};
 use crate::settings::Problem;
@@ -311,6 +314,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -65_536)?; // KiB: 64 MiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
+    duty_checks::create(&conn)?;
     add_columns(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

@@ -1,0 +1,256 @@
+//! Reports over a time window (`GET /api/v1/reports/…`): alerts per building and severity,
+//! duty checks per control room. The SQL reads the rows; medians and worst cases are taken
+//! here. Read-only.
+
+use super::Result;
+use crate::model::{Millis, Severity};
+use rusqlite::{params, Connection};
+use std::collections::BTreeMap;
+
+/// Median and worst of durations (ms), as seconds.
+fn median_worst(mut v: Vec<Millis>) -> (Option<f64>, Option<f64>) {
+    if v.is_empty() {
+        return (None, None);
+    }
+    v.sort_unstable();
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] as f64 + v[n / 2] as f64) / 2.0
+    };
+    (Some(median / 1000.0), v.last().map(|w| *w as f64 / 1000.0))
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s.parse::<Severity>() {
+        Ok(Severity::Critical) => 0,
+        Ok(Severity::Major) => 1,
+        Ok(Severity::Minor) => 2,
+        Ok(Severity::Info) => 3,
+        Err(_) => 4,
+    }
+}
+
+/// One row of the alerts report: the alerts of one building and severity that fired in the
+/// window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    /// Building id.
+    pub building: String,
+    /// Severity.
+    pub severity: String,
+    /// Alerts that fired in the window.
+    pub alerts: u64,
+    /// Of them, acknowledged.
+    pub acknowledged: u64,
+    /// Time from firing to acknowledgement, median and worst (seconds).
+    pub ack_median_s: Option<f64>,
+    /// Worst.
+    pub ack_worst_s: Option<f64>,
+    /// Of them, closed.
+    pub closed: u64,
+    /// Time from firing to closing, median (seconds).
+    pub close_median_s: Option<f64>,
+    /// Worst.
+    pub close_worst_s: Option<f64>,
+    /// Alerts whose acknowledgement deadline passed (`sla_missed_at`).
+    pub sla_missed: u64,
+    /// `escalated` history entries of these alerts.
+    pub escalations: u64,
+    // Work orders overdue go here, as another column of this row, when work orders exist
+    // (`store/workorders.rs`); `api/reports.rs` adds the field to JSON and CSV.
+}
+
+/// The alerts report: alerts that fired in `[from, until)` (their first `fired` history
+/// entry), optionally of one building, per building and severity (critical first).
+pub fn alerts(
+    c: &Connection,
+    from: Millis,
+    until: Millis,
+    building: Option<&str>,
+) -> Result<Vec<AlertRow>> {
+    // `started_at` ≤ the firing time, so it bounds the scan from above.
+    let mut stmt = c.prepare_cached(
+        "SELECT a.building, a.severity, f.fired_at, a.acknowledged_at, a.closed_at,
+                a.sla_missed_at IS NOT NULL,
+                (SELECT count(*) FROM alert_history h WHERE h.alert_id = a.id
+                    AND h.what = 'escalated')
+         FROM alerts a JOIN (
+             SELECT id, coalesce((SELECT min(h.at) FROM alert_history h
+                 WHERE h.alert_id = x.id AND h.what = 'fired'), x.updated_at) AS fired_at
+             FROM alerts x WHERE x.started_at < ?2 AND (?3 IS NULL OR x.building = ?3)
+         ) f ON f.id = a.id
+         WHERE f.fired_at >= ?1 AND f.fired_at < ?2",
+    )?;
+    type Raw = (
+        String,
+        String,
+        Millis,
+        Option<Millis>,
+        Option<Millis>,
+        bool,
+        u64,
+    );
+    let raws = stmt
+        .query_map(params![from, until, building], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect::<std::result::Result<Vec<Raw>, _>>()?;
+    #[derive(Default)]
+    struct Acc {
+        alerts: u64,
+        ack: Vec<Millis>,
+        close: Vec<Millis>,
+        sla: u64,
+        esc: u64,
+    }
+    let mut groups: BTreeMap<(String, u8, String), Acc> = BTreeMap::new();
+    for (b, sev, fired, acked, closed, sla, esc) in raws {
+        let rank = severity_rank(&sev);
+        let g = groups.entry((b, rank, sev)).or_default();
+        g.alerts += 1;
+        if let Some(a) = acked {
+            g.ack.push((a - fired).max(0));
+        }
+        if let Some(x) = closed {
+            g.close.push((x - fired).max(0));
+        }
+        g.sla += u64::from(sla);
+        g.esc += esc;
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((building, _, severity), g)| {
+            let (acknowledged, closed) = (g.ack.len() as u64, g.close.len() as u64);
+            let (ack_median_s, ack_worst_s) = median_worst(g.ack);
+            let (close_median_s, close_worst_s) = median_worst(g.close);
+            AlertRow {
+                building,
+                severity,
+                alerts: g.alerts,
+                acknowledged,
+                ack_median_s,
+                ack_worst_s,
+                closed,
+                close_median_s,
+                close_worst_s,
+                sla_missed: g.sla,
+                escalations: g.esc,
+            }
+        })
+        .collect())
+}
+
+/// One row of the duty-check report: one control room's checks sent in the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DutyCheckRow {
+    /// Control-room id.
+    pub control_room: String,
+    /// Checks sent.
+    pub checks: u64,
+    /// Transmitters asked (one command each).
+    pub sent: u64,
+    /// Answered by the deadline.
+    pub answered: u64,
+    /// Answered after the deadline (the alert was raised).
+    pub late: u64,
+    /// Not answered, deadline passed.
+    pub unanswered: u64,
+    /// Not answered yet, deadline still ahead.
+    pub waiting: u64,
+    /// `answered` ÷ `sent`.
+    pub answer_rate: Option<f64>,
+    /// Answer delay of the answers (late ones included), median (seconds).
+    pub delay_median_s: Option<f64>,
+    /// Worst.
+    pub delay_worst_s: Option<f64>,
+}
+
+/// The duty-check report: checks created in `[from, until)`, optionally of one room, per
+/// control room. `now` decides which unanswered ones are still waiting.
+pub fn duty_checks(
+    c: &Connection,
+    from: Millis,
+    until: Millis,
+    room: Option<&str>,
+    now: Millis,
+) -> Result<Vec<DutyCheckRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT k.room, k.id, c.answered_at, c.answer_delay_ms, d.deadline_at
+         FROM duty_checks k
+         JOIN duty_check_commands d ON d.check_id = k.id
+         JOIN commands c ON c.id = d.command_id
+         WHERE k.created_at >= ?1 AND k.created_at < ?2 AND (?3 IS NULL OR k.room = ?3)
+         ORDER BY k.room, k.id",
+    )?;
+    type Raw = (String, i64, Option<Millis>, Option<i64>, Millis);
+    let raws = stmt
+        .query_map(params![from, until, room], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<std::result::Result<Vec<Raw>, _>>()?;
+    let mut groups: BTreeMap<String, (DutyCheckRow, Option<i64>, Vec<Millis>)> = BTreeMap::new();
+    for (room, check, answered_at, delay, deadline_at) in raws {
+        let (row, last, delays) = groups.entry(room.clone()).or_insert_with(|| {
+            (
+                DutyCheckRow {
+                    control_room: room,
+                    checks: 0,
+                    sent: 0,
+                    answered: 0,
+                    late: 0,
+                    unanswered: 0,
+                    waiting: 0,
+                    answer_rate: None,
+                    delay_median_s: None,
+                    delay_worst_s: None,
+                },
+                None,
+                Vec::new(),
+            )
+        });
+        if *last != Some(check) {
+            row.checks += 1;
+            *last = Some(check);
+        }
+        row.sent += 1;
+        match answered_at {
+            Some(a) if a <= deadline_at => row.answered += 1,
+            Some(_) => row.late += 1,
+            None if deadline_at <= now => row.unanswered += 1,
+            None => row.waiting += 1,
+        }
+        if let Some(d) = delay.filter(|_| answered_at.is_some()) {
+            delays.push(d);
+        }
+    }
+    Ok(groups
+        .into_values()
+        .map(|(mut row, _, delays)| {
+            row.answer_rate = (row.sent > 0).then(|| row.answered as f64 / row.sent as f64);
+            (row.delay_median_s, row.delay_worst_s) = median_worst(delays);
+            row
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_worst_in_seconds() {
+        assert_eq!(median_worst(vec![]), (None, None));
+        assert_eq!(median_worst(vec![3000, 1000, 2000]), (Some(2.0), Some(3.0)));
+        assert_eq!(median_worst(vec![1000, 4000]), (Some(2.5), Some(4.0)));
+    }
+}
