@@ -284,6 +284,7 @@ pub async fn run_with(
             retention_days: cfg.storage.retention_days,
             tsdb_enabled: cfg.tsdb.url.is_some(),
             changes_keep: cfg.storage.changes_keep,
+            workorders: cfg.workorders.clone(),
         },
         Outputs {
             acks: ack_tx,

@@ -49,6 +49,8 @@ pub struct Config {
     pub escalation: crate::alerts::escalate::EscalationConfig,
     /// Duty roster file.
     pub duty: DutyConfig,
+    /// Hazard work orders (`[workorders]`).
+    pub workorders: crate::store::workorders::WorkordersConfig,
 }
 
 /// `[rules]`
@@ -170,6 +172,7 @@ impl Config {
         p.extend(self.commands.validate());
         p.extend(self.notify.validate());
         p.extend(self.escalation.validate());
+        p.extend(self.workorders.validate());
         p.extend(crate::notify::webhook::validate(&self.webhook));
         p.extend(crate::notify::wecom::validate(&self.wecom));
         p.extend(crate::notify::dingtalk::validate(&self.dingtalk));

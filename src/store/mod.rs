@@ -16,6 +16,7 @@
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
 //! | `commands` | commands to devices (duty checks) and their answers |
+//! | `workorders`, `workorder_history` | hazard work orders (隐患整改) and every step (`workorders.rs`) |
 //! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
@@ -24,6 +25,7 @@ pub mod commands;
 pub mod duty;
 pub mod escalations;
 pub mod notifications;
+pub mod workorders;
 
 use crate::model::{Kind, Millis};
 use crate::settings::Problem;
@@ -260,7 +262,13 @@ CREATE TABLE IF NOT EXISTS duty_overrides (
 "#;
 
 /// Columns added to tables of older stores: (table, column, declaration).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("alerts", "sla_missed_at", "INTEGER")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("alerts", "sla_missed_at", "INTEGER"),
+    ("alerts", "verified_at", "INTEGER"),
+    ("alerts", "verified_by", "TEXT"),
+    ("alerts", "verification", "TEXT"),
+    ("alerts", "called_119_at", "INTEGER"),
+];
 
 /// Adds the [`ADDED_COLUMNS`] a store made by an older version lacks.
 fn add_columns(conn: &Connection) -> Result<()> {
@@ -307,6 +315,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -65_536)?; // KiB: 64 MiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(workorders::SCHEMA)?;
     add_columns(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
