@@ -586,16 +586,16 @@ pub fn check_verify(
         ));
     }
     if called_119_at.is_some_and(|t| t > now + CALL_SKEW_MS) {
-        return Err(ActionError::Invalid("called_119_at is in the future".into()));
+        return Err(ActionError::Invalid(
+            "called_119_at is in the future".into(),
+        ));
     }
     Ok(())
 }
 
 /// Checks a close: a critical alert needs a note (what was found) as well as a classification.
 pub fn check_close(a: &Alert, note: Option<&str>) -> std::result::Result<(), ActionError> {
-    if a.severity == crate::model::Severity::Critical
-        && note.is_none_or(|n| n.trim().is_empty())
-    {
+    if a.severity == crate::model::Severity::Critical && note.is_none_or(|n| n.trim().is_empty()) {
         return Err(ActionError::Invalid(format!(
             "note is required to close the critical alert {}: what was found and done",
             alert_id(a.id)
@@ -723,7 +723,9 @@ fn act_inner(
                 "verified",
                 Some(by),
                 note.as_deref(),
-                Some(json!({"result": result.as_str(), "called_119_at": called_119_at.map(rfc3339)})),
+                Some(
+                    json!({"result": result.as_str(), "called_119_at": called_119_at.map(rfc3339)}),
+                ),
             )?;
         }
     }

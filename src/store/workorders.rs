@@ -120,7 +120,10 @@ impl WorkordersConfig {
         let mut p = Vec::new();
         let after = |key: &str, v: u64, p: &mut Vec<Problem>| {
             if v == 0 || v > MAX_DEADLINE_S {
-                p.push(Problem::new(key, format!("must be 1–{MAX_DEADLINE_S} seconds")));
+                p.push(Problem::new(
+                    key,
+                    format!("must be 1–{MAX_DEADLINE_S} seconds"),
+                ));
             }
         };
         let deadline = |key: &str, v: u64, p: &mut Vec<Problem>| {
@@ -456,11 +459,12 @@ fn step_inner(
     photo_url: Option<&str>,
     now: Millis,
 ) -> std::result::Result<Workorder, WorkorderError> {
-    let w = get(conn, id)?
-        .ok_or_else(|| WorkorderError::NotFound(format!("work order {} not found", workorder_id(id))))?;
-    let to = step
-        .apply(w.status)
-        .map_err(|why| WorkorderError::Conflict(format!("work order {} {why}", workorder_id(id))))?;
+    let w = get(conn, id)?.ok_or_else(|| {
+        WorkorderError::NotFound(format!("work order {} not found", workorder_id(id)))
+    })?;
+    let to = step.apply(w.status).map_err(|why| {
+        WorkorderError::Conflict(format!("work order {} {why}", workorder_id(id)))
+    })?;
     match step {
         Step::Rectify => conn.execute(
             "UPDATE workorders SET status = ?2, rectified_at = ?3, rectified_by = ?4,
@@ -487,7 +491,9 @@ fn step_inner(
         photo_url,
         Some(json!({"from": w.status.as_str(), "to": to.as_str()})),
     )?;
-    get(conn, id)?.ok_or_else(|| WorkorderError::NotFound(format!("work order {} not found", workorder_id(id))))
+    get(conn, id)?.ok_or_else(|| {
+        WorkorderError::NotFound(format!("work order {} not found", workorder_id(id)))
+    })
 }
 
 /// A hazard alert that may become a work order: open, `major`, of a hazard rule, without one.
@@ -702,7 +708,16 @@ mod tests {
         assert_eq!(steps, ["created", "rectified"]);
         // Rectified orders are not overdue; open ones past their deadline are, once.
         assert!(due_overdue(&conn, 20_000, 10).unwrap().is_empty());
-        step(&conn, w.id, Step::SendBack, "Wang", "still locked", None, 4_000).unwrap();
+        step(
+            &conn,
+            w.id,
+            Step::SendBack,
+            "Wang",
+            "still locked",
+            None,
+            4_000,
+        )
+        .unwrap();
         let due = due_overdue(&conn, 20_000, 10).unwrap();
         assert_eq!(due.len(), 1);
         mark_overdue(&conn, &due[0], 20_000).unwrap();
