@@ -917,6 +917,60 @@ mod tests {
     }
 
     #[test]
+    fn verification_needs_an_acknowledged_alert_once_and_a_119_time_for_a_real_fire() {
+        let mut a = get_fired();
+        let real = Verification::Real;
+        assert!(matches!(
+            check_verify(&a, false, real, Some(1), 10),
+            Err(ActionError::Conflict(_))
+        ));
+        a.status = Status::Acknowledged;
+        assert!(matches!(
+            check_verify(&a, false, real, None, 10),
+            Err(ActionError::Invalid(_))
+        ));
+        assert!(check_verify(&a, false, real, Some(5), 10).is_ok());
+        assert!(check_verify(&a, false, Verification::FalseAlarm, None, 10).is_ok());
+        assert!(matches!(
+            check_verify(&a, true, real, Some(5), 10),
+            Err(ActionError::Conflict(_))
+        ));
+        assert!(matches!(
+            check_verify(&a, false, real, Some(10 + CALL_SKEW_MS + 1), 10),
+            Err(ActionError::Invalid(_))
+        ));
+        a.status = Status::Closed;
+        assert!(matches!(
+            check_verify(&a, false, real, Some(5), 10),
+            Err(ActionError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn closing_a_critical_alert_needs_a_note_others_do_not() {
+        let mut a = get_fired();
+        assert!(matches!(
+            check_close(&a, None),
+            Err(ActionError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_close(&a, Some("  ")),
+            Err(ActionError::Invalid(_))
+        ));
+        assert!(check_close(&a, Some("smoke from cooking")).is_ok());
+        a.severity = Severity::Major;
+        assert!(check_close(&a, None).is_ok());
+    }
+
+    fn get_fired() -> Alert {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_writer(dir.path(), "normal").unwrap();
+        let none = |_: &Alert, _: crate::model::notification::Event| Routed::default();
+        apply(&conn, &fired(1_000), &none).unwrap();
+        get(&conn, 1).unwrap().unwrap()
+    }
+
+    #[test]
     fn history_details_that_are_not_json_are_shown_as_text() {
         // Failed before: such a detail was dropped (`null`).
         let dir = tempfile::tempdir().unwrap();

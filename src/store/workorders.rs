@@ -109,7 +109,17 @@ impl Default for WorkordersConfig {
             after_s: 1800,
             deadline_s: 86_400,
             hazards: HAZARDS.map(str::to_owned).to_vec(),
-            rules: BTreeMap::new(),
+            // A blocked lane or exit, or an e-bike indoors, is cleared within the hour; water
+            // pressure and electrical faults need a contractor and keep the day.
+            rules: ["fire_lane.blocked", "fire_lane.ebike"]
+                .map(|r| {
+                    let one_hour = RuleWorkorder {
+                        after_s: None,
+                        deadline_s: Some(3600),
+                    };
+                    (r.to_owned(), one_hour)
+                })
+                .into(),
         }
     }
 }
@@ -648,13 +658,6 @@ mod tests {
     fn rules_have_their_own_deadlines_and_unknown_ones_are_problems() {
         let mut c = WorkordersConfig::default();
         assert!(c.validate().is_empty());
-        c.rules.insert(
-            "fire_lane.blocked".into(),
-            RuleWorkorder {
-                deadline_s: Some(3600),
-                after_s: None,
-            },
-        );
         assert_eq!(c.deadline_ms(Some("fire_lane.blocked")), 3_600_000);
         assert_eq!(c.deadline_ms(Some("water_pressure.low")), 86_400_000);
         assert_eq!(c.deadline_ms(None), 86_400_000);
