@@ -213,6 +213,30 @@ mod tests {
     }
 
     #[test]
+    fn work_order_rules_keep_their_dotted_ids_and_bad_ones_are_reported_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("wo.toml");
+        std::fs::write(
+            &f,
+            "[workorders]\nafter_s = 600\n[workorders.rules.\"water_pressure.low\"]\ndeadline_s = 7200\n\
+             [workorders.rules.\"fire_lane.fire\"]\ndeadline_s = 3600\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Path::new("/nonexistent"), Some(&f), env(&[])).unwrap();
+        assert_eq!(c.workorders.after_ms("water_pressure.low"), 600_000);
+        assert_eq!(
+            c.workorders.deadline_ms(Some("water_pressure.low")),
+            7_200_000
+        );
+        assert_eq!(
+            c.workorders.deadline_ms(Some("fire_lane.blocked")),
+            3_600_000
+        );
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["workorders.rules.\"fire_lane.fire\""]);
+    }
+
+    #[test]
     fn defaults_match_the_contract() {
         let c = Config::load_from(Path::new("/nonexistent"), None, env(&[])).unwrap();
         assert_eq!(c.mqtt.url, "embedded");

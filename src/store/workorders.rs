@@ -73,6 +73,11 @@ const HAZARDS: [&str; 10] = [
     "fire_lane.ebike",
 ];
 
+/// Built-in per-rule deadlines: a blocked lane or exit, or an e-bike indoors, is cleared within
+/// the hour; water pressure and electrical faults need a contractor and keep the day.
+pub const BUILT_IN_DEADLINES: [(&str, u64); 2] =
+    [("fire_lane.blocked", 3600), ("fire_lane.ebike", 3600)];
+
 /// Longest deadline a work order may have (90 days).
 pub const MAX_DEADLINE_S: u64 = 90 * 86_400;
 
@@ -88,7 +93,8 @@ pub struct WorkordersConfig {
     pub deadline_s: u64,
     /// Rules whose `major` alerts are hazards that become work orders.
     pub hazards: Vec<String>,
-    /// Per-rule settings (`[workorders.rules."fire_lane.blocked"]`).
+    /// Per-rule settings (`[workorders.rules."fire_lane.blocked"]`), over the built-in ones
+    /// ([`BUILT_IN_DEADLINES`]).
     pub rules: BTreeMap<String, RuleWorkorder>,
 }
 
@@ -109,17 +115,7 @@ impl Default for WorkordersConfig {
             after_s: 1800,
             deadline_s: 86_400,
             hazards: HAZARDS.map(str::to_owned).to_vec(),
-            // A blocked lane or exit, or an e-bike indoors, is cleared within the hour; water
-            // pressure and electrical faults need a contractor and keep the day.
-            rules: ["fire_lane.blocked", "fire_lane.ebike"]
-                .map(|r| {
-                    let one_hour = RuleWorkorder {
-                        after_s: None,
-                        deadline_s: Some(3600),
-                    };
-                    (r.to_owned(), one_hour)
-                })
-                .into(),
+            rules: BTreeMap::new(),
         }
     }
 }
@@ -185,10 +181,16 @@ impl WorkordersConfig {
 
     /// Milliseconds the manager has to rectify a hazard of `rule` (any rule, or none).
     pub fn deadline_ms(&self, rule: Option<&str>) -> Millis {
-        let s = rule
+        let own = rule
             .and_then(|r| self.rules.get(r))
             .and_then(|r| r.deadline_s);
-        secs(s.unwrap_or(self.deadline_s))
+        let built_in = rule.and_then(|r| {
+            BUILT_IN_DEADLINES
+                .iter()
+                .find(|(id, _)| *id == r)
+                .map(|(_, s)| *s)
+        });
+        secs(own.or(built_in).unwrap_or(self.deadline_s))
     }
 }
 
