@@ -896,10 +896,11 @@ fn run_workorders(
 ) -> Result<Vec<(Workorder, &'static str)>, StoreError> {
     let mut out = Vec::new();
     if cfg.enabled {
-        for c in workorders::candidates(tx, &cfg.hazards, WORKORDERS_PER_TICK)? {
-            if c.fired_at + cfg.after_ms(&c.rule) > now {
-                continue;
-            }
+        let due = workorders::candidates(tx, &cfg.hazards)?
+            .into_iter()
+            .filter(|c| c.fired_at + cfg.after_ms(&c.rule) <= now)
+            .take(WORKORDERS_PER_TICK as usize);
+        for c in due {
             let w = workorders::insert(
                 tx,
                 &workorders::New {
