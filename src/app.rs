@@ -287,6 +287,7 @@ pub async fn run_with(
             tsdb_enabled: cfg.tsdb.url.is_some(),
             changes_keep: cfg.storage.changes_keep,
             duty: Arc::clone(&duty),
+            workorders: cfg.workorders.clone(),
         },
         Outputs {
             acks: ack_tx,

@@ -41,6 +41,10 @@ pub enum AlertWhat {
     Escalated,
     /// Its acknowledgement deadline passed.
     SlaMissed,
+    /// A person recorded the on-site check (现场核实).
+    Verified,
+    /// Its work order passed its deadline unrectified; the fire office was told.
+    WorkorderOverdue,
 }
 
 /// A device's connection state, as `GET /api/v1/devices` shows it.
@@ -130,6 +134,17 @@ pub enum Change {
         /// Its status (sent, acknowledged, failed, ...).
         status: String,
     },
+    /// A hazard work order was raised, took a step or went overdue.
+    Workorder {
+        /// Work order id (`w-000001`).
+        workorder: String,
+        /// Building.
+        building: String,
+        /// What happened: created, rectified, sent_back, accepted, overdue.
+        what: String,
+        /// The work order after it.
+        order: Value,
+    },
 }
 
 impl Change {
@@ -140,6 +155,7 @@ impl Change {
             Change::Device { .. } => "device",
             Change::Notification { .. } => "notification",
             Change::Command { .. } => "command",
+            Change::Workorder { .. } => "workorder",
         }
     }
 
@@ -149,7 +165,8 @@ impl Change {
             Change::Alert { alert, .. } => alert["building"].as_str().unwrap_or(""),
             Change::Device { building, .. }
             | Change::Notification { building, .. }
-            | Change::Command { building, .. } => building,
+            | Change::Command { building, .. }
+            | Change::Workorder { building, .. } => building,
         }
     }
 }

@@ -400,10 +400,13 @@ async fn the_alerts_report_counts_and_times_acknowledgements_per_building_and_se
     let (s, _) = fw
         .post(
             &format!("/api/v1/alerts/{}/close", a1["id"].as_str().unwrap()),
-            json!({"by": "王", "classification": "false_alarm"}),
+            json!({"by": "王", "classification": "false_alarm", "note": "烟感误报，已复位"}),
         )
         .await;
-    assert_eq!(s, 200);
+    assert_eq!(
+        s, 200,
+        "a critical alert closes with a classification and a note"
+    );
     let until = {
         use firewatch::clock::Clock;
         fw.clock.now_ms() + 1

@@ -8,6 +8,7 @@ mod ack;
 mod duty;
 mod events;
 mod reports;
+mod workorders;
 
 use crate::bus::Bus;
 use crate::clock::{wall_ms, SharedClock};
@@ -205,6 +206,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/ack/{code}", post(ack::ack_by_code))
         .merge(duty::routes())
         .merge(reports::routes())
+        .merge(workorders::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -354,8 +356,8 @@ async fn list_alerts(
         let mut notes = alerts::notes_for(c, &ids)?;
         Ok(list
             .iter()
-            .map(|a| a.to_json(notes.remove(&a.id).unwrap_or_default()))
-            .collect::<Vec<Value>>())
+            .map(|a| alerts::json(c, a, notes.remove(&a.id).unwrap_or_default()))
+            .collect::<Result<Vec<Value>, _>>()?)
     })
     .await?;
     Ok(Json(out).into_response())
@@ -371,7 +373,7 @@ async fn get_alert(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResu
         let a = alerts::get(c, n)?
             .ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))?;
         let history = alerts::history_of(c, n)?;
-        let mut j = a.to_json(alerts::notes_of(&history));
+        let mut j = alerts::json(c, &a, alerts::notes_of(&history))?;
         j["history"] =
             serde_json::to_value(&history).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(j)
@@ -424,9 +426,12 @@ async fn act_on(s: &ApiState, n: i64, action: Action) -> ApiResult {
     match r {
         Ok(a) => {
             let id = a.id;
-            let notes = read(s, move |c| Ok(alerts::notes_for(c, &[id])?)).await?;
-            let notes = notes.into_values().next().unwrap_or_default();
-            Ok(Json(a.to_json(notes)).into_response())
+            let j = read(s, move |c| {
+                let notes = alerts::notes_for(c, &[id])?.into_values().next();
+                Ok(alerts::json(c, &a, notes.unwrap_or_default())?)
+            })
+            .await?;
+            Ok(Json(j).into_response())
         }
         Err(ActionError::NotFound(m)) => Err(ApiError::NotFound(m)),
         Err(ActionError::Conflict(m)) => Err(ApiError::Conflict(m)),

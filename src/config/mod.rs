@@ -49,6 +49,8 @@ pub struct Config {
     pub escalation: crate::alerts::escalate::EscalationConfig,
     /// Duty roster file.
     pub duty: DutyConfig,
+    /// Hazard work orders (`[workorders]`).
+    pub workorders: crate::store::workorders::WorkordersConfig,
 }
 
 /// `[rules]`
@@ -170,6 +172,7 @@ impl Config {
         p.extend(self.commands.validate());
         p.extend(self.notify.validate());
         p.extend(self.escalation.validate());
+        p.extend(self.workorders.validate());
         p.extend(crate::notify::webhook::validate(&self.webhook));
         p.extend(crate::notify::wecom::validate(&self.wecom));
         p.extend(crate::notify::dingtalk::validate(&self.dingtalk));
@@ -207,6 +210,30 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn work_order_rules_keep_their_dotted_ids_and_bad_ones_are_reported_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("wo.toml");
+        std::fs::write(
+            &f,
+            "[workorders]\nafter_s = 600\n[workorders.rules.\"water_pressure.low\"]\ndeadline_s = 7200\n\
+             [workorders.rules.\"fire_lane.fire\"]\ndeadline_s = 3600\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Path::new("/nonexistent"), Some(&f), env(&[])).unwrap();
+        assert_eq!(c.workorders.after_ms("water_pressure.low"), 600_000);
+        assert_eq!(
+            c.workorders.deadline_ms(Some("water_pressure.low")),
+            7_200_000
+        );
+        assert_eq!(
+            c.workorders.deadline_ms(Some("fire_lane.blocked")),
+            3_600_000
+        );
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["workorders.rules.\"fire_lane.fire\""]);
     }
 
     #[test]

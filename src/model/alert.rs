@@ -77,6 +77,80 @@ impl Classification {
 wire_enum!(Status);
 wire_enum!(Classification);
 
+/// What the on-site check of an alert (现场核实) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// A real fire (真实火警): 119 must have been called.
+    Real,
+    /// A false alarm (误报).
+    FalseAlarm,
+    /// A test (测试).
+    Test,
+    /// A device fault (设备故障).
+    Fault,
+}
+
+impl Verification {
+    /// Every result.
+    pub const ALL: [Verification; 4] = [
+        Verification::Real,
+        Verification::FalseAlarm,
+        Verification::Test,
+        Verification::Fault,
+    ];
+
+    /// The wire name (the same as the matching [`Classification`]).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verification::Real => "real",
+            Verification::FalseAlarm => "false_alarm",
+            Verification::Test => "test",
+            Verification::Fault => "fault",
+        }
+    }
+
+    /// `real, false_alarm, …` for error messages.
+    pub fn list() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+
+    /// Whether closing as `c` says the same as this verification.
+    pub fn agrees_with(self, c: Classification) -> bool {
+        self.as_str() == c.as_str()
+    }
+}
+
+wire_enum!(Verification);
+
+/// The confirmation side of an alert, kept apart from [`Alert`] (whose fields every stage
+/// builds): the on-site check and the work order raised for it. Shown in the alert JSON.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Confirmation {
+    /// When it was verified on site.
+    pub verified_at: Option<Millis>,
+    /// By whom.
+    pub verified_by: Option<String>,
+    /// What the check found.
+    pub verification: Option<Verification>,
+    /// When 119 was called (a real fire).
+    pub called_119_at: Option<Millis>,
+    /// The work order raised for the alert (its numeric id).
+    pub workorder: Option<i64>,
+}
+
+impl Confirmation {
+    /// Sets its fields in an alert's JSON (from [`Alert::to_json`]).
+    pub fn apply(&self, j: &mut Value) {
+        let t = |v: Option<Millis>| v.map(rfc3339);
+        j["verified_at"] = t(self.verified_at).into();
+        j["verified_by"] = self.verified_by.clone().into();
+        j["verification"] = self.verification.map(Verification::as_str).into();
+        j["called_119_at"] = t(self.called_119_at).into();
+        j["workorder"] = self.workorder.map(super::workorder::workorder_id).into();
+    }
+}
+
 /// An alert: one condition on one device (and channel), from firing until a person closes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -211,6 +285,11 @@ impl Alert {
             "classification": self.classification.map(Classification::as_str),
             "ack_code": ack_code(self.id),
             "sla_missed_at": t(self.sla_missed_at),
+            "verified_at": null,
+            "verified_by": null,
+            "verification": null,
+            "called_119_at": null,
+            "workorder": null,
             "notes": notes,
         })
     }

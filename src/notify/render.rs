@@ -528,6 +528,42 @@ fn classification_word(c: &str, lang: Lang) -> &str {
     }
 }
 
+/// The on-site check (现场核实), when the alert has one: the result, who, and the 119 call.
+fn verification_line(a: &Value, lang: Lang, tz: &TimeZone) -> Option<String> {
+    let v = text(a, "verification")?;
+    let by = text(a, "verified_by").unwrap_or("?");
+    let called = text(a, "called_119_at").map(|t| clock_time(t, tz));
+    let zh = lang == Lang::Zh;
+    let what = match (v, zh) {
+        ("real", true) => "真实火警",
+        ("false_alarm", true) => "误报",
+        ("test", true) => "测试",
+        ("fault", true) => "设备故障",
+        ("real", false) => "real fire",
+        ("false_alarm", false) => "false alarm",
+        ("test", false) => "test",
+        ("fault", false) => "device fault",
+        (other, _) => other,
+    };
+    Some(match (called, zh) {
+        (Some(t), true) => format!("{what}（{by}，已于 {t} 拨打119）"),
+        (None, true) => format!("{what}（{by}）"),
+        (Some(t), false) => format!("{what} ({by}, 119 called at {t})"),
+        (None, false) => format!("{what} ({by})"),
+    })
+}
+
+/// `HH:MM` in the control room's zone.
+fn clock_time(rfc3339: &str, tz: &TimeZone) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned_datetime(tz.clone())
+            .strftime("%H:%M")
+            .to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
+}
+
 fn fmt_num(v: f64, decimals: usize) -> String {
     format!("{v:.decimals$}")
 }
@@ -705,6 +741,9 @@ pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &s
         facts.push(label("详情", "Detail", m.to_owned()));
     }
     facts.push(label("状态", "Status", status));
+    if let Some(v) = verification_line(a, lang, tz) {
+        facts.push(label("现场核实", "Verified on site", v));
+    }
     facts.push(label("编号", "Alert", id.to_owned()));
 
     let action = match (event, r) {
@@ -720,6 +759,16 @@ pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &s
             "{} took it; nothing for others to do.",
             text(a, "acknowledged_by").unwrap_or("?")
         ),
+        (Event::Escalated, _) if a.get("workorder_overdue").is_some() => {
+            let wo = a["workorder_overdue"]["workorder"].as_str().unwrap_or("?");
+            if zh {
+                format!(
+                    "隐患整改工单 {wo} 已超过整改期限仍未整改，现上报消防监管部门，请督促整改。"
+                )
+            } else {
+                format!("Work order {wo} is past its deadline unrectified; reported to the fire office.")
+            }
+        }
         (Event::Escalated, Some(r)) if zh => {
             format!(
                 "值班人员未在规定时间内确认，现升级通知您。处置：{}。",
@@ -884,6 +933,43 @@ mod tests {
             .ends_with("回复确认码 K7Q2。https://fw.example.org/alerts/a-000007"));
         let before_code = r.short.split("回复确认码").next().unwrap();
         assert!(before_code.chars().count() <= 70, "{}", r.short);
+    }
+
+    #[test]
+    fn a_verified_fire_shows_the_check_and_the_119_call() {
+        let mut a = fire_alarm();
+        a["status"] = "closed".into();
+        a["closed_by"] = "张三".into();
+        a["classification"] = "real".into();
+        a["verification"] = "real".into();
+        a["verified_by"] = "张三".into();
+        a["called_119_at"] = "2026-11-29T01:33:00.000Z".into();
+        let zh = render(&a, Event::Closed, Lang::Zh, &shanghai(), "http://x").plain();
+        assert!(
+            zh.contains("现场核实：真实火警（张三，已于 09:33 拨打119）"),
+            "{zh}"
+        );
+        let en = render(&a, Event::Closed, Lang::En, &shanghai(), "http://x").plain();
+        assert!(
+            en.contains("Verified on site: real fire (张三, 119 called at 09:33)"),
+            "{en}"
+        );
+        let plain = render(
+            &fire_alarm(),
+            Event::Fired,
+            Lang::Zh,
+            &shanghai(),
+            "http://x",
+        );
+        assert!(!plain.plain().contains("现场核实"));
+    }
+
+    #[test]
+    fn an_overdue_work_order_says_so() {
+        let mut a = pressure();
+        a["workorder_overdue"] = json!({"workorder": "w-000003"});
+        let t = render(&a, Event::Escalated, Lang::Zh, &shanghai(), "http://x").plain();
+        assert!(t.contains("隐患整改工单 w-000003 已超过整改期限"), "{t}");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::store::changes;
 use crate::store::commands::{self, Command, CommandError, CommandRequest};
 use crate::store::escalations;
 use crate::store::notifications::{self, Delivery};
+use crate::store::workorders::{self, Workorder, WorkorderError, WorkorderOp};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
 use std::collections::HashMap;
@@ -162,6 +163,14 @@ pub enum Input {
         /// The check, sent after the commit.
         reply: duty_checks::CheckReply,
     },
+    /// Raise a hazard work order or take a step of its lifecycle (from the API); answered
+    /// after the commit.
+    Workorder {
+        /// What.
+        op: WorkorderOp,
+        /// The work order after it, sent after the commit.
+        reply: oneshot::Sender<Result<Workorder, WorkorderError>>,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -210,6 +219,8 @@ pub struct Settings {
     pub changes_keep: u32,
     /// The duty roster: control rooms' buildings and duty-check schedules.
     pub duty: Arc<crate::duty::Live>,
+    /// Hazard work orders (`[workorders]`).
+    pub workorders: workorders::WorkordersConfig,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -276,6 +287,7 @@ struct Batch {
     acks: Vec<AckToken>,
     replies: Vec<(Reply, Result<Alert, ActionError>)>,
     command_replies: Vec<(CommandReply, Result<Command, CommandError>)>,
+    workorder_replies: Vec<(WorkorderReply, Result<Workorder, WorkorderError>)>,
     republish: Vec<Republish>,
     transitions: Vec<Transition>,
     messages: u64,
@@ -294,6 +306,7 @@ struct Batch {
 }
 
 type CommandReply = oneshot::Sender<Result<Command, CommandError>>;
+type WorkorderReply = oneshot::Sender<Result<Workorder, WorkorderError>>;
 
 impl Pipeline {
     /// Builds the pipeline around a restored engine.
@@ -398,6 +411,7 @@ impl Pipeline {
             acks: Vec::new(),
             replies: Vec::new(),
             command_replies: Vec::new(),
+            workorder_replies: Vec::new(),
             republish: Vec::new(),
             transitions: Vec::new(),
             messages: 0,
@@ -468,6 +482,7 @@ impl Pipeline {
                             Action::Ack { .. } => AlertWhat::Acknowledged,
                             Action::Close { .. } => AlertWhat::Closed,
                             Action::Note { .. } => AlertWhat::Note,
+                            Action::Verify { .. } => AlertWhat::Verified,
                         };
                         alert_change(&tx, &self.clock, a.id, what, &mut b)?;
                     }
@@ -539,6 +554,21 @@ impl Pipeline {
                     }?;
                     b.check_replies.push((reply, Ok(r)));
                 }
+                Input::Workorder { op, reply } => {
+                    let now = self.clock.now_ms();
+                    let r = workorder_op(&tx, &self.settings.workorders, &op, now);
+                    if let Err(WorkorderError::Store(e)) = r {
+                        return Err(e);
+                    }
+                    if let Ok(w) = &r {
+                        let what = match &op {
+                            WorkorderOp::Create(_) => "created",
+                            WorkorderOp::Step { step, .. } => step.what(),
+                        };
+                        workorder_change(&tx, &self.clock, w, what, &mut b)?;
+                    }
+                    b.workorder_replies.push((reply, r));
+                }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
                 Input::Wake | Input::Shutdown => {}
             }
@@ -599,6 +629,14 @@ impl Pipeline {
                 for (id, what) in run_escalations(&tx, router, registry, now)? {
                     b.notifications = true;
                     alert_change(&tx, &self.clock, id, what, &mut b)?;
+                }
+                let cfg = &self.settings.workorders;
+                for (w, what) in run_workorders(&tx, cfg, router, registry, now)? {
+                    if let (Some(alert), "overdue") = (w.alert, what) {
+                        b.notifications = true;
+                        alert_change(&tx, &self.clock, alert, AlertWhat::WorkorderOverdue, &mut b)?;
+                    }
+                    workorder_change(&tx, &self.clock, &w, what, &mut b)?;
                 }
             }
         }
@@ -674,6 +712,9 @@ impl Pipeline {
             let _ = reply.send(r);
         }
         for (reply, r) in b.check_replies {
+            let _ = reply.send(r);
+        }
+        for (reply, r) in b.workorder_replies {
             let _ = reply.send(r);
         }
         for r in b.republish {
@@ -859,8 +900,104 @@ fn alert_change(
     let notes = alerts::notes_for(tx, &[id])?
         .remove(&id)
         .unwrap_or_default();
-    let alert = a.to_json(notes);
+    let alert = alerts::json(tx, &a, notes)?;
     record(tx, clock, Change::Alert { what, alert }, b)
+}
+
+/// Records a work order's change with the order as it is now in the transaction.
+fn workorder_change(
+    tx: &Transaction<'_>,
+    clock: &SharedClock,
+    w: &Workorder,
+    what: &str,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    let change = Change::Workorder {
+        workorder: workorders::workorder_id(w.id),
+        building: w.building.clone(),
+        what: what.to_owned(),
+        order: w.to_json(),
+    };
+    record(tx, clock, change, b)
+}
+
+/// Applies an operator's or manager's work-order request.
+fn workorder_op(
+    tx: &Transaction<'_>,
+    cfg: &workorders::WorkordersConfig,
+    op: &WorkorderOp,
+    now: Millis,
+) -> Result<Workorder, WorkorderError> {
+    let w = match op {
+        WorkorderOp::Create(req) => workorders::create(tx, req, cfg, now)?,
+        WorkorderOp::Step {
+            id,
+            step,
+            by,
+            note,
+            photo_url,
+        } => workorders::step(tx, *id, *step, by, note, photo_url.as_deref(), now)?,
+    };
+    tracing::info!(workorder = %workorders::workorder_id(w.id), status = w.status.as_str(), building = %w.building, "Work order updated.");
+    Ok(w)
+}
+
+/// Work-order timers handled per tick at most (the rest wait for the next tick).
+const WORKORDERS_PER_TICK: u32 = 256;
+
+/// The work-order timers at `now`: hazard alerts open for their `after_s` become work orders;
+/// open orders past their deadline are marked overdue and, when raised for an alert, escalated
+/// to the fire office (and everyone told of the alert). Both are conditions on committed rows,
+/// so after a restart nothing is raised or escalated twice. Returns the changed orders.
+fn run_workorders(
+    tx: &Transaction<'_>,
+    cfg: &workorders::WorkordersConfig,
+    router: &Router,
+    registry: &crate::registry::Registry,
+    now: Millis,
+) -> Result<Vec<(Workorder, &'static str)>, StoreError> {
+    let mut out = Vec::new();
+    if cfg.enabled {
+        let due = workorders::candidates(tx, &cfg.hazards)?
+            .into_iter()
+            .filter(|c| c.fired_at + cfg.after_ms(&c.rule) <= now)
+            .take(WORKORDERS_PER_TICK as usize);
+        for c in due {
+            let w = workorders::insert(
+                tx,
+                &workorders::New {
+                    alert: Some(c.alert),
+                    building: &c.building,
+                    rule: Some(&c.rule),
+                    description: &c.message,
+                    photo_url: None,
+                    by: workorders::SYSTEM,
+                    auto: true,
+                    deadline_at: now + cfg.deadline_ms(Some(&c.rule)),
+                },
+                now,
+            )?;
+            tracing::info!(workorder = %workorders::workorder_id(w.id), alert = %alerts::alert_id(c.alert), rule = %c.rule, "Hazard alert still open: work order raised.");
+            out.push((w, "created"));
+        }
+    }
+    for w in workorders::due_overdue(tx, now, WORKORDERS_PER_TICK)? {
+        workorders::mark_overdue(tx, &w, now)?;
+        let mut told = 0;
+        if let Some(alert) = w.alert.map(|id| alerts::get(tx, id)).transpose()?.flatten() {
+            let routed = router.to(
+                registry,
+                &alert,
+                &[crate::alerts::escalate::Audience::FireOffice],
+                now,
+            );
+            told = alerts::workorder_overdue(tx, alert.id, &w, routed, now)?;
+        }
+        tracing::warn!(workorder = %workorders::workorder_id(w.id), building = %w.building, targets = told, "Work order overdue: escalated to the fire office.");
+        let w = workorders::get(tx, w.id)?.unwrap_or(w);
+        out.push((w, "overdue"));
+    }
+    Ok(out)
 }
 
 /// Records the outcome of a delivery attempt.

@@ -6,7 +6,9 @@
 //! messages that caused them are acknowledged to the broker.
 
 use super::{Result, StoreError};
-pub use crate::model::alert::{alert_id, parse_alert_id, Alert, Classification, Status};
+pub use crate::model::alert::{
+    alert_id, parse_alert_id, Alert, Classification, Confirmation, Status, Verification,
+};
 use crate::model::alert::{Change, Transition};
 use crate::model::notification::{ChannelKind, Event};
 use crate::model::{rfc3339, Millis};
@@ -138,6 +140,34 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {
         .optional()?)
 }
 
+/// The confirmation side of an alert: its on-site check and its work order.
+pub fn confirmation(conn: &Connection, id: i64) -> Result<Confirmation> {
+    let c = conn
+        .prepare_cached(
+            "SELECT verified_at, verified_by, verification, called_119_at,
+             (SELECT max(w.id) FROM workorders w WHERE w.alert_id = a.id)
+             FROM alerts a WHERE a.id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(Confirmation {
+                verified_at: r.get(0)?,
+                verified_by: r.get(1)?,
+                verification: r.get::<_, Option<Wire<_>>>(2)?.map(|w| w.0),
+                called_119_at: r.get(3)?,
+                workorder: r.get(4)?,
+            })
+        })
+        .optional()?;
+    Ok(c.unwrap_or_default())
+}
+
+/// The contract JSON of an alert (section 3) with its confirmation fields.
+pub fn json(conn: &Connection, alert: &Alert, notes: Vec<Value>) -> Result<Value> {
+    let mut j = alert.to_json(notes);
+    confirmation(conn, alert.id)?.apply(&mut j);
+    Ok(j)
+}
+
 fn history(
     conn: &Connection,
     id: i64,
@@ -183,6 +213,19 @@ fn enqueue(
     route: Route<'_>,
     now: Millis,
 ) -> Result<bool> {
+    enqueue_with(conn, alert, event, transition, route, now, None)
+}
+
+/// [`enqueue`] with one more field in the snapshot (what the renderer needs to tell).
+fn enqueue_with(
+    conn: &Connection,
+    alert: &Alert,
+    event: Event,
+    transition: i64,
+    route: Route<'_>,
+    now: Millis,
+    extra: Option<(&str, Value)>,
+) -> Result<bool> {
     let mut routed = route(alert, event);
     if event.is_follow_up() {
         routed.targets = super::notifications::told(conn, alert.id)?;
@@ -195,7 +238,10 @@ fn enqueue(
     } else {
         Vec::new()
     };
-    let mut snapshot = alert.to_json(notes);
+    let mut snapshot = json(conn, alert, notes)?;
+    if let Some((k, v)) = extra {
+        snapshot[k] = v;
+    }
     snapshot["location"] = routed.location.into();
     snapshot["building_name"] = routed.building_name.into();
     super::notifications::enqueue(
@@ -347,6 +393,52 @@ pub fn escalate(
     Ok(n)
 }
 
+/// The work order raised for alert `id` passed its deadline unrectified: the history entry
+/// `workorder_overdue` and an escalation notification to `routed` (the fire office's contacts)
+/// and everyone told of the alert before. Returns how many were queued.
+pub fn workorder_overdue(
+    conn: &Connection,
+    id: i64,
+    workorder: &crate::model::workorder::Workorder,
+    routed: Routed,
+    now: Millis,
+) -> Result<usize> {
+    let Some(alert) = get(conn, id)? else {
+        return Ok(0);
+    };
+    let mut targets = routed.targets.clone();
+    for t in super::notifications::told(conn, id)? {
+        if !targets.contains(&t) {
+            targets.push(t);
+        }
+    }
+    let wo = crate::model::workorder::workorder_id(workorder.id);
+    let detail = json!({"workorder": wo, "deadline_at": rfc3339(workorder.deadline_at),
+                        "to": ["fire_office"], "targets": targets.len()});
+    let h = history(
+        conn,
+        id,
+        now,
+        "workorder_overdue",
+        None,
+        None,
+        Some(detail.clone()),
+    )?;
+    let n = targets.len();
+    let routed = Routed { targets, ..routed };
+    let route = |_: &Alert, _: Event| routed.clone();
+    enqueue_with(
+        conn,
+        &alert,
+        Event::Escalated,
+        h,
+        &route,
+        now,
+        Some(("workorder_overdue", detail)),
+    )?;
+    Ok(n)
+}
+
 /// One escalation step, as the history records it.
 #[derive(Debug, Clone, Copy)]
 pub struct Escalation<'a> {
@@ -447,6 +539,74 @@ pub enum Action {
         /// Text.
         note: String,
     },
+    /// Record the on-site check (现场核实); only after acknowledgement, once.
+    Verify {
+        /// Who.
+        by: String,
+        /// What the check found.
+        result: Verification,
+        /// Optional note.
+        note: Option<String>,
+        /// When 119 was called: required for a real fire.
+        called_119_at: Option<Millis>,
+    },
+}
+
+/// How far ahead of the clock a reported 119 call may be (clocks of phones differ a little).
+const CALL_SKEW_MS: Millis = 5 * 60_000;
+
+/// Checks a verification against the alert: conflicts (not acknowledged, already verified)
+/// first, then the request itself (a real fire needs its 119 time).
+pub fn check_verify(
+    a: &Alert,
+    verified: bool,
+    result: Verification,
+    called_119_at: Option<Millis>,
+    now: Millis,
+) -> std::result::Result<(), ActionError> {
+    match a.status {
+        Status::Acknowledged => {}
+        Status::Open => {
+            return Err(ActionError::Conflict(format!(
+                "alert {} is not acknowledged yet: acknowledge it before verifying on site",
+                alert_id(a.id)
+            )))
+        }
+        Status::Closed => {
+            return Err(ActionError::Conflict(format!(
+                "alert {} is closed",
+                alert_id(a.id)
+            )))
+        }
+    }
+    if verified {
+        return Err(ActionError::Conflict(format!(
+            "alert {} is already verified",
+            alert_id(a.id)
+        )));
+    }
+    if result == Verification::Real && called_119_at.is_none() {
+        return Err(ActionError::Invalid(
+            "called_119_at is required for a real fire: when was 119 called (RFC 3339), or \"called_119\": true for now".into(),
+        ));
+    }
+    if called_119_at.is_some_and(|t| t > now + CALL_SKEW_MS) {
+        return Err(ActionError::Invalid(
+            "called_119_at is in the future".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a close: a critical alert needs a note (what was found) as well as a classification.
+pub fn check_close(a: &Alert, note: Option<&str>) -> std::result::Result<(), ActionError> {
+    if a.severity == crate::model::Severity::Critical && note.is_none_or(|n| n.trim().is_empty()) {
+        return Err(ActionError::Invalid(format!(
+            "note is required to close the critical alert {}: what was found and done",
+            alert_id(a.id)
+        )));
+    }
+    Ok(())
 }
 
 /// Applies a people action; returns the updated alert. The action is all or nothing: it runs
@@ -516,11 +676,19 @@ fn act_inner(
                     alert_id(id)
                 )));
             }
+            check_close(&a, note.as_deref())?;
             conn.execute(
                 "UPDATE alerts SET status = 'closed', closed_at = ?2, closed_by = ?3,
                  classification = ?4, updated_at = ?2 WHERE id = ?1",
                 params![id, now, by, classification.as_str()],
             )?;
+            let mut detail =
+                json!({"classification": classification.as_str(), "active_when_closed": a.active});
+            if let Some(v) = confirmation(conn, id)?.verification {
+                // Allowed: the later, fuller picture wins, and the difference stays on record.
+                detail["verification"] = v.as_str().into();
+                detail["differs_from_verification"] = (!v.agrees_with(*classification)).into();
+            }
             let h = history(
                 conn,
                 id,
@@ -528,9 +696,7 @@ fn act_inner(
                 "closed",
                 Some(by),
                 note.as_deref(),
-                Some(
-                    json!({"classification": classification.as_str(), "active_when_closed": a.active}),
-                ),
+                Some(detail),
             )?;
             let closed = get(conn, id)?.unwrap_or(a.clone());
             enqueue(conn, &closed, Event::Closed, h, route, now)?;
@@ -541,6 +707,31 @@ fn act_inner(
                 params![id, now],
             )?;
             history(conn, id, now, "note", Some(by), Some(note), None)?;
+        }
+        Action::Verify {
+            by,
+            result,
+            note,
+            called_119_at,
+        } => {
+            let verified = confirmation(conn, id)?.verified_at.is_some();
+            check_verify(&a, verified, *result, *called_119_at, now)?;
+            conn.execute(
+                "UPDATE alerts SET verified_at = ?2, verified_by = ?3, verification = ?4,
+                 called_119_at = ?5, updated_at = ?2 WHERE id = ?1",
+                params![id, now, by, result.as_str(), called_119_at],
+            )?;
+            history(
+                conn,
+                id,
+                now,
+                "verified",
+                Some(by),
+                note.as_deref(),
+                Some(
+                    json!({"result": result.as_str(), "called_119_at": called_119_at.map(rfc3339)}),
+                ),
+            )?;
         }
     }
     get(conn, id)?.ok_or_else(|| ActionError::NotFound(alert_id(id)))
@@ -728,6 +919,60 @@ mod tests {
         );
         assert_eq!(a.acknowledged_by, None);
         assert_eq!(super::super::get_meta(&conn, "other").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn verification_needs_an_acknowledged_alert_once_and_a_119_time_for_a_real_fire() {
+        let mut a = get_fired();
+        let real = Verification::Real;
+        assert!(matches!(
+            check_verify(&a, false, real, Some(1), 10),
+            Err(ActionError::Conflict(_))
+        ));
+        a.status = Status::Acknowledged;
+        assert!(matches!(
+            check_verify(&a, false, real, None, 10),
+            Err(ActionError::Invalid(_))
+        ));
+        assert!(check_verify(&a, false, real, Some(5), 10).is_ok());
+        assert!(check_verify(&a, false, Verification::FalseAlarm, None, 10).is_ok());
+        assert!(matches!(
+            check_verify(&a, true, real, Some(5), 10),
+            Err(ActionError::Conflict(_))
+        ));
+        assert!(matches!(
+            check_verify(&a, false, real, Some(10 + CALL_SKEW_MS + 1), 10),
+            Err(ActionError::Invalid(_))
+        ));
+        a.status = Status::Closed;
+        assert!(matches!(
+            check_verify(&a, false, real, Some(5), 10),
+            Err(ActionError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn closing_a_critical_alert_needs_a_note_others_do_not() {
+        let mut a = get_fired();
+        assert!(matches!(
+            check_close(&a, None),
+            Err(ActionError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_close(&a, Some("  ")),
+            Err(ActionError::Invalid(_))
+        ));
+        assert!(check_close(&a, Some("smoke from cooking")).is_ok());
+        a.severity = Severity::Major;
+        assert!(check_close(&a, None).is_ok());
+    }
+
+    fn get_fired() -> Alert {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_writer(dir.path(), "normal").unwrap();
+        let none = |_: &Alert, _: crate::model::notification::Event| Routed::default();
+        apply(&conn, &fired(1_000), &none).unwrap();
+        get(&conn, 1).unwrap().unwrap()
     }
 
     #[test]

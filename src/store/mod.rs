@@ -17,6 +17,7 @@
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
 //! | `commands` | commands to devices (duty checks) and their answers |
 //! | `duty_checks`, `duty_check_commands`, `duty_check_schedule` | (added) duty checks of control rooms, the transmitters each went to, the last scheduled check per room (`duty_checks.rs`) |
+//! | `workorders`, `workorder_history` | hazard work orders (隐患整改) and every step (`workorders.rs`) |
 //! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
@@ -27,6 +28,7 @@ pub mod duty_checks;
 pub mod escalations;
 pub mod notifications;
 pub mod reports;
+pub mod workorders;
 
 use crate::model::{Kind, Millis};
 use crate::settings::Problem;
@@ -267,6 +269,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("alerts", "sla_missed_at", "INTEGER"),
     ("notifications", "lang", "TEXT"),
     ("notifications", "tz", "TEXT"),
+    ("alerts", "verified_at", "INTEGER"),
+    ("alerts", "verified_by", "TEXT"),
+    ("alerts", "verification", "TEXT"),
+    ("alerts", "called_119_at", "INTEGER"),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] a store made by an older version lacks.
@@ -315,6 +321,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
     duty_checks::create(&conn)?;
+    conn.execute_batch(workorders::SCHEMA)?;
     add_columns(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

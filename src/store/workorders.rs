@@ -1,0 +1,740 @@
+//! Hazard work orders (隐患整改) and their history: every SQL statement about them.
+//!
+//! A work order is raised by an operator (`POST /api/v1/workorders`) or by the pipeline's tick
+//! for a hazard alert still open `after_s` after it fired; the tick also marks the orders whose
+//! deadline passed while `open`. Both timers are conditions on committed rows (no work order
+//! for the alert yet; `overdue_at` not set yet), evaluated in the tick's transaction, so a
+//! restart loses none and repeats none.
+
+use super::{Result, StoreError};
+use crate::model::alert::alert_id;
+pub use crate::model::workorder::{
+    parse_workorder_id, workorder_id, Step, Workorder, WorkorderStatus,
+};
+use crate::model::{rfc3339, Millis};
+use crate::settings::Problem;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The tables (created with the rest of the schema).
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS workorders (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER,
+    building TEXT NOT NULL,
+    rule TEXT,
+    description TEXT NOT NULL,
+    photo_url TEXT,
+    status TEXT NOT NULL,
+    auto INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    deadline_at INTEGER NOT NULL,
+    overdue_at INTEGER,
+    rectified_at INTEGER,
+    rectified_by TEXT,
+    closed_at INTEGER,
+    closed_by TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS workorders_alert ON workorders(alert_id) WHERE alert_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS workorders_due ON workorders(deadline_at)
+    WHERE status = 'open' AND overdue_at IS NULL;
+CREATE INDEX IF NOT EXISTS workorders_building ON workorders(building, id);
+CREATE TABLE IF NOT EXISTS workorder_history (
+    id INTEGER PRIMARY KEY,
+    workorder_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    what TEXT NOT NULL,
+    by TEXT,
+    note TEXT,
+    photo_url TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS workorder_history_wo ON workorder_history(workorder_id, id);
+"#;
+
+/// Who raises automatic work orders.
+pub const SYSTEM: &str = "firewatch";
+
+/// The hazard rules that become work orders by default.
+const HAZARDS: [&str; 10] = [
+    "water_pressure.low",
+    "water_pressure.high",
+    "water_pressure.drop",
+    "water_level.low",
+    "electrical.residual_current",
+    "electrical.temperature",
+    "electrical.arc",
+    "electrical.device_alarm",
+    "fire_lane.blocked",
+    "fire_lane.ebike",
+];
+
+/// Built-in per-rule deadlines: a blocked lane or exit, or an e-bike indoors, is cleared within
+/// the hour; water pressure and electrical faults need a contractor and keep the day.
+pub const BUILT_IN_DEADLINES: [(&str, u64); 2] =
+    [("fire_lane.blocked", 3600), ("fire_lane.ebike", 3600)];
+
+/// Longest deadline a work order may have (90 days).
+pub const MAX_DEADLINE_S: u64 = 90 * 86_400;
+
+/// `[workorders]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkordersConfig {
+    /// Raise work orders for open hazard alerts automatically.
+    pub enabled: bool,
+    /// Seconds a hazard alert stays open (not closed) before it becomes a work order.
+    pub after_s: u64,
+    /// Seconds the manager has to rectify, unless the rule says otherwise.
+    pub deadline_s: u64,
+    /// Rules whose `major` alerts are hazards that become work orders.
+    pub hazards: Vec<String>,
+    /// Per-rule settings (`[workorders.rules."fire_lane.blocked"]`), over the built-in ones
+    /// ([`BUILT_IN_DEADLINES`]).
+    pub rules: BTreeMap<String, RuleWorkorder>,
+}
+
+/// `[workorders.rules."<rule>"]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleWorkorder {
+    /// The rule's `after_s`.
+    pub after_s: Option<u64>,
+    /// The rule's `deadline_s`.
+    pub deadline_s: Option<u64>,
+}
+
+impl Default for WorkordersConfig {
+    fn default() -> Self {
+        WorkordersConfig {
+            enabled: true,
+            after_s: 1800,
+            deadline_s: 86_400,
+            hazards: HAZARDS.map(str::to_owned).to_vec(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+impl WorkordersConfig {
+    /// Every problem of the `[workorders]` settings.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let after = |key: &str, v: u64, p: &mut Vec<Problem>| {
+            if v == 0 || v > MAX_DEADLINE_S {
+                p.push(Problem::new(
+                    key,
+                    format!("must be 1–{MAX_DEADLINE_S} seconds"),
+                ));
+            }
+        };
+        let deadline = |key: &str, v: u64, p: &mut Vec<Problem>| {
+            if !(60..=MAX_DEADLINE_S).contains(&v) {
+                p.push(Problem::new(
+                    key,
+                    format!("must be 60–{MAX_DEADLINE_S} seconds"),
+                ));
+            }
+        };
+        after("workorders.after_s", self.after_s, &mut p);
+        deadline("workorders.deadline_s", self.deadline_s, &mut p);
+        for (i, h) in self.hazards.iter().enumerate() {
+            if h.trim().is_empty() {
+                p.push(Problem::new(
+                    format!("workorders.hazards[{i}]"),
+                    "must name a rule",
+                ));
+            }
+        }
+        for (rule, r) in &self.rules {
+            let key = format!("workorders.rules.\"{rule}\"");
+            if !self.hazards.contains(rule) {
+                p.push(Problem::new(
+                    key.clone(),
+                    format!("{rule:?} is not in workorders.hazards"),
+                ));
+            }
+            if let Some(v) = r.after_s {
+                after(&format!("{key}.after_s"), v, &mut p);
+            }
+            if let Some(v) = r.deadline_s {
+                deadline(&format!("{key}.deadline_s"), v, &mut p);
+            }
+        }
+        p
+    }
+
+    /// Whether alerts of `rule` become work orders.
+    pub fn is_hazard(&self, rule: &str) -> bool {
+        self.hazards.iter().any(|h| h == rule)
+    }
+
+    /// Milliseconds a hazard alert of `rule` stays open before it becomes a work order.
+    pub fn after_ms(&self, rule: &str) -> Millis {
+        let s = self.rules.get(rule).and_then(|r| r.after_s);
+        secs(s.unwrap_or(self.after_s))
+    }
+
+    /// Milliseconds the manager has to rectify a hazard of `rule` (any rule, or none).
+    pub fn deadline_ms(&self, rule: Option<&str>) -> Millis {
+        let own = rule
+            .and_then(|r| self.rules.get(r))
+            .and_then(|r| r.deadline_s);
+        let built_in = rule.and_then(|r| {
+            BUILT_IN_DEADLINES
+                .iter()
+                .find(|(id, _)| *id == r)
+                .map(|(_, s)| *s)
+        });
+        secs(own.or(built_in).unwrap_or(self.deadline_s))
+    }
+}
+
+fn secs(s: u64) -> Millis {
+    Millis::try_from(s.min(MAX_DEADLINE_S)).unwrap_or(0) * 1000
+}
+
+/// Errors of work-order requests.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkorderError {
+    /// No such work order (or alert).
+    #[error("{0}")]
+    NotFound(String),
+    /// The step does not fit the work order's status.
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad request.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for WorkorderError {
+    fn from(e: rusqlite::Error) -> Self {
+        WorkorderError::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// An operator's request for a work order (`POST /api/v1/workorders`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkorderRequest {
+    /// The alert it is for.
+    pub alert: Option<i64>,
+    /// Building.
+    pub building: String,
+    /// What is to be rectified.
+    pub description: String,
+    /// A photo.
+    pub photo_url: Option<String>,
+    /// Who raises it.
+    pub by: String,
+    /// Its own deadline, else the rule's or the default.
+    pub deadline_s: Option<u64>,
+}
+
+/// What the pipeline is asked to do with work orders.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkorderOp {
+    /// Raise one.
+    Create(WorkorderRequest),
+    /// A step of the lifecycle.
+    Step {
+        /// Work order.
+        id: i64,
+        /// Which.
+        step: Step,
+        /// Who.
+        by: String,
+        /// What was done or found.
+        note: String,
+        /// A photo of it.
+        photo_url: Option<String>,
+    },
+}
+
+const COLUMNS: &str = "id, alert_id, building, rule, description, photo_url, status, auto,
+    created_at, created_by, deadline_at, overdue_at, rectified_at, rectified_by, closed_at,
+    closed_by, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Workorder> {
+    let status: String = r.get(6)?;
+    Ok(Workorder {
+        id: r.get(0)?,
+        alert: r.get(1)?,
+        building: r.get(2)?,
+        rule: r.get(3)?,
+        description: r.get(4)?,
+        photo_url: r.get(5)?,
+        status: status.parse().map_err(|()| {
+            rusqlite::Error::FromSqlConversionFailure(
+                6,
+                rusqlite::types::Type::Text,
+                format!("unknown work order status {status:?}").into(),
+            )
+        })?,
+        auto: r.get::<_, i64>(7)? != 0,
+        created_at: r.get(8)?,
+        created_by: r.get(9)?,
+        deadline_at: r.get(10)?,
+        overdue_at: r.get(11)?,
+        rectified_at: r.get(12)?,
+        rectified_by: r.get(13)?,
+        closed_at: r.get(14)?,
+        closed_by: r.get(15)?,
+        updated_at: r.get(16)?,
+    })
+}
+
+/// One work order.
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Workorder>> {
+    let sql = format!("SELECT {COLUMNS} FROM workorders WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// The work order of an alert, if it has one.
+pub fn of_alert(conn: &Connection, alert: i64) -> Result<Option<Workorder>> {
+    let sql = format!("SELECT {COLUMNS} FROM workorders WHERE alert_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([alert], from_row)
+        .optional()?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn history(
+    conn: &Connection,
+    id: i64,
+    at: Millis,
+    what: &str,
+    by: Option<&str>,
+    note: Option<&str>,
+    photo_url: Option<&str>,
+    detail: Option<Value>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO workorder_history (workorder_id, at, what, by, note, photo_url, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id,
+        at,
+        what,
+        by,
+        note,
+        photo_url,
+        detail.map(|d| d.to_string())
+    ])?;
+    Ok(())
+}
+
+/// A work order to insert.
+#[derive(Debug, Clone)]
+pub struct New<'a> {
+    /// Alert.
+    pub alert: Option<i64>,
+    /// Building.
+    pub building: &'a str,
+    /// Rule of the alert.
+    pub rule: Option<&'a str>,
+    /// What.
+    pub description: &'a str,
+    /// Photo.
+    pub photo_url: Option<&'a str>,
+    /// Who.
+    pub by: &'a str,
+    /// Automatic.
+    pub auto: bool,
+    /// Deadline.
+    pub deadline_at: Millis,
+}
+
+/// Inserts a work order and its `created` history entry.
+pub fn insert(conn: &Connection, n: &New<'_>, now: Millis) -> Result<Workorder> {
+    conn.prepare_cached(
+        "INSERT INTO workorders (alert_id, building, rule, description, photo_url, status, auto,
+         created_at, created_by, deadline_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?8, ?9, ?7)",
+    )?
+    .execute(params![
+        n.alert,
+        n.building,
+        n.rule,
+        n.description,
+        n.photo_url,
+        i64::from(n.auto),
+        now,
+        n.by,
+        n.deadline_at
+    ])?;
+    let id = conn.last_insert_rowid();
+    history(
+        conn,
+        id,
+        now,
+        "created",
+        Some(n.by),
+        Some(n.description),
+        n.photo_url,
+        Some(json!({"alert": n.alert.map(alert_id), "auto": n.auto,
+                    "deadline_at": rfc3339(n.deadline_at)})),
+    )?;
+    get(conn, id)?.ok_or(StoreError::Corrupt {
+        what: "work order",
+        err: "inserted work order not found".into(),
+    })
+}
+
+/// Raises the work order an operator asked for.
+pub fn create(
+    conn: &Connection,
+    req: &WorkorderRequest,
+    cfg: &WorkordersConfig,
+    now: Millis,
+) -> std::result::Result<Workorder, WorkorderError> {
+    let mut rule = None;
+    if let Some(a) = req.alert {
+        let alert = super::alerts::get(conn, a)?
+            .ok_or_else(|| WorkorderError::NotFound(format!("alert {} not found", alert_id(a))))?;
+        if alert.building != req.building {
+            return Err(WorkorderError::Invalid(format!(
+                "building: alert {} is of building {}, not {}",
+                alert_id(a),
+                alert.building,
+                req.building
+            )));
+        }
+        if let Some(w) = of_alert(conn, a)? {
+            return Err(WorkorderError::Conflict(format!(
+                "alert {} already has the work order {}",
+                alert_id(a),
+                workorder_id(w.id)
+            )));
+        }
+        rule = Some(alert.rule);
+    }
+    let deadline = match req.deadline_s {
+        Some(s) => secs(s),
+        None => cfg.deadline_ms(rule.as_deref()),
+    };
+    Ok(insert(
+        conn,
+        &New {
+            alert: req.alert,
+            building: &req.building,
+            rule: rule.as_deref(),
+            description: &req.description,
+            photo_url: req.photo_url.as_deref(),
+            by: &req.by,
+            auto: false,
+            deadline_at: now + deadline,
+        },
+        now,
+    )?)
+}
+
+/// A step of the lifecycle, all or nothing (in a savepoint of the caller's transaction).
+pub fn step(
+    conn: &Connection,
+    id: i64,
+    step: Step,
+    by: &str,
+    note: &str,
+    photo_url: Option<&str>,
+    now: Millis,
+) -> std::result::Result<Workorder, WorkorderError> {
+    conn.execute_batch("SAVEPOINT workorder_step")?;
+    let r = step_inner(conn, id, step, by, note, photo_url, now);
+    let end = if r.is_ok() {
+        "RELEASE workorder_step"
+    } else {
+        "ROLLBACK TO workorder_step; RELEASE workorder_step"
+    };
+    conn.execute_batch(end)?;
+    r
+}
+
+fn step_inner(
+    conn: &Connection,
+    id: i64,
+    step: Step,
+    by: &str,
+    note: &str,
+    photo_url: Option<&str>,
+    now: Millis,
+) -> std::result::Result<Workorder, WorkorderError> {
+    let w = get(conn, id)?.ok_or_else(|| {
+        WorkorderError::NotFound(format!("work order {} not found", workorder_id(id)))
+    })?;
+    let to = step.apply(w.status).map_err(|why| {
+        WorkorderError::Conflict(format!("work order {} {why}", workorder_id(id)))
+    })?;
+    match step {
+        Step::Rectify => conn.execute(
+            "UPDATE workorders SET status = ?2, rectified_at = ?3, rectified_by = ?4,
+             updated_at = ?3 WHERE id = ?1",
+            params![id, to.as_str(), now, by],
+        )?,
+        Step::Accept => conn.execute(
+            "UPDATE workorders SET status = ?2, closed_at = ?3, closed_by = ?4, updated_at = ?3
+             WHERE id = ?1",
+            params![id, to.as_str(), now, by],
+        )?,
+        Step::SendBack => conn.execute(
+            "UPDATE workorders SET status = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, to.as_str(), now],
+        )?,
+    };
+    history(
+        conn,
+        id,
+        now,
+        step.what(),
+        Some(by),
+        Some(note),
+        photo_url,
+        Some(json!({"from": w.status.as_str(), "to": to.as_str()})),
+    )?;
+    get(conn, id)?.ok_or_else(|| {
+        WorkorderError::NotFound(format!("work order {} not found", workorder_id(id)))
+    })
+}
+
+/// A hazard alert that may become a work order: open, `major`, of a hazard rule, without one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Alert id.
+    pub alert: i64,
+    /// Its rule.
+    pub rule: String,
+    /// Building.
+    pub building: String,
+    /// Its message.
+    pub message: String,
+    /// When it fired.
+    pub fired_at: Millis,
+}
+
+/// Open `major` alerts of the hazard rules without a work order, oldest first. Reads only the
+/// alerts not closed (through the partial index of open alerts), so it stays cheap on every
+/// tick however many alerts the store keeps.
+pub fn candidates(conn: &Connection, hazards: &[String]) -> Result<Vec<Candidate>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.id, a.rule, a.building, a.message,
+         ifnull((SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.id
+                 AND h.what = 'fired'), a.updated_at)
+         FROM alerts a INDEXED BY alerts_one_open WHERE a.status != 'closed'
+         AND a.severity = 'major'
+         AND NOT EXISTS (SELECT 1 FROM workorders w WHERE w.alert_id = a.id)
+         ORDER BY a.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Candidate {
+            alert: r.get(0)?,
+            rule: r.get(1)?,
+            building: r.get(2)?,
+            message: r.get(3)?,
+            fired_at: r.get(4)?,
+        })
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let c = row?;
+        if hazards.contains(&c.rule) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Open work orders whose deadline passed and that are not marked overdue yet.
+pub fn due_overdue(conn: &Connection, now: Millis, limit: u32) -> Result<Vec<Workorder>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM workorders WHERE status = 'open' AND overdue_at IS NULL
+         AND deadline_at <= ?1 ORDER BY deadline_at LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![now, limit], from_row)?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Marks a work order overdue (once) with its history entry `overdue`.
+pub fn mark_overdue(conn: &Connection, w: &Workorder, now: Millis) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE workorders SET overdue_at = ?2, updated_at = ?2 WHERE id = ?1 AND overdue_at IS NULL",
+    )?
+    .execute(params![w.id, now])?;
+    history(
+        conn,
+        w.id,
+        now,
+        "overdue",
+        None,
+        None,
+        None,
+        Some(json!({"deadline_at": rfc3339(w.deadline_at), "escalated_to": ["fire_office"]})),
+    )
+}
+
+/// One history entry of a work order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: String,
+    /// created, rectified, sent_back, accepted, overdue.
+    pub what: String,
+    /// Who.
+    pub by: Option<String>,
+    /// What they said.
+    pub note: Option<String>,
+    /// A photo.
+    pub photo_url: Option<String>,
+    /// Extra detail.
+    pub detail: Option<Value>,
+}
+
+/// The history of a work order, oldest first.
+pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, what, by, note, photo_url, detail FROM workorder_history
+         WHERE workorder_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let detail: Option<String> = r.get(5)?;
+        Ok(HistoryEntry {
+            at: rfc3339(r.get(0)?),
+            what: r.get(1)?,
+            by: r.get(2)?,
+            note: r.get(3)?,
+            photo_url: r.get(4)?,
+            detail: detail.map(|d| serde_json::from_str(&d).unwrap_or(Value::String(d))),
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Filters of `GET /api/v1/workorders`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// building.
+    pub building: Option<String>,
+    /// status.
+    pub status: Option<WorkorderStatus>,
+    /// overdue=true/false (marked overdue or not).
+    pub overdue: Option<bool>,
+    /// at most.
+    pub limit: u32,
+}
+
+/// Lists work orders, newest first.
+pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Workorder>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM workorders WHERE (?1 IS NULL OR building = ?1)
+         AND (?2 IS NULL OR status = ?2)
+         AND (?3 IS NULL OR (overdue_at IS NOT NULL) = ?3)
+         ORDER BY id DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            f.building,
+            f.status.map(WorkorderStatus::as_str),
+            f.overdue.map(i64::from),
+            f.limit
+        ],
+        from_row,
+    )?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_have_their_own_deadlines_and_unknown_ones_are_problems() {
+        let mut c = WorkordersConfig::default();
+        assert!(c.validate().is_empty());
+        assert_eq!(c.deadline_ms(Some("fire_lane.blocked")), 3_600_000);
+        assert_eq!(c.deadline_ms(Some("water_pressure.low")), 86_400_000);
+        assert_eq!(c.deadline_ms(None), 86_400_000);
+        assert_eq!(c.after_ms("fire_lane.blocked"), 1_800_000);
+        assert!(c.is_hazard("fire_lane.ebike"));
+        assert!(!c.is_hazard("transmitter.fire_alarm"));
+        c.rules.insert(
+            "fire_lane.fire".into(),
+            RuleWorkorder {
+                deadline_s: Some(10),
+                after_s: Some(0),
+            },
+        );
+        c.deadline_s = 0;
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "workorders.deadline_s",
+                "workorders.rules.\"fire_lane.fire\"",
+                "workorders.rules.\"fire_lane.fire\".after_s",
+                "workorders.rules.\"fire_lane.fire\".deadline_s",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_step_that_does_not_fit_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_writer(dir.path(), "normal").unwrap();
+        let n = New {
+            alert: None,
+            building: "b1",
+            rule: None,
+            description: "exit locked",
+            photo_url: None,
+            by: "Li",
+            auto: false,
+            deadline_at: 10_000,
+        };
+        let w = insert(&conn, &n, 1_000).unwrap();
+        let r = step(&conn, w.id, Step::Accept, "Wang", "ok", None, 2_000);
+        assert!(matches!(r, Err(WorkorderError::Conflict(_))), "{r:?}");
+        let w2 = step(&conn, w.id, Step::Rectify, "Zhao", "unlocked", None, 3_000).unwrap();
+        assert_eq!(w2.status, WorkorderStatus::Rectified);
+        let steps: Vec<String> = history_of(&conn, w.id)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.what)
+            .collect();
+        assert_eq!(steps, ["created", "rectified"]);
+        // Rectified orders are not overdue; open ones past their deadline are, once.
+        assert!(due_overdue(&conn, 20_000, 10).unwrap().is_empty());
+        step(
+            &conn,
+            w.id,
+            Step::SendBack,
+            "Wang",
+            "still locked",
+            None,
+            4_000,
+        )
+        .unwrap();
+        let due = due_overdue(&conn, 20_000, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        mark_overdue(&conn, &due[0], 20_000).unwrap();
+        assert!(due_overdue(&conn, 30_000, 10).unwrap().is_empty());
+        let f = Filter {
+            overdue: Some(true),
+            limit: 10,
+            ..Filter::default()
+        };
+        assert_eq!(list(&conn, &f).unwrap().len(), 1);
+    }
+}
