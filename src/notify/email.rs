@@ -17,7 +17,8 @@ use super::render::Context;
 use super::{Channel, SendError};
 use crate::model::notification::{ChannelKind, Notification};
 use crate::settings::{Problem, Secret};
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -352,12 +353,26 @@ impl Email {
             .target
             .parse::<Mailbox>()
             .map_err(|e| format!("recipient {:?}: {e}", n.target))?;
-        Message::builder()
+        let mut m = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(subject)
-            .message_id(Some(format!("<{}.{}@firewatch>", alert_id(n), n.id)))
-            .header(ContentType::TEXT_PLAIN)
+            .message_id(Some(format!("<{}.{}@firewatch>", alert_id(n), n.id)));
+        // Plain ASCII for mail filters and scripts: the subject and body are UTF-8 (encoded).
+        let field = |k: &str| n.alert.get(k).and_then(serde_json::Value::as_str);
+        for (name, value) in [
+            ("X-Firewatch-Alert", Some(alert_id(n))),
+            ("X-Firewatch-Event", Some(n.event.as_str().to_owned())),
+            ("X-Firewatch-Severity", field("severity").map(str::to_owned)),
+            ("X-Firewatch-Rule", field("rule").map(str::to_owned)),
+            ("X-Firewatch-Building", field("building").map(str::to_owned)),
+            ("X-Firewatch-Device", field("device").map(str::to_owned)),
+        ] {
+            if let Some(v) = value.filter(|v| v.is_ascii() && !v.contains(['\r', '\n'])) {
+                m = m.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), v));
+            }
+        }
+        m.header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| e.to_string())
     }
@@ -430,6 +445,15 @@ mod tests {
         let mut n = row("duty@x.org");
         n.alert = snap;
         let mail = String::from_utf8(email.build(&n).unwrap().formatted()).unwrap();
+        // Filters and scripts find the alert in plain ASCII headers.
+        for h in [
+            "X-Firewatch-Alert: a-000001",
+            "X-Firewatch-Event: fired",
+            "X-Firewatch-Severity: major",
+            "X-Firewatch-Rule: water_pressure.low",
+        ] {
+            assert!(mail.contains(&format!("{h}\r\n")), "{h} missing: {mail}");
+        }
         assert!(
             mail.contains("Content-Type: text/plain; charset=utf-8"),
             "{mail}"
