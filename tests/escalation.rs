@@ -315,3 +315,34 @@ people = ["fo"]
     );
     fw.stop().await;
 }
+
+/// A reply with the alert's code (through the inbound endpoint a chat bot or SMS gateway
+/// calls) stops the escalation like an acknowledgement in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_code_stops_the_escalation() {
+    let b = unique("besrc");
+    let token = "escalation-reply-token";
+    let fw = InProcess::start_with("", |c| {
+        c.email.to = vec![DUTY.into()];
+        c.http.ack_token = Some(firewatch::settings::Secret::new(token));
+    })
+    .await;
+    let id = fire_alarm(&fw, &b).await;
+    let code = fw.get(&format!("/api/v1/alerts/{id}")).await["ack_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fw.advance(60 * SEC).await;
+    let r = fw
+        .http
+        .post(format!("{}/api/v1/ack/{code}?token={token}", fw.base))
+        .json(&json!({"from": "+8613800000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    fw.advance(900 * SEC).await;
+    assert_eq!(steps(&fw, &id).await, ["fired", "acknowledged"]);
+    assert_eq!(notified(&fw, &id).await, ["fired", "acknowledged"]);
+    fw.stop().await;
+}
