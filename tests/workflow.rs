@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{unique, Api, InProcess, Publisher};
+use common::{fire_alarm, unique, Api, InProcess, Publisher};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -17,21 +17,6 @@ const DUTY: &str = "duty@workflow.test";
 
 async fn start() -> InProcess {
     InProcess::start_with("", |c| c.email.to = vec![DUTY.into()]).await
-}
-
-/// A transmitter's fire alarm (critical); returns the alert id.
-async fn fire_alarm(fw: &InProcess, b: &str) -> String {
-    let mut p = Publisher::connect(&common::env("FW_TEST_MQTT_URL")).await;
-    p.publish(
-        &format!("fw/v1/{b}/transmitter/tx-{b}/event"),
-        json!({"event": "fire_alarm", "state": "start", "zone": "3F"}).to_string(),
-    )
-    .await;
-    let dev = format!("tx-{b}");
-    let a = fw
-        .wait_alert(b, "transmitter.fire_alarm", &dev, |_| true, WAIT)
-        .await;
-    a["id"].as_str().unwrap().to_owned()
 }
 
 /// An e-bike in an elevator (a major hazard, no hold time); returns the alert id.

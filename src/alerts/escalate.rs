@@ -364,32 +364,9 @@ impl Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::alert::Status;
 
     fn alert(severity: Severity, kind: Kind, building: &str) -> Alert {
-        Alert {
-            id: 1,
-            rule: "r".into(),
-            severity,
-            building: building.into(),
-            kind,
-            device: "d".into(),
-            channel: None,
-            active: true,
-            status: Status::Open,
-            value: None,
-            threshold: None,
-            message: "m".into(),
-            started_at: 0,
-            updated_at: 0,
-            cleared_at: None,
-            acknowledged_at: None,
-            acknowledged_by: None,
-            closed_at: None,
-            closed_by: None,
-            classification: None,
-            sla_missed_at: None,
-        }
+        Alert::sample(severity, kind, building)
     }
 
     #[test]

@@ -212,33 +212,10 @@ fn look_of(d: &Duty) -> Look {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::alert::Status;
     use crate::model::Kind;
 
     fn alert(severity: Severity) -> Alert {
-        Alert {
-            id: 1,
-            rule: "r".into(),
-            severity,
-            building: "b".into(),
-            kind: Kind::Transmitter,
-            device: "d".into(),
-            channel: None,
-            active: true,
-            status: Status::Open,
-            value: None,
-            threshold: None,
-            message: "m".into(),
-            started_at: 0,
-            updated_at: 0,
-            cleared_at: None,
-            acknowledged_at: None,
-            acknowledged_by: None,
-            closed_at: None,
-            closed_by: None,
-            classification: None,
-            sla_missed_at: None,
-        }
+        Alert::sample(severity, Kind::Transmitter, "b")
     }
 
     #[test]

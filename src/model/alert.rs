@@ -198,6 +198,36 @@ pub struct Alert {
     pub sla_missed_at: Option<Millis>,
 }
 
+#[cfg(test)]
+impl Alert {
+    /// An open, active alert of rule `r` on device `d`, for unit tests.
+    pub fn sample(severity: super::Severity, kind: super::Kind, building: &str) -> Alert {
+        Alert {
+            id: 1,
+            rule: "r".into(),
+            severity,
+            building: building.into(),
+            kind,
+            device: "d".into(),
+            channel: None,
+            active: true,
+            status: Status::Open,
+            value: None,
+            threshold: None,
+            message: "m".into(),
+            started_at: 0,
+            updated_at: 0,
+            cleared_at: None,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            closed_at: None,
+            closed_by: None,
+            classification: None,
+            sla_missed_at: None,
+        }
+    }
+}
+
 /// Formats an alert id.
 pub fn alert_id(id: i64) -> String {
     format!("a-{id:06}")

@@ -1170,3 +1170,25 @@ pub async fn settled(fw: &Firewatch, id: &str, channel: &str) -> Value {
     )
     .await
 }
+
+/// Publishes a transmitter's fire alarm (critical) in `building` on the shared test broker
+/// and waits for its alert; returns the alert id.
+pub async fn fire_alarm(fw: &impl Api, building: &str) -> String {
+    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    p.publish(
+        &format!("fw/v1/{building}/transmitter/tx-{building}/event"),
+        serde_json::json!({"event": "fire_alarm", "state": "start", "zone": "3F"}).to_string(),
+    )
+    .await;
+    let dev = format!("tx-{building}");
+    let a = fw
+        .wait_alert(
+            building,
+            "transmitter.fire_alarm",
+            &dev,
+            |_| true,
+            Duration::from_secs(30),
+        )
+        .await;
+    a["id"].as_str().unwrap().to_owned()
+}
