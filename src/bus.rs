@@ -106,15 +106,20 @@ pub enum Change {
     },
     /// The outcome of a notification delivery attempt.
     Notification {
-        /// Alert id (`a-000123`).
-        alert: String,
-        /// The alert's building.
+        /// Alert id (`a-000123`): the alert told of, or the work order's alert; absent for a
+        /// work order raised without one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alert: Option<String>,
+        /// Work order id (`w-000001`), for a notification of a work order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workorder: Option<String>,
+        /// The alert's or work order's building.
         building: String,
         /// Channel (`email`, `webhook`).
         channel: String,
         /// Who: an e-mail address, or the webhook's name.
         target: String,
-        /// Notification event: fired, cleared, closed, repeat.
+        /// Notification event: fired, cleared, closed, repeat, … (contract section 3).
         event: String,
         /// Delivered.
         ok: bool,

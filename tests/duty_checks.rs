@@ -430,6 +430,7 @@ async fn the_alerts_report_counts_and_times_acknowledgements_per_building_and_se
     assert_eq!(row["close_worst_s"], 100.0);
     assert_eq!(row["sla_missed"], 0);
     assert_eq!(row["escalations"], 0);
+    assert_eq!(row["workorders_overdue"], 0);
 
     let text = fw
         .http
@@ -449,9 +450,9 @@ async fn the_alerts_report_counts_and_times_acknowledgements_per_building_and_se
     let lines: Vec<&str> = text.split("\r\n").collect();
     assert_eq!(
         lines[0],
-        "building,severity,alerts,acknowledged,ack_median_s,ack_worst_s,closed,close_median_s,close_worst_s,sla_missed,escalations"
+        "building,severity,alerts,acknowledged,ack_median_s,ack_worst_s,closed,close_median_s,close_worst_s,sla_missed,escalations,workorders_overdue"
     );
-    assert_eq!(lines[1], format!("{b},critical,2,2,45,60,1,100,100,0,0"));
+    assert_eq!(lines[1], format!("{b},critical,2,2,45,60,1,100,100,0,0,0"));
     assert_eq!(lines[2], "", "the document ends with a line break");
 
     // Outside the window, nothing; bad parameters are 400.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{fire_alarm, unique, Api, InProcess, Publisher};
+use common::{fire_alarm, mails_to, unique, Api, InProcess, Publisher, SmtpServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -41,6 +41,17 @@ fn steps(v: &Value) -> Vec<String> {
         .into_iter()
         .filter(|s| !s.starts_with("notif"))
         .map(String::from)
+        .collect()
+}
+
+/// The steps of a work order's history, without its notification attempts.
+fn order_steps(w: &Value) -> Vec<&str> {
+    w["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .filter(|s| !s.starts_with("notif"))
         .collect()
 }
 
@@ -215,12 +226,16 @@ async fn a_work_order_is_rectified_sent_back_rectified_again_and_accepted() {
     assert_eq!(v["closed_by"], "王五");
 
     let full = fw.get(&wo).await;
-    let h = full["history"].as_array().unwrap();
-    let what: Vec<&str> = h.iter().map(|h| h["what"].as_str().unwrap()).collect();
     assert_eq!(
-        what,
+        order_steps(&full),
         ["created", "rectified", "sent_back", "rectified", "accepted"]
     );
+    let h: Vec<&Value> = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["what"].as_str().unwrap().starts_with("notif"))
+        .collect();
     assert_eq!(h[1]["photo_url"], "https://img.example.org/1.jpg");
     assert_eq!(h[2]["note"], "门禁仍锁闭");
     assert_eq!(h[2]["by"], "王五");
@@ -291,13 +306,7 @@ async fn a_hazard_left_open_becomes_a_work_order_goes_overdue_once_and_survives_
     let w = fw.get(&format!("/api/v1/workorders/{wo}")).await;
     assert_eq!(w["overdue"], true, "{w}");
     assert!(w["overdue_at"].is_string());
-    let what: Vec<&str> = w["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["what"].as_str().unwrap())
-        .collect();
-    assert_eq!(what, ["created", "overdue"]);
+    assert_eq!(order_steps(&w), ["created", "overdue"]);
     let overdue = fw
         .get(&format!("/api/v1/workorders?building={b}&overdue=true"))
         .await;
@@ -314,6 +323,11 @@ async fn a_hazard_left_open_becomes_a_work_order_goes_overdue_once_and_survives_
     );
     // Told to the fire office (no contacts configured here) and everyone told before.
     assert_eq!(escalations(&fw, &id).await, 1);
+    let r = fw
+        .get(&format!("/api/v1/reports/alerts?building={b}"))
+        .await;
+    assert_eq!(r["rows"][0]["severity"], "major", "{r}");
+    assert_eq!(r["rows"][0]["workorders_overdue"], 1, "{r}");
 
     // Restarts and later ticks escalate nothing twice.
     fw.restart().await;
@@ -327,7 +341,7 @@ async fn a_hazard_left_open_becomes_a_work_order_goes_overdue_once_and_survives_
         1
     );
     let w = fw.get(&format!("/api/v1/workorders/{wo}")).await;
-    assert_eq!(w["history"].as_array().unwrap().len(), 2);
+    assert_eq!(order_steps(&w), ["created", "overdue"]);
     assert_eq!(escalations(&fw, &id).await, 1);
     fw.stop().await;
 }
@@ -361,5 +375,227 @@ async fn an_operator_raises_a_work_order_for_an_alert_only_once() {
     // The automatic timer sees it has one.
     fw.advance(1801 * SEC).await;
     assert_eq!(workorders(&fw, &b).await.len(), 1);
+    fw.stop().await;
+}
+
+/// The decoded mails to `rcpt` that contain `needle`.
+fn texts(smtp: &SmtpServer, rcpt: &str, needle: &str) -> Vec<String> {
+    mails_to(&smtp.maildir, rcpt)
+        .into_iter()
+        .map(|m| m.text())
+        .filter(|t| t.contains(needle))
+        .collect()
+}
+
+/// Waits for a mail to `rcpt` that contains `needle`.
+async fn mail(smtp: &SmtpServer, rcpt: &str, needle: &str) -> String {
+    common::wait_for(&format!("{needle} to {rcpt}"), WAIT, || async {
+        texts(smtp, rcpt, needle).pop()
+    })
+    .await
+}
+
+/// With a duty roster, each step of a work order reaches whoever acts next, by e-mail through
+/// the real SMTP server: the building's fire-safety manager is told of a new order, with its
+/// deadline in the control room's time zone; the operator on duty of a rectification (to
+/// check it); the manager of a send-back; both of the closing. An order raised without an
+/// alert that goes overdue reaches the manager and the town fire office. Every attempt is in
+/// the order's history, and the work-order report counts it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_of_a_work_order_reaches_whoever_acts_next() {
+    let b = unique("bwnot");
+    let smtp = SmtpServer::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("duty.toml");
+    let manager = format!("manager@{b}.test");
+    let (op, office) = ("op@cr.test", "office@fire.test");
+    std::fs::write(
+        &roster,
+        format!(
+            r#"
+[[person]]
+id = "op"
+name = "张伟"
+email = "{op}"
+[[person]]
+id = "mgr"
+name = "刘强"
+email = "{manager}"
+[[person]]
+id = "fo"
+name = "镇消防办值班员"
+email = "{office}"
+[[control_room]]
+id = "cr"
+name = "一号消防控制室"
+tz = "Asia/Shanghai"
+buildings = ["{b}"]
+  [[control_room.shift]]
+  name = "all day"
+  start = "08:00"
+  end = "08:00"
+  people = ["op"]
+[[building]]
+id = "{b}"
+manager = "mgr"
+[fire_office]
+name = "镇消防安全委员会办公室"
+people = ["fo"]
+"#
+        ),
+    )
+    .unwrap();
+    let url = smtp.url();
+    let fw = InProcess::start_with("", |c| {
+        c.email.to = vec![DUTY.into()];
+        c.email.smtp_url = Some(firewatch::settings::Secret::new(url));
+        c.duty.file = roster.clone();
+    })
+    .await;
+    let (s, v) = fw
+        .post(
+            "/api/v1/workorders",
+            json!({"building": b, "description": "消防通道堆放杂物", "by": "王五",
+                   "deadline_s": 7200}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let wo = format!("/api/v1/workorders/{id}");
+    let deadline: jiff::Timestamp = v["deadline_at"].as_str().unwrap().parse().unwrap();
+    let local = deadline
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+        .strftime("%Y-%m-%d %H:%M:%S (UTC+08:00)")
+        .to_string();
+
+    let m = mail(&smtp, &manager, "【隐患整改·新工单】").await;
+    for needle in [
+        "消防通道堆放杂物",
+        &format!("整改期限：{local}"),
+        &format!("/workorders/{id}"),
+        &format!("X-Firewatch-Workorder: {id}"),
+        "上报整改结果",
+    ] {
+        assert!(m.contains(needle), "{needle} missing from {m}");
+    }
+
+    let (s, v) = fw
+        .post(
+            &format!("{wo}/rectify"),
+            json!({"by": "刘强", "note": "杂物已清理", "photo_url": "https://img.example.org/2.jpg"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let m = mail(&smtp, op, "【隐患整改·待复查】").await;
+    for needle in [
+        "杂物已清理",
+        "刘强",
+        "https://img.example.org/2.jpg",
+        "复查现场",
+    ] {
+        assert!(m.contains(needle), "{needle} missing from {m}");
+    }
+    let (s, v) = fw
+        .post(
+            &format!("{wo}/verify"),
+            json!({"by": "张伟", "accept": false, "note": "楼梯口仍有纸箱"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let m = mail(&smtp, &manager, "【隐患整改·退回重改】").await;
+    assert!(m.contains("楼梯口仍有纸箱"), "{m}");
+    let (s, _) = fw
+        .post(
+            &format!("{wo}/rectify"),
+            json!({"by": "刘强", "note": "纸箱已搬走"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = fw
+        .post(
+            &format!("{wo}/verify"),
+            json!({"by": "张伟", "accept": true, "note": "复查合格"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    for rcpt in [manager.as_str(), op] {
+        let m = mail(&smtp, rcpt, "【隐患整改·已销号】").await;
+        assert!(m.contains("复查合格"), "{m}");
+    }
+    // created, sent_back and closed to the manager; both rectifications and the closing to
+    // the operator: each once, each with its `notified` entry.
+    let w = common::wait_for("every attempt in the history", WAIT, || async {
+        let w = fw.get(&wo).await;
+        let notified = w["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["what"] == "notified")
+            .count();
+        (notified == 6).then_some(w)
+    })
+    .await;
+    assert_eq!(
+        order_steps(&w),
+        ["created", "rectified", "sent_back", "rectified", "accepted"]
+    );
+    assert_eq!(mails_to(&smtp.maildir, &manager).len(), 3);
+    assert_eq!(mails_to(&smtp.maildir, op).len(), 3);
+    let rows = fw
+        .get(&format!("/api/v1/notifications?workorder={id}"))
+        .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r["status"] == "sent" && r["workorder"] == id.as_str()));
+    assert!(rows.iter().all(|r| r["alert"].is_null()));
+
+    // An order without an alert, past its deadline: the manager and the fire office.
+    let (s, v) = fw
+        .post(
+            "/api/v1/workorders",
+            json!({"building": b, "description": "二层防火门闭门器损坏", "by": "王五",
+                   "deadline_s": 600}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let late = v["id"].as_str().unwrap().to_owned();
+    mail(&smtp, &manager, "二层防火门闭门器损坏").await;
+    assert!(
+        texts(&smtp, office, "二层防火门闭门器损坏").is_empty(),
+        "not yet"
+    );
+    fw.advance(601 * SEC).await;
+    let m = mail(&smtp, office, "【隐患整改·已超期】").await;
+    assert!(
+        m.contains(&late) && m.contains("二层防火门闭门器损坏"),
+        "{m}"
+    );
+    mail(&smtp, &manager, "【隐患整改·已超期】").await;
+    // (The shared broker carries other tests' devices too: only this building's mails count.)
+    let stray = texts(&smtp, DUTY, &format!("X-Firewatch-Building: {b}"));
+    assert!(
+        stray.is_empty(),
+        "the roster covers the building: {stray:?}"
+    );
+
+    let r = fw
+        .get(&format!("/api/v1/reports/workorders?building={b}"))
+        .await;
+    let row = &r["rows"][0];
+    assert_eq!(r["rows"].as_array().unwrap().len(), 1, "{r}");
+    for (k, want) in [
+        ("raised", 2),
+        ("auto", 0),
+        ("rectified", 1),
+        ("sent_back", 1),
+        ("closed", 1),
+        ("overdue", 1),
+        ("open", 1),
+    ] {
+        assert_eq!(row[k], want, "{k}: {r}");
+    }
+    assert!(row["close_median_s"].as_f64().is_some(), "{r}");
     fw.stop().await;
 }

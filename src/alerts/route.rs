@@ -10,6 +10,7 @@ use super::escalate::{Audience, EscalationConfig};
 use crate::duty::{Duty, Live, Party, Person};
 use crate::model::alert::Alert;
 use crate::model::notification::{ChannelKind, Event, Look};
+use crate::model::workorder::Workorder;
 use crate::model::Severity;
 use crate::registry::Registry;
 use crate::store::alerts::Routed;
@@ -77,12 +78,59 @@ impl Router {
         let location = registry
             .device(&alert.device)
             .and_then(|d| d.location.clone());
-        let building_name = registry
-            .building(&alert.building)
-            .and_then(|b| b.name.clone());
-        let duty = self.duty.get().on_duty(&alert.building, at);
+        Routed {
+            location,
+            ..self.to_building(registry, &alert.building, alert.severity, audiences, at)
+        }
+    }
+
+    /// Who is told of `event` on the work order `w` at `at`: a new or sent-back order goes to
+    /// the building's fire-safety manager, a rectified one to the operators on duty (who
+    /// check it), an overdue one to the manager and — unless it was raised for an alert,
+    /// which escalates itself — the fire office; a closed one only to those told before (the
+    /// store adds them). When the roster names nobody, the operators on duty stand in, so a
+    /// work order never goes unseen. Webhooks are integrations of alerts and are not told;
+    /// the change feed carries every work-order step.
+    pub fn workorder_to(
+        &self,
+        registry: &Registry,
+        w: &Workorder,
+        event: Event,
+        at: crate::model::Millis,
+    ) -> Routed {
+        let audiences: &[Audience] = match event {
+            Event::WorkorderCreated | Event::WorkorderSentBack => &[Audience::Manager],
+            Event::WorkorderRectified => &[Audience::OnDuty],
+            Event::WorkorderOverdue if w.alert.is_some() => &[Audience::Manager],
+            Event::WorkorderOverdue => &[Audience::Manager, Audience::FireOffice],
+            _ => &[],
+        };
+        let hazard = Severity::Major;
+        let mut routed = self.to_building(registry, &w.building, hazard, audiences, at);
+        routed.targets.retain(|(c, _)| *c != ChannelKind::Webhook);
+        if routed.targets.is_empty() && !audiences.is_empty() {
+            let on_duty = self.to_building(registry, &w.building, hazard, &[Audience::OnDuty], at);
+            routed.targets = on_duty.targets;
+            routed.targets.retain(|(c, _)| *c != ChannelKind::Webhook);
+        }
+        routed
+    }
+
+    /// The contacts of `audiences` for a building's message of `severity` at `at` (see
+    /// [`Router::to`]); `location` is left empty.
+    fn to_building(
+        &self,
+        registry: &Registry,
+        building: &str,
+        severity: Severity,
+        audiences: &[Audience],
+        at: crate::model::Millis,
+    ) -> Routed {
+        let location = None;
+        let building_name = registry.building(building).and_then(|b| b.name.clone());
+        let duty = self.duty.get().on_duty(building, at);
         let look = duty.as_ref().map(look_of).unwrap_or_default();
-        if alert.severity == Severity::Info {
+        if severity == Severity::Info {
             return Routed {
                 targets: Vec::new(),
                 location,
@@ -104,7 +152,7 @@ impl Router {
                     targets.extend(all(ChannelKind::Webhook, &self.webhooks));
                     targets.extend(all(ChannelKind::Wecom, &self.wecom));
                     targets.extend(all(ChannelKind::Dingtalk, &self.dingtalk));
-                    if alert.severity == Severity::Critical {
+                    if severity == Severity::Critical {
                         targets.extend(all(ChannelKind::Sms, &self.sms_to));
                     }
                 }
@@ -112,7 +160,7 @@ impl Router {
                     targets.extend(all(ChannelKind::Webhook, &self.webhooks));
                     self.room_robots(d, &mut targets);
                     for p in &d.operators {
-                        self.person(p, alert.severity == Severity::Critical, &mut targets);
+                        self.person(p, severity == Severity::Critical, &mut targets);
                     }
                     if d.operators.is_empty() {
                         // Nobody on duty (a gap, everyone on leave): the deployment's

@@ -974,7 +974,8 @@ async fn get_command(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
     Ok(Json(v).into_response())
 }
 
-/// `GET /api/v1/notifications?alert=&status=&channel=&limit=`: outbox rows, newest first.
+/// `GET /api/v1/notifications?alert=&workorder=&status=&channel=&limit=`: outbox rows,
+/// newest first.
 async fn list_notifications(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
@@ -988,6 +989,12 @@ async fn list_notifications(
             "alert" => {
                 f.alert = Some(alerts::parse_alert_id(v).ok_or_else(|| {
                     ApiError::BadRequest(format!("alert: {v:?} is not an alert id"))
+                })?);
+            }
+            "workorder" => {
+                let id = crate::model::workorder::parse_workorder_id(v);
+                f.workorder = Some(id.ok_or_else(|| {
+                    ApiError::BadRequest(format!("workorder: {v:?} is not a work order id"))
                 })?);
             }
             "status" => {

@@ -1,11 +1,12 @@
-//! Reports: `GET /api/v1/reports/alerts?from=&until=&building=&format=` and
-//! `GET /api/v1/reports/duty_checks?from=&until=&control_room=&format=`, as JSON or CSV
+//! Reports: `GET /api/v1/reports/alerts?from=&until=&building=&format=`,
+//! `GET /api/v1/reports/duty_checks?from=&until=&control_room=&format=` and
+//! `GET /api/v1/reports/workorders?from=&until=&building=&format=`, as JSON or CSV
 //! (RFC 4180: a header row, CRLF line ends, fields with a comma, quote or line break
 //! quoted). The SQL is in `store/reports.rs`.
 
 use super::{parse_time, read, ApiError, ApiResult, ApiState};
 use crate::model::{rfc3339, Millis};
-use crate::store::reports::{self, AlertRow, DutyCheckRow};
+use crate::store::reports::{self, AlertRow, DutyCheckRow, WorkorderRow};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -22,6 +23,7 @@ pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/reports/alerts", get(alerts))
         .route("/api/v1/reports/duty_checks", get(duty_checks))
+        .route("/api/v1/reports/workorders", get(workorders))
 }
 
 /// The parameters every report takes.
@@ -125,7 +127,7 @@ const ALERT_COLUMNS: &[&str] = &[
     "close_worst_s",
     "sla_missed",
     "escalations",
-    // Work orders overdue: a column added here (and in `alert_json`, `alert_csv`).
+    "workorders_overdue",
 ];
 
 fn alert_json(r: &AlertRow) -> Value {
@@ -135,6 +137,7 @@ fn alert_json(r: &AlertRow) -> Value {
         "ack_worst_s": r.ack_worst_s, "closed": r.closed,
         "close_median_s": r.close_median_s, "close_worst_s": r.close_worst_s,
         "sla_missed": r.sla_missed, "escalations": r.escalations,
+        "workorders_overdue": r.workorders_overdue,
     })
 }
 
@@ -151,6 +154,7 @@ fn alert_csv(r: &AlertRow) -> Vec<String> {
         num(r.close_worst_s),
         r.sla_missed.to_string(),
         r.escalations.to_string(),
+        r.workorders_overdue.to_string(),
     ]
 }
 
@@ -227,6 +231,69 @@ async fn duty_checks(
         rows.iter().map(duty_json).collect(),
         &csv_rows,
         "control_room",
+    )
+}
+
+const WORKORDER_COLUMNS: &[&str] = &[
+    "building",
+    "raised",
+    "auto",
+    "rectified",
+    "sent_back",
+    "closed",
+    "overdue",
+    "open",
+    "rectify_median_s",
+    "rectify_worst_s",
+    "close_median_s",
+    "close_worst_s",
+];
+
+fn workorder_json(r: &WorkorderRow) -> Value {
+    json!({
+        "building": r.building, "raised": r.raised, "auto": r.auto,
+        "rectified": r.rectified, "sent_back": r.sent_back, "closed": r.closed,
+        "overdue": r.overdue, "open": r.open,
+        "rectify_median_s": r.rectify_median_s, "rectify_worst_s": r.rectify_worst_s,
+        "close_median_s": r.close_median_s, "close_worst_s": r.close_worst_s,
+    })
+}
+
+fn workorder_csv(r: &WorkorderRow) -> Vec<String> {
+    vec![
+        r.building.clone(),
+        r.raised.to_string(),
+        r.auto.to_string(),
+        r.rectified.to_string(),
+        r.sent_back.to_string(),
+        r.closed.to_string(),
+        r.overdue.to_string(),
+        r.open.to_string(),
+        num(r.rectify_median_s),
+        num(r.rectify_worst_s),
+        num(r.close_median_s),
+        num(r.close_worst_s),
+    ]
+}
+
+/// `GET /api/v1/reports/workorders`
+async fn workorders(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let w = window(&s, &q, "building")?;
+    let (from, until, b) = (w.from, w.until, w.filter.clone());
+    let rows = read(&s, move |c| {
+        Ok(reports::workorders(c, from, until, b.as_deref())?)
+    })
+    .await?;
+    let csv_rows: Vec<Vec<String>> = rows.iter().map(workorder_csv).collect();
+    respond(
+        &w,
+        WORKORDER_COLUMNS,
+        rows.iter().map(workorder_json).collect(),
+        &csv_rows,
+        "building",
     )
 }
 

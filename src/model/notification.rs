@@ -1,5 +1,6 @@
-//! Notifications as the outbox holds them: which channel, which target, which alert event, and
-//! the alert as it was when the transition committed. Channels render it only when they send.
+//! Notifications as the outbox holds them: which channel, which target, which event of which
+//! alert or work order, and the subject as it was when the change committed. Channels render
+//! it only when they send.
 
 use super::Millis;
 use serde::{Deserialize, Serialize};
@@ -72,11 +73,22 @@ pub enum Event {
     Acknowledged,
     /// Nobody acknowledged in time: the next step of the escalation policy is told.
     Escalated,
+    /// A hazard work order was raised: the building's fire-safety manager is to rectify it.
+    WorkorderCreated,
+    /// The manager reports the hazard rectified: the operators on duty check it (复查).
+    WorkorderRectified,
+    /// An operator sent the rectification back: the manager is to rectify again.
+    WorkorderSentBack,
+    /// The deadline passed unrectified: the manager and, for an order without an alert, the
+    /// fire office are told (an alert's order escalates through the alert).
+    WorkorderOverdue,
+    /// An operator accepted the rectification: everyone told of the order hears it is closed.
+    WorkorderClosed,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 7] = [
+    pub const ALL: [Event; 12] = [
         Event::Fired,
         Event::Refired,
         Event::Cleared,
@@ -84,7 +96,37 @@ impl Event {
         Event::Closed,
         Event::Acknowledged,
         Event::Escalated,
+        Event::WorkorderCreated,
+        Event::WorkorderRectified,
+        Event::WorkorderSentBack,
+        Event::WorkorderOverdue,
+        Event::WorkorderClosed,
     ];
+
+    /// An event of a work order, not of an alert.
+    pub const fn is_workorder(self) -> bool {
+        matches!(
+            self,
+            Event::WorkorderCreated
+                | Event::WorkorderRectified
+                | Event::WorkorderSentBack
+                | Event::WorkorderOverdue
+                | Event::WorkorderClosed
+        )
+    }
+
+    /// The notification event of a work-order change (`created`, `rectified`, `sent_back`,
+    /// `accepted`, `overdue`).
+    pub fn of_workorder(what: &str) -> Option<Event> {
+        Some(match what {
+            "created" => Event::WorkorderCreated,
+            "rectified" => Event::WorkorderRectified,
+            "sent_back" => Event::WorkorderSentBack,
+            "overdue" => Event::WorkorderOverdue,
+            "accepted" => Event::WorkorderClosed,
+            _ => return None,
+        })
+    }
 
     /// A follow-up goes to whoever was told of the alert before, not to a routed audience.
     pub const fn is_follow_up(self) -> bool {
@@ -104,6 +146,11 @@ impl Event {
             Event::Closed => "closed",
             Event::Acknowledged => "acknowledged",
             Event::Escalated => "escalated",
+            Event::WorkorderCreated => "workorder_created",
+            Event::WorkorderRectified => "workorder_rectified",
+            Event::WorkorderSentBack => "workorder_sent_back",
+            Event::WorkorderOverdue => "workorder_overdue",
+            Event::WorkorderClosed => "workorder_closed",
         }
     }
 }
@@ -142,18 +189,59 @@ wire_enum!(ChannelKind);
 wire_enum!(Event);
 wire_enum!(DeliveryStatus);
 
-/// The idempotency key of one notification: unique per (alert, transition, channel, target),
-/// e.g. `a-000123:fired:42:webhook:ops`, where `42` is the transition's alert-history entry.
+/// What a notification tells of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// An alert (row id).
+    Alert(i64),
+    /// A hazard work order (row id).
+    Workorder(i64),
+}
+
+impl Subject {
+    /// The id people read: `a-000123` or `w-000001`.
+    pub fn id(self) -> String {
+        match self {
+            Subject::Alert(id) => super::alert::alert_id(id),
+            Subject::Workorder(id) => super::workorder::workorder_id(id),
+        }
+    }
+
+    /// The alert's row id, for an alert.
+    pub const fn alert(self) -> Option<i64> {
+        match self {
+            Subject::Alert(id) => Some(id),
+            Subject::Workorder(_) => None,
+        }
+    }
+
+    /// The work order's row id, for a work order.
+    pub const fn workorder(self) -> Option<i64> {
+        match self {
+            Subject::Workorder(id) => Some(id),
+            Subject::Alert(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.id())
+    }
+}
+
+/// The idempotency key of one notification: unique per (subject, transition, channel,
+/// target), e.g. `a-000123:fired:42:webhook:ops`, where `42` is the transition's alert-history
+/// entry (a work order's: `w-000001:workorder_created:7:email:m@x.org`, its history entry).
 pub fn key(
-    alert: i64,
+    subject: Subject,
     event: Event,
     transition: i64,
     channel: ChannelKind,
     target: &str,
 ) -> String {
     format!(
-        "{}:{}:{transition}:{}:{target}",
-        super::alert::alert_id(alert),
+        "{subject}:{}:{transition}:{}:{target}",
         event.as_str(),
         channel.as_str()
     )
@@ -164,8 +252,8 @@ pub fn key(
 pub struct Notification {
     /// Row id.
     pub id: i64,
-    /// The alert.
-    pub alert_id: i64,
+    /// The alert or work order it tells of.
+    pub subject: Subject,
     /// Idempotency key (see [`key`]).
     pub key: String,
     /// What happened.
@@ -178,8 +266,9 @@ pub struct Notification {
     pub created_at: Millis,
     /// Attempts so far.
     pub attempts: u32,
-    /// The alert as committed with the transition (contract JSON, plus `location`).
-    pub alert: Value,
+    /// The subject as committed with the transition: the alert (contract JSON, plus
+    /// `location`) or the work order (plus `building_name` and the step's `note`).
+    pub snapshot: Value,
     /// The recipient's language (`zh`, `en`), when it is not the deployment's.
     pub lang: Option<String>,
     /// The time zone of the control room covering the building (IANA name), if one does.
@@ -210,8 +299,28 @@ mod tests {
             assert_eq!(e.as_str().parse::<Event>(), Ok(e));
         }
         assert_eq!(
-            key(123, Event::Fired, 3, ChannelKind::Webhook, "ops"),
+            key(
+                Subject::Alert(123),
+                Event::Fired,
+                3,
+                ChannelKind::Webhook,
+                "ops"
+            ),
             "a-000123:fired:3:webhook:ops"
         );
+        assert_eq!(
+            key(
+                Subject::Workorder(7),
+                Event::WorkorderCreated,
+                9,
+                ChannelKind::Email,
+                "m@x"
+            ),
+            "w-000007:workorder_created:9:email:m@x"
+        );
+        for what in ["created", "rectified", "sent_back", "overdue", "accepted"] {
+            assert!(Event::of_workorder(what).is_some_and(Event::is_workorder));
+        }
+        assert!(Event::ALL.iter().filter(|e| e.is_workorder()).count() == 5);
     }
 }

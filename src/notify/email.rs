@@ -15,7 +15,7 @@
 
 use super::render::Context;
 use super::{Channel, SendError};
-use crate::model::notification::{ChannelKind, Notification};
+use crate::model::notification::{ChannelKind, Notification, Subject};
 use crate::settings::{Problem, Secret};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
@@ -357,11 +357,20 @@ impl Email {
             .from(self.from.clone())
             .to(to)
             .subject(subject)
-            .message_id(Some(format!("<{}.{}@firewatch>", alert_id(n), n.id)));
+            .message_id(Some(format!("<{}.{}@firewatch>", n.subject, n.id)));
         // Plain ASCII for mail filters and scripts: the subject and body are UTF-8 (encoded).
-        let field = |k: &str| n.alert.get(k).and_then(serde_json::Value::as_str);
+        let field = |k: &str| n.snapshot.get(k).and_then(serde_json::Value::as_str);
+        let alert = match n.subject {
+            Subject::Alert(id) => Some(crate::model::alert::alert_id(id)),
+            Subject::Workorder(_) => field("alert").map(str::to_owned),
+        };
+        let workorder = n
+            .subject
+            .workorder()
+            .map(crate::model::workorder::workorder_id);
         for (name, value) in [
-            ("X-Firewatch-Alert", Some(alert_id(n))),
+            ("X-Firewatch-Alert", alert),
+            ("X-Firewatch-Workorder", workorder),
             ("X-Firewatch-Event", Some(n.event.as_str().to_owned())),
             ("X-Firewatch-Severity", field("severity").map(str::to_owned)),
             ("X-Firewatch-Rule", field("rule").map(str::to_owned)),
@@ -376,10 +385,6 @@ impl Email {
             .body(body)
             .map_err(|e| e.to_string())
     }
-}
-
-fn alert_id(n: &Notification) -> String {
-    crate::model::alert::alert_id(n.alert_id)
 }
 
 impl Channel for Email {
@@ -443,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let email = Email::new(&EmailConfig::default(), dir.path(), Context::default()).unwrap();
         let mut n = row("duty@x.org");
-        n.alert = snap;
+        n.snapshot = snap;
         let mail = String::from_utf8(email.build(&n).unwrap().formatted()).unwrap();
         // Filters and scripts find the alert in plain ASCII headers.
         for h in [
@@ -460,7 +465,7 @@ mod tests {
         );
         // The subject is encoded (UTF-8); what filters look for stays readable in the body's
         // source, the subject is checked through the renderer.
-        let r = Context::default().render(&n.alert, n.event);
+        let r = Context::default().render(&n.snapshot, n.event);
         assert!(r.subject.contains("a-000123"));
         assert!(r.subject.contains("MAJOR"));
         let body = r.plain();
@@ -506,14 +511,14 @@ mod tests {
     fn row(target: &str) -> Notification {
         Notification {
             id: 1,
-            alert_id: 1,
+            subject: Subject::Alert(1),
             key: "k".into(),
             event: Event::Fired,
             channel: ChannelKind::Email,
             target: target.into(),
             created_at: 0,
             attempts: 0,
-            alert: serde_json::json!({"id": "a-000001"}),
+            snapshot: serde_json::json!({"id": "a-000001"}),
             lang: None,
             tz: None,
         }

@@ -28,7 +28,6 @@ pub mod wecom;
 
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, NotifyOutcome};
-use crate::model::alert::alert_id;
 use crate::model::notification::{ChannelKind, Notification};
 use crate::model::Millis;
 use crate::settings::Problem;
@@ -265,18 +264,18 @@ impl<C: Channel> Sender<C> {
                     }
                     Err(e) => {
                         self.metrics.notified(kind, NotifyOutcome::Failed);
-                        tracing::warn!(alert = %alert_id(n.alert_id), channel = %kind, target = %n.target, event = %n.event, attempt, error = %e, "Notification failed.");
+                        tracing::warn!(subject = %n.subject, channel = %kind, target = %n.target, event = %n.event, attempt, error = %e, "Notification failed.");
                     }
                 }
                 let outcome = self.policy.outcome(attempt, result, now, &n.key);
                 if let Outcome::GaveUp { error, permanent } = &outcome {
                     self.metrics.notified(kind, NotifyOutcome::GaveUp);
-                    tracing::error!(alert = %alert_id(n.alert_id), channel = %kind, target = %n.target, event = %n.event, attempt, permanent, error = %error, "Notification given up.");
+                    tracing::error!(subject = %n.subject, channel = %kind, target = %n.target, event = %n.event, attempt, permanent, error = %error, "Notification given up.");
                 }
                 reported.insert(n.id);
                 let delivery = Delivery {
                     id: n.id,
-                    alert_id: n.alert_id,
+                    subject: n.subject,
                     key: n.key,
                     event: n.event,
                     channel: kind,

@@ -12,11 +12,14 @@
 //! threshold is bad, the next step) are in one table, [`RULES`]. A rule it does not list is
 //! shown by its id with a generic next step.
 //!
+//! A work order's step ([`workorder`]) reads the same way: what is to be rectified, where, by
+//! when, who did the step and what they said, and what the reader is to do next.
+//!
 //! Rendering is pure: the alert snapshot, the event, the language and the time zone go in, text
 //! comes out. The language and zone are arguments so that a recipient's own can be passed when
 //! recipients have them; today they come from `notify.lang` and `notify.tz`.
 
-use crate::model::notification::Event;
+use crate::model::notification::{Event, Subject};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use serde_json::Value;
@@ -343,7 +346,10 @@ impl Context {
             n.tz.as_deref()
                 .and_then(|t| time_zone(t).ok())
                 .unwrap_or_else(|| self.tz.clone());
-        render(&n.alert, n.event, lang, &tz, &self.public_url)
+        match n.subject {
+            Subject::Alert(_) => render(&n.snapshot, n.event, lang, &tz, &self.public_url),
+            Subject::Workorder(_) => workorder(&n.snapshot, n.event, lang, &tz, &self.public_url),
+        }
     }
 }
 
@@ -484,6 +490,16 @@ fn event_word(event: Event, lang: Lang) -> &'static str {
         (Event::Closed, Lang::En) => "closed",
         (Event::Acknowledged, Lang::En) => "acknowledged",
         (Event::Escalated, Lang::En) => "escalated",
+        (Event::WorkorderCreated, Lang::Zh) => "新工单",
+        (Event::WorkorderRectified, Lang::Zh) => "待复查",
+        (Event::WorkorderSentBack, Lang::Zh) => "退回重改",
+        (Event::WorkorderOverdue, Lang::Zh) => "已超期",
+        (Event::WorkorderClosed, Lang::Zh) => "已销号",
+        (Event::WorkorderCreated, Lang::En) => "new work order",
+        (Event::WorkorderRectified, Lang::En) => "to verify",
+        (Event::WorkorderSentBack, Lang::En) => "sent back",
+        (Event::WorkorderOverdue, Lang::En) => "overdue",
+        (Event::WorkorderClosed, Lang::En) => "closed",
     }
 }
 
@@ -496,6 +512,11 @@ fn event_tag(event: Event) -> &'static str {
         Event::Closed => "CLOSED",
         Event::Acknowledged => "ACKNOWLEDGED",
         Event::Escalated => "ESCALATED",
+        Event::WorkorderCreated => "WORK ORDER",
+        Event::WorkorderRectified => "RECTIFIED",
+        Event::WorkorderSentBack => "SENT BACK",
+        Event::WorkorderOverdue => "OVERDUE",
+        Event::WorkorderClosed => "CLOSED",
     }
 }
 
@@ -855,6 +876,131 @@ pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &s
     }
 }
 
+/// Renders `event` of the work-order snapshot `w` (contract JSON, plus `building_name` and
+/// `step`: the person, note and photo of the step told of) in `lang`, with times in `tz`.
+pub fn workorder(w: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &str) -> Rendered {
+    let zh = lang == Lang::Zh;
+    let id = text(w, "id").unwrap_or("?");
+    let building = text(w, "building").unwrap_or("?");
+    let place = text(w, "building_name").unwrap_or(building);
+    let ev = event_word(event, lang);
+    let hazard = text(w, "rule")
+        .map(|r| match (rule_text(r), lang) {
+            (Some(t), Lang::Zh) => t.zh,
+            (Some(t), Lang::En) => t.en,
+            (None, _) => r,
+        })
+        .unwrap_or(if zh { "隐患" } else { "hazard" });
+    let title = if zh {
+        format!("【隐患整改·{ev}】{hazard} {place}")
+    } else {
+        format!("[Work order {ev}] {hazard} at {place}")
+    };
+    let label = |zh_label: &str, en_label: &str, v: &str| {
+        if zh {
+            format!("{zh_label}：{v}")
+        } else {
+            format!("{en_label}: {v}")
+        }
+    };
+    let building_label = match text(w, "building_name") {
+        Some(n) if zh => format!("{n}（{building}）"),
+        Some(n) => format!("{n} ({building})"),
+        None => building.to_owned(),
+    };
+    let deadline = text(w, "deadline_at").map(|d| local_time(d, tz));
+    let mut facts = vec![
+        label("楼宇", "Building", &building_label),
+        label("隐患", "Hazard", text(w, "description").unwrap_or("?")),
+    ];
+    if let Some(d) = &deadline {
+        facts.push(label("整改期限", "Deadline", d));
+    }
+    if let Some(p) = text(w, "photo_url") {
+        facts.push(label("隐患照片", "Photo", p));
+    }
+    let step = &w["step"];
+    let by = text(step, "by");
+    if event != Event::WorkorderCreated || by != Some("firewatch") {
+        if let Some(by) = by {
+            facts.push(label("经办人", "By", by));
+        }
+    }
+    if event != Event::WorkorderCreated {
+        if let Some(n) = text(step, "note") {
+            facts.push(label("说明", "Note", n));
+        }
+        if let Some(p) = text(step, "photo_url") {
+            facts.push(label("整改照片", "Photo of the work", p));
+        }
+    }
+    if let Some(a) = text(w, "alert") {
+        facts.push(label("来源告警", "From alert", a));
+    }
+    facts.push(label("工单", "Work order", id));
+    let action = match (event, zh) {
+        (Event::WorkorderCreated, true) => {
+            "请在整改期限前完成整改，并在平台上报整改结果（附说明和照片）。"
+        }
+        (Event::WorkorderCreated, false) => {
+            "Rectify it before the deadline and report it done on the platform, with a note and a photo."
+        }
+        (Event::WorkorderRectified, true) => "管理人已上报整改完成：请复查现场，通过或退回。",
+        (Event::WorkorderRectified, false) => {
+            "The manager reports it rectified: check on site, then accept it or send it back."
+        }
+        (Event::WorkorderSentBack, true) => "复查未通过：请按说明重新整改并再次上报。",
+        (Event::WorkorderSentBack, false) => {
+            "The check did not pass: rectify again as noted and report it once more."
+        }
+        (Event::WorkorderOverdue, true) => "已超过整改期限仍未整改，请立即整改并上报；已报消防监管部门。",
+        (Event::WorkorderOverdue, false) => {
+            "Past its deadline unrectified: rectify and report it now; the fire office is told."
+        }
+        (_, true) => "复查通过，工单已销号，无需处理。",
+        (_, false) => "Checked and accepted: the work order is closed; nothing to do.",
+    }
+    .to_owned();
+    let link = format!("{}/workorders/{id}", public_url.trim_end_matches('/'));
+    let link_label = if zh {
+        format!("查看工单 {id}")
+    } else {
+        format!("Open work order {id}")
+    };
+    let subject = format!(
+        "[firewatch] {title} ({} {} {id})",
+        event_tag(event),
+        text(w, "rule").unwrap_or("workorder")
+    );
+    let due = text(w, "deadline_at").map(|d| short_time(d, tz));
+    let mut short = if zh {
+        let mut s = format!("【隐患整改·{ev}】{place}：{hazard}");
+        if let (Some(d), true) = (&due, event != Event::WorkorderClosed) {
+            s.push_str(&format!("，期限{d}"));
+        }
+        s.push('。');
+        cut_chars(&s, 70)
+    } else {
+        let mut s = format!("[Work order {ev}] {place}: {hazard}");
+        if let (Some(d), true) = (&due, event != Event::WorkorderClosed) {
+            s.push_str(&format!(", due {d}"));
+        }
+        s.push_str(". ");
+        cut_chars(&s, 160)
+    };
+    short.push_str(&link);
+    Rendered {
+        title,
+        facts,
+        action,
+        link,
+        link_label,
+        ack: None,
+        subject,
+        short,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -862,6 +1008,62 @@ mod tests {
 
     fn shanghai() -> TimeZone {
         time_zone("Asia/Shanghai").unwrap()
+    }
+
+    #[test]
+    fn a_work_order_tells_the_manager_what_where_and_by_when() {
+        let w = json!({"id": "w-000003", "alert": "a-000007", "building": "bsy-0012",
+            "building_name": "滨江大厦", "rule": "fire_lane.blocked",
+            "description": "东侧消防车道被货车占用", "photo_url": null, "status": "open",
+            "deadline_at": "2026-12-01T02:00:00Z",
+            "step": {"by": "firewatch", "note": "东侧消防车道被货车占用", "photo_url": null}});
+        let r = workorder(
+            &w,
+            Event::WorkorderCreated,
+            Lang::Zh,
+            &shanghai(),
+            "http://x/",
+        );
+        let t = r.plain();
+        for needle in [
+            "【隐患整改·新工单】",
+            "滨江大厦（bsy-0012）",
+            "东侧消防车道被货车占用",
+            "整改期限：2026-12-01 10:00:00 (UTC+08:00)",
+            "来源告警：a-000007",
+            "http://x/workorders/w-000003",
+            "上报整改结果",
+        ] {
+            assert!(t.contains(needle), "{needle} missing from {t}");
+        }
+        assert!(!t.contains("经办人"), "the system is not a person: {t}");
+        assert!(
+            r.subject.contains("WORK ORDER fire_lane.blocked w-000003"),
+            "{}",
+            r.subject
+        );
+        assert!(r.short.chars().count() < 110, "{}", r.short);
+
+        let mut back = w.clone();
+        back["step"] =
+            json!({"by": "李四", "note": "车道仍有杂物", "photo_url": "https://p/1.jpg"});
+        let t = workorder(
+            &back,
+            Event::WorkorderSentBack,
+            Lang::En,
+            &shanghai(),
+            "http://x",
+        )
+        .plain();
+        for needle in [
+            "[Work order sent back]",
+            "By: 李四",
+            "Note: 车道仍有杂物",
+            "Photo of the work: https://p/1.jpg",
+            "rectify again",
+        ] {
+            assert!(t.contains(needle), "{needle} missing from {t}");
+        }
     }
 
     fn fire_alarm() -> Value {

@@ -11,7 +11,7 @@
 //! transient; every other status (other 4xx, 3xx) is permanent.
 
 use super::{Channel, SendError};
-use crate::model::notification::{ChannelKind, Notification};
+use crate::model::notification::{ChannelKind, Notification, Subject};
 use crate::settings::{Problem, Secret};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -132,7 +132,11 @@ impl Webhooks {
 
 /// The body POSTed for a notification.
 pub fn body(n: &Notification) -> Vec<u8> {
-    serde_json::json!({"key": n.key, "event": n.event.as_str(), "alert": n.alert})
+    let what = match n.subject {
+        Subject::Alert(_) => "alert",
+        Subject::Workorder(_) => "workorder",
+    };
+    serde_json::json!({"key": n.key, "event": n.event.as_str(), what: n.snapshot})
         .to_string()
         .into_bytes()
 }

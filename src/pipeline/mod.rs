@@ -566,6 +566,8 @@ impl Pipeline {
                             WorkorderOp::Step { step, .. } => step.what(),
                         };
                         workorder_change(&tx, &self.clock, w, what, &mut b)?;
+                        let (router, registry) = (&self.settings.router, self.engine.registry());
+                        notify_workorder(&tx, router, registry, w, what, now, &mut b)?;
                     }
                     b.workorder_replies.push((reply, r));
                 }
@@ -637,6 +639,7 @@ impl Pipeline {
                         alert_change(&tx, &self.clock, alert, AlertWhat::WorkorderOverdue, &mut b)?;
                     }
                     workorder_change(&tx, &self.clock, &w, what, &mut b)?;
+                    notify_workorder(&tx, router, registry, &w, what, now, &mut b)?;
                 }
             }
         }
@@ -921,6 +924,26 @@ fn workorder_change(
     record(tx, clock, change, b)
 }
 
+/// Queues the notifications of a work order's step `what` (see [`Router::workorder_to`]).
+fn notify_workorder(
+    tx: &Transaction<'_>,
+    router: &Router,
+    registry: &crate::registry::Registry,
+    w: &Workorder,
+    what: &str,
+    now: Millis,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    let Some(event) = crate::model::notification::Event::of_workorder(what) else {
+        return Ok(());
+    };
+    let routed = router.workorder_to(registry, w, event, now);
+    if workorders::enqueue_notifications(tx, w, event, routed, now)? > 0 {
+        b.notifications = true;
+    }
+    Ok(())
+}
+
 /// Applies an operator's or manager's work-order request.
 fn workorder_op(
     tx: &Transaction<'_>,
@@ -1007,9 +1030,19 @@ fn delivery_change(
     d: &Delivery,
     b: &mut Batch,
 ) -> Result<(), StoreError> {
-    let building = alerts::get(tx, d.alert_id)?
-        .map(|a| a.building)
-        .unwrap_or_default();
+    use crate::model::notification::Subject;
+    let (building, alert, workorder) = match d.subject {
+        Subject::Alert(id) => {
+            let a = alerts::get(tx, id)?;
+            (a.map(|a| a.building), Some(id), None)
+        }
+        Subject::Workorder(id) => {
+            let w = workorders::get(tx, id)?;
+            let alert = w.as_ref().and_then(|w| w.alert);
+            (w.map(|w| w.building), alert, Some(id))
+        }
+    };
+    let building = building.unwrap_or_default();
     use crate::store::notifications::Outcome;
     let (outcome, error) = match &d.outcome {
         Outcome::Sent => ("sent", None),
@@ -1017,7 +1050,8 @@ fn delivery_change(
         Outcome::GaveUp { error, .. } => ("gave_up", Some(error.clone())),
     };
     let change = Change::Notification {
-        alert: alerts::alert_id(d.alert_id),
+        alert: alert.map(alerts::alert_id),
+        workorder: workorder.map(workorders::workorder_id),
         building,
         channel: d.channel.as_str().to_owned(),
         target: d.target.clone(),

@@ -10,7 +10,7 @@ pub use crate::model::alert::{
     alert_id, parse_alert_id, Alert, Classification, Confirmation, Status, Verification,
 };
 use crate::model::alert::{Change, Transition};
-use crate::model::notification::{ChannelKind, Event};
+use crate::model::notification::{ChannelKind, Event, Subject};
 use crate::model::{rfc3339, Millis};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -228,7 +228,7 @@ fn enqueue_with(
 ) -> Result<bool> {
     let mut routed = route(alert, event);
     if event.is_follow_up() {
-        routed.targets = super::notifications::told(conn, alert.id)?;
+        routed.targets = super::notifications::told(conn, Subject::Alert(alert.id))?;
     }
     if routed.targets.is_empty() {
         return Ok(false);
@@ -246,7 +246,7 @@ fn enqueue_with(
     snapshot["building_name"] = routed.building_name.into();
     super::notifications::enqueue(
         conn,
-        alert.id,
+        Subject::Alert(alert.id),
         event,
         transition,
         super::notifications::Recipients {
@@ -366,7 +366,7 @@ pub fn escalate(
     let Some(alert) = get(conn, id)? else {
         return Ok(0);
     };
-    let told = super::notifications::told(conn, id)?;
+    let told = super::notifications::told(conn, Subject::Alert(id))?;
     let fresh: Vec<(ChannelKind, String)> = routed
         .targets
         .into_iter()
@@ -407,7 +407,7 @@ pub fn workorder_overdue(
         return Ok(0);
     };
     let mut targets = routed.targets.clone();
-    for t in super::notifications::told(conn, id)? {
+    for t in super::notifications::told(conn, Subject::Alert(id))? {
         if !targets.contains(&t) {
             targets.push(t);
         }

@@ -11,7 +11,7 @@
 //! | `devices` | device health records (the rule engine's, as JSON) |
 //! | `conds` | rule conditions: pending hold times, active conditions (the engine's, as JSON) |
 //! | `alerts`, `alert_history` | alerts and every transition, action and notification |
-//! | `notifications` | the outbox: one row per (transition, channel, target), with its key, the alert as committed, status, attempts and backoff (replaces the former `outbox` table) |
+//! | `notifications` | the outbox: one row per (transition, channel, target), with its key, the alert or work order as committed, status, attempts and backoff (replaces the former `outbox` table; `notifications.rs`) |
 //! | `rejected` | rejected messages (contract section 5) |
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
@@ -224,25 +224,6 @@ CREATE TABLE IF NOT EXISTS commands (
 CREATE INDEX IF NOT EXISTS commands_pending ON commands(next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS commands_device ON commands(device, id);
 DROP TABLE IF EXISTS outbox;
-CREATE TABLE IF NOT EXISTS notifications (
-    id INTEGER PRIMARY KEY,
-    alert_id INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    target TEXT NOT NULL,
-    key TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
-    sent_at INTEGER,
-    last_error TEXT,
-    alert TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS notifications_key ON notifications(key);
-CREATE INDEX IF NOT EXISTS notifications_due
-    ON notifications(channel, next_attempt_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS notifications_alert ON notifications(alert_id, id);
 CREATE TABLE IF NOT EXISTS escalations (
     alert_id INTEGER PRIMARY KEY,
     next_at INTEGER NOT NULL,
@@ -273,6 +254,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("alerts", "verified_by", "TEXT"),
     ("alerts", "verification", "TEXT"),
     ("alerts", "called_119_at", "INTEGER"),
+    ("notifications", "workorder_id", "INTEGER"),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] a store made by an older version lacks.
@@ -322,7 +304,9 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     duty_checks::create(&conn)?;
     conn.execute_batch(workorders::SCHEMA)?;
+    notifications::create(&conn)?;
     add_columns(&conn)?;
+    notifications::migrate(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

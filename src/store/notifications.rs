@@ -1,14 +1,81 @@
-//! The channel-agnostic notification outbox: one row per (alert transition, channel, target),
-//! queued in the transaction that committed the transition, with the alert as it was then.
-//! Each channel's sender reads its own rows through a read-only connection; the outcome of
-//! every attempt is recorded here by the store's single writer, together with the alert's
-//! history.
+//! The channel-agnostic notification outbox: one row per (transition, channel, target) of an
+//! alert or a work order, queued in the transaction that committed the transition, with the
+//! subject as it was then. Each channel's sender reads its own rows through a read-only
+//! connection; the outcome of every attempt is recorded here by the store's single writer,
+//! together with the alert's or work order's history.
 
 use super::Result;
-use crate::model::notification::{ChannelKind, DeliveryStatus, Event, Look, Notification};
+use crate::model::notification::{ChannelKind, DeliveryStatus, Event, Look, Notification, Subject};
 use crate::model::{rfc3339, Millis};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
+
+/// The outbox table. `alert_id` or `workorder_id` names the subject; `alert` holds its
+/// snapshot (the alert's or the work order's JSON).
+const TABLE: &str = "
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER,
+    event TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    sent_at INTEGER,
+    last_error TEXT,
+    alert TEXT NOT NULL,
+    lang TEXT,
+    tz TEXT,
+    workorder_id INTEGER
+);";
+
+/// Its indexes.
+const INDEXES: &str = "
+CREATE UNIQUE INDEX IF NOT EXISTS notifications_key ON notifications(key);
+CREATE INDEX IF NOT EXISTS notifications_due
+    ON notifications(channel, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_alert ON notifications(alert_id, id);
+CREATE INDEX IF NOT EXISTS notifications_workorder ON notifications(workorder_id, id)
+    WHERE workorder_id IS NOT NULL;";
+
+/// Creates the table when it is missing (its indexes come with [`migrate`]).
+pub(super) fn create(conn: &Connection) -> Result<()> {
+    conn.execute_batch(TABLE)?;
+    Ok(())
+}
+
+/// Brings the table of an older store up to date, once its added columns are there: stores
+/// from before work-order notifications declared `alert_id NOT NULL`, which SQLite cannot
+/// relax in place, so the table is rebuilt with every row. Then the indexes.
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
+    let strict: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('notifications')
+         WHERE name = 'alert_id' AND \"notnull\" = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    if strict > 0 {
+        let columns = "id, alert_id, event, channel, target, key, created_at, status, attempts,
+             next_attempt_at, sent_at, last_error, alert, lang, tz, workorder_id";
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             DROP INDEX IF EXISTS notifications_key;
+             DROP INDEX IF EXISTS notifications_due;
+             DROP INDEX IF EXISTS notifications_alert;
+             ALTER TABLE notifications RENAME TO notifications_before;
+             {TABLE}
+             INSERT INTO notifications ({columns}) SELECT {columns} FROM notifications_before;
+             DROP TABLE notifications_before;
+             COMMIT;"
+        ))?;
+        tracing::info!("Outbox table migrated: rows may now tell of work orders.");
+    }
+    conn.execute_batch(INDEXES)?;
+    Ok(())
+}
 
 /// Who a transition's notifications go to, and how they read.
 #[derive(Debug, Clone, Copy)]
@@ -19,11 +86,11 @@ pub struct Recipients<'a> {
     pub look: &'a Look,
 }
 
-/// Queues one notification per target for an alert transition (`transition` is its
-/// alert-history entry). A key already queued is left as it is.
+/// Queues one notification per target for a transition of `subject` (`transition` is its
+/// history entry). A key already queued is left as it is.
 pub fn enqueue(
     conn: &Connection,
-    alert: i64,
+    subject: Subject,
     event: Event,
     transition: i64,
     to: Recipients<'_>,
@@ -33,15 +100,16 @@ pub fn enqueue(
     let Recipients { targets, look } = to;
     let snapshot = snapshot.to_string();
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO notifications (alert_id, event, channel, target, key, created_at,
-         next_attempt_at, alert, lang, tz) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
-         ON CONFLICT(key) DO NOTHING",
+        "INSERT INTO notifications (alert_id, workorder_id, event, channel, target, key,
+         created_at, next_attempt_at, alert, lang, tz)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) ON CONFLICT(key) DO NOTHING",
     )?;
     for (channel, target) in targets {
-        let key = crate::model::notification::key(alert, event, transition, *channel, target);
+        let key = crate::model::notification::key(subject, event, transition, *channel, target);
         let lang = look.english.contains(target).then_some("en");
         stmt.execute(params![
-            alert,
+            subject.alert(),
+            subject.workorder(),
             event.as_str(),
             channel.as_str(),
             target,
@@ -63,18 +131,35 @@ fn corrupt(what: &'static str, v: &str) -> rusqlite::Error {
     )
 }
 
-/// Every (channel, target) told of `alert` so far, in the order first told.
-pub fn told(c: &Connection, alert: i64) -> Result<Vec<(ChannelKind, String)>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT channel, target FROM notifications WHERE alert_id = ?1
-         GROUP BY channel, target ORDER BY min(id)",
-    )?;
-    let rows = stmt.query_map([alert], |r| {
+/// Every (channel, target) told of `subject` so far, in the order first told.
+pub fn told(c: &Connection, subject: Subject) -> Result<Vec<(ChannelKind, String)>> {
+    let sql = match subject {
+        Subject::Alert(_) => {
+            "SELECT channel, target FROM notifications WHERE alert_id = ?1
+             GROUP BY channel, target ORDER BY min(id)"
+        }
+        Subject::Workorder(_) => {
+            "SELECT channel, target FROM notifications WHERE workorder_id = ?1
+             GROUP BY channel, target ORDER BY min(id)"
+        }
+    };
+    let id = subject.alert().or(subject.workorder());
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map([id], |r| {
         let ch: String = r.get(0)?;
         let channel = ch.parse().map_err(|()| corrupt("channel", &ch))?;
         Ok((channel, r.get::<_, String>(1)?))
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// The subject of a row from its two id columns.
+fn subject(alert: Option<i64>, workorder: Option<i64>) -> rusqlite::Result<Subject> {
+    match (alert, workorder) {
+        (Some(a), _) => Ok(Subject::Alert(a)),
+        (None, Some(w)) => Ok(Subject::Workorder(w)),
+        (None, None) => Err(corrupt("subject", "none")),
+    }
 }
 
 /// The highest notification id (0 when there is none).
@@ -96,8 +181,8 @@ pub fn due(
     limit: u32,
 ) -> Result<(Vec<Notification>, i64, Option<Millis>)> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, alert_id, key, event, target, created_at, attempts, alert, lang, tz
-         FROM notifications WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
+        "SELECT id, alert_id, key, event, target, created_at, attempts, alert, lang, tz,
+         workorder_id FROM notifications WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
          ORDER BY next_attempt_at, id LIMIT ?3",
     )?;
     let rows = stmt
@@ -106,14 +191,14 @@ pub fn due(
             let alert: String = r.get(7)?;
             Ok(Notification {
                 id: r.get(0)?,
-                alert_id: r.get(1)?,
+                subject: subject(r.get(1)?, r.get(10)?)?,
                 key: r.get(2)?,
                 event: event.parse().map_err(|()| corrupt("event", &event))?,
                 channel,
                 target: r.get(4)?,
                 created_at: r.get(5)?,
                 attempts: r.get(6)?,
-                alert: serde_json::from_str(&alert).map_err(|_| corrupt("snapshot", &alert))?,
+                snapshot: serde_json::from_str(&alert).map_err(|_| corrupt("snapshot", &alert))?,
                 lang: r.get(8)?,
                 tz: r.get(9)?,
             })
@@ -154,8 +239,8 @@ pub enum Outcome {
 pub struct Delivery {
     /// Outbox row.
     pub id: i64,
-    /// Its alert.
-    pub alert_id: i64,
+    /// Its alert or work order.
+    pub subject: Subject,
     /// Idempotency key.
     pub key: String,
     /// What it told of.
@@ -173,7 +258,7 @@ pub struct Delivery {
 }
 
 /// Records a delivery attempt inside the caller's transaction: the outbox row and the alert's
-/// history change together. A report for a row that is no longer pending (a repeated report)
+/// or work order's history change together. A report for a row that is no longer pending (a repeated report)
 /// changes nothing.
 pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
     let mut detail = json!({
@@ -186,7 +271,10 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
     if d.channel == ChannelKind::Email {
         detail["to"] = d.target.clone().into();
     }
-    let alerts = super::alerts::record_notification;
+    let history = |what: &str, detail: Value| match d.subject {
+        Subject::Alert(id) => super::alerts::record_notification(c, id, d.at, what, detail),
+        Subject::Workorder(id) => super::workorders::record_notification(c, id, d.at, what, detail),
+    };
     match &d.outcome {
         Outcome::Sent => {
             let n = c.execute(
@@ -195,7 +283,7 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
                 params![d.id, d.at, d.attempt],
             )?;
             if n > 0 {
-                alerts(c, d.alert_id, d.at, "notified", detail)?;
+                history("notified", detail)?;
             }
         }
         Outcome::Retry {
@@ -210,7 +298,7 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
             if n > 0 {
                 detail["error"] = error.clone().into();
                 detail["next_attempt_at"] = rfc3339(*next_attempt_at).into();
-                alerts(c, d.alert_id, d.at, "notify_failed", detail)?;
+                history("notify_failed", detail)?;
             }
         }
         Outcome::GaveUp { error, permanent } => {
@@ -222,8 +310,8 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
             if n > 0 {
                 detail["error"] = error.clone().into();
                 detail["permanent"] = (*permanent).into();
-                alerts(c, d.alert_id, d.at, "notify_failed", detail.clone())?;
-                alerts(c, d.alert_id, d.at, "notify_gave_up", detail)?;
+                history("notify_failed", detail.clone())?;
+                history("notify_gave_up", detail)?;
             }
         }
     }
@@ -235,6 +323,8 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
 pub struct Filter {
     /// One alert's.
     pub alert: Option<i64>,
+    /// One work order's.
+    pub workorder: Option<i64>,
     /// pending, sent, failed.
     pub status: Option<DeliveryStatus>,
     /// email, webhook, wecom, dingtalk, sms.
@@ -247,22 +337,26 @@ pub struct Filter {
 pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Value>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, alert_id, key, event, channel, target, status, attempts, created_at,
-         next_attempt_at, sent_at, last_error FROM notifications
+         next_attempt_at, sent_at, last_error, workorder_id FROM notifications
          WHERE (?1 IS NULL OR alert_id = ?1) AND (?2 IS NULL OR status = ?2)
-         AND (?3 IS NULL OR channel = ?3) ORDER BY id DESC LIMIT ?4",
+         AND (?3 IS NULL OR channel = ?3) AND (?5 IS NULL OR workorder_id = ?5)
+         ORDER BY id DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![
             f.alert,
             f.status.map(DeliveryStatus::as_str),
             f.channel.map(ChannelKind::as_str),
-            f.limit
+            f.limit,
+            f.workorder
         ],
         |r| {
             let status: String = r.get(6)?;
+            let subject = subject(r.get(1)?, r.get(12)?)?;
             Ok(json!({
                 "id": r.get::<_, i64>(0)?,
-                "alert": crate::model::alert::alert_id(r.get(1)?),
+                "alert": subject.alert().map(crate::model::alert::alert_id),
+                "workorder": subject.workorder().map(crate::model::workorder::workorder_id),
                 "key": r.get::<_, String>(2)?,
                 "event": r.get::<_, String>(3)?,
                 "channel": r.get::<_, String>(4)?,
@@ -277,4 +371,55 @@ pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Value>> {
         },
     )?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store from before work-order notifications (`alert_id NOT NULL`, no `workorder_id`)
+    /// keeps its rows and takes rows of work orders after opening.
+    #[test]
+    fn an_older_outbox_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(super::super::db_path(dir.path())).unwrap();
+            c.execute_batch(
+                "CREATE TABLE notifications (id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL,
+                 event TEXT NOT NULL, channel TEXT NOT NULL, target TEXT NOT NULL,
+                 key TEXT NOT NULL, created_at INTEGER NOT NULL,
+                 status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                 next_attempt_at INTEGER NOT NULL, sent_at INTEGER, last_error TEXT,
+                 alert TEXT NOT NULL, lang TEXT, tz TEXT);
+                 CREATE UNIQUE INDEX notifications_key ON notifications(key);
+                 CREATE INDEX notifications_alert ON notifications(alert_id, id);
+                 INSERT INTO notifications (alert_id, event, channel, target, key, created_at,
+                   next_attempt_at, alert) VALUES (7, 'fired', 'email', 'a@x.org',
+                   'a-000007:fired:1:email:a@x.org', 5, 5, '{\"id\": \"a-000007\"}');",
+            )
+            .unwrap();
+        }
+        let c = super::super::open_writer(dir.path(), "normal").unwrap();
+        let (rows, _, _) = due(&c, ChannelKind::Email, 10, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].subject, Subject::Alert(7));
+        let look = Look::default();
+        let to = [(ChannelKind::Email, "m@x.org".to_owned())];
+        let recipients = Recipients {
+            targets: &to,
+            look: &look,
+        };
+        let snapshot = json!({"id": "w-000002"});
+        let w = Subject::Workorder(2);
+        enqueue(&c, w, Event::WorkorderCreated, 3, recipients, &snapshot, 6).unwrap();
+        let (rows, queued, _) = due(&c, ChannelKind::Email, 10, 10).unwrap();
+        assert_eq!(queued, 2);
+        assert_eq!(rows[1].subject, w);
+        assert_eq!(rows[1].key, "w-000002:workorder_created:3:email:m@x.org");
+        assert_eq!(told(&c, w).unwrap(), to);
+        // Opening again changes nothing.
+        drop(c);
+        let c = super::super::open_writer(dir.path(), "normal").unwrap();
+        assert_eq!(due(&c, ChannelKind::Email, 10, 10).unwrap().0.len(), 2);
+    }
 }

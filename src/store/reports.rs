@@ -1,5 +1,5 @@
 //! Reports over a time window (`GET /api/v1/reports/…`): alerts per building and severity,
-//! duty checks per control room. The SQL reads the rows; medians and worst cases are taken
+//! duty checks per control room, work orders per building. The SQL reads the rows; medians and worst cases are taken
 //! here. Read-only.
 
 use super::Result;
@@ -58,8 +58,8 @@ pub struct AlertRow {
     pub sla_missed: u64,
     /// `escalated` history entries of these alerts.
     pub escalations: u64,
-    // Work orders overdue go here, as another column of this row, when work orders exist
-    // (`store/workorders.rs`); `api/reports.rs` adds the field to JSON and CSV.
+    /// Work orders raised for these alerts that went past their deadline unrectified.
+    pub workorders_overdue: u64,
 }
 
 /// The alerts report: alerts that fired in `[from, until)` (their first `fired` history
@@ -75,7 +75,9 @@ pub fn alerts(
         "SELECT a.building, a.severity, f.fired_at, a.acknowledged_at, a.closed_at,
                 a.sla_missed_at IS NOT NULL,
                 (SELECT count(*) FROM alert_history h WHERE h.alert_id = a.id
-                    AND h.what = 'escalated')
+                    AND h.what = 'escalated'),
+                (SELECT count(*) FROM workorders w WHERE w.alert_id = a.id
+                    AND w.overdue_at IS NOT NULL)
          FROM alerts a JOIN (
              SELECT id, coalesce((SELECT min(h.at) FROM alert_history h
                  WHERE h.alert_id = x.id AND h.what = 'fired'), x.updated_at) AS fired_at
@@ -91,6 +93,7 @@ pub fn alerts(
         Option<Millis>,
         bool,
         u64,
+        u64,
     );
     let raws = stmt
         .query_map(params![from, until, building], |r| {
@@ -102,6 +105,7 @@ pub fn alerts(
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get(7)?,
             ))
         })?
         .collect::<std::result::Result<Vec<Raw>, _>>()?;
@@ -112,9 +116,10 @@ pub fn alerts(
         close: Vec<Millis>,
         sla: u64,
         esc: u64,
+        overdue: u64,
     }
     let mut groups: BTreeMap<(String, u8, String), Acc> = BTreeMap::new();
-    for (b, sev, fired, acked, closed, sla, esc) in raws {
+    for (b, sev, fired, acked, closed, sla, esc, overdue) in raws {
         let rank = severity_rank(&sev);
         let g = groups.entry((b, rank, sev)).or_default();
         g.alerts += 1;
@@ -126,6 +131,7 @@ pub fn alerts(
         }
         g.sla += u64::from(sla);
         g.esc += esc;
+        g.overdue += overdue;
     }
     Ok(groups
         .into_iter()
@@ -145,6 +151,7 @@ pub fn alerts(
                 close_worst_s,
                 sla_missed: g.sla,
                 escalations: g.esc,
+                workorders_overdue: g.overdue,
             }
         })
         .collect())
@@ -238,6 +245,119 @@ pub fn duty_checks(
         .map(|(mut row, _, delays)| {
             row.answer_rate = (row.sent > 0).then(|| row.answered as f64 / row.sent as f64);
             (row.delay_median_s, row.delay_worst_s) = median_worst(delays);
+            row
+        })
+        .collect())
+}
+
+/// One row of the work-order report: one building's work orders raised in the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkorderRow {
+    /// Building id.
+    pub building: String,
+    /// Work orders raised.
+    pub raised: u64,
+    /// Of them, raised automatically for an open hazard alert.
+    pub auto: u64,
+    /// Of them, reported rectified at least once.
+    pub rectified: u64,
+    /// Times a rectification was sent back.
+    pub sent_back: u64,
+    /// Closed (accepted).
+    pub closed: u64,
+    /// Went past the deadline unrectified.
+    pub overdue: u64,
+    /// Not closed yet.
+    pub open: u64,
+    /// Time from raising to the first rectified report, median (seconds).
+    pub rectify_median_s: Option<f64>,
+    /// Worst.
+    pub rectify_worst_s: Option<f64>,
+    /// Time from raising to closing, median (seconds).
+    pub close_median_s: Option<f64>,
+    /// Worst.
+    pub close_worst_s: Option<f64>,
+}
+
+/// The work-order report: orders raised in `[from, until)`, optionally of one building, per
+/// building.
+pub fn workorders(
+    c: &Connection,
+    from: Millis,
+    until: Millis,
+    building: Option<&str>,
+) -> Result<Vec<WorkorderRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT w.building, w.auto, w.created_at, w.closed_at, w.overdue_at IS NOT NULL,
+                (SELECT min(h.at) FROM workorder_history h WHERE h.workorder_id = w.id
+                    AND h.what = 'rectified'),
+                (SELECT count(*) FROM workorder_history h WHERE h.workorder_id = w.id
+                    AND h.what = 'sent_back')
+         FROM workorders w
+         WHERE w.created_at >= ?1 AND w.created_at < ?2 AND (?3 IS NULL OR w.building = ?3)",
+    )?;
+    type Raw = (
+        String,
+        bool,
+        Millis,
+        Option<Millis>,
+        bool,
+        Option<Millis>,
+        u64,
+    );
+    let raws = stmt
+        .query_map(params![from, until, building], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect::<std::result::Result<Vec<Raw>, _>>()?;
+    let mut groups: BTreeMap<String, (WorkorderRow, Vec<Millis>, Vec<Millis>)> = BTreeMap::new();
+    for (b, auto, created, closed, overdue, rectified, sent_back) in raws {
+        let (row, rect, close) = groups.entry(b.clone()).or_insert_with(|| {
+            let row = WorkorderRow {
+                building: b,
+                raised: 0,
+                auto: 0,
+                rectified: 0,
+                sent_back: 0,
+                closed: 0,
+                overdue: 0,
+                open: 0,
+                rectify_median_s: None,
+                rectify_worst_s: None,
+                close_median_s: None,
+                close_worst_s: None,
+            };
+            (row, Vec::new(), Vec::new())
+        });
+        row.raised += 1;
+        row.auto += u64::from(auto);
+        row.overdue += u64::from(overdue);
+        row.sent_back += sent_back;
+        if let Some(r) = rectified {
+            row.rectified += 1;
+            rect.push((r - created).max(0));
+        }
+        match closed {
+            Some(x) => {
+                row.closed += 1;
+                close.push((x - created).max(0));
+            }
+            None => row.open += 1,
+        }
+    }
+    Ok(groups
+        .into_values()
+        .map(|(mut row, rect, close)| {
+            (row.rectify_median_s, row.rectify_worst_s) = median_worst(rect);
+            (row.close_median_s, row.close_worst_s) = median_worst(close);
             row
         })
         .collect())

@@ -336,6 +336,65 @@ fn history(
     Ok(())
 }
 
+/// Records a notification attempt in the work order's history (`notified`, `notify_failed`,
+/// `notify_gave_up`).
+pub fn record_notification(
+    conn: &Connection,
+    id: i64,
+    at: Millis,
+    what: &str,
+    detail: Value,
+) -> Result<()> {
+    history(conn, id, at, what, None, None, None, Some(detail))
+}
+
+/// Queues the notifications of the work order's latest step (`event`, its history entry) to
+/// `routed`'s targets, and for a follow-up (closed, overdue) also to everyone told of the order
+/// before, with the order as committed now, the step's person, note and photo, and the
+/// building's name. Returns how many targets it went to.
+pub fn enqueue_notifications(
+    conn: &Connection,
+    w: &Workorder,
+    event: crate::model::notification::Event,
+    routed: super::alerts::Routed,
+    now: Millis,
+) -> Result<usize> {
+    use crate::model::notification::{Event, Subject};
+    let subject = Subject::Workorder(w.id);
+    let mut targets = routed.targets;
+    if matches!(event, Event::WorkorderClosed | Event::WorkorderOverdue) {
+        for t in super::notifications::told(conn, subject)? {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+    }
+    let (step, by, note, photo_url): (i64, Option<String>, Option<String>, Option<String>) = conn
+        .prepare_cached(
+            "SELECT id, by, note, photo_url FROM workorder_history
+             WHERE workorder_id = ?1
+             AND what IN ('created', 'rectified', 'sent_back', 'accepted', 'overdue')
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([w.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let mut snapshot = w.to_json();
+    snapshot["building_name"] = routed.building_name.into();
+    snapshot["step"] = json!({"by": by, "note": note, "photo_url": photo_url});
+    super::notifications::enqueue(
+        conn,
+        subject,
+        event,
+        step,
+        super::notifications::Recipients {
+            targets: &targets,
+            look: &routed.look,
+        },
+        &snapshot,
+        now,
+    )?;
+    Ok(targets.len())
+}
+
 /// A work order to insert.
 #[derive(Debug, Clone)]
 pub struct New<'a> {
