@@ -17,6 +17,8 @@
 //! - [`rules`]: rule definitions and the pure rule/health [`rules::engine`];
 //! - [`store`]: all SQL — the embedded SQLite store (readings, devices, conditions, alerts,
 //!   notification outbox, change log, commands to devices);
+//! - [`inventory`]: devices, building summaries and coverage as people read them (read-only,
+//!   for the API, `/metrics` and `firewatch report`);
 //! - [`alerts`]: routing alert transitions to channels and targets ([`alerts::route`]);
 //! - [`notify`]: the [`notify::Channel`]s (e-mail, webhook) and one outbox sender per channel;
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
@@ -35,6 +37,7 @@ pub mod clock;
 pub mod config;
 pub mod duty;
 pub mod ingest;
+pub mod inventory;
 pub mod metrics;
 pub mod model;
 pub mod notify;

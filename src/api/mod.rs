@@ -12,13 +12,13 @@ mod workorders;
 
 use crate::bus::Bus;
 use crate::clock::{wall_ms, SharedClock};
+use crate::inventory;
 use crate::metrics::Metrics;
 use crate::model::alert::{Classification, Status};
 use crate::model::notification::{ChannelKind, DeliveryStatus};
 use crate::model::{parse_rfc3339, rfc3339, Kind, Millis, Severity};
 use crate::pipeline::Input;
 use crate::registry::Registry;
-use crate::rules::engine::DeviceRecord;
 use crate::settings::{Problem, Secret};
 use crate::store::alerts::{self, Action, ActionError};
 use crate::store::commands::{self, CommandError, CommandKind, CommandRequest, CommandStatus};
@@ -33,7 +33,7 @@ use axum::{Json, Router};
 use rusqlite::{params, Connection};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Sender;
@@ -197,6 +197,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/devices/{id}/readings", get(readings))
         .route("/api/v1/buildings", get(list_buildings))
         .route("/api/v1/buildings/{id}", get(get_building))
+        .route("/api/v1/coverage", get(coverage))
         .route("/api/v1/rejected", get(list_rejected))
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/devices/{id}/commands", post(post_command))
@@ -265,11 +266,14 @@ async fn index() -> Html<&'static str> {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
-        .into_response()
+    let mut text = s.metrics.render();
+    let reg = Arc::clone(&s.registry);
+    // Coverage per building, from the store as of this scrape.
+    match read(&s, move |c| Ok(inventory::coverage(c, &reg, None)?)).await {
+        Ok(cov) => text.push_str(&inventory::prometheus(&cov)),
+        Err(e) => tracing::warn!(error = ?e, "Coverage gauges left out of /metrics."),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn healthz(State(s): State<ApiState>) -> Response {
@@ -491,109 +495,6 @@ async fn note_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes)
     act(&s, &id, Action::Note { by: b.by, note }).await
 }
 
-/// One device as the API shows it (contract section 4).
-fn device_json(
-    id: &str,
-    rec: Option<&DeviceRecord>,
-    reg: &Registry,
-    rules: &crate::rules::Rules,
-    open: i64,
-    now: Millis,
-) -> Value {
-    let entry = reg.device(id);
-    let (building, kind) = match (rec, entry) {
-        (Some(r), _) => (r.building.clone(), r.kind.as_str().to_owned()),
-        (None, Some(e)) => (e.building.clone(), e.kind.as_str().to_owned()),
-        (None, None) => (String::new(), String::new()),
-    };
-    let state = match rec {
-        None => "never_seen",
-        // Heard only through retained messages (replayed by the broker): no sign of life yet.
-        Some(r) if r.last_seen.is_none() => "never_seen",
-        Some(r) if r.offline => "offline",
-        Some(_) => "online",
-    };
-    let mut last_values = serde_json::Map::new();
-    if let Some(r) = rec {
-        for (k, v) in &r.last_values {
-            match k.split_once('.') {
-                Some((metric, channel)) => {
-                    let e = last_values
-                        .entry(metric.to_owned())
-                        .or_insert_with(|| json!({}));
-                    if let Value::Object(m) = e {
-                        m.insert(channel.to_owned(), json!(v));
-                    }
-                }
-                None => {
-                    last_values.insert(k.clone(), json!(v));
-                }
-            }
-        }
-    }
-    let timeout = rec.map(|r| crate::rules::engine::offline_timeout(rules, reg, id, r) / 1000);
-    json!({
-        "id": id,
-        "building": building,
-        "kind": kind,
-        "registered": entry.is_some(),
-        "location": entry.and_then(|e| e.location.clone()),
-        "state": state,
-        "first_seen": rec.and_then(|r| r.first_seen).map(rfc3339),
-        "last_seen": rec.and_then(|r| r.last_seen).map(rfc3339),
-        "last_values": last_values,
-        "battery_pct": rec.and_then(|r| r.battery_pct),
-        "rssi_dbm": rec.and_then(|r| r.rssi_dbm),
-        "firmware": rec.and_then(|r| r.firmware.clone()),
-        "interval_s": rec.and_then(|r| r.interval_s).or(entry.and_then(|e| e.interval_s)),
-        "offline_after_s": timeout,
-        "messages": rec.map_or(0, |r| r.messages),
-        "rejected": rec.map_or(0, |r| r.rejected),
-        "lost": rec.map_or(0, |r| r.lost),
-        "open_alerts": open,
-        "quality": rec.map(|r| r.quality(now)).unwrap_or_default(),
-    })
-}
-
-fn load_devices(
-    c: &Connection,
-    building: Option<&str>,
-) -> Result<BTreeMap<String, DeviceRecord>, ApiError> {
-    Ok(store::device_records(c, building)?.into_iter().collect())
-}
-
-/// Every device of interest: seen ones plus registered ones never seen.
-fn all_devices(
-    c: &Connection,
-    reg: &Registry,
-    rules: &crate::rules::Rules,
-    building: Option<&str>,
-    now: Millis,
-) -> Result<Vec<Value>, ApiError> {
-    let recs = load_devices(c, building)?;
-    let open = alerts::open_counts(c)?;
-    let mut ids: Vec<&str> = recs.keys().map(String::as_str).collect();
-    for d in &reg.devices {
-        if building.is_none_or(|b| b == d.building) && !recs.contains_key(&d.id) {
-            ids.push(&d.id);
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids
-        .into_iter()
-        .map(|id| {
-            device_json(
-                id,
-                recs.get(id),
-                reg,
-                rules,
-                open.get(id).copied().unwrap_or(0),
-                now,
-            )
-        })
-        .collect())
-}
-
 async fn list_devices(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
@@ -616,7 +517,13 @@ async fn list_devices(
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let list = read(&s, move |c| {
-        all_devices(c, &reg, &rules, building.as_deref(), now)
+        Ok(inventory::devices(
+            c,
+            &reg,
+            &rules,
+            building.as_deref(),
+            now,
+        )?)
     })
     .await?;
     let out: Vec<Value> = list
@@ -632,16 +539,8 @@ async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
     let now = s.clock.now_ms();
     let v = read(&s, move |c| {
         // A store failure is a 500, never "not found".
-        let rec: Option<DeviceRecord> = store::device_record(c, &id)?;
-        if rec.is_none() && reg.device(&id).is_none() {
-            return Err(ApiError::NotFound(format!("device {id} not found")));
-        }
-        let open: i64 = c.query_row(
-            "SELECT count(*) FROM alerts WHERE device = ?1 AND status != 'closed'",
-            [&id],
-            |r| r.get(0),
-        )?;
-        Ok(device_json(&id, rec.as_ref(), &reg, &rules, open, now))
+        inventory::device(c, &reg, &rules, &id, now)?
+            .ok_or_else(|| ApiError::NotFound(format!("device {id} not found")))
     })
     .await?;
     Ok(Json(v).into_response())
@@ -685,65 +584,10 @@ async fn readings(
     Ok(Json(v).into_response())
 }
 
-fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts: i64) -> Value {
-    let entry = reg.building(id);
-    let mut kinds: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for d in devices {
-        let k = d["kind"].as_str().unwrap_or("").to_owned();
-        let st = d["state"].as_str().unwrap_or("").to_owned();
-        *kinds.entry(k).or_default().entry(st).or_insert(0) += 1;
-    }
-    let online = devices.iter().filter(|d| d["state"] == "online").count();
-    let registered = devices.iter().filter(|d| d["registered"] == true).count();
-    let reporting = devices
-        .iter()
-        .filter(|d| d["registered"] == true && d["state"] != "never_seen")
-        .count();
-    let expected: u32 = entry.map_or(0, |b| b.expected.values().sum());
-    json!({
-        "id": id,
-        "name": entry.and_then(|b| b.name.clone()),
-        "class": entry.map(|b| b.class.as_str()),
-        "registered": entry.is_some(),
-        "devices": devices.len(),
-        "online": online,
-        "by_kind": kinds,
-        "open_alerts": open_alerts,
-        "coverage": {
-            "expected": expected,
-            "registered": registered,
-            "reporting": reporting,
-            "online_rate": if devices.is_empty() { Value::Null } else { json!(online as f64 / devices.len() as f64) },
-        },
-    })
-}
-
 async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
-    let v = read(&s, move |c| {
-        let devices = all_devices(c, &reg, &rules, None, now)?;
-        let mut by: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for b in &reg.buildings {
-            by.entry(b.id.clone()).or_default();
-        }
-        for d in devices {
-            by.entry(d["building"].as_str().unwrap_or("").to_owned())
-                .or_default()
-                .push(d);
-        }
-        let mut stmt = c.prepare(
-            "SELECT building, count(*) FROM alerts WHERE status != 'closed' GROUP BY building",
-        )?;
-        let open: HashMap<String, i64> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(by
-            .iter()
-            .map(|(id, ds)| building_summary(id, ds, &reg, open.get(id).copied().unwrap_or(0)))
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let v = read(&s, move |c| Ok(inventory::buildings(c, &reg, &rules, now)?)).await?;
     Ok(Json(v).into_response())
 }
 
@@ -751,18 +595,29 @@ async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiR
     let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let v = read(&s, move |c| {
-        let devices = all_devices(c, &reg, &rules, Some(&id), now)?;
-        if devices.is_empty() && reg.building(&id).is_none() {
-            return Err(ApiError::NotFound(format!("building {id} not found")));
+        inventory::building(c, &reg, &rules, &id, now)?
+            .ok_or_else(|| ApiError::NotFound(format!("building {id} not found")))
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+/// `GET /api/v1/coverage?building=`: required kinds against registered, connected and online
+/// devices, per building and for the town.
+async fn coverage(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut building = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "building" => building = Some(v.clone()),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
-        let open: i64 = c.query_row(
-            "SELECT count(*) FROM alerts WHERE building = ?1 AND status != 'closed'",
-            [&id],
-            |r| r.get(0),
-        )?;
-        let mut j = building_summary(&id, &devices, &reg, open);
-        j["device_list"] = Value::Array(devices);
-        Ok(j)
+    }
+    let reg = Arc::clone(&s.registry);
+    let v = read(&s, move |c| {
+        Ok(inventory::coverage(c, &reg, building.as_deref())?)
     })
     .await?;
     Ok(Json(v).into_response())

@@ -159,6 +159,23 @@ impl Registry {
         self.building_index.get(id).map(|&i| &self.buildings[i])
     }
 
+    /// The device kinds a building must have: those its `expected` counts name, sorted.
+    pub fn required_kinds(&self, building: &str) -> Vec<Kind> {
+        let mut v: Vec<Kind> = self
+            .building(building)
+            .map(|b| {
+                b.expected
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_unstable_by_key(|k| k.as_str());
+        v.dedup();
+        v
+    }
+
     /// The class of a building (unknown when not registered).
     pub fn class_of(&self, building: &str) -> BuildingClass {
         self.building(building)

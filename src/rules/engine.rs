@@ -148,7 +148,8 @@ pub struct DeviceRecord {
 }
 
 impl DeviceRecord {
-    fn new(building: &str, kind: Kind) -> Self {
+    /// A record of a device not heard from yet.
+    pub fn new(building: &str, kind: Kind) -> Self {
         DeviceRecord {
             building: building.to_owned(),
             kind,

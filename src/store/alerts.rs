@@ -861,6 +861,22 @@ pub fn open_counts(conn: &Connection) -> Result<std::collections::HashMap<String
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
+/// Open (not closed) alerts of one device.
+pub fn open_of_device(conn: &Connection, device: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM alerts WHERE device = ?1 AND status != 'closed'")?
+        .query_row([device], |r| r.get(0))?)
+}
+
+/// Open (not closed) alerts per building.
+pub fn open_by_building(conn: &Connection) -> Result<std::collections::HashMap<String, i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT building, count(*) FROM alerts WHERE status != 'closed' GROUP BY building",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
