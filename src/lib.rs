@@ -27,7 +27,8 @@
 //!   publisher on the same connection;
 //! - [`api`]: the HTTP API, `/healthz`, `/metrics`;
 //! - [`config`]: the layered configuration, gathering each stage's settings;
-//! - [`app`]: the wiring and ordered shutdown.
+//! - [`app`]: the wiring and ordered shutdown;
+//! - [`report`]: `firewatch report` on the command line, read-only on the store.
 
 pub mod alerts;
 pub mod api;
@@ -43,6 +44,7 @@ pub mod model;
 pub mod notify;
 pub mod pipeline;
 pub mod registry;
+pub mod report;
 pub mod rules;
 pub mod settings;
 pub mod store;

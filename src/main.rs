@@ -22,6 +22,21 @@ enum Command {
     Run,
     /// Load and validate the configuration, rules and registry; print every problem.
     CheckConfig,
+    /// Print a report from the store (read-only; safe while the service runs).
+    Report {
+        /// What to report.
+        #[arg(value_enum)]
+        what: firewatch::report::What,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: firewatch::report::Format,
+        /// One building only.
+        #[arg(long, value_name = "ID")]
+        building: Option<String>,
+        /// The alerts report's window: the last DAYS days.
+        #[arg(long, default_value_t = 1, value_name = "DAYS")]
+        days: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +60,29 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
+        Command::Report {
+            what,
+            format,
+            building,
+            days,
+        } => {
+            let req = firewatch::report::Request {
+                what,
+                format,
+                building,
+                days,
+            };
+            match firewatch::report::run(&cfg, &req, firewatch::clock::wall_ms()) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("firewatch: report: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::CheckConfig => match firewatch::app::check(&cfg) {
             Ok((rules, registry)) => {
                 println!(

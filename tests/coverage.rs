@@ -105,6 +105,68 @@ kind = "electrical"
     let missing = format!("firewatch_building_missing_kinds{{building=\"{b}\"}}");
     assert_eq!(fw.metric(&missing).await, 1.0);
 
+    // The same from the command line, read-only on the running service's store.
+    let dir = tempfile::tempdir().unwrap();
+    let reg_file = dir.path().join("registry.toml");
+    std::fs::write(&reg_file, &registry).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let conf = dir.path().join("firewatch.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndir = {:?}\n[registry]\nfile = {:?}\n[rules]\nfile = {:?}\n",
+            fw.store_dir(),
+            reg_file,
+            root.join("config/rules.toml")
+        ),
+    )
+    .unwrap();
+    let report = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firewatch"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("report")
+            .args(args)
+            .env_remove("FIREWATCH__STORAGE__DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "report {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let j: Value = serde_json::from_str(&report(&["coverage", "--format", "json"])).unwrap();
+    assert_eq!(building(&j, &a)["connected"], 2, "{j}");
+    let csv = report(&["coverage", "--format", "csv", "--building", &a]);
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert!(
+        lines[0].starts_with("building,name,registered,connected,online,"),
+        "{csv}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{a},一号楼,3,2,1,66.7%,33.3%,1,,electrical,1,no")),
+        "{csv}"
+    );
+    assert!(lines[2].starts_with("(town),"), "{csv}");
+    let table = report(&["devices", "--building", &a]);
+    assert!(table.starts_with("device "), "{table}");
+    assert_eq!(
+        table.lines().count(),
+        2 + 4,
+        "header, rule, 4 devices: {table}"
+    );
+    assert!(
+        table.contains(&format!("ef-{a}")) && table.contains("never_seen"),
+        "{table}"
+    );
+
+    let alerts: Value =
+        serde_json::from_str(&report(&["alerts", "--format", "json", "--building", &a])).unwrap();
+    let offline = alerts.as_array().unwrap();
+    assert_eq!(offline.len(), 1, "the transmitter's last will: {alerts}");
+    assert_eq!(offline[0]["severity"], "minor");
+    let quality = report(&["quality", "--building", &a]);
+    assert_eq!(quality.lines().count(), 2, "no findings yet: {quality}");
+
     // The water-pressure monitor goes silent past 3 × 60 s, then comes back.
     fw.advance(181_000).await;
     common::wait_for("the silent monitor offline", WAIT, || async {

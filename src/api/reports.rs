@@ -5,6 +5,7 @@
 //! quoted). The SQL is in `store/reports.rs`.
 
 use super::{parse_time, read, ApiError, ApiResult, ApiState};
+use crate::inventory::table::csv;
 use crate::model::{rfc3339, Millis};
 use crate::store::reports::{self, AlertRow, DutyCheckRow, WorkorderRow};
 use axum::extract::{Query, State};
@@ -65,27 +66,6 @@ fn window(s: &ApiState, q: &HashMap<String, String>, filter: &str) -> Result<Win
         csv,
         filter: f,
     })
-}
-
-/// One CSV field (RFC 4180).
-fn field(s: &str) -> String {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
-/// A CSV document: the header, then the rows; CRLF line ends.
-fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    for line in std::iter::once(header.iter().map(|h| field(h)).collect::<Vec<_>>())
-        .chain(rows.iter().map(|r| r.iter().map(|f| field(f)).collect()))
-    {
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
-    }
-    out
 }
 
 fn num(v: Option<f64>) -> String {
@@ -295,24 +275,4 @@ async fn workorders(
         &csv_rows,
         "building",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_as_rfc_4180_wants() {
-        let doc = csv(
-            &["a", "b"],
-            &[
-                vec!["x,y".into(), "say \"hi\"".into()],
-                vec!["一号楼".into(), "l1\nl2".into()],
-            ],
-        );
-        assert_eq!(
-            doc,
-            "a,b\r\n\"x,y\",\"say \"\"hi\"\"\"\r\n一号楼,\"l1\nl2\"\r\n"
-        );
-    }
 }

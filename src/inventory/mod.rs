@@ -14,6 +14,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod table;
+
 /// A device's connection state, as people read it.
 pub fn state(rec: Option<&DeviceRecord>) -> &'static str {
     match rec {
