@@ -282,6 +282,20 @@ pub const RULES: &[RuleText] = &[
         "Check the device's power and network",
     ),
     rule(
+        "device.flapping",
+        "设备频繁上下线",
+        "Device flapping online/offline",
+        "检查设备供电、网络信号和接线是否松动",
+        "Check the device's power, signal and wiring",
+    ),
+    rule(
+        "device.battery_low",
+        "设备电量低",
+        "Device battery low",
+        "安排维保单位更换电池",
+        "Have the maintenance contractor replace the battery",
+    ),
+    rule(
         "device.sensor_fault",
         "传感器故障/被拆",
         "Sensor fault or tamper",

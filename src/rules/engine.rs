@@ -142,6 +142,12 @@ pub struct DeviceRecord {
     /// broker (MQTT DUP flag) of one of them is recognised as a duplicate, also after a crash.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub recent: VecDeque<u64>,
+    /// When it went offline within the flapping window, oldest first.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub flaps: VecDeque<Millis>,
+    /// Reported as flapping (its drops are not reported one by one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flapping: bool,
     /// Not persisted: offline checks wait until this time after a restart.
     #[serde(skip)]
     pub grace_until: Millis,
@@ -169,6 +175,8 @@ impl DeviceRecord {
             last_values: BTreeMap::new(),
             skew_ms: 0,
             unchanged_since: None,
+            flaps: VecDeque::new(),
+            flapping: false,
             recent: VecDeque::new(),
             grace_until: 0,
         }
@@ -186,6 +194,18 @@ impl DeviceRecord {
         if self.lost > 0 {
             q.push("gaps");
         }
+        if self.lost > 0 && self.lost.saturating_mul(20) > self.messages.saturating_add(self.lost) {
+            q.push("loss_rate");
+        }
+        if self.battery_pct.is_some_and(|b| b < LOW_BATTERY_PCT) {
+            q.push("low_battery");
+        }
+        if self.rssi_dbm.is_some_and(|r| r < WEAK_SIGNAL_DBM) {
+            q.push("weak_signal");
+        }
+        if self.flapping {
+            q.push("flapping");
+        }
         if let (Some(since), Some(interval)) = (self.unchanged_since, self.interval_s) {
             let interval_ms = i64::try_from(interval).unwrap_or(i64::MAX / 2000) * 1000;
             if now - since > STUCK_INTERVALS * interval_ms && now - since > STUCK_MIN_MS {
@@ -196,6 +216,11 @@ impl DeviceRecord {
     }
 }
 
+/// A battery below this charge (%) is flagged `low_battery` (the `[battery]` rule alerts).
+const LOW_BATTERY_PCT: f64 = 20.0;
+/// A signal below this (dBm) is flagged `weak_signal`: NB-IoT/4G links below about −105 dBm
+/// lose messages.
+const WEAK_SIGNAL_DBM: f64 = -105.0;
 /// A device clock further off than this is flagged `clock_skew`.
 const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// A value unchanged for this many intervals (and at least [`STUCK_MIN_MS`]) is flagged `stuck`.
@@ -657,7 +682,44 @@ impl Engine {
                         rec.firmware.clone_from(&st.firmware);
                     }
                 }
+                if let Some(pct) = st.battery_pct {
+                    self.eval_battery(&msg.device, pct, msg.received, out);
+                }
             }
+        }
+    }
+
+    /// The `[battery]` rule: fires below `raise_pct`, clears at `clear_pct` or above.
+    fn eval_battery(&mut self, id: &str, pct: f64, now: Millis, out: &mut Vec<Transition>) {
+        let Some(rec) = self.devices.get(id) else {
+            return;
+        };
+        let r = &self.rules.battery;
+        let key = CondKey {
+            source: 'q',
+            rule: r.id.clone(),
+            device: id.to_owned(),
+            channel: None,
+        };
+        let active = self.conds.contains_key(&key);
+        if pct < r.raise_pct && !active {
+            let c = Cond {
+                phase: Phase::Pending,
+                since: now,
+                phase_since: now,
+                value: Some(pct),
+                threshold: Some(r.raise_pct),
+                notified: now,
+                refreshed: now,
+                severity: r.severity,
+                building: rec.building.clone(),
+                kind: rec.kind,
+                detail: format!("battery {pct:.0} % below {:.0} %", r.raise_pct),
+            };
+            self.conds.insert(key.clone(), c);
+            self.fire(&key, now, out);
+        } else if pct >= r.clear_pct && active {
+            self.clear(&key, now, out);
         }
     }
 
@@ -733,6 +795,37 @@ impl Engine {
                     }
                 }
                 _ => {}
+            }
+        }
+        // Flapping devices quiet for a whole window: the flapping alert clears; one still
+        // offline then is reported offline.
+        let window = secs(rules.offline.flap_window_s);
+        let calm: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.flapping && d.flaps.back().is_none_or(|t| now - t > window))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in calm {
+            let offline = match self.devices.get_mut(&id) {
+                Some(d) => {
+                    d.flapping = false;
+                    d.flaps.clear();
+                    d.offline
+                }
+                None => continue,
+            };
+            self.dirty_devices.insert(id.clone());
+            let key = CondKey {
+                source: 'o',
+                rule: rules.offline.flapping_id.clone(),
+                device: id.clone(),
+                channel: None,
+            };
+            self.clear(&key, now, out);
+            if offline {
+                let timeout = self.devices.get(&id).map(|d| self.offline_timeout(&id, d));
+                self.fire_offline(&id, now, timeout, out);
             }
         }
         // Offline devices.
@@ -816,11 +909,65 @@ impl Engine {
         timeout: Option<Millis>,
         out: &mut Vec<Transition>,
     ) {
+        let o = &self.rules.offline;
+        let (window, count) = (secs(o.flap_window_s), o.flap_count as usize);
+        let flapping_id = o.flapping_id.clone();
         let Some(rec) = self.devices.get_mut(id) else {
             return;
         };
         rec.offline = true;
         self.dirty_devices.insert(id.to_owned());
+        rec.flaps.push_back(now);
+        while rec.flaps.front().is_some_and(|t| now - t > window) || rec.flaps.len() > count {
+            rec.flaps.pop_front();
+        }
+        if rec.flapping {
+            // Reported once already, as flapping.
+            return;
+        }
+        if rec.flaps.len() >= count {
+            rec.flapping = true;
+            let key = CondKey {
+                source: 'o',
+                rule: flapping_id,
+                device: id.to_owned(),
+                channel: None,
+            };
+            let c = Cond {
+                phase: Phase::Pending,
+                since: rec.flaps.front().copied().unwrap_or(now),
+                phase_since: now,
+                value: Some(rec.flaps.len() as f64),
+                threshold: Some(count as f64),
+                notified: now,
+                refreshed: now,
+                severity: self.rules.offline.severity,
+                building: rec.building.clone(),
+                kind: rec.kind,
+                detail: format!(
+                    "offline {} times within {} s",
+                    rec.flaps.len(),
+                    window / 1000
+                ),
+            };
+            self.conds.insert(key.clone(), c);
+            self.fire(&key, now, out);
+            return;
+        }
+        self.fire_offline(id, now, timeout, out);
+    }
+
+    /// Raises the offline alert of a device already marked offline.
+    fn fire_offline(
+        &mut self,
+        id: &str,
+        now: Millis,
+        timeout: Option<Millis>,
+        out: &mut Vec<Transition>,
+    ) {
+        let Some(rec) = self.devices.get(id) else {
+            return;
+        };
         let since = rec.last_seen.unwrap_or(now);
         let detail = match timeout {
             Some(t) => format!("silent for more than {} s", t / 1000),

@@ -141,6 +141,13 @@ pub struct OfflineRule {
     pub default_s: HashMap<Kind, f64>,
     /// Timeout when the interval is unknown for battery devices, seconds.
     pub battery_s: f64,
+    /// Rule id of a device that goes offline `flap_count` times within `flap_window_s`:
+    /// reported once, as flapping, instead of every time it drops.
+    pub flapping_id: String,
+    /// Offline transitions within the window that make a device flapping.
+    pub flap_count: u32,
+    /// The window, seconds; flapping clears after a window without a drop.
+    pub flap_window_s: f64,
 }
 
 impl Default for OfflineRule {
@@ -157,6 +164,34 @@ impl Default for OfflineRule {
                 (Kind::FireLane, 300.0),
             ]),
             battery_s: 10_800.0,
+            flapping_id: "device.flapping".into(),
+            flap_count: 4,
+            flap_window_s: 3600.0,
+        }
+    }
+}
+
+/// `[battery]`: a device whose `status` reports its battery below `raise_pct`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatteryRule {
+    /// Rule id.
+    pub id: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Fires below this charge, %.
+    pub raise_pct: f64,
+    /// Clears at or above this charge, %.
+    pub clear_pct: f64,
+}
+
+impl Default for BatteryRule {
+    fn default() -> Self {
+        BatteryRule {
+            id: "device.battery_low".into(),
+            severity: Severity::Minor,
+            raise_pct: 20.0,
+            clear_pct: 25.0,
         }
     }
 }
@@ -177,6 +212,9 @@ pub struct Rules {
     /// The offline rule.
     #[serde(default)]
     pub offline: OfflineRule,
+    /// The low-battery rule.
+    #[serde(default)]
+    pub battery: BatteryRule,
 }
 
 impl Rules {
@@ -229,6 +267,18 @@ impl Rules {
             "offline",
             None,
             "offline.id".into(),
+        ));
+        ids.push((
+            self.offline.flapping_id.as_str(),
+            "offline",
+            None,
+            "offline.flapping_id".into(),
+        ));
+        ids.push((
+            self.battery.id.as_str(),
+            "battery",
+            None,
+            "battery.id".into(),
         ));
         for (n, (id, ty, kind, key)) in ids.iter().enumerate() {
             if id.is_empty() {
@@ -347,6 +397,23 @@ impl Rules {
                 ));
             }
         }
+        if self.offline.flap_count < 2 {
+            p.push(Problem::new("offline.flap_count", "must be at least 2"));
+        }
+        let window = self.offline.flap_window_s;
+        if !window.is_finite() || window <= 0.0 {
+            p.push(Problem::new("offline.flap_window_s", "must be above 0"));
+        }
+        let b = &self.battery;
+        let ok = (0.0..=100.0).contains(&b.raise_pct)
+            && b.clear_pct > b.raise_pct
+            && b.clear_pct <= 100.0;
+        if !ok {
+            p.push(Problem::new(
+                "battery",
+                "need 0 ≤ raise_pct < clear_pct ≤ 100",
+            ));
+        }
         if self.offline.factor < 1.0 {
             p.push(Problem::new("offline.factor", "must be at least 1"));
         }
@@ -394,7 +461,11 @@ impl Rules {
             .map(|r| r.id.as_str())
             .chain(self.rate.iter().map(|r| r.id.as_str()))
             .chain(self.event.iter().map(|r| r.id.as_str()))
-            .chain(std::iter::once(self.offline.id.as_str()))
+            .chain([
+                self.offline.id.as_str(),
+                self.offline.flapping_id.as_str(),
+                self.battery.id.as_str(),
+            ])
             .collect()
     }
 }

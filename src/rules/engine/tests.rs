@@ -2588,3 +2588,103 @@ fn liveness_changes_are_handed_out_with_what_they_were_before() {
     assert_eq!(d.liveness, vec![("wp-1".to_owned(), before)]);
     assert!(h.engine.device("wp-1").unwrap().offline);
 }
+
+// ---------------------------------------------------------------- flapping, battery ---------
+
+/// A transmitter that drops four times within the hour is reported once, as flapping (the
+/// first three drops each as offline); further drops say nothing; an hour without a drop
+/// clears it. The drops survive a restart.
+#[test]
+fn a_device_that_flaps_is_reported_once_as_flapping() {
+    let mut h = H::registered();
+    let mut store = Store::default();
+    let status = topic("res", "transmitter", "uitd-a", "status");
+    let (up, down) = (r#"{"online": true}"#, r#"{"online": false}"#);
+    // A daily heartbeat: the quiet hour below is not silence.
+    h.daily("res", "transmitter", "uitd-a");
+    h.status(T0, "res", "transmitter", "uitd-a", up);
+    let mut t = T0;
+    for n in 1..=3 {
+        t += 5 * MIN;
+        check(
+            &h.send(t, &status, down),
+            &[offline(Change::Fired, "uitd-a", None)],
+        );
+        t += MIN;
+        check(
+            &h.send(t, &status, up),
+            &[offline(Change::Cleared, "uitd-a", None)],
+        );
+        assert_eq!(h.engine.device("uitd-a").unwrap().flaps.len(), n);
+    }
+    h.persist(&mut store);
+    let mut h = h.restart(&store, t);
+    t += 5 * MIN;
+    let flapping = |change| {
+        want(
+            change,
+            "device.flapping",
+            "uitd-a",
+            None,
+            Minor,
+            Some(4.0),
+            Some(4.0),
+        )
+    };
+    check(&h.send(t, &status, down), &[flapping(Change::Fired)]);
+    assert!(h
+        .engine
+        .device("uitd-a")
+        .unwrap()
+        .quality(t)
+        .contains(&"flapping"));
+    t += MIN;
+    nothing(&h.send(t, &status, up));
+    t += 10 * MIN;
+    nothing(&h.send(t, &status, down));
+    t += MIN;
+    nothing(&h.send(t, &status, up));
+    // Quiet for an hour after the last drop (at t - MIN): cleared, and online, so nothing more.
+    nothing(&h.tick(t + HOUR - 2 * MIN));
+    check(&h.tick(t + HOUR), &[flapping(Change::Cleared)]);
+    assert!(!h.engine.device("uitd-a").unwrap().flapping);
+    // A drop after that is an ordinary drop again.
+    check(
+        &h.send(t + 2 * HOUR, &status, down),
+        &[offline(Change::Fired, "uitd-a", None)],
+    );
+}
+
+#[test]
+fn a_low_battery_fires_once_and_clears_above_its_clear_level() {
+    let mut h = H::registered();
+    let status = topic("res", "transmitter", "uitd-a", "status");
+    let battery = |change| {
+        want(
+            change,
+            "device.battery_low",
+            "uitd-a",
+            None,
+            Minor,
+            Some(15.0),
+            Some(20.0),
+        )
+    };
+    check(
+        &h.send(T0, &status, r#"{"online": true, "battery_pct": 15}"#),
+        &[battery(Change::Fired)],
+    );
+    assert!(h
+        .engine
+        .device("uitd-a")
+        .unwrap()
+        .quality(T0)
+        .contains(&"low_battery"));
+    nothing(&h.send(T0 + MIN, &status, r#"{"battery_pct": 12}"#));
+    nothing(&h.send(T0 + 2 * MIN, &status, r#"{"battery_pct": 22}"#));
+    check(
+        &h.send(T0 + 3 * MIN, &status, r#"{"battery_pct": 60}"#),
+        &[battery(Change::Cleared)],
+    );
+    assert!(h.engine.device("uitd-a").unwrap().quality(T0).is_empty());
+}
