@@ -7,6 +7,7 @@
 mod ack;
 mod duty;
 mod events;
+pub mod registry;
 mod reports;
 mod workorders;
 
@@ -114,8 +115,8 @@ pub struct ApiState {
     pub pipeline: Sender<Input>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The registry.
-    pub registry: Arc<Registry>,
+    /// The registry in force (replaced by a reload: take it with `get()` per request).
+    pub registry: Arc<crate::registry::Live>,
     /// Offline timeouts are computed with the rules.
     pub rules: Arc<crate::rules::Rules>,
     /// The clock (device states and default time ranges are relative to it).
@@ -207,6 +208,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(duty::routes())
         .merge(reports::routes())
         .merge(workorders::routes())
+        .merge(registry::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -613,7 +615,7 @@ async fn list_devices(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let list = read(&s, move |c| {
         all_devices(c, &reg, &rules, building.as_deref(), now)
@@ -628,7 +630,7 @@ async fn list_devices(
 }
 
 async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let v = read(&s, move |c| {
         // A store failure is a 500, never "not found".
@@ -719,7 +721,7 @@ fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts: i6
 }
 
 async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let v = read(&s, move |c| {
         let devices = all_devices(c, &reg, &rules, None, now)?;
@@ -748,7 +750,7 @@ async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
 }
 
 async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let v = read(&s, move |c| {
         let devices = all_devices(c, &reg, &rules, Some(&id), now)?;
@@ -824,7 +826,7 @@ mod tests {
             dir: dir.to_owned(),
             pipeline: tx,
             metrics: Arc::new(Metrics::default()),
-            registry: Arc::new(Registry::default()),
+            registry: crate::registry::Live::new(Arc::new(Registry::default()), PathBuf::new()),
             rules: Arc::new(crate::rules::Rules::default()),
             clock: Arc::new(crate::clock::SystemClock),
             changes: crate::bus::Bus::default(),
