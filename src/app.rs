@@ -342,13 +342,24 @@ pub async fn run_with(
         dir: dir.clone(),
         pipeline: input_tx.clone(),
         metrics: Arc::clone(&metrics),
-        registry: Arc::clone(&registry),
+        registry: crate::registry::Live::new(Arc::clone(&registry), cfg.registry.file.clone()),
         rules: Arc::clone(&rules),
         clock: Arc::clone(&clock),
         ack_token: cfg.http.ack_token.clone(),
         duty: Arc::clone(&duty),
     };
 
+    // (added) The registry file watch: reloads go through the pipeline, so it ends with the
+    // backends, before the pipeline stops.
+    let mut registry_watch = match cfg.registry.watch_s {
+        0 => tokio::spawn(async {}),
+        s => tokio::spawn(api::registry::watch(
+            state.clone(),
+            Duration::from_secs(s),
+            backend_token.clone(),
+        )),
+    }
+    .fuse();
     let ingest_token = CancellationToken::new();
 
     let mut http = {
@@ -438,6 +449,12 @@ pub async fn run_with(
     bounded("duty check", Duration::from_secs(5), async {
         if !duty_task.is_terminated() {
             let _ = (&mut duty_task).await;
+        }
+    })
+    .await;
+    bounded("registry watch", Duration::from_secs(5), async {
+        if !registry_watch.is_terminated() {
+            let _ = (&mut registry_watch).await;
         }
     })
     .await;

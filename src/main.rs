@@ -37,6 +37,117 @@ enum Command {
         #[arg(long, default_value_t = 1, value_name = "DAYS")]
         days: u32,
     },
+    /// (added) Import or export the registry (`registry.file`) as CSV.
+    Registry {
+        #[command(subcommand)]
+        action: RegistryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Write every building and device to FILE (one CSV, a `record` column per row).
+    Export {
+        /// The CSV file to write.
+        file: PathBuf,
+    },
+    /// Validate FILE and merge it into the registry (rows upsert by id); on any problem print
+    /// every one and change nothing (exit status 2).
+    Import {
+        /// The CSV file to read.
+        file: PathBuf,
+        /// Replace all buildings and devices by those of FILE (`strict` and `[required]` stay).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// `firewatch registry import|export`.
+fn registry_command(cfg: &Config, action: RegistryCommand) -> ExitCode {
+    let registry_file = &cfg.registry.file;
+    match action {
+        RegistryCommand::Export { file } => {
+            match firewatch::registry::csv::export_file(registry_file, &file) {
+                Ok((b, d)) => {
+                    println!(
+                        "Exported {b} buildings and {d} devices from {} to {}.",
+                        registry_file.display(),
+                        file.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    eprintln!("firewatch: cannot export the registry:");
+                    for p in problems {
+                        eprintln!("  {p}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+        RegistryCommand::Import { file, replace } => {
+            let rules = match firewatch::rules::Rules::load(&cfg.rules.file) {
+                Ok(r) => r,
+                Err(problems) => {
+                    eprintln!("firewatch: the rules are needed to check the registry:");
+                    for p in problems {
+                        eprintln!("  {p}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let check = |r: &firewatch::registry::Registry| rules.check_registry(r);
+            let mut progress = |n: usize| eprintln!("  {n} rows read…");
+            match firewatch::registry::csv::import_file(
+                registry_file,
+                &file,
+                replace,
+                &check,
+                &mut progress,
+            ) {
+                Ok(done) => {
+                    let (b, d) = (done.changes.buildings, done.changes.devices);
+                    println!(
+                        "{} rows of {}: buildings {} added, {} changed, {} unchanged, {} removed; devices {} added, {} changed, {} unchanged, {} removed.",
+                        done.rows,
+                        file.display(),
+                        b.added,
+                        b.changed,
+                        b.unchanged,
+                        b.removed,
+                        d.added,
+                        d.changed,
+                        d.unchanged,
+                        d.removed
+                    );
+                    if done.written {
+                        println!(
+                            "Wrote {}; a running firewatch reloads it within registry.watch_s, or on POST /api/v1/registry/reload.",
+                            registry_file.display()
+                        );
+                    } else {
+                        println!(
+                            "Nothing changed; {} left as it was.",
+                            registry_file.display()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    eprintln!(
+                        "firewatch: {} problem(s) in {}; {} left as it was:",
+                        problems.len(),
+                        file.display(),
+                        registry_file.display()
+                    );
+                    for p in problems {
+                        eprintln!("  {p}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -83,6 +194,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Registry { action } => registry_command(&cfg, action),
         Command::CheckConfig => match firewatch::app::check(&cfg) {
             Ok((rules, registry)) => {
                 println!(

@@ -22,9 +22,11 @@ async fn coverage_follows_the_devices_building_by_building() {
 id = "{a}"
 name = "一号楼"
 expected = {{ water_pressure = 1, transmitter = 1, electrical = 1 }}
+required = ["water_pressure", "transmitter", "electrical"]
 [[building]]
 id = "{b}"
 expected = {{ fire_lane = 1 }}
+required = ["fire_lane"]
 [[device]]
 id = "wp-{a}"
 building = "{a}"

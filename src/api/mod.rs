@@ -7,6 +7,7 @@
 mod ack;
 mod duty;
 mod events;
+pub mod registry;
 mod reports;
 mod workorders;
 
@@ -18,7 +19,6 @@ use crate::model::alert::{Classification, Status};
 use crate::model::notification::{ChannelKind, DeliveryStatus};
 use crate::model::{parse_rfc3339, rfc3339, Kind, Millis, Severity};
 use crate::pipeline::Input;
-use crate::registry::Registry;
 use crate::settings::{Problem, Secret};
 use crate::store::alerts::{self, Action, ActionError};
 use crate::store::commands::{self, CommandError, CommandKind, CommandRequest, CommandStatus};
@@ -114,8 +114,8 @@ pub struct ApiState {
     pub pipeline: Sender<Input>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The registry.
-    pub registry: Arc<Registry>,
+    /// The registry in force (replaced by a reload: take it with `get()` per request).
+    pub registry: Arc<crate::registry::Live>,
     /// Offline timeouts are computed with the rules.
     pub rules: Arc<crate::rules::Rules>,
     /// The clock (device states and default time ranges are relative to it).
@@ -208,6 +208,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(duty::routes())
         .merge(reports::routes())
         .merge(workorders::routes())
+        .merge(registry::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -267,7 +268,7 @@ async fn index() -> Html<&'static str> {
 
 async fn metrics(State(s): State<ApiState>) -> Response {
     let mut text = s.metrics.render();
-    let reg = Arc::clone(&s.registry);
+    let reg = s.registry.get();
     // Coverage per building, from the store as of this scrape.
     match read(&s, move |c| Ok(inventory::coverage(c, &reg, None)?)).await {
         Ok(cov) => text.push_str(&inventory::prometheus(&cov)),
@@ -514,7 +515,7 @@ async fn list_devices(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let list = read(&s, move |c| {
         Ok(inventory::devices(
@@ -535,7 +536,7 @@ async fn list_devices(
 }
 
 async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let v = read(&s, move |c| {
         // A store failure is a 500, never "not found".
@@ -585,14 +586,14 @@ async fn readings(
 }
 
 async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let v = read(&s, move |c| Ok(inventory::buildings(c, &reg, &rules, now)?)).await?;
     Ok(Json(v).into_response())
 }
 
 async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let (reg, rules) = (Arc::clone(&s.registry), Arc::clone(&s.rules));
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let now = s.clock.now_ms();
     let v = read(&s, move |c| {
         inventory::building(c, &reg, &rules, &id, now)?
@@ -615,7 +616,7 @@ async fn coverage(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    let reg = Arc::clone(&s.registry);
+    let reg = s.registry.get();
     let v = read(&s, move |c| {
         Ok(inventory::coverage(c, &reg, building.as_deref())?)
     })
@@ -679,7 +680,10 @@ mod tests {
             dir: dir.to_owned(),
             pipeline: tx,
             metrics: Arc::new(Metrics::default()),
-            registry: Arc::new(Registry::default()),
+            registry: crate::registry::Live::new(
+                Arc::new(crate::registry::Registry::default()),
+                PathBuf::new(),
+            ),
             rules: Arc::new(crate::rules::Rules::default()),
             clock: Arc::new(crate::clock::SystemClock),
             changes: crate::bus::Bus::default(),

@@ -81,6 +81,9 @@ pub struct RegistryConfig {
     /// Latest values kept per device (`metric` or `metric.channel`); values of further channel
     /// names are stored as readings but not kept as latest values, and counted.
     pub max_values_per_device: usize,
+    /// (added) Seconds between looks at the file's modification time and size; a change
+    /// reloads it (as `POST /api/v1/registry/reload` does). 0 turns the watch off.
+    pub watch_s: u64,
 }
 
 impl Default for RegistryConfig {
@@ -90,6 +93,7 @@ impl Default for RegistryConfig {
             file: PathBuf::from("config/registry.toml"),
             max_unregistered: limits.max_unregistered,
             max_values_per_device: limits.max_values,
+            watch_s: 5,
         }
     }
 }

@@ -13,9 +13,11 @@ fn coverage_counts_what_is_required_registered_connected_and_online() {
 id = "a"
 name = "一号楼"
 expected = { water_pressure = 2, transmitter = 1 }
+required = ["water_pressure", "transmitter"]
 [[building]]
 id = "b"
 expected = { electrical = 1 }
+required = ["electrical"]
 [[device]]
 id = "wp-1"
 building = "a"
@@ -56,7 +58,7 @@ kind = "transmitter"
 
     let a = &c.per_building[0];
     assert_eq!(a.building, "a");
-    assert_eq!(a.required, [Kind::Transmitter, Kind::WaterPressure]);
+    assert_eq!(a.required, [Kind::WaterPressure, Kind::Transmitter]);
     assert_eq!(a.never_seen, ["wp-2"]);
     assert!(a.missing_kinds.is_empty() && a.unconnected_kinds.is_empty());
     assert_eq!(

@@ -131,6 +131,10 @@ pub struct Metrics {
     pub commands_pending: AtomicI64,
     /// Control rooms with nobody on duty (the duty roster's unstaffed check).
     pub duty_unstaffed_rooms: AtomicI64,
+    /// (added) Registry reloads that put a new registry in force.
+    pub registry_reloads_ok: AtomicU64,
+    /// (added) Registry reloads refused: the file had problems, nothing changed.
+    pub registry_reloads_failed: AtomicU64,
     /// Latency per stage.
     pub stages: stages::Stages,
 }
@@ -157,6 +161,8 @@ pub mod names {
     pub const COMMAND_ANSWERS_UNMATCHED: &str = "firewatch_command_answers_unmatched_total";
     /// Commands waiting for their PUBACK.
     pub const COMMANDS_PENDING: &str = "firewatch_commands_pending";
+    /// (added) Registry reloads by result (`ok`, `failed`).
+    pub const REGISTRY_RELOADS: &str = "firewatch_registry_reloads_total";
 }
 
 /// How a notification attempt ended, for `firewatch_notifications_total`.
@@ -558,9 +564,29 @@ impl Metrics {
             );
         }
         self.render_commands(&mut s);
+        self.render_registry(&mut s);
         self.stages
             .render(&mut s, &ChannelKind::ALL.map(ChannelKind::as_str));
         s
+    }
+
+    fn render_registry(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP {n} Registry reloads (API or file watch), by result.\n# TYPE {n} counter",
+            n = names::REGISTRY_RELOADS
+        );
+        for (result, v) in [
+            ("ok", &self.registry_reloads_ok),
+            ("failed", &self.registry_reloads_failed),
+        ] {
+            let _ = writeln!(
+                s,
+                "{}{{result=\"{result}\"}} {}",
+                names::REGISTRY_RELOADS,
+                v.load(Relaxed)
+            );
+        }
     }
 
     fn render_commands(&self, s: &mut String) {

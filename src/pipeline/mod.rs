@@ -171,6 +171,14 @@ pub enum Input {
         /// The work order after it, sent after the commit.
         reply: oneshot::Sender<Result<Workorder, WorkorderError>>,
     },
+    /// (added) Put a new registry in force: the batch in progress commits with the old one,
+    /// the next starts with this one; answered once it is in force.
+    Registry {
+        /// The registry, validated.
+        registry: Arc<crate::registry::Registry>,
+        /// Answered after the swap.
+        reply: oneshot::Sender<()>,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -431,6 +439,7 @@ impl Pipeline {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut inputs = inputs.into_iter();
         let mut done = 0usize;
+        let mut swap = None;
         for input in inputs.by_ref() {
             done += 1;
             if done % PREEMPT_EVERY == 0 {
@@ -570,6 +579,15 @@ impl Pipeline {
                         notify_workorder(&tx, router, registry, w, what, now, &mut b)?;
                     }
                     b.workorder_replies.push((reply, r));
+                }
+                Input::Registry { registry, reply } => {
+                    // Between batches: what is left goes first into the next one.
+                    let rest: Vec<Input> = inputs.by_ref().collect();
+                    for i in rest.into_iter().rev() {
+                        carry.normal.push_front(i);
+                    }
+                    swap = Some((registry, reply));
+                    break;
                 }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
                 Input::Wake | Input::Shutdown => {}
@@ -737,6 +755,10 @@ impl Pipeline {
         }
         if b.commands {
             self.out.command_wake.notify_one();
+        }
+        if let Some((registry, reply)) = swap {
+            self.engine.set_registry(registry);
+            let _ = reply.send(());
         }
         Ok(())
     }

@@ -432,6 +432,26 @@ impl Engine {
         &self.registry
     }
 
+    /// (added) Puts a new registry in force (a reload). Records of devices it lists move to the
+    /// building and kind it gives them; the count of unregistered records is taken again, so
+    /// devices it adds stop counting against `max_unregistered` and those it drops start to.
+    pub fn set_registry(&mut self, registry: Arc<Registry>) {
+        self.unregistered = 0;
+        for (id, rec) in &mut self.devices {
+            match registry.device(id) {
+                Some(r) => {
+                    if rec.building != r.building || rec.kind != r.kind {
+                        rec.building.clone_from(&r.building);
+                        rec.kind = r.kind;
+                        self.dirty_devices.insert(id.clone());
+                    }
+                }
+                None => self.unregistered += 1,
+            }
+        }
+        self.registry = registry;
+    }
+
     /// All device records.
     pub fn devices(&self) -> &HashMap<String, DeviceRecord> {
         &self.devices

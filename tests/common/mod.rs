@@ -769,6 +769,11 @@ impl InProcess {
         &self.cfg.storage.dir
     }
 
+    /// Its `registry.file`.
+    pub fn registry_file(&self) -> &Path {
+        &self.cfg.registry.file
+    }
+
     async fn run(&mut self) {
         self.token = tokio_util::sync::CancellationToken::new();
         let run = firewatch::app::run_with(

@@ -2688,3 +2688,63 @@ fn a_low_battery_fires_once_and_clears_above_its_clear_level() {
     );
     assert!(h.engine.device("uitd-a").unwrap().quality(T0).is_empty());
 }
+
+#[test]
+fn a_new_registry_admits_added_devices_rejects_dropped_ones_and_moves_records() {
+    let reg = |devices: &str| {
+        Arc::new(
+            Registry::parse(&format!(
+                "strict = true\n[[building]]\nid = \"res\"\nclass = \"residential\"\n[[building]]\nid = \"pub\"\nclass = \"public_class1\"\n{devices}"
+            ))
+            .unwrap(),
+        )
+    };
+    let dev = |id: &str, b: &str| {
+        format!("[[device]]\nid = \"{id}\"\nbuilding = \"{b}\"\nkind = \"water_pressure\"\n")
+    };
+    let mut h = H::with(
+        shipped_rules(),
+        &reg(&dev("wp-1", "res")).to_toml().unwrap(),
+    );
+    let p = r#"{"values": {"pressure_mpa": 0.3}}"#;
+    let offer = |h: &mut H, b: &str, d: &str| {
+        h.offer(T0, &topic(b, "water_pressure", d, "telemetry"), p, false)
+    };
+    assert!(offer(&mut h, "res", "wp-1").is_ok());
+    assert_eq!(offer(&mut h, "res", "wp-2"), Err(Reason::Unregistered));
+    // wp-2 added; wp-1 moved to another building.
+    h.engine
+        .set_registry(reg(&(dev("wp-1", "pub") + &dev("wp-2", "res"))));
+    assert!(offer(&mut h, "res", "wp-2").is_ok());
+    assert_eq!(h.engine.device("wp-1").unwrap().building, "pub");
+    assert!(offer(&mut h, "pub", "wp-1").is_ok());
+    assert_eq!(offer(&mut h, "res", "wp-1"), Err(Reason::Binding));
+    // Both dropped: rejected again.
+    h.engine.set_registry(reg(""));
+    assert_eq!(offer(&mut h, "res", "wp-2"), Err(Reason::Unregistered));
+    assert_eq!(offer(&mut h, "pub", "wp-1"), Err(Reason::Unregistered));
+}
+
+#[test]
+fn devices_a_new_registry_lists_stop_counting_as_unregistered() {
+    let mut h = H::new();
+    h.engine = std::mem::replace(
+        &mut h.engine,
+        Engine::new(Arc::new(shipped_rules()), Arc::new(Registry::default())),
+    )
+    .with_limits(Limits {
+        max_unregistered: 1,
+        max_values: 4,
+    });
+    let p = r#"{"values": {"pressure_mpa": 0.3}}"#;
+    let tel = |d: &str| topic("plain", "water_pressure", d, "telemetry");
+    assert!(h.offer(T0, &tel("wp-a"), p, false).is_ok());
+    assert_eq!(
+        h.offer(T0, &tel("wp-b"), p, false),
+        Err(Reason::Unregistered)
+    );
+    let open = "[[building]]\nid = \"plain\"\n[[device]]\nid = \"wp-a\"\nbuilding = \"plain\"\nkind = \"water_pressure\"\n";
+    h.engine
+        .set_registry(Arc::new(Registry::parse(open).unwrap()));
+    assert!(h.offer(T0, &tel("wp-b"), p, false).is_ok());
+}
