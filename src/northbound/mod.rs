@@ -527,14 +527,19 @@ impl Forwarder {
         let mut backoff = Duration::from_secs(1);
         let max_backoff = Duration::from_secs(self.cfg.backoff_max_s);
         let mut failing = false;
+        let mut retry: Option<(usize, Vec<Record>, i64)> = None;
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
             self.refresh(&cursors, kinds.clone()).await?;
             // The first source with something to send: changes before readings.
-            let mut work = None;
+            // A batch that failed goes again as it was (the same records, the same batch key).
+            let mut work = retry.take();
             for (n, c) in cursors.iter_mut().enumerate() {
+                if work.is_some() {
+                    break;
+                }
                 self.skip_gap(c).await?;
                 let (recs, scanned) = self.read(c, kinds.clone()).await?;
                 if scanned > c.at {
@@ -576,9 +581,8 @@ impl Forwarder {
             match result {
                 Ok(()) => {
                     c.at = scanned;
-                    if c.limit < self.cfg.batch && recs.len() < c.limit {
-                        c.limit = self.cfg.batch;
-                    }
+                    // Past a refused batch, grow back to the configured size.
+                    c.limit = (c.limit * 2).min(self.cfg.batch);
                     self.metrics.forwarded.fetch_add(recs.len() as u64, Relaxed);
                     if !(self.report)(c.key.clone(), scanned, None) {
                         return Ok(());
@@ -628,6 +632,7 @@ impl Forwarder {
                         () = shutdown.cancelled() => return Ok(()),
                     }
                     backoff = (backoff * 2).min(max_backoff);
+                    retry = Some((n, recs, scanned));
                 }
             }
         }
