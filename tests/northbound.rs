@@ -414,6 +414,7 @@ fn northbound_configuration_loads_with_its_field_names_and_problems_have_key_pat
         eventTime = "at"
         [northbound.constants]
         platformCode = "SH-01"
+        version = 2
 
         [[northbound]]
         name = "city"
@@ -431,6 +432,7 @@ fn northbound_configuration_loads_with_its_field_names_and_problems_have_key_pat
     let t = &cfg.northbound[0];
     assert_eq!(t.fields["platformBuildingId"], "building");
     assert_eq!(t.constants["platformCode"], "SH-01");
+    assert_eq!(t.constants["version"], 2);
     assert_eq!(t.token.as_ref().unwrap().expose(), "s3cr3t-token");
     assert!(!format!("{t:?}").contains("s3cr3t"));
     let problems: Vec<String> = cfg.validate().iter().map(ToString::to_string).collect();
