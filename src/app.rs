@@ -4,7 +4,7 @@
 //! Shutdown order (backend before frontend):
 //! 1. ingest stops handing messages to the pipeline (what arrives from then on is not
 //!    acknowledged and comes back on the persistent session);
-//! 2. the time-series forwarder and the notification senders get a bounded grace period and hand their last
+//! 2. the time-series forwarder, the northbound targets and the notification senders get a bounded grace period and hand their last
 //!    bookkeeping to the pipeline (unsent rows stay in the store);
 //! 3. the pipeline commits what it holds and stops;
 //! 4. ingest sends the acknowledgements of those last commits, then disconnects;
@@ -288,6 +288,11 @@ pub async fn run_with(
             changes_keep: cfg.storage.changes_keep,
             duty: Arc::clone(&duty),
             workorders: cfg.workorders.clone(),
+            northbound: cfg
+                .northbound
+                .iter()
+                .flat_map(crate::northbound::NorthboundConfig::holds)
+                .collect(),
         },
         Outputs {
             acks: ack_tx,
@@ -336,6 +341,26 @@ pub async fn run_with(
         .with_context(|| format!("http.listen {}: cannot listen", cfg.http.listen))?;
     tracing::info!(listen = %cfg.http.listen, "HTTP API and dashboard on http://{}/", cfg.http.listen);
     let http_token = CancellationToken::new();
+    // (added) Northbound targets: one task each, reporting cursors to the pipeline.
+    let mut northbound = JoinSet::new();
+    for t in &cfg.northbound {
+        tracing::info!(name = %t.name, url = %t.redacted(), "Northbound target.");
+        let tx = input_tx.clone();
+        let report: crate::northbound::CursorReport = Arc::new(move |key, id, set_aside| {
+            tx.send(Input::NorthboundCursor { key, id, set_aside })
+                .is_ok()
+        });
+        let fwd = crate::northbound::Forwarder::new(
+            t.clone(),
+            dir.clone(),
+            &metrics,
+            bus.clone(),
+            report,
+            Arc::clone(&clock),
+        );
+        let (name, token) = (t.name.clone(), backend_token.clone());
+        northbound.spawn(async move { (name, fwd.run(token).await) });
+    }
     let state = ApiState {
         changes: bus,
         shutdown: http_token.clone(),
@@ -429,6 +454,10 @@ pub async fn run_with(
             Ok((kind, r)) => anyhow!("{kind} sender stopped: {}", flat(Ok(r.map_err(|e| e.to_string())))),
             Err(e) => anyhow!("a notification sender failed: {e}"),
         }),
+        Some(r) = northbound.join_next() => failure = Some(match r {
+            Ok((name, r)) => anyhow!("northbound target {name} stopped: {}", flat(Ok(r.map_err(|e| e.to_string())))),
+            Err(e) => anyhow!("a northbound target failed: {e}"),
+        }),
         r = &mut http => failure = Some(anyhow!("HTTP server stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
     }
     if let Some(e) = &failure {
@@ -460,6 +489,10 @@ pub async fn run_with(
     .await;
     bounded("notification senders", Duration::from_secs(5), async {
         while senders.join_next().await.is_some() {}
+    })
+    .await;
+    bounded("northbound targets", Duration::from_secs(5), async {
+        while northbound.join_next().await.is_some() {}
     })
     .await;
     // 3. Pipeline: commit what is queued. It drops its end of the ack channel when it stops.

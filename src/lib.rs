@@ -22,6 +22,8 @@
 //! - [`alerts`]: routing alert transitions to channels and targets ([`alerts::route`]);
 //! - [`notify`]: the [`notify::Channel`]s (e-mail, webhook) and one outbox sender per channel;
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
+//! - [`northbound`]: (added) forwarding alerts, device states and readings to upstream (city)
+//!   platforms over MQTT or HTTP, store and forward after per-target cursors;
 //! - [`pipeline`]: the single writer: decode → engine → alerts → one group commit → acks;
 //! - [`ingest`]: the embedded broker, the MQTT event loop with manual acks, and the command
 //!   publisher on the same connection;
@@ -41,6 +43,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod metrics;
 pub mod model;
+pub mod northbound;
 pub mod notify;
 pub mod pipeline;
 pub mod registry;

@@ -6,6 +6,7 @@ pub use crate::api::HttpConfig;
 pub use crate::duty::DutyConfig;
 pub use crate::ingest::commands::CommandsConfig;
 pub use crate::ingest::mqtt::{parse_mqtt_url, MqttConfig, MqttUrl};
+pub use crate::northbound::NorthboundConfig;
 pub use crate::notify::{
     DingtalkConfig, EmailConfig, NotifyConfig, SmsConfig, WebhookConfig, WecomConfig,
 };
@@ -51,6 +52,9 @@ pub struct Config {
     pub duty: DutyConfig,
     /// Hazard work orders (`[workorders]`).
     pub workorders: crate::store::workorders::WorkordersConfig,
+    /// (added) Upstream (city) platforms alerts, device states and readings are forwarded to
+    /// (`[[northbound]]`).
+    pub northbound: Vec<NorthboundConfig>,
 }
 
 /// `[rules]`
@@ -181,6 +185,7 @@ impl Config {
         p.extend(crate::notify::wecom::validate(&self.wecom));
         p.extend(crate::notify::dingtalk::validate(&self.dingtalk));
         p.extend(self.sms.iter().flat_map(SmsConfig::validate));
+        p.extend(crate::northbound::validate(&self.northbound));
         p
     }
 }
@@ -191,7 +196,7 @@ fn array_key(var: &str) -> Option<String> {
     let rest = var.strip_prefix("FIREWATCH__")?;
     let mut parts = rest.splitn(3, "__");
     let (table, index, key) = (parts.next()?, parts.next()?, parts.next()?);
-    if !matches!(table, "WEBHOOK" | "WECOM" | "DINGTALK")
+    if !matches!(table, "WEBHOOK" | "WECOM" | "DINGTALK" | "NORTHBOUND")
         || index.parse::<usize>().is_err()
         || key.is_empty()
     {

@@ -8,6 +8,7 @@ use crate::model::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+pub mod northbound;
 pub mod stages;
 
 /// All counters and gauges.
@@ -137,6 +138,8 @@ pub struct Metrics {
     pub registry_reloads_failed: AtomicU64,
     /// Latency per stage.
     pub stages: stages::Stages,
+    /// (added) Northbound targets (city platforms).
+    pub northbound: northbound::Targets,
 }
 
 /// Counter names (exposition and docs).
@@ -565,6 +568,7 @@ impl Metrics {
         }
         self.render_commands(&mut s);
         self.render_registry(&mut s);
+        self.northbound.render(&mut s);
         self.stages
             .render(&mut s, &ChannelKind::ALL.map(ChannelKind::as_str));
         s

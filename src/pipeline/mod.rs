@@ -130,6 +130,15 @@ pub enum Input {
     Delivered(Delivery),
     /// How far the time-series forwarder has written (a `readings` id).
     TsdbCursor(i64),
+    /// (added) How far a northbound target has forwarded, with the record it set aside.
+    NorthboundCursor {
+        /// The cursor's `meta` key (`store::northbound::cursor_key`).
+        key: String,
+        /// The last row id forwarded (or passed over).
+        id: i64,
+        /// A record the platform refused, kept in the same transaction.
+        set_aside: Option<store::northbound::SetAside>,
+    },
     /// Queue a command for a device (from the API); answered after the commit.
     Command {
         /// What and for whom.
@@ -229,6 +238,8 @@ pub struct Settings {
     pub duty: Arc<crate::duty::Live>,
     /// Hazard work orders (`[workorders]`).
     pub workorders: workorders::WorkordersConfig,
+    /// (added) The northbound targets' holds: rows after their cursors outlive the pruning.
+    pub northbound: Vec<store::northbound::Hold>,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -590,6 +601,12 @@ impl Pipeline {
                     break;
                 }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
+                Input::NorthboundCursor { key, id, set_aside } => {
+                    store::set_meta(&tx, &key, id)?;
+                    if let Some(s) = &set_aside {
+                        store::northbound::set_aside(&tx, s)?;
+                    }
+                }
                 Input::Wake | Input::Shutdown => {}
             }
         }
@@ -771,6 +788,13 @@ impl Pipeline {
         } else {
             None
         };
+        // Northbound targets keep what they have not forwarded, up to their `max_backlog`.
+        let (changes_floor, readings_floor) =
+            store::northbound::floors(&self.conn, &self.settings.northbound)?;
+        let spool_from = match (spool_from, readings_floor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut pruned = 0;
         loop {
             let n = store::prune_readings(&self.conn, cutoff, 20_000, spool_from)?;
@@ -780,7 +804,12 @@ impl Pipeline {
             }
         }
         let r = store::prune_rejected(&self.conn, self.settings.rejected_keep)?;
-        let c = changes::prune(&self.conn, self.settings.changes_keep)?;
+        let c = match changes_floor {
+            Some(floor) => {
+                store::northbound::prune_changes(&self.conn, self.settings.changes_keep, floor)?
+            }
+            None => changes::prune(&self.conn, self.settings.changes_keep)?,
+        };
         if pruned + r + c > 0 {
             tracing::info!(
                 readings = pruned,

@@ -18,6 +18,7 @@
 //! | `commands` | commands to devices (duty checks) and their answers |
 //! | `duty_checks`, `duty_check_commands`, `duty_check_schedule` | (added) duty checks of control rooms, the transmitters each went to, the last scheduled check per room (`duty_checks.rs`) |
 //! | `workorders`, `workorder_history` | hazard work orders (隐患整改) and every step (`workorders.rs`) |
+//! | `northbound_set_aside` | (added) records a city platform refused, kept per target (`northbound.rs`); the targets' cursors are in `meta` |
 //! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
@@ -26,6 +27,7 @@ pub mod commands;
 pub mod duty;
 pub mod duty_checks;
 pub mod escalations;
+pub mod northbound;
 pub mod notifications;
 pub mod reports;
 pub mod workorders;
@@ -305,6 +307,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     duty_checks::create(&conn)?;
     conn.execute_batch(workorders::SCHEMA)?;
     notifications::create(&conn)?;
+    northbound::create(&conn)?;
     add_columns(&conn)?;
     notifications::migrate(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
