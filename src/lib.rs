@@ -20,6 +20,8 @@
 //! - [`alerts`]: routing alert transitions to channels and targets ([`alerts::route`]);
 //! - [`notify`]: the [`notify::Channel`]s (e-mail, webhook) and one outbox sender per channel;
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
+//! - [`rollup`]: the rollup worker, keeping 5 min, 1 h and 1 day rollups of the readings as
+//!   they arrive (merged by the single writer);
 //! - [`pipeline`]: the single writer: decode → engine → alerts → one group commit → acks;
 //! - [`ingest`]: the embedded broker, the MQTT event loop with manual acks, and the command
 //!   publisher on the same connection;
@@ -40,6 +42,7 @@ pub mod model;
 pub mod notify;
 pub mod pipeline;
 pub mod registry;
+pub mod rollup;
 pub mod rules;
 pub mod settings;
 pub mod store;

@@ -8,6 +8,7 @@ use crate::model::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+pub mod rollups;
 pub mod stages;
 
 /// All counters and gauges.
@@ -133,6 +134,8 @@ pub struct Metrics {
     pub duty_unstaffed_rooms: AtomicI64,
     /// Latency per stage.
     pub stages: stages::Stages,
+    /// (added) The rollup worker.
+    pub rollups: rollups::Rollups,
 }
 
 /// Counter names (exposition and docs).
@@ -558,6 +561,7 @@ impl Metrics {
             );
         }
         self.render_commands(&mut s);
+        self.rollups.render(&mut s);
         self.stages
             .render(&mut s, &ChannelKind::ALL.map(ChannelKind::as_str));
         s

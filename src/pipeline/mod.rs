@@ -171,6 +171,15 @@ pub enum Input {
         /// The work order after it, sent after the commit.
         reply: oneshot::Sender<Result<Workorder, WorkorderError>>,
     },
+    /// (added) Rollup deltas of the readings after the rollup cursor, from the rollup worker:
+    /// merged and the cursor moved in one transaction; answered after the commit with whether
+    /// they were merged (`false`: they did not start at the persisted cursor).
+    Rollup {
+        /// The deltas and the cursor they move.
+        batch: store::rollups::Batch,
+        /// Merged or not, sent after the commit.
+        reply: oneshot::Sender<bool>,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -221,6 +230,8 @@ pub struct Settings {
     pub duty: Arc<crate::duty::Live>,
     /// Hazard work orders (`[workorders]`).
     pub workorders: workorders::WorkordersConfig,
+    /// Rollups retention (`storage.rollup_retention_days`).
+    pub rollup_retention_days: u32,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -280,6 +291,9 @@ pub struct Pipeline {
     last_event_arrival: Option<u64>,
     last_tick: Instant,
     last_housekeeping: Instant,
+    /// The clock's time of the last housekeeping: on a manual clock, moving it runs
+    /// housekeeping as the passing of real time does.
+    last_housekeeping_ms: Millis,
     duty_schedule: duty_checks::Schedule,
 }
 
@@ -303,6 +317,8 @@ struct Batch {
     )>,
     /// Receive instants of the publishes, events apart (stage times).
     received: Vec<(bool, Instant)>,
+    /// Answers to the rollup worker, sent after the commit.
+    rollup_replies: Vec<(oneshot::Sender<bool>, bool)>,
 }
 
 type CommandReply = oneshot::Sender<Result<Command, CommandError>>;
@@ -329,6 +345,7 @@ impl Pipeline {
             last_event_arrival: None,
             last_tick: Instant::now(),
             last_housekeeping: Instant::now() - HOUSEKEEPING,
+            last_housekeeping_ms: Millis::MIN,
             duty_schedule: duty_checks::Schedule::default(),
         }
     }
@@ -385,7 +402,12 @@ impl Pipeline {
                 stopping = true;
             }
             self.batch(inputs, &priority, &mut carry)?;
-            if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+            let clock_due = self
+                .clock
+                .now_ms()
+                .saturating_sub(self.last_housekeeping_ms)
+                >= HOUSEKEEPING.as_millis() as i64;
+            if self.last_housekeeping.elapsed() >= HOUSEKEEPING || clock_due {
                 self.housekeeping()?;
             }
         }
@@ -421,6 +443,7 @@ impl Pipeline {
             commands: false,
             check_replies: Vec::new(),
             received: Vec::new(),
+            rollup_replies: Vec::new(),
         };
         let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out any other writer). A deferred
@@ -572,6 +595,17 @@ impl Pipeline {
                     b.workorder_replies.push((reply, r));
                 }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
+                Input::Rollup { batch, reply } => {
+                    let merged = store::rollups::merge(&tx, &batch)?;
+                    if !merged {
+                        tracing::warn!(
+                            from = batch.from,
+                            to = batch.to,
+                            "Rollup deltas do not start at the rollup cursor; not merged."
+                        );
+                    }
+                    b.rollup_replies.push((reply, merged));
+                }
                 Input::Wake | Input::Shutdown => {}
             }
         }
@@ -720,6 +754,9 @@ impl Pipeline {
         for (reply, r) in b.workorder_replies {
             let _ = reply.send(r);
         }
+        for (reply, merged) in b.rollup_replies {
+            let _ = reply.send(merged);
+        }
         for r in b.republish {
             // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
             // kept row.
@@ -743,11 +780,16 @@ impl Pipeline {
 
     fn housekeeping(&mut self) -> Result<(), StoreError> {
         self.last_housekeeping = Instant::now();
-        let cutoff = self.clock.now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
+        let now = self.clock.now_ms();
+        self.last_housekeeping_ms = now;
+        let cutoff = now - i64::from(self.settings.retention_days) * 86_400_000;
+        // Readings not yet rolled up stay, however old, as the time-series spool does.
+        let rollup_cursor = store::rollups::cursor(&self.conn)?;
         let spool_from = if self.settings.tsdb_enabled {
-            Some(store::get_meta(&self.conn, store::TSDB_CURSOR)?.unwrap_or(0))
+            let tsdb = store::get_meta(&self.conn, store::TSDB_CURSOR)?.unwrap_or(0);
+            Some(tsdb.min(rollup_cursor))
         } else {
-            None
+            Some(rollup_cursor)
         };
         let mut pruned = 0;
         loop {
@@ -757,11 +799,21 @@ impl Pipeline {
                 break;
             }
         }
+        let rollup_cutoff = now - i64::from(self.settings.rollup_retention_days) * 86_400_000;
+        let mut buckets = 0;
+        loop {
+            let n = store::rollups::prune(&self.conn, rollup_cutoff, 20_000)?;
+            buckets += n;
+            if n < 20_000 {
+                break;
+            }
+        }
         let r = store::prune_rejected(&self.conn, self.settings.rejected_keep)?;
         let c = changes::prune(&self.conn, self.settings.changes_keep)?;
-        if pruned + r + c > 0 {
+        if pruned + buckets + r + c > 0 {
             tracing::info!(
                 readings = pruned,
+                rollups = buckets,
                 rejected = r,
                 changes = c,
                 "Pruned old rows."
