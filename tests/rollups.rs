@@ -307,3 +307,53 @@ async fn rollups_stay_after_retention_prunes_the_raw_readings() {
     .await;
     fw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_while_rolling_up_counts_every_reading_once() {
+    let mut fw = common::Firewatch::start(common::Options::default()).await;
+    let dev = unique("wp-rk");
+    let topic = format!("fw/v1/b-{dev}/water_pressure/{dev}/telemetry");
+    let start = common::wall_ms().div_euclid(HOUR) * HOUR - 10 * HOUR;
+    let n = 5000;
+    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    // With `seq`, the copies the broker redelivers after the kill are dropped as duplicates, so
+    // every reading is stored once and the rollups must count each once as well.
+    for i in 0..n {
+        let payload = json!({"ts": start + i * 6_000, "seq": i, "values": {"pressure_mpa": 0.3}});
+        p.send(&topic, payload.to_string()).await;
+    }
+    wait_for("a first rollup batch merged", WAIT, || async {
+        (fw.metric("firewatch_rollup_cursor").await > 0.0).then_some(())
+    })
+    .await;
+    fw.kill9();
+    fw.restart().await;
+    p.flush().await;
+    wait_for(&format!("{n} readings of {dev} stored"), WAIT, || async {
+        let raw = fw
+            .get(&format!(
+                "/api/v1/devices/{dev}/readings?step=raw&since=0&limit=100000"
+            ))
+            .await;
+        (raw.as_array().unwrap().len() == n as usize).then_some(())
+    })
+    .await;
+    wait_for("no rollup backlog", WAIT, || async {
+        (fw.metric("firewatch_rollup_backlog").await == 0.0).then_some(())
+    })
+    .await;
+    for step in ["5m", "1h", "1d"] {
+        let buckets = fw
+            .get(&format!(
+                "/api/v1/devices/{dev}/readings?step={step}&since=0"
+            ))
+            .await;
+        let total: i64 = buckets
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, n, "{step}: every reading once");
+    }
+}
