@@ -293,6 +293,7 @@ pub async fn run_with(
                 .iter()
                 .flat_map(crate::northbound::NorthboundConfig::holds)
                 .collect(),
+            rollup_retention_days: cfg.storage.rollup_retention_days,
         },
         Outputs {
             acks: ack_tx,
@@ -430,6 +431,16 @@ pub async fn run_with(
         .run(backend_token.clone()),
     )
     .fuse();
+    let rollup_tx = input_tx.clone();
+    let mut rollup_worker = tokio::spawn(
+        crate::rollup::Worker::new(
+            dir.clone(),
+            Arc::clone(&metrics),
+            Box::new(move |batch, reply| rollup_tx.send(Input::Rollup { batch, reply }).is_ok()),
+        )
+        .run(backend_token.clone()),
+    )
+    .fuse();
     let gauge = Arc::clone(&metrics);
     let mut duty_task = tokio::spawn(crate::duty::watch(
         duty,
@@ -450,6 +461,7 @@ pub async fn run_with(
         r = &mut ingest => failure = Some(anyhow!("ingest stopped: {}", flat(r))),
         r = &mut core_done => failure = Some(anyhow!("pipeline stopped: {}", match r { Ok(Ok(())) => "no error".into(), Ok(Err(e)) => e.to_string(), Err(_) => "panicked".into() })),
         r = &mut forwarder => failure = Some(anyhow!("time-series forwarder stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
+        r = &mut rollup_worker => failure = Some(anyhow!("rollup worker stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
         Some(r) = senders.join_next() => failure = Some(match r {
             Ok((kind, r)) => anyhow!("{kind} sender stopped: {}", flat(Ok(r.map_err(|e| e.to_string())))),
             Err(e) => anyhow!("a notification sender failed: {e}"),
@@ -472,6 +484,12 @@ pub async fn run_with(
     bounded("time-series forwarder", Duration::from_secs(5), async {
         if !forwarder.is_terminated() {
             let _ = (&mut forwarder).await;
+        }
+    })
+    .await;
+    bounded("rollup worker", Duration::from_secs(5), async {
+        if !rollup_worker.is_terminated() {
+            let _ = (&mut rollup_worker).await;
         }
     })
     .await;

@@ -24,6 +24,8 @@
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
 //! - [`northbound`]: (added) forwarding alerts, device states and readings to upstream (city)
 //!   platforms over MQTT or HTTP, store and forward after per-target cursors;
+//! - [`rollup`]: the rollup worker, keeping 5 min, 1 h and 1 day rollups of the readings as
+//!   they arrive (merged by the single writer);
 //! - [`pipeline`]: the single writer: decode → engine → alerts → one group commit → acks;
 //! - [`ingest`]: the embedded broker, the MQTT event loop with manual acks, and the command
 //!   publisher on the same connection;
@@ -48,6 +50,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod registry;
 pub mod report;
+pub mod rollup;
 pub mod rules;
 pub mod settings;
 pub mod store;

@@ -7,6 +7,7 @@
 mod ack;
 mod duty;
 mod events;
+mod readings;
 pub mod registry;
 mod reports;
 mod workorders;
@@ -194,7 +195,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/{id}/notes", post(note_alert))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}", get(get_device))
-        .route("/api/v1/devices/{id}/readings", get(readings))
         .route("/api/v1/buildings", get(list_buildings))
         .route("/api/v1/buildings/{id}", get(get_building))
         .route("/api/v1/coverage", get(coverage))
@@ -209,6 +209,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(reports::routes())
         .merge(workorders::routes())
         .merge(registry::routes())
+        .merge(readings::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -542,44 +543,6 @@ async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
         // A store failure is a 500, never "not found".
         inventory::device(c, &reg, &rules, &id, now)?
             .ok_or_else(|| ApiError::NotFound(format!("device {id} not found")))
-    })
-    .await?;
-    Ok(Json(v).into_response())
-}
-
-async fn readings(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
-    let mut metric = None;
-    let now = s.clock.now_ms();
-    let mut since = now - 86_400_000;
-    let mut until = now + 86_400_000;
-    for (k, v) in &q {
-        match k.as_str() {
-            "metric" => metric = Some(v.clone()),
-            "since" => since = parse_time(v, k)?,
-            "until" => until = parse_time(v, k)?,
-            "limit" => {}
-            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
-        }
-    }
-    let limit = parse_limit(q.get("limit"), 10_000, 100_000)?;
-    let v = read(&s, move |c| {
-        let mut stmt = c.prepare(
-            "SELECT ts, metric, channel, value FROM readings WHERE device = ?1 AND ts >= ?2 AND ts <= ?3
-             AND (?4 IS NULL OR metric = ?4) ORDER BY ts, id LIMIT ?5",
-        )?;
-        let rows = stmt.query_map(params![id, since, until, metric, limit], |r| {
-            Ok(json!({
-                "ts": rfc3339(r.get(0)?),
-                "metric": r.get::<_, String>(1)?,
-                "channel": r.get::<_, Option<String>>(2)?,
-                "value": r.get::<_, f64>(3)?,
-            }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     })
     .await?;
     Ok(Json(v).into_response())

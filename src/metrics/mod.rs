@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 pub mod northbound;
+pub mod rollups;
 pub mod stages;
 
 /// All counters and gauges.
@@ -140,6 +141,8 @@ pub struct Metrics {
     pub stages: stages::Stages,
     /// (added) Northbound targets (city platforms).
     pub northbound: northbound::Targets,
+    /// (added) The rollup worker.
+    pub rollups: rollups::Rollups,
 }
 
 /// Counter names (exposition and docs).
@@ -569,6 +572,7 @@ impl Metrics {
         self.render_commands(&mut s);
         self.render_registry(&mut s);
         self.northbound.render(&mut s);
+        self.rollups.render(&mut s);
         self.stages
             .render(&mut s, &ChannelKind::ALL.map(ChannelKind::as_str));
         s

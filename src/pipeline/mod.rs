@@ -188,6 +188,15 @@ pub enum Input {
         /// Answered after the swap.
         reply: oneshot::Sender<()>,
     },
+    /// (added) Rollup deltas of the readings after the rollup cursor, from the rollup worker:
+    /// merged and the cursor moved in one transaction; answered after the commit with whether
+    /// they were merged (`false`: they did not start at the persisted cursor).
+    Rollup {
+        /// The deltas and the cursor they move.
+        batch: store::rollups::Batch,
+        /// Merged or not, sent after the commit.
+        reply: oneshot::Sender<bool>,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -240,6 +249,8 @@ pub struct Settings {
     pub workorders: workorders::WorkordersConfig,
     /// (added) The northbound targets' holds: rows after their cursors outlive the pruning.
     pub northbound: Vec<store::northbound::Hold>,
+    /// Rollups retention (`storage.rollup_retention_days`).
+    pub rollup_retention_days: u32,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -299,6 +310,9 @@ pub struct Pipeline {
     last_event_arrival: Option<u64>,
     last_tick: Instant,
     last_housekeeping: Instant,
+    /// The clock's time of the last housekeeping: on a manual clock, moving it runs
+    /// housekeeping as the passing of real time does.
+    last_housekeeping_ms: Millis,
     duty_schedule: duty_checks::Schedule,
 }
 
@@ -322,6 +336,8 @@ struct Batch {
     )>,
     /// Receive instants of the publishes, events apart (stage times).
     received: Vec<(bool, Instant)>,
+    /// Answers to the rollup worker, sent after the commit.
+    rollup_replies: Vec<(oneshot::Sender<bool>, bool)>,
 }
 
 type CommandReply = oneshot::Sender<Result<Command, CommandError>>;
@@ -348,6 +364,7 @@ impl Pipeline {
             last_event_arrival: None,
             last_tick: Instant::now(),
             last_housekeeping: Instant::now() - HOUSEKEEPING,
+            last_housekeeping_ms: Millis::MIN,
             duty_schedule: duty_checks::Schedule::default(),
         }
     }
@@ -404,7 +421,12 @@ impl Pipeline {
                 stopping = true;
             }
             self.batch(inputs, &priority, &mut carry)?;
-            if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+            let clock_due = self
+                .clock
+                .now_ms()
+                .saturating_sub(self.last_housekeeping_ms)
+                >= HOUSEKEEPING.as_millis() as i64;
+            if self.last_housekeeping.elapsed() >= HOUSEKEEPING || clock_due {
                 self.housekeeping()?;
             }
         }
@@ -440,6 +462,7 @@ impl Pipeline {
             commands: false,
             check_replies: Vec::new(),
             received: Vec::new(),
+            rollup_replies: Vec::new(),
         };
         let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out any other writer). A deferred
@@ -607,6 +630,17 @@ impl Pipeline {
                         store::northbound::set_aside(&tx, s)?;
                     }
                 }
+                Input::Rollup { batch, reply } => {
+                    let merged = store::rollups::merge(&tx, &batch)?;
+                    if !merged {
+                        tracing::warn!(
+                            from = batch.from,
+                            to = batch.to,
+                            "Rollup deltas do not start at the rollup cursor; not merged."
+                        );
+                    }
+                    b.rollup_replies.push((reply, merged));
+                }
                 Input::Wake | Input::Shutdown => {}
             }
         }
@@ -755,6 +789,9 @@ impl Pipeline {
         for (reply, r) in b.workorder_replies {
             let _ = reply.send(r);
         }
+        for (reply, merged) in b.rollup_replies {
+            let _ = reply.send(merged);
+        }
         for r in b.republish {
             // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
             // kept row.
@@ -782,11 +819,16 @@ impl Pipeline {
 
     fn housekeeping(&mut self) -> Result<(), StoreError> {
         self.last_housekeeping = Instant::now();
-        let cutoff = self.clock.now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
+        let now = self.clock.now_ms();
+        self.last_housekeeping_ms = now;
+        let cutoff = now - i64::from(self.settings.retention_days) * 86_400_000;
+        // Readings not yet rolled up stay, however old, as the time-series spool does.
+        let rollup_cursor = store::rollups::cursor(&self.conn)?;
         let spool_from = if self.settings.tsdb_enabled {
-            Some(store::get_meta(&self.conn, store::TSDB_CURSOR)?.unwrap_or(0))
+            let tsdb = store::get_meta(&self.conn, store::TSDB_CURSOR)?.unwrap_or(0);
+            Some(tsdb.min(rollup_cursor))
         } else {
-            None
+            Some(rollup_cursor)
         };
         // Northbound targets keep what they have not forwarded, up to their `max_backlog`.
         let (changes_floor, readings_floor) =
@@ -803,6 +845,15 @@ impl Pipeline {
                 break;
             }
         }
+        let rollup_cutoff = now - i64::from(self.settings.rollup_retention_days) * 86_400_000;
+        let mut buckets = 0;
+        loop {
+            let n = store::rollups::prune(&self.conn, rollup_cutoff, 20_000)?;
+            buckets += n;
+            if n < 20_000 {
+                break;
+            }
+        }
         let r = store::prune_rejected(&self.conn, self.settings.rejected_keep)?;
         let c = match changes_floor {
             Some(floor) => {
@@ -810,9 +861,10 @@ impl Pipeline {
             }
             None => changes::prune(&self.conn, self.settings.changes_keep)?,
         };
-        if pruned + r + c > 0 {
+        if pruned + buckets + r + c > 0 {
             tracing::info!(
                 readings = pruned,
+                rollups = buckets,
                 rejected = r,
                 changes = c,
                 "Pruned old rows."

@@ -19,6 +19,7 @@
 //! | `duty_checks`, `duty_check_commands`, `duty_check_schedule` | (added) duty checks of control rooms, the transmitters each went to, the last scheduled check per room (`duty_checks.rs`) |
 //! | `workorders`, `workorder_history` | hazard work orders (隐患整改) and every step (`workorders.rs`) |
 //! | `northbound_set_aside` | (added) records a city platform refused, kept per target (`northbound.rs`); the targets' cursors are in `meta` |
+//! | `rollups` | (added) min, max, sum and count of the readings per device, metric, channel, step (5 min, 1 h, 1 day) and bucket, merged by the single writer from the rollup worker's deltas (`rollups.rs`) |
 //! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
@@ -30,6 +31,7 @@ pub mod escalations;
 pub mod northbound;
 pub mod notifications;
 pub mod reports;
+pub mod rollups;
 pub mod workorders;
 
 use crate::model::{Kind, Millis};
@@ -54,6 +56,9 @@ pub struct StorageConfig {
     pub synchronous: String,
     /// Changes of the event feed kept for subscribers that resume (at least 10,000).
     pub changes_keep: u32,
+    /// Days of rollups (5 min, 1 h, 1 day buckets of the readings) kept; at least
+    /// `retention_days`: the rollups outlive the raw readings.
+    pub rollup_retention_days: u32,
 }
 
 impl Default for StorageConfig {
@@ -64,6 +69,7 @@ impl Default for StorageConfig {
             rejected_keep: 10_000,
             synchronous: "full".into(),
             changes_keep: 100_000,
+            rollup_retention_days: 365,
         }
     }
 }
@@ -74,6 +80,21 @@ impl StorageConfig {
         let mut p = Vec::new();
         if self.retention_days == 0 {
             p.push(Problem::new("storage.retention_days", "must be at least 1"));
+        }
+        if self.rollup_retention_days < self.retention_days.max(1) {
+            p.push(Problem::new(
+                "storage.rollup_retention_days",
+                format!(
+                    "must be at least storage.retention_days ({}): rollups outlive the raw readings",
+                    self.retention_days.max(1)
+                ),
+            ));
+        }
+        if self.rollup_retention_days > MAX_ROLLUP_RETENTION_DAYS {
+            p.push(Problem::new(
+                "storage.rollup_retention_days",
+                format!("must be at most {MAX_ROLLUP_RETENTION_DAYS} (100 years)"),
+            ));
         }
         if self.changes_keep < MIN_CHANGES_KEEP {
             p.push(Problem::new(
@@ -90,6 +111,9 @@ impl StorageConfig {
         p
     }
 }
+
+/// The most days `storage.rollup_retention_days` may keep.
+pub const MAX_ROLLUP_RETENTION_DAYS: u32 = 36_500;
 
 /// The fewest changes `storage.changes_keep` may keep.
 pub const MIN_CHANGES_KEEP: u32 = 10_000;
@@ -306,6 +330,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     duty_checks::create(&conn)?;
     conn.execute_batch(workorders::SCHEMA)?;
+    conn.execute_batch(rollups::SCHEMA)?;
     notifications::create(&conn)?;
     northbound::create(&conn)?;
     add_columns(&conn)?;
@@ -512,7 +537,8 @@ pub fn max_reading_id(conn: &Connection) -> Result<i64> {
 
 /// Deletes up to `limit` readings (and events) older than `cutoff`; returns how many went.
 /// With `spool_from` (the time-series cursor), readings after it are the spool of what the
-/// time-series database has not received yet: they stay, however old.
+/// time-series database has not received yet: they stay, however old (the pipeline passes the
+/// rollup cursor the same way, so that no reading goes before it is rolled up).
 pub fn prune_readings(
     conn: &Connection,
     cutoff: Millis,
@@ -527,10 +553,10 @@ pub fn prune_readings(
             |r| r.get(0),
         )
         .optional()?;
-    let bound = match bound {
-        Some(b) => b,
-        None => max_reading_id(conn)? + 1,
-    };
+    let max = max_reading_id(conn)?;
+    // The newest reading always stays: SQLite gives a new row max(id) + 1, so an emptied table
+    // would hand out ids again that the cursors (time series, rollups) have already passed.
+    let bound = bound.unwrap_or(max + 1).min(max);
     let bound = match spool_from {
         Some(cursor) => bound.min(cursor.saturating_add(1)),
         None => bound,
@@ -606,6 +632,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rollups_must_outlive_the_raw_readings() {
+        let mut c = StorageConfig::default();
+        assert_eq!(c.rollup_retention_days, 365);
+        assert!(c.validate().is_empty());
+        c.rollup_retention_days = 29;
+        let p = c.validate();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "storage.rollup_retention_days", "{}", p[0]);
+        c.rollup_retention_days = MAX_ROLLUP_RETENTION_DAYS + 1;
+        assert_eq!(c.validate()[0].key, "storage.rollup_retention_days");
+    }
+
+    #[test]
     fn retention_never_eats_readings_the_time_series_database_has_not_received() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(dir.path(), "normal").unwrap();
@@ -624,7 +663,13 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(left, (5..=10).collect::<Vec<_>>(), "the spool stays");
-        // Without a time-series database, retention alone decides.
-        assert_eq!(prune_readings(&conn, 1_000_000, 100, None).unwrap(), 6);
+        // Without a time-series database, retention alone decides; the newest reading stays,
+        // so that ids keep growing past the cursors.
+        assert_eq!(prune_readings(&conn, 1_000_000, 100, None).unwrap(), 5);
+        assert_eq!(max_reading_id(&conn).unwrap(), 10);
+        let tx = conn.transaction().unwrap();
+        insert_reading(&tx, 2_000_000, "wp-1", "pressure_mpa", None, 0.3).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(max_reading_id(&conn).unwrap(), 11);
     }
 }

@@ -1,0 +1,591 @@
+//! Rollups of readings, and the device history they serve: every SQL statement about them.
+//!
+//! A rollup is, per (device, metric, channel), [`Step`] and bucket, the min, max, sum and
+//! count of the readings whose device time falls into the bucket. They are kept as data
+//! arrives, not computed at query time: the rollup worker (`src/rollup/`) reads the readings
+//! after a persisted cursor (`meta.rollup_cursor`) through a read-only connection, adds them up
+//! into per-bucket [`Delta`]s in memory and hands them, as one [`Batch`], to the store's only
+//! writer, which [`merge`]s them (min of mins, max of maxes, sum + sum, count + count) and moves
+//! the cursor in the same transaction. A batch is merged only when it starts at the persisted
+//! cursor, so a reading is counted exactly once across crashes and restarts. A late or
+//! out-of-order reading lands in the bucket of its own device time.
+//!
+//! Buckets start at multiples of their step since the Unix epoch: `1d` buckets are UTC days.
+//! Rollups outlive the raw readings (`storage.rollup_retention_days`); [`prune`] removes old
+//! buckets in bounded chunks.
+
+use super::Result;
+use crate::model::Millis;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
+
+/// `meta` key of the rollup worker's cursor (the last `readings` id merged into the rollups).
+pub const CURSOR: &str = "rollup_cursor";
+
+/// The table (created with the rest of the schema). `channel` is `''` for values without a
+/// channel (channel names are 1 to 64 bytes, so `''` names none): a primary key cannot hold
+/// NULL. Without rowid, the rows of one device and step lie together in bucket order, so a
+/// range is one contiguous read. `rollups_bucket` serves the retention.
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS rollups (
+    device TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    sum REAL NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (device, step, bucket, metric, channel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_bucket ON rollups(bucket);
+"#;
+
+/// A rollup resolution.
+///
+/// Why these three: 5 minutes is about the reporting interval of the slowest devices (pressure
+/// and level monitors report every few minutes), so a day of it (288 points) still shows every
+/// change a person looks for; 1 hour turns a month into 720 points, the width of a chart; 1 day
+/// turns the year of `storage.rollup_retention_days` into 365. Each step is 12 or 24 times the
+/// one below, so every range of up to a few thousand points has a step that fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    /// 5 minutes.
+    FiveMinutes,
+    /// 1 hour.
+    Hour,
+    /// 1 day (UTC).
+    Day,
+}
+
+impl Step {
+    /// Every step, finest first.
+    pub const ALL: [Step; 3] = [Step::FiveMinutes, Step::Hour, Step::Day];
+
+    /// The bucket width, milliseconds.
+    pub const fn ms(self) -> Millis {
+        match self {
+            Step::FiveMinutes => 300_000,
+            Step::Hour => 3_600_000,
+            Step::Day => 86_400_000,
+        }
+    }
+
+    /// The name in the API (`5m`, `1h`, `1d`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Step::FiveMinutes => "5m",
+            Step::Hour => "1h",
+            Step::Day => "1d",
+        }
+    }
+
+    /// The step named `s` in the API.
+    pub fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The start of the bucket holding `ts` (also for times before the epoch).
+    pub const fn bucket(self, ts: Millis) -> Millis {
+        ts.div_euclid(self.ms()) * self.ms()
+    }
+}
+
+/// Min, max, sum and count of some readings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agg {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Sum of the values.
+    pub sum: f64,
+    /// How many.
+    pub count: i64,
+}
+
+impl Agg {
+    /// One value.
+    pub const fn of(v: f64) -> Agg {
+        Agg {
+            min: v,
+            max: v,
+            sum: v,
+            count: 1,
+        }
+    }
+
+    /// Both together: min of mins, max of maxes, sum + sum, count + count.
+    pub fn merge(&mut self, o: &Agg) {
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.sum += o.sum;
+        self.count += o.count;
+    }
+}
+
+/// Where a delta goes: one bucket of one series at one step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Device.
+    pub device: String,
+    /// Metric.
+    pub metric: String,
+    /// Channel; `None` for a value without one.
+    pub channel: Option<String>,
+    /// Resolution.
+    pub step: Step,
+    /// Bucket start.
+    pub bucket: Millis,
+}
+
+/// What some readings add to one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delta {
+    /// The bucket.
+    pub key: Key,
+    /// What they add.
+    pub agg: Agg,
+}
+
+/// The rollup worker's hand-over: the deltas of the readings with ids in `(from, to]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    /// The cursor the readings were read after (the persisted cursor when they were read).
+    pub from: i64,
+    /// The last reading id they cover: the new cursor.
+    pub to: i64,
+    /// How many readings they are.
+    pub readings: u64,
+    /// One per bucket touched (at every step).
+    pub deltas: Vec<Delta>,
+}
+
+/// A reading as the rollup worker reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Reading id (the cursor).
+    pub id: i64,
+    /// Device time.
+    pub ts: Millis,
+    /// Device.
+    pub device: String,
+    /// Metric.
+    pub metric: String,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Value.
+    pub value: f64,
+}
+
+/// Adds up `rows` (readings after `from`, in id order) into one [`Batch`]: a delta per bucket
+/// touched at every [`Step`]. A reading with a non-finite value (which decoding never lets
+/// through) would spoil min, max and sum for good: it is left out, and returned by id.
+pub fn aggregate(from: i64, rows: &[Reading]) -> (Batch, Vec<i64>) {
+    let mut map: HashMap<Key, Agg> = HashMap::new();
+    let mut skipped = Vec::new();
+    let mut counted = 0u64;
+    for r in rows {
+        if !r.value.is_finite() {
+            skipped.push(r.id);
+            continue;
+        }
+        counted += 1;
+        for step in Step::ALL {
+            let key = Key {
+                device: r.device.clone(),
+                metric: r.metric.clone(),
+                channel: r.channel.clone(),
+                step,
+                bucket: step.bucket(r.ts),
+            };
+            map.entry(key)
+                .and_modify(|a| a.merge(&Agg::of(r.value)))
+                .or_insert_with(|| Agg::of(r.value));
+        }
+    }
+    let mut deltas: Vec<Delta> = map
+        .into_iter()
+        .map(|(key, agg)| Delta { key, agg })
+        .collect();
+    // In key order: the merge then walks the table's primary key in order.
+    deltas.sort_by(|a, b| a.key.cmp(&b.key));
+    let batch = Batch {
+        from,
+        to: rows.last().map_or(from, |r| r.id),
+        readings: counted,
+        deltas,
+    };
+    (batch, skipped)
+}
+
+/// The persisted cursor (0 before the first merge).
+pub fn cursor(conn: &Connection) -> Result<i64> {
+    Ok(super::get_meta(conn, CURSOR)?.unwrap_or(0))
+}
+
+/// Readings after `cursor`, oldest first, at most `limit`.
+pub fn readings_after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<Reading>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, ts, device, metric, channel, value FROM readings
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![cursor, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(Reading {
+                id: r.get(0)?,
+                ts: r.get(1)?,
+                device: r.get(2)?,
+                metric: r.get(3)?,
+                channel: r.get(4)?,
+                value: r.get(5)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Merges `batch` into the rollups and moves the cursor to `batch.to`, in `tx`. Only when the
+/// persisted cursor is `batch.from`: otherwise (a batch read before another one was merged)
+/// nothing changes and `false` comes back, so no reading is counted twice.
+pub fn merge(tx: &Transaction<'_>, batch: &Batch) -> Result<bool> {
+    let at = cursor(tx)?;
+    if at != batch.from || batch.to < batch.from {
+        return Ok(false);
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO rollups (device, step, bucket, metric, channel, min, max, sum, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT(device, step, bucket, metric, channel) DO UPDATE SET
+             min = min(rollups.min, excluded.min), max = max(rollups.max, excluded.max),
+             sum = rollups.sum + excluded.sum, count = rollups.count + excluded.count",
+    )?;
+    for d in &batch.deltas {
+        let k = &d.key;
+        stmt.execute(params![
+            k.device,
+            k.step.ms(),
+            k.bucket,
+            k.metric,
+            k.channel.as_deref().unwrap_or(""),
+            d.agg.min,
+            d.agg.max,
+            d.agg.sum,
+            d.agg.count
+        ])?;
+    }
+    super::set_meta(tx, CURSOR, batch.to)?;
+    Ok(true)
+}
+
+/// Deletes up to `limit` buckets that start before `cutoff`; returns how many went.
+pub fn prune(conn: &Connection, cutoff: Millis, limit: i64) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM rollups WHERE (device, step, bucket, metric, channel) IN
+             (SELECT device, step, bucket, metric, channel FROM rollups
+              WHERE bucket < ?1 ORDER BY bucket LIMIT ?2)",
+        params![cutoff, limit],
+    )?)
+}
+
+/// Readings rolled up and readings not yet: (the cursor, readings after it).
+pub fn backlog(conn: &Connection) -> Result<(i64, i64)> {
+    let at = cursor(conn)?;
+    let max = super::max_reading_id(conn)?;
+    Ok((at, (max - at).max(0)))
+}
+
+/// What `GET /api/v1/devices/{id}/readings` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    /// Device.
+    pub device: String,
+    /// Only this metric, or all.
+    pub metric: Option<String>,
+    /// From (device time, inclusive).
+    pub since: Millis,
+    /// Until (inclusive).
+    pub until: Millis,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// A raw reading of the device history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawReading {
+    /// Device time.
+    pub ts: Millis,
+    /// Metric.
+    pub metric: String,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Value.
+    pub value: f64,
+}
+
+/// One bucket of the device history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    /// Bucket start.
+    pub ts: Millis,
+    /// Metric.
+    pub metric: String,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Its readings.
+    pub agg: Agg,
+}
+
+/// The raw readings of `r`, oldest first.
+pub fn raw(conn: &Connection, r: &Range) -> Result<Vec<RawReading>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts, metric, channel, value FROM readings
+         WHERE device = ?1 AND ts >= ?2 AND ts <= ?3 AND (?4 IS NULL OR metric = ?4)
+         ORDER BY ts, id LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![r.device, r.since, r.until, r.metric, r.limit],
+        |row| {
+            Ok(RawReading {
+                ts: row.get(0)?,
+                metric: row.get(1)?,
+                channel: row.get(2)?,
+                value: row.get(3)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// The buckets of `step` that overlap `r` (from the one holding `since`), oldest first, each
+/// instant's metrics and channels in name order.
+pub fn buckets(conn: &Connection, step: Step, r: &Range) -> Result<Vec<Bucket>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT bucket, metric, channel, min, max, sum, count FROM rollups
+         WHERE device = ?1 AND step = ?2 AND bucket >= ?3 AND bucket <= ?4
+           AND (?5 IS NULL OR metric = ?5)
+         ORDER BY bucket, metric, channel LIMIT ?6",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            r.device,
+            step.ms(),
+            step.bucket(r.since),
+            r.until,
+            r.metric,
+            r.limit
+        ],
+        |row| {
+            let channel: String = row.get(2)?;
+            Ok(Bucket {
+                ts: row.get(0)?,
+                metric: row.get(1)?,
+                channel: (!channel.is_empty()).then_some(channel),
+                agg: Agg {
+                    min: row.get(3)?,
+                    max: row.get(4)?,
+                    sum: row.get(5)?,
+                    count: row.get(6)?,
+                },
+            })
+        },
+    )?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// How many buckets of `step` [`buckets`] would return without its limit, counted up to
+/// `cap + 1` (enough to tell whether they fit in `cap`).
+fn count_buckets(conn: &Connection, step: Step, r: &Range, cap: u32) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM rollups
+             WHERE device = ?1 AND step = ?2 AND bucket >= ?3 AND bucket <= ?4
+               AND (?5 IS NULL OR metric = ?5) LIMIT ?6)",
+        )?
+        .query_row(
+            params![
+                r.device,
+                step.ms(),
+                step.bucket(r.since),
+                r.until,
+                r.metric,
+                i64::from(cap) + 1
+            ],
+            |row| row.get(0),
+        )?)
+}
+
+/// Whether the raw readings of `r` are all still kept: no reading rolled up into a 5-minute
+/// bucket of the range lies before the first raw reading left in it (retention prunes the
+/// oldest readings first).
+fn raw_complete(conn: &Connection, r: &Range) -> Result<bool> {
+    let first_bucket: Option<Millis> = conn
+        .prepare_cached(
+            "SELECT bucket FROM rollups WHERE device = ?1 AND step = ?2 AND bucket >= ?3
+             AND bucket <= ?4 ORDER BY bucket LIMIT 1",
+        )?
+        .query_row(
+            params![
+                r.device,
+                Step::FiveMinutes.ms(),
+                Step::FiveMinutes.bucket(r.since),
+                r.until
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(first_bucket) = first_bucket else {
+        return Ok(true);
+    };
+    let first_raw: Option<Millis> = conn
+        .prepare_cached(
+            "SELECT ts FROM readings WHERE device = ?1 AND ts >= ?2 AND ts <= ?3
+             ORDER BY ts LIMIT 1",
+        )?
+        .query_row(params![r.device, r.since, r.until], |row| row.get(0))
+        .optional()?;
+    Ok(first_raw.is_some_and(|ts| Step::FiveMinutes.bucket(ts) <= first_bucket))
+}
+
+/// Readings of `r` rolled up so far (from the hourly buckets that overlap it: an estimate of
+/// the raw rows, slightly high at the edges, blind to readings not rolled up yet).
+fn rolled_up(conn: &Connection, r: &Range) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT ifnull(sum(count), 0) FROM rollups
+             WHERE device = ?1 AND step = ?2 AND bucket >= ?3 AND bucket <= ?4
+               AND (?5 IS NULL OR metric = ?5)",
+        )?
+        .query_row(
+            params![
+                r.device,
+                Step::Hour.ms(),
+                Step::Hour.bucket(r.since),
+                r.until,
+                r.metric
+            ],
+            |row| row.get(0),
+        )?)
+}
+
+/// `step=auto`: the finest resolution that returns at most `r.limit` rows. Raw readings
+/// (`None`) when they fit and are all still kept (a short range, as before rollups existed),
+/// else the finest [`Step`] whose buckets fit, else `1d`.
+pub fn auto_step(conn: &Connection, r: &Range) -> Result<Option<Step>> {
+    if rolled_up(conn, r)? <= i64::from(r.limit) && raw_complete(conn, r)? {
+        return Ok(None);
+    }
+    for step in [Step::FiveMinutes, Step::Hour] {
+        if count_buckets(conn, step, r, r.limit)? <= i64::from(r.limit) {
+            return Ok(Some(step));
+        }
+    }
+    Ok(Some(Step::Day))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(id: i64, ts: Millis, value: f64) -> Reading {
+        Reading {
+            id,
+            ts,
+            device: "wp-1".into(),
+            metric: "pressure_mpa".into(),
+            channel: None,
+            value,
+        }
+    }
+
+    #[test]
+    fn buckets_start_at_multiples_of_their_step_also_before_the_epoch() {
+        assert_eq!(Step::FiveMinutes.bucket(0), 0);
+        assert_eq!(Step::FiveMinutes.bucket(299_999), 0);
+        assert_eq!(Step::FiveMinutes.bucket(300_000), 300_000);
+        assert_eq!(Step::Hour.bucket(3_600_000 * 5 + 1), 3_600_000 * 5);
+        // 2026-11-29T09:30:00Z → the UTC day 2026-11-29T00:00:00Z.
+        let ts = 1_795_944_600_000;
+        assert_eq!(Step::Day.bucket(ts), 1_795_910_400_000);
+        assert_eq!(Step::FiveMinutes.bucket(-1), -300_000);
+        assert_eq!(Step::parse("1h"), Some(Step::Hour));
+        assert_eq!(Step::parse("raw"), None);
+        for s in Step::ALL {
+            assert_eq!(Step::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn aggregate_adds_each_reading_to_its_bucket_at_every_step() {
+        let h = 3_600_000;
+        let rows = [
+            reading(11, 10 * h, 0.30),
+            reading(12, 10 * h + 60_000, 0.10),
+            reading(13, 10 * h + 300_000, 0.50),
+            // Late: an hour earlier, its own buckets.
+            reading(14, 9 * h + 1, 0.20),
+        ];
+        let (b, skipped) = aggregate(10, &rows);
+        assert!(skipped.is_empty());
+        assert_eq!((b.from, b.to, b.readings), (10, 14, 4));
+        let get = |step: Step, bucket: Millis| {
+            b.deltas
+                .iter()
+                .find(|d| d.key.step == step && d.key.bucket == bucket)
+                .map(|d| d.agg)
+                .unwrap()
+        };
+        let first = get(Step::FiveMinutes, 10 * h);
+        assert_eq!((first.min, first.max, first.count), (0.10, 0.30, 2));
+        assert!((first.sum - 0.40).abs() < 1e-12);
+        assert_eq!(get(Step::FiveMinutes, 10 * h + 300_000).count, 1);
+        let hour = get(Step::Hour, 10 * h);
+        assert_eq!((hour.min, hour.max, hour.count), (0.10, 0.50, 3));
+        assert_eq!(get(Step::Hour, 9 * h).count, 1);
+        let day = get(Step::Day, 0);
+        assert_eq!((day.min, day.max, day.count), (0.10, 0.50, 4));
+        // 5m: 3 buckets, 1h: 2, 1d: 1.
+        assert_eq!(b.deltas.len(), 6);
+    }
+
+    #[test]
+    fn a_non_finite_value_is_left_out_and_named() {
+        let (b, skipped) = aggregate(0, &[reading(1, 0, 0.3), reading(2, 0, f64::NAN)]);
+        assert_eq!(skipped, vec![2]);
+        assert_eq!((b.to, b.readings), (2, 1));
+        assert!(b.deltas.iter().all(|d| d.agg.count == 1));
+    }
+
+    #[test]
+    fn merge_combines_with_what_is_there_once_and_only_from_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open_writer(dir.path(), "normal").unwrap();
+        let (first, _) = aggregate(0, &[reading(1, 0, 0.3), reading(2, 1, 0.1)]);
+        let (second, _) = aggregate(2, &[reading(3, 2, 0.7)]);
+        let tx = conn.transaction().unwrap();
+        assert!(merge(&tx, &first).unwrap());
+        // The same batch again (or one read before `first` was merged): nothing changes.
+        assert!(!merge(&tx, &first).unwrap());
+        assert!(merge(&tx, &second).unwrap());
+        tx.commit().unwrap();
+        assert_eq!(cursor(&conn).unwrap(), 3);
+        let r = Range {
+            device: "wp-1".into(),
+            metric: None,
+            since: 0,
+            until: 10,
+            limit: 100,
+        };
+        let b = buckets(&conn, Step::FiveMinutes, &r).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].channel, None);
+        assert_eq!((b[0].agg.min, b[0].agg.max, b[0].agg.count), (0.1, 0.7, 3));
+        assert!((b[0].agg.sum - 1.1).abs() < 1e-12);
+        // Retention: buckets before the cutoff go, in chunks.
+        assert_eq!(prune(&conn, 1, 2).unwrap(), 2);
+        assert_eq!(prune(&conn, 1, 2).unwrap(), 1);
+        assert!(buckets(&conn, Step::Day, &r).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,377 @@
+//! Rollups on the manual clock and the real broker: readings with known values land in the
+//! right 5 min, 1 h and 1 day buckets (min, max, mean and count worked out here by hand), a
+//! late reading updates its old bucket, `step=auto` picks coarser steps for longer ranges,
+//! a restart counts nothing twice, and the rollups stay when retention prunes the raw readings.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{env, unique, wait_for, Api, InProcess, Publisher};
+use firewatch::clock::Clock;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+const MIN: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+
+/// Publishes `pressure_mpa` readings `(ts, value)` of a water-pressure device and waits until
+/// the broker took them all.
+async fn publish(device: &str, readings: &[(i64, f64)]) {
+    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    let topic = format!("fw/v1/b-{device}/water_pressure/{device}/telemetry");
+    for (ts, v) in readings {
+        p.send(
+            &topic,
+            json!({"ts": ts, "values": {"pressure_mpa": v}}).to_string(),
+        )
+        .await;
+    }
+    p.flush().await;
+}
+
+/// `GET /api/v1/devices/{device}/readings?{query}` as an array.
+async fn history(fw: &InProcess, device: &str, query: &str) -> Vec<Value> {
+    fw.get(&format!("/api/v1/devices/{device}/readings?{query}"))
+        .await
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+/// Readings counted in the buckets of `step` over all time.
+async fn counted(fw: &InProcess, device: &str, step: &str) -> i64 {
+    history(
+        fw,
+        device,
+        &format!("step={step}&since=0&until=9999999999999"),
+    )
+    .await
+    .iter()
+    .map(|b| b["count"].as_i64().unwrap())
+    .sum()
+}
+
+/// Waits until every step's buckets count `n` readings of `device`.
+async fn wait_counted(fw: &InProcess, device: &str, n: i64) {
+    wait_for(
+        &format!("{n} readings of {device} rolled up"),
+        WAIT,
+        || async {
+            for step in ["5m", "1h", "1d"] {
+                if counted(fw, device, step).await != n {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
+/// min, max, mean and count of `values`, worked out directly.
+fn by_hand(values: &[f64]) -> (f64, f64, f64, i64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    (min, max, mean, values.len() as i64)
+}
+
+/// The readings grouped into buckets of `width` ms, by bucket start.
+fn grouped(readings: &[(i64, f64)], width: i64) -> BTreeMap<i64, Vec<f64>> {
+    let mut g: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for (ts, v) in readings {
+        g.entry(ts.div_euclid(width) * width).or_default().push(*v);
+    }
+    g
+}
+
+/// Checks the buckets the API returns for `step` against the readings, bucket by bucket.
+async fn check_buckets(fw: &InProcess, device: &str, step: &str, width: i64, all: &[(i64, f64)]) {
+    let got = history(
+        fw,
+        device,
+        &format!("step={step}&since=0&until=9999999999999"),
+    )
+    .await;
+    let want = grouped(all, width);
+    assert_eq!(got.len(), want.len(), "{step} buckets: {got:?}");
+    for (b, (start, values)) in got.iter().zip(want.iter()) {
+        let (min, max, mean, count) = by_hand(values);
+        assert_eq!(b["ts"], firewatch::model::rfc3339(*start), "{step}: {b}");
+        assert_eq!(b["step"], step);
+        assert_eq!(b["metric"], "pressure_mpa");
+        assert_eq!(b["channel"], Value::Null);
+        assert_eq!(b["count"].as_i64().unwrap(), count, "{step}: {b}");
+        // Within 1e-9: values such as 0.20 + 4 × 0.01 are not exact in binary.
+        assert!(
+            (b["min"].as_f64().unwrap() - min).abs() < 1e-9,
+            "{step}: {b}, min {min}"
+        );
+        assert!(
+            (b["max"].as_f64().unwrap() - max).abs() < 1e-9,
+            "{step}: {b}, max {max}"
+        );
+        assert!(
+            (b["mean"].as_f64().unwrap() - mean).abs() < 1e-9,
+            "{step}: {b}, mean by hand {mean}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_land_in_their_buckets_and_a_late_one_updates_its_old_bucket() {
+    let fw = InProcess::start("").await;
+    let dev = unique("wp-rb");
+    // Two hours ago, on a whole hour: buckets are whole multiples of their step.
+    let h0 = fw.clock.now_ms().div_euclid(HOUR) * HOUR - 2 * HOUR;
+    let mut all = vec![
+        (h0, 0.30),
+        (h0 + MIN, 0.10),
+        (h0 + 4 * MIN, 0.50),
+        (h0 + 5 * MIN + 1, 0.20),
+        (h0 + HOUR, 0.40),
+    ];
+    publish(&dev, &all).await;
+    wait_counted(&fw, &dev, 5).await;
+    // 5m: {0.30, 0.10, 0.50} at h0 (min 0.10, max 0.50, mean 0.30), {0.20}, {0.40}.
+    let five = history(&fw, &dev, &format!("step=5m&since={h0}")).await;
+    assert_eq!(five.len(), 3, "{five:?}");
+    assert_eq!(five[0]["count"], 3);
+    assert_eq!(five[0]["min"], 0.10);
+    assert_eq!(five[0]["max"], 0.50);
+    assert!((five[0]["mean"].as_f64().unwrap() - 0.30).abs() < 1e-9);
+    // 1h: {0.30, 0.10, 0.50, 0.20} (mean 0.275) and {0.40}.
+    let hours = history(&fw, &dev, &format!("step=1h&since={h0}")).await;
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    assert_eq!(hours[0]["count"], 4);
+    assert!((hours[0]["mean"].as_f64().unwrap() - 0.275).abs() < 1e-9);
+    assert_eq!(hours[1]["count"], 1);
+    assert_eq!(hours[1]["min"], 0.40);
+    assert_eq!(hours[1]["ts"], firewatch::model::rfc3339(h0 + HOUR));
+    for (step, width) in [("5m", 5 * MIN), ("1h", HOUR), ("1d", DAY)] {
+        check_buckets(&fw, &dev, step, width, &all).await;
+    }
+
+    // A late reading, 30 s into the first bucket, after the later ones: it updates that bucket.
+    let late = (h0 + 30_000, 0.05);
+    publish(&dev, &[late]).await;
+    all.push(late);
+    wait_counted(&fw, &dev, 6).await;
+    let five = history(&fw, &dev, &format!("step=5m&since={h0}")).await;
+    assert_eq!(five[0]["count"], 4, "{five:?}");
+    assert_eq!(five[0]["min"], 0.05);
+    for (step, width) in [("5m", 5 * MIN), ("1h", HOUR), ("1d", DAY)] {
+        check_buckets(&fw, &dev, step, width, &all).await;
+    }
+
+    // Raw rows as before, and a short range without `step` answers with them.
+    let raw = history(&fw, &dev, &format!("step=raw&since={h0}")).await;
+    assert_eq!(raw.len(), 6);
+    assert_eq!(raw[0]["value"], 0.30);
+    assert_eq!(raw[1]["value"], 0.05, "oldest first, by device time");
+    let auto = history(&fw, &dev, &format!("since={h0}")).await;
+    assert_eq!(auto, raw);
+    // `metric=` filters buckets too.
+    assert!(history(&fw, &dev, "step=1h&since=0&metric=level_m")
+        .await
+        .is_empty());
+    let r = fw
+        .http
+        .get(format!("{}/api/v1/devices/{dev}/readings?step=2h", fw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("step"), "{body}");
+    assert_eq!(fw.metric("firewatch_rollup_backlog").await, 0.0);
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_picks_a_coarser_step_for_a_longer_range() {
+    let fw = InProcess::start("").await;
+    let dev = unique("wp-ra");
+    // Two days, one reading every 2 minutes: 1,440 readings, 576 five-minute buckets, 48 hours.
+    let start = fw.clock.now_ms().div_euclid(DAY) * DAY - 2 * DAY;
+    let all: Vec<(i64, f64)> = (0..1440)
+        .map(|i| (start + i * 2 * MIN, 0.30 + (i % 7) as f64 * 0.01))
+        .collect();
+    publish(&dev, &all).await;
+    wait_counted(&fw, &dev, 1440).await;
+    let range = format!("since={start}&until={}", start + 2 * DAY - 1);
+    let step_of = |rows: &[Value]| {
+        rows.first().map(|r| {
+            r.get("step")
+                .and_then(Value::as_str)
+                .unwrap_or("raw")
+                .to_owned()
+        })
+    };
+    let raw = history(&fw, &dev, &format!("{range}&limit=2000")).await;
+    assert_eq!((raw.len(), step_of(&raw).as_deref()), (1440, Some("raw")));
+    let five = history(&fw, &dev, &format!("{range}&limit=1000")).await;
+    assert_eq!((five.len(), step_of(&five).as_deref()), (576, Some("5m")));
+    let hours = history(&fw, &dev, &format!("{range}&limit=100")).await;
+    assert_eq!((hours.len(), step_of(&hours).as_deref()), (48, Some("1h")));
+    let days = history(&fw, &dev, &format!("{range}&limit=10")).await;
+    assert_eq!((days.len(), step_of(&days).as_deref()), (2, Some("1d")));
+    assert_eq!(days[0]["count"], 720);
+    // Too many even by the day: the coarsest step, cut at the limit.
+    let one = history(&fw, &dev, &format!("{range}&limit=1")).await;
+    assert_eq!((one.len(), step_of(&one).as_deref()), (1, Some("1d")));
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_survive_a_restart_without_double_counting() {
+    let mut fw = InProcess::start("").await;
+    let dev = unique("wp-rr");
+    let start = fw.clock.now_ms().div_euclid(HOUR) * HOUR - 20 * HOUR;
+    let all: Vec<(i64, f64)> = (0..1000)
+        .map(|i| (start + i * MIN, 0.20 + (i % 11) as f64 * 0.01))
+        .collect();
+    publish(&dev, &all[..600]).await;
+    fw.wait_messages(&dev, 600).await;
+    // Restart at once: the worker may be anywhere in these 600 readings.
+    fw.restart().await;
+    publish(&dev, &all[600..]).await;
+    fw.wait_messages(&dev, 1000).await;
+    wait_counted(&fw, &dev, 1000).await;
+    wait_for("no rollup backlog", WAIT, || async {
+        (fw.metric("firewatch_rollup_backlog").await == 0.0).then_some(())
+    })
+    .await;
+    for (step, width) in [("5m", 5 * MIN), ("1h", HOUR), ("1d", DAY)] {
+        check_buckets(&fw, &dev, step, width, &all).await;
+    }
+    // Once more, with nothing new: still exact.
+    fw.restart().await;
+    wait_for("the rollup cursor after the restart", WAIT, || async {
+        (fw.metric("firewatch_rollup_cursor").await > 0.0).then_some(())
+    })
+    .await;
+    for (step, width) in [("5m", 5 * MIN), ("1h", HOUR), ("1d", DAY)] {
+        check_buckets(&fw, &dev, step, width, &all).await;
+    }
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_stay_after_retention_prunes_the_raw_readings() {
+    let fw = InProcess::start("").await;
+    let dev = unique("wp-rp");
+    let t0 = fw.clock.now_ms().div_euclid(HOUR) * HOUR - HOUR;
+    let all: Vec<(i64, f64)> = (0..12)
+        .map(|i| (t0 + i * 5 * MIN, 0.25 + i as f64 * 0.01))
+        .collect();
+    publish(&dev, &all).await;
+    wait_counted(&fw, &dev, 12).await;
+    let range = format!("since={}&until={}", t0 - HOUR, t0 + 2 * HOUR);
+    assert_eq!(
+        history(&fw, &dev, &format!("step=raw&{range}")).await.len(),
+        12
+    );
+
+    // Past `storage.retention_days` (30): housekeeping prunes the readings (the newest reading
+    // of the store always stays, so another device reports once meanwhile).
+    fw.advance(31 * DAY).await;
+    let other = unique("wp-rp-other");
+    publish(&other, &[(fw.clock.now_ms(), 0.3)]).await;
+    fw.wait_messages(&other, 1).await;
+    fw.advance(11 * MIN).await;
+    wait_for("the raw readings pruned", WAIT, || async {
+        history(&fw, &dev, &format!("step=raw&{range}"))
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    for (step, width) in [("5m", 5 * MIN), ("1h", HOUR), ("1d", DAY)] {
+        check_buckets(&fw, &dev, step, width, &all).await;
+    }
+    // A range beyond the raw retention comes from the rollups.
+    let auto = history(&fw, &dev, &range).await;
+    assert_eq!(auto.len(), 12, "{auto:?}");
+    assert_eq!(auto[0]["step"], "5m");
+
+    // Past `storage.rollup_retention_days` (365) the rollups go as well.
+    fw.advance(335 * DAY).await;
+    wait_for("the rollups pruned", WAIT, || async {
+        (counted(&fw, &dev, "1d").await == 0).then_some(())
+    })
+    .await;
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_while_rolling_up_counts_every_stored_reading_once() {
+    // A private broker: the binary's persistent session redelivers after the kill, and no other
+    // test's traffic reaches it.
+    let broker = common::Mosquitto::start();
+    let mut fw = common::Firewatch::start(common::Options {
+        mqtt_url: Some(broker.url()),
+        ..Default::default()
+    })
+    .await;
+    let dev = unique("wp-rk");
+    let topic = format!("fw/v1/b-{dev}/water_pressure/{dev}/telemetry");
+    let start = common::wall_ms().div_euclid(HOUR) * HOUR - 10 * HOUR;
+    let n = 5000;
+    let mut p = Publisher::connect(&broker.url()).await;
+    for i in 0..n {
+        let payload = json!({"ts": start + i * 6_000, "seq": i, "values": {"pressure_mpa": 0.3}});
+        p.send(&topic, payload.to_string()).await;
+    }
+    wait_for("a first rollup batch merged", WAIT, || async {
+        (fw.metric("firewatch_rollup_cursor").await > 0.0).then_some(())
+    })
+    .await;
+    fw.kill9();
+    fw.restart().await;
+    p.flush().await;
+    let raw_count = || async {
+        fw.get(&format!(
+            "/api/v1/devices/{dev}/readings?step=raw&since=0&limit=100000"
+        ))
+        .await
+        .as_array()
+        .unwrap()
+        .len() as i64
+    };
+    let total = |step: &'static str| {
+        let (fw, dev) = (&fw, &dev);
+        async move {
+            fw.get(&format!(
+                "/api/v1/devices/{dev}/readings?step={step}&since=0"
+            ))
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum::<i64>()
+        }
+    };
+    // Every message is stored at least once (a redelivered one that `seq` cannot tell from a
+    // counter reset may be stored twice: ingest is at least once); whatever is stored, the
+    // rollups count exactly once.
+    let stored = wait_for("every reading stored and rolled up", WAIT, || async {
+        let raw = raw_count().await;
+        let idle = fw.metric("firewatch_rollup_backlog").await == 0.0;
+        (raw >= n && idle && total("1d").await == raw).then_some(raw)
+    })
+    .await;
+    for step in ["5m", "1h", "1d"] {
+        assert_eq!(
+            total(step).await,
+            stored,
+            "{step}: every stored reading once"
+        );
+    }
+    assert_eq!(raw_count().await, stored);
+}
