@@ -190,51 +190,9 @@ pub fn run(cfg: &Config, req: &Request, now: Millis) -> Result<String, String> {
         What::Alerts => {
             let from = now - i64::from(req.days.max(1)) * 86_400_000;
             let rows = store::reports::alerts(&c, from, now + 1, b).map_err(err)?;
-            let n = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_default();
-            let json_rows: Vec<Value> = rows
-                .iter()
-                .map(|r| {
-                    json!({"building": r.building, "severity": r.severity, "alerts": r.alerts,
-                       "acknowledged": r.acknowledged, "ack_median_s": r.ack_median_s,
-                       "ack_worst_s": r.ack_worst_s, "closed": r.closed,
-                       "close_median_s": r.close_median_s, "close_worst_s": r.close_worst_s,
-                       "sla_missed": r.sla_missed, "escalations": r.escalations,
-                       "workorders_overdue": r.workorders_overdue})
-                })
-                .collect();
-            let text_rows = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.building.clone(),
-                        r.severity.clone(),
-                        r.alerts.to_string(),
-                        r.acknowledged.to_string(),
-                        n(r.ack_median_s),
-                        n(r.ack_worst_s),
-                        r.closed.to_string(),
-                        n(r.close_median_s),
-                        n(r.close_worst_s),
-                        r.sla_missed.to_string(),
-                        r.escalations.to_string(),
-                        r.workorders_overdue.to_string(),
-                    ]
-                })
-                .collect();
-            let header = vec![
-                "building",
-                "severity",
-                "alerts",
-                "acknowledged",
-                "ack_median_s",
-                "ack_worst_s",
-                "closed",
-                "close_median_s",
-                "close_worst_s",
-                "sla_missed",
-                "escalations",
-                "workorders_overdue",
-            ];
+            let json_rows = rows.iter().map(store::reports::AlertRow::json).collect();
+            let text_rows = rows.iter().map(store::reports::AlertRow::cells).collect();
+            let header = store::reports::AlertRow::COLUMNS.to_vec();
             (Value::Array(json_rows), header, text_rows)
         }
     };

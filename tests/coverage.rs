@@ -103,9 +103,9 @@ kind = "electrical"
 
     // The same as gauges (on /metrics/coverage, not on the cheap /metrics).
     let online = format!("firewatch_building_devices_online{{building=\"{a}\"}}");
-    assert_eq!(gauge(&fw, &online).await, 1.0);
+    assert_eq!(fw.metric_at("/metrics/coverage", &online).await, 1.0);
     let missing = format!("firewatch_building_missing_kinds{{building=\"{b}\"}}");
-    assert_eq!(gauge(&fw, &missing).await, 1.0);
+    assert_eq!(fw.metric_at("/metrics/coverage", &missing).await, 1.0);
 
     // The same from the command line, read-only on the running service's store.
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +176,7 @@ kind = "electrical"
         (building(&c, &a)["online"] == 0).then_some(())
     })
     .await;
-    assert_eq!(gauge(&fw, &online).await, 0.0);
+    assert_eq!(fw.metric_at("/metrics/coverage", &online).await, 0.0);
     p.publish(&wp, json!({"values": {"pressure_mpa": 0.30}}).to_string())
         .await;
     common::wait_for("the monitor back online", WAIT, || async {
@@ -195,21 +195,4 @@ fn building<'a>(cov: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|b| b["building"] == id)
         .unwrap_or_else(|| panic!("{id} not in {cov}"))
-}
-
-/// One gauge of `/metrics/coverage`.
-async fn gauge(fw: &InProcess, name: &str) -> f64 {
-    let text = fw
-        .http
-        .get(format!("{}/metrics/coverage", fw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics/coverage: {text}"))
 }

@@ -7,7 +7,7 @@
 use super::{parse_time, read, ApiError, ApiResult, ApiState};
 use crate::inventory::table::csv;
 use crate::model::{rfc3339, Millis};
-use crate::store::reports::{self, AlertRow, DutyCheckRow, WorkorderRow};
+use crate::store::reports::{self, cell as num, AlertRow, DutyCheckRow, WorkorderRow};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -68,10 +68,6 @@ fn window(s: &ApiState, q: &HashMap<String, String>, filter: &str) -> Result<Win
     })
 }
 
-fn num(v: Option<f64>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
-}
-
 fn respond(
     w: &Window,
     header: &[&str],
@@ -95,49 +91,6 @@ fn respond(
     .into_response())
 }
 
-const ALERT_COLUMNS: &[&str] = &[
-    "building",
-    "severity",
-    "alerts",
-    "acknowledged",
-    "ack_median_s",
-    "ack_worst_s",
-    "closed",
-    "close_median_s",
-    "close_worst_s",
-    "sla_missed",
-    "escalations",
-    "workorders_overdue",
-];
-
-fn alert_json(r: &AlertRow) -> Value {
-    json!({
-        "building": r.building, "severity": r.severity, "alerts": r.alerts,
-        "acknowledged": r.acknowledged, "ack_median_s": r.ack_median_s,
-        "ack_worst_s": r.ack_worst_s, "closed": r.closed,
-        "close_median_s": r.close_median_s, "close_worst_s": r.close_worst_s,
-        "sla_missed": r.sla_missed, "escalations": r.escalations,
-        "workorders_overdue": r.workorders_overdue,
-    })
-}
-
-fn alert_csv(r: &AlertRow) -> Vec<String> {
-    vec![
-        r.building.clone(),
-        r.severity.clone(),
-        r.alerts.to_string(),
-        r.acknowledged.to_string(),
-        num(r.ack_median_s),
-        num(r.ack_worst_s),
-        r.closed.to_string(),
-        num(r.close_median_s),
-        num(r.close_worst_s),
-        r.sla_missed.to_string(),
-        r.escalations.to_string(),
-        r.workorders_overdue.to_string(),
-    ]
-}
-
 /// `GET /api/v1/reports/alerts`
 async fn alerts(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
     let w = window(&s, &q, "building")?;
@@ -146,11 +99,11 @@ async fn alerts(State(s): State<ApiState>, Query(q): Query<HashMap<String, Strin
         Ok(reports::alerts(c, from, until, b.as_deref())?)
     })
     .await?;
-    let csv_rows: Vec<Vec<String>> = rows.iter().map(alert_csv).collect();
+    let csv_rows: Vec<Vec<String>> = rows.iter().map(AlertRow::cells).collect();
     respond(
         &w,
-        ALERT_COLUMNS,
-        rows.iter().map(alert_json).collect(),
+        AlertRow::COLUMNS,
+        rows.iter().map(AlertRow::json).collect(),
         &csv_rows,
         "building",
     )

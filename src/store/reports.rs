@@ -5,6 +5,7 @@
 use super::Result;
 use crate::model::{Millis, Severity};
 use rusqlite::{params, Connection};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Median and worst of durations (ms), as seconds.
@@ -60,6 +61,62 @@ pub struct AlertRow {
     pub escalations: u64,
     /// Work orders raised for these alerts that went past their deadline unrectified.
     pub workorders_overdue: u64,
+}
+
+impl AlertRow {
+    /// The report's columns, in order (JSON keys and the CSV header).
+    pub const COLUMNS: &'static [&'static str] = &[
+        "building",
+        "severity",
+        "alerts",
+        "acknowledged",
+        "ack_median_s",
+        "ack_worst_s",
+        "closed",
+        "close_median_s",
+        "close_worst_s",
+        "sla_missed",
+        "escalations",
+        "workorders_overdue",
+    ];
+
+    /// The row as JSON.
+    pub fn json(&self) -> Value {
+        let r = self;
+        json!({
+            "building": r.building, "severity": r.severity, "alerts": r.alerts,
+            "acknowledged": r.acknowledged, "ack_median_s": r.ack_median_s,
+            "ack_worst_s": r.ack_worst_s, "closed": r.closed,
+            "close_median_s": r.close_median_s, "close_worst_s": r.close_worst_s,
+            "sla_missed": r.sla_missed, "escalations": r.escalations,
+            "workorders_overdue": r.workorders_overdue,
+        })
+    }
+
+    /// The row's cells, in [`AlertRow::COLUMNS`] order.
+    pub fn cells(&self) -> Vec<String> {
+        let r = self;
+        let num = cell;
+        vec![
+            r.building.clone(),
+            r.severity.clone(),
+            r.alerts.to_string(),
+            r.acknowledged.to_string(),
+            num(r.ack_median_s),
+            num(r.ack_worst_s),
+            r.closed.to_string(),
+            num(r.close_median_s),
+            num(r.close_worst_s),
+            r.sla_missed.to_string(),
+            r.escalations.to_string(),
+            r.workorders_overdue.to_string(),
+        ]
+    }
+}
+
+/// A report cell of an optional number: empty when there is none.
+pub fn cell(v: Option<f64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
 }
 
 /// The alerts report: alerts that fired in `[from, until)` (their first `fired` history

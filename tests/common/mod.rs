@@ -643,9 +643,14 @@ pub trait Api {
 
     /// One metric's value from `/metrics`.
     async fn metric(&self, name: &str) -> f64 {
+        self.metric_at("/metrics", name).await
+    }
+
+    /// One metric's value from the Prometheus text at `path` (`/metrics`, `/metrics/coverage`).
+    async fn metric_at(&self, path: &str, name: &str) -> f64 {
         let text = self
             .http()
-            .get(format!("{}/metrics", self.base()))
+            .get(format!("{}{path}", self.base()))
             .send()
             .await
             .unwrap()
@@ -655,7 +660,7 @@ pub trait Api {
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} not in /metrics"))
+            .unwrap_or_else(|| panic!("metric {name} not in {path}"))
     }
 
     /// Waits until an alert for (rule, device) satisfies `pred`; returns it.
