@@ -375,3 +375,56 @@ async fn a_sigkill_while_rolling_up_counts_every_stored_reading_once() {
     }
     assert_eq!(raw_count().await, stored);
 }
+
+/// One message of 300 channels is 300 readings and 900 bucket deltas in whichever pass reads
+/// it: more than one part (256 deltas), so the merge goes in parts, one commit each, with a
+/// look for a waiting event between two. Every channel still ends in its buckets once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_a_part_is_merged_in_parts_and_counted_once() {
+    let fw = InProcess::start("").await;
+    let dev = unique("wp-rp");
+    let ts = fw.clock.now_ms().div_euclid(HOUR) * HOUR - 3 * HOUR;
+    let values: serde_json::Map<String, Value> = (0..300)
+        .map(|i| (format!("c{i:03}"), json!(f64::from(i + 1) / 1024.0)))
+        .collect();
+    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    p.send(
+        &format!("fw/v1/b-{dev}/water_pressure/{dev}/telemetry"),
+        json!({"ts": ts, "values": {"pressure_mpa": values}}).to_string(),
+    )
+    .await;
+    p.flush().await;
+    wait_counted(&fw, &dev, 300).await;
+    for step in ["5m", "1h", "1d"] {
+        let rows = history(
+            &fw,
+            &dev,
+            &format!("step={step}&since=0&until=9999999999999"),
+        )
+        .await;
+        assert_eq!(rows.len(), 300, "{step}");
+        for r in &rows {
+            let ch = r["channel"].as_str().unwrap();
+            let i: f64 = ch[1..].parse().unwrap();
+            let v = (i + 1.0) / 1024.0;
+            assert_eq!(r["count"], 1, "{step} {ch}");
+            assert_eq!(
+                (r["min"].as_f64(), r["max"].as_f64()),
+                (Some(v), Some(v)),
+                "{step} {ch}"
+            );
+        }
+    }
+    // The worker counts a batch after the pipeline's answer, a moment after the commit that
+    // the history above already shows.
+    wait_for("the batch counted", WAIT, || async {
+        (fw.metric("firewatch_rollup_deltas_total").await >= 900.0).then_some(())
+    })
+    .await;
+    assert_eq!(fw.metric("firewatch_rollup_deltas_total").await, 900.0);
+    assert_eq!(fw.metric("firewatch_rollup_readings_total").await, 300.0);
+    // 900 deltas in at least ⌈900 / 256⌉ = 4 parts.
+    let parts = fw.metric("firewatch_rollup_parts_total").await;
+    assert!(parts >= 4.0, "{parts} parts");
+    fw.stop().await;
+}

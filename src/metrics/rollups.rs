@@ -15,6 +15,10 @@ pub mod names {
     pub const DELTAS: &str = "firewatch_rollup_deltas_total";
     /// Readings left out of the rollups (a value that is not finite).
     pub const SKIPPED: &str = "firewatch_rollup_readings_skipped_total";
+    /// Parts merged (a batch goes in parts of a bounded size).
+    pub const PARTS: &str = "firewatch_rollup_parts_total";
+    /// Times a merge stopped between parts for a waiting event.
+    pub const YIELDS: &str = "firewatch_rollup_yields_total";
 }
 
 /// The rollup worker's numbers.
@@ -30,6 +34,10 @@ pub struct Rollups {
     pub deltas: AtomicU64,
     /// Readings left out (not finite).
     pub skipped: AtomicU64,
+    /// Parts merged since the start.
+    pub parts: AtomicU64,
+    /// Merges that stopped between parts for a waiting event.
+    pub yields: AtomicU64,
 }
 
 impl Rollups {
@@ -65,6 +73,18 @@ impl Rollups {
                 "Readings left out of the rollups because their value is not finite.",
                 "counter",
                 self.skipped.load(Relaxed).to_string(),
+            ),
+            (
+                names::PARTS,
+                "Parts merged into the rollups (a batch of deltas goes in parts of at most 256, one look for a waiting event between two).",
+                "counter",
+                self.parts.load(Relaxed).to_string(),
+            ),
+            (
+                names::YIELDS,
+                "Times a rollup merge stopped between two parts because an event waited (it went first).",
+                "counter",
+                self.yields.load(Relaxed).to_string(),
             ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");

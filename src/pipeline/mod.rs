@@ -32,6 +32,7 @@ use crate::store::changes;
 use crate::store::commands::{self, Command, CommandError, CommandRequest};
 use crate::store::escalations;
 use crate::store::notifications::{self, Delivery};
+use crate::store::rollups::Merged;
 use crate::store::workorders::{self, Workorder, WorkorderError, WorkorderOp};
 use crate::store::{self, StoreError};
 use rusqlite::{Connection, Transaction};
@@ -258,6 +259,12 @@ pub struct Settings {
 const MAX_BATCH: usize = 8192;
 /// How often a batch looks for a waiting event (inputs).
 const PREEMPT_EVERY: usize = 64;
+/// Rollup deltas merged between two looks for a waiting event: about as long as
+/// [`PREEMPT_EVERY`] readings take.
+const ROLLUP_PART: usize = 256;
+/// Rollup parts per batch at most, when no event waits (amortises the commit over a few
+/// thousand upserts, and the readings' acks wait for no more).
+const ROLLUP_PARTS_PER_BATCH: usize = 16;
 const TICK: Duration = Duration::from_millis(250);
 const HOUSEKEEPING: Duration = Duration::from_secs(600);
 
@@ -474,6 +481,8 @@ impl Pipeline {
         let mut inputs = inputs.into_iter();
         let mut done = 0usize;
         let mut swap = None;
+        // Rollup parts merged in this batch, and whether an event waiting cut it short.
+        let (mut rollup_parts, mut cut) = (0usize, false);
         for input in inputs.by_ref() {
             done += 1;
             if done % PREEMPT_EVERY == 0 {
@@ -630,18 +639,51 @@ impl Pipeline {
                         store::northbound::set_aside(&tx, s)?;
                     }
                 }
-                Input::Rollup { batch, reply } => {
-                    let merged = store::rollups::merge(&tx, &batch)?;
-                    if !merged {
-                        tracing::warn!(
-                            from = batch.from,
-                            to = batch.to,
-                            "Rollup deltas do not start at the rollup cursor; not merged."
-                        );
+                Input::Rollup { mut batch, reply } => loop {
+                    let merged = store::rollups::merge(&tx, &mut batch, ROLLUP_PART)?;
+                    if merged != Merged::Stale {
+                        self.metrics.rollups.parts.fetch_add(1, Relaxed);
                     }
-                    b.rollup_replies.push((reply, merged));
-                }
+                    match merged {
+                        Merged::Part => {
+                            rollup_parts += 1;
+                            let waiting = priority.try_recv().ok();
+                            if rollup_parts < ROLLUP_PARTS_PER_BATCH && waiting.is_none() {
+                                continue;
+                            }
+                            // The rest in the next batches; an event that waits goes first,
+                            // and this batch commits now.
+                            carry.normal.push_back(Input::Rollup { batch, reply });
+                            if let Some(p) = waiting {
+                                self.metrics.rollups.yields.fetch_add(1, Relaxed);
+                                carry.priority.push_back(p);
+                                cut = true;
+                            }
+                            break;
+                        }
+                        Merged::Done => {
+                            b.rollup_replies.push((reply, true));
+                            break;
+                        }
+                        Merged::Stale => {
+                            tracing::warn!(
+                                from = batch.from,
+                                to = batch.to,
+                                "Rollup deltas do not start where the rollups stand; not merged."
+                            );
+                            b.rollup_replies.push((reply, false));
+                            break;
+                        }
+                    }
+                },
                 Input::Wake | Input::Shutdown => {}
+            }
+            if cut {
+                let rest: Vec<Input> = inputs.by_ref().collect();
+                for i in rest.into_iter().rev() {
+                    carry.normal.push_front(i);
+                }
+                break;
             }
         }
         let mut ticked_at = None;

@@ -1,13 +1,15 @@
 //! The rollup worker: keeps the rollups (`store::rollups`) up to date as readings arrive.
 //!
 //! It reads the readings after the persisted rollup cursor (`meta.rollup_cursor`) through a
-//! read-only connection, at most [`BATCH`] at a time, adds them up into per-bucket deltas in
-//! memory (min, max, sum, count at 5 min, 1 h and 1 day) and hands them, with the new cursor,
+//! read-only connection, at most [`BATCH`] at a time, adds them up as it reads into per-bucket
+//! deltas (min, max, sum, count at 5 min, 1 h and 1 day) and hands them, with the new cursor,
 //! to the store's only writer (the pipeline thread) through a [`DeltaReport`]. The pipeline
-//! merges them and moves the cursor in one transaction, and answers after its commit; only
-//! then does the worker read on. So the hot path of ingest gains no per-reading work (one
-//! upsert per bucket touched, a few per device and pass), a crash between read and commit
-//! only means the same readings are read again, and none is counted twice.
+//! merges them in parts of a bounded size, one part per commit, so an alarm's commit never
+//! waits behind a whole batch; it moves the cursor with the last part and answers after that
+//! commit; only then does the worker read on. So the hot path of ingest gains no per-reading
+//! work (one upsert per bucket touched, a few per device and pass). A crash between parts
+//! means the same readings are read again and merging goes on after the last part that
+//! committed (`store::rollups::Position`): none is counted twice.
 //!
 //! While readings arrive it makes a pass every [`INTERVAL`]; a backlog (after an upgrade, or
 //! readings that arrived faster than a pass takes) goes in full batches one after the other.
@@ -21,11 +23,15 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-/// Readings read and added up per pass at most (bounds the worker's memory: at most three
-/// deltas per reading).
-pub const BATCH: usize = 50_000;
-/// Pause between passes that found less than a full batch.
-pub const INTERVAL: Duration = Duration::from_millis(500);
+/// Readings read and added up per pass at most. It bounds the worker's memory: the readings
+/// are added up as they are read, into at most three deltas each (about 60 bytes apiece) and
+/// each series' name once, so a pass holds a few MB even when every reading is of another
+/// device.
+pub const BATCH: usize = 20_000;
+/// Pause between passes that found less than a full batch. A pass costs the store's writer one
+/// upsert per bucket touched, whatever the readings in it: one series reporting every second
+/// costs three upserts per pass, not three per reading.
+pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the worker hands a batch of deltas: the store's single writer, which answers on the
 /// sender after its commit whether it merged them. Returns `false` when that writer is gone.
@@ -105,21 +111,29 @@ impl Worker {
     /// Rolls up until cancelled (the readings not rolled up yet stay in the store for the next
     /// start).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RollupError> {
-        let mut cursor = self.blocking(rollups::cursor).await?;
-        self.metrics.rollups.cursor.store(cursor, Relaxed);
-        tracing::info!(cursor, "Rolling up readings.");
+        let mut at = self.blocking(rollups::position).await?;
+        self.metrics.rollups.cursor.store(at.cursor, Relaxed);
+        match at.pending {
+            Some((to, merged)) => tracing::info!(
+                cursor = at.cursor,
+                to,
+                merged,
+                "Rolling up readings; first the rest of a batch merged in part."
+            ),
+            None => tracing::info!(cursor = at.cursor, "Rolling up readings."),
+        }
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let from = cursor;
+            let from = at;
             let (batch, skipped, max_id, read): Pass = self
                 .blocking(move |c| {
-                    let rows = rollups::readings_after(c, from, BATCH)?;
-                    let (batch, skipped) = rollups::aggregate(from, &rows);
-                    Ok((batch, skipped, store::max_reading_id(c)?, rows.len()))
+                    let (batch, skipped, read) = rollups::read_batch(c, from, BATCH)?;
+                    Ok((batch, skipped, store::max_reading_id(c)?, read))
                 })
                 .await?;
+            let cursor = at.cursor;
             self.metrics
                 .rollups
                 .backlog
@@ -141,18 +155,21 @@ impl Worker {
                 // stopped, so the answer comes also while shutting down).
                 match rx.await {
                     Ok(true) => {
-                        cursor = to;
+                        at = rollups::Position {
+                            cursor: to,
+                            pending: None,
+                        };
                         let m = &self.metrics.rollups;
-                        m.cursor.store(cursor, Relaxed);
-                        m.backlog.store((max_id - cursor).max(0), Relaxed);
+                        m.cursor.store(to, Relaxed);
+                        m.backlog.store((max_id - to).max(0), Relaxed);
                         m.readings.fetch_add(readings, Relaxed);
                         m.deltas.fetch_add(deltas as u64, Relaxed);
                         m.skipped.fetch_add(skipped.len() as u64, Relaxed);
                     }
                     Ok(false) => {
-                        // Not where the store's cursor is: read on from there.
-                        cursor = self.blocking(rollups::cursor).await?;
-                        self.metrics.rollups.cursor.store(cursor, Relaxed);
+                        // Not where the store stands: read on from there.
+                        at = self.blocking(rollups::position).await?;
+                        self.metrics.rollups.cursor.store(at.cursor, Relaxed);
                         continue;
                     }
                     Err(_) => return Ok(()),

@@ -530,6 +530,13 @@ pub fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
+/// Removes a `meta` value.
+pub fn delete_meta(conn: &Connection, key: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?
+        .execute([key])?;
+    Ok(())
+}
+
 /// Largest reading id (0 when empty).
 pub fn max_reading_id(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT ifnull(max(id), 0) FROM readings", [], |r| r.get(0))?)

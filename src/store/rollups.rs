@@ -4,10 +4,11 @@
 //! count of the readings whose device time falls into the bucket. They are kept as data
 //! arrives, not computed at query time: the rollup worker (`src/rollup/`) reads the readings
 //! after a persisted cursor (`meta.rollup_cursor`) through a read-only connection, adds them up
-//! into per-bucket [`Delta`]s in memory and hands them, as one [`Batch`], to the store's only
-//! writer, which [`merge`]s them (min of mins, max of maxes, sum + sum, count + count) and moves
-//! the cursor in the same transaction. A batch is merged only when it starts at the persisted
-//! cursor, so a reading is counted exactly once across crashes and restarts. A late or
+//! as it reads ([`read_batch`], [`Aggregator`]) into per-bucket [`Delta`]s and hands them, as
+//! one [`Batch`], to the store's only writer, which [`merge`]s them (min of mins, max of maxes,
+//! sum + sum, count + count) in parts, recording its progress with each part, and moves the
+//! cursor with the last. A part is merged only when the batch starts where the rollups stand
+//! ([`Position`]), so a reading is counted exactly once across crashes and restarts. A late or
 //! out-of-order reading lands in the bucket of its own device time.
 //!
 //! Buckets start at multiples of their step since the Unix epoch: `1d` buckets are UTC days.
@@ -125,31 +126,37 @@ impl Agg {
     }
 }
 
-/// Where a delta goes: one bucket of one series at one step.
+/// One series: a device's metric on one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
+pub struct Series {
     /// Device.
     pub device: String,
     /// Metric.
     pub metric: String,
     /// Channel; `None` for a value without one.
     pub channel: Option<String>,
+}
+
+/// What some readings add to one bucket of one series at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delta {
+    /// Index into [`Batch::series`].
+    pub series: u32,
     /// Resolution.
     pub step: Step,
     /// Bucket start.
     pub bucket: Millis,
-}
-
-/// What some readings add to one bucket.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delta {
-    /// The bucket.
-    pub key: Key,
     /// What they add.
     pub agg: Agg,
 }
 
 /// The rollup worker's hand-over: the deltas of the readings with ids in `(from, to]`.
+///
+/// The single writer merges it in parts of a bounded size ([`merge`]), one part per
+/// transaction, so that no commit waits behind a large batch; `merged` says how many deltas
+/// are in. Between parts the progress is persisted with the part (`meta.rollup_pending_*`): a
+/// batch cut short by a crash is read again over exactly the same readings, which add up to
+/// the same deltas in the same order, and merging goes on after the last part that committed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Batch {
     /// The cursor the readings were read after (the persisted cursor when they were read).
@@ -158,66 +165,178 @@ pub struct Batch {
     pub to: i64,
     /// How many readings they are.
     pub readings: u64,
-    /// One per bucket touched (at every step).
+    /// The series the deltas touch, in key order.
+    pub series: Vec<Series>,
+    /// One per bucket touched (at every step), in (series, step, bucket) order.
     pub deltas: Vec<Delta>,
+    /// Deltas already merged (a prefix of `deltas`).
+    pub merged: usize,
 }
 
-/// A reading as the rollup worker reads it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    /// Reading id (the cursor).
-    pub id: i64,
-    /// Device time.
-    pub ts: Millis,
-    /// Device.
-    pub device: String,
-    /// Metric.
-    pub metric: String,
-    /// Channel.
-    pub channel: Option<String>,
-    /// Value.
-    pub value: f64,
+/// Adds readings up into per-bucket deltas as they are read, one at a time: the memory it
+/// holds grows with the buckets touched (each series' name once), not with the readings.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    index: HashMap<String, u32>,
+    series: Vec<Series>,
+    aggs: HashMap<(u32, Step, Millis), Agg>,
+    name: String,
+    skipped: Vec<i64>,
+    readings: u64,
+    last: Option<i64>,
 }
 
-/// Adds up `rows` (readings after `from`, in id order) into one [`Batch`]: a delta per bucket
-/// touched at every [`Step`]. A reading with a non-finite value (which decoding never lets
-/// through) would spoil min, max and sum for good: it is left out, and returned by id.
-pub fn aggregate(from: i64, rows: &[Reading]) -> (Batch, Vec<i64>) {
-    let mut map: HashMap<Key, Agg> = HashMap::new();
-    let mut skipped = Vec::new();
-    let mut counted = 0u64;
-    for r in rows {
-        if !r.value.is_finite() {
-            skipped.push(r.id);
-            continue;
+impl Aggregator {
+    /// Adds one reading (in id order). A reading with a non-finite value (which decoding never
+    /// lets through) would spoil min, max and sum for good: it is left out, and named by
+    /// [`Aggregator::finish`].
+    pub fn add(
+        &mut self,
+        id: i64,
+        ts: Millis,
+        device: &str,
+        metric: &str,
+        channel: Option<&str>,
+        value: f64,
+    ) {
+        self.last = Some(id);
+        if !value.is_finite() {
+            self.skipped.push(id);
+            return;
         }
-        counted += 1;
+        self.readings += 1;
+        // One lookup key per series, built in a reused buffer: no allocation per reading.
+        self.name.clear();
+        for part in [device, metric, channel.unwrap_or("")] {
+            self.name.push_str(part);
+            self.name.push('\0');
+        }
+        self.name.push(if channel.is_some() { '1' } else { '0' });
+        let series = match self.index.get(self.name.as_str()) {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
+                self.series.push(Series {
+                    device: device.to_owned(),
+                    metric: metric.to_owned(),
+                    channel: channel.map(str::to_owned),
+                });
+                self.index.insert(self.name.clone(), i);
+                i
+            }
+        };
         for step in Step::ALL {
-            let key = Key {
-                device: r.device.clone(),
-                metric: r.metric.clone(),
-                channel: r.channel.clone(),
-                step,
-                bucket: step.bucket(r.ts),
-            };
-            map.entry(key)
-                .and_modify(|a| a.merge(&Agg::of(r.value)))
-                .or_insert_with(|| Agg::of(r.value));
+            self.aggs
+                .entry((series, step, step.bucket(ts)))
+                .and_modify(|a| a.merge(&Agg::of(value)))
+                .or_insert_with(|| Agg::of(value));
         }
     }
-    let mut deltas: Vec<Delta> = map
-        .into_iter()
-        .map(|(key, agg)| Delta { key, agg })
-        .collect();
-    // In key order: the merge then walks the table's primary key in order.
-    deltas.sort_by(|a, b| a.key.cmp(&b.key));
-    let batch = Batch {
-        from,
-        to: rows.last().map_or(from, |r| r.id),
-        readings: counted,
-        deltas,
+
+    /// The batch of the readings after `from` added so far, and the readings left out (by id).
+    pub fn finish(self, from: i64) -> (Batch, Vec<i64>) {
+        // Series in key order, deltas in (series, step, bucket) order: the same readings always
+        // give the same batch, and the merge walks the table's key in order.
+        let mut order: Vec<usize> = (0..self.series.len()).collect();
+        order.sort_by(|&a, &b| self.series[a].cmp(&self.series[b]));
+        let mut rank = vec![0u32; order.len()];
+        for (pos, &old) in order.iter().enumerate() {
+            rank[old] = u32::try_from(pos).unwrap_or(u32::MAX);
+        }
+        let mut slots: Vec<Option<Series>> = self.series.into_iter().map(Some).collect();
+        let series = order.iter().filter_map(|&old| slots[old].take()).collect();
+        let mut deltas: Vec<Delta> = self
+            .aggs
+            .into_iter()
+            .map(|((s, step, bucket), agg)| Delta {
+                series: rank[s as usize],
+                step,
+                bucket,
+                agg,
+            })
+            .collect();
+        deltas.sort_by_key(|d| (d.series, d.step, d.bucket));
+        let batch = Batch {
+            from,
+            to: self.last.unwrap_or(from),
+            readings: self.readings,
+            series,
+            deltas,
+            merged: 0,
+        };
+        (batch, self.skipped)
+    }
+}
+
+/// `meta` keys of a batch merged in part: its last reading id, and how many of its deltas are
+/// in. Absent when no batch is half merged.
+pub const PENDING_TO: &str = "rollup_pending_to";
+/// See [`PENDING_TO`].
+pub const PENDING_MERGED: &str = "rollup_pending_merged";
+
+/// Where the rollups stand: the cursor, and a batch merged in part `(to, merged)`, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// The last reading id merged entirely.
+    pub cursor: i64,
+    /// A batch of the readings in `(cursor, to]` of which `merged` deltas are in.
+    pub pending: Option<(i64, usize)>,
+}
+
+/// The persisted [`Position`].
+pub fn position(conn: &Connection) -> Result<Position> {
+    let pending = match (
+        super::get_meta(conn, PENDING_TO)?,
+        super::get_meta(conn, PENDING_MERGED)?,
+    ) {
+        (Some(to), Some(merged)) => Some((to, usize::try_from(merged).unwrap_or(0))),
+        _ => None,
     };
-    (batch, skipped)
+    Ok(Position {
+        cursor: cursor(conn)?,
+        pending,
+    })
+}
+
+/// Reads and adds up the next batch from `at`: the readings of its pending batch again, when
+/// there is one, else at most `limit` readings after its cursor. Returns the batch (its
+/// `merged` where the pending one stood), the readings left out, and the rows read.
+pub fn read_batch(
+    conn: &Connection,
+    at: Position,
+    limit: usize,
+) -> Result<(Batch, Vec<i64>, usize)> {
+    let (until, limit) = match at.pending {
+        Some((to, _)) => (to, i64::MAX),
+        None => (i64::MAX, i64::try_from(limit).unwrap_or(i64::MAX)),
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, ts, device, metric, channel, value FROM readings
+         WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![at.cursor, until, limit])?;
+    let mut agg = Aggregator::default();
+    let mut read = 0usize;
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| {
+            r.get_ref(i)?.as_str_or_null().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+        };
+        let (device, metric, channel) = (text(2)?.unwrap_or(""), text(3)?.unwrap_or(""), text(4)?);
+        agg.add(r.get(0)?, r.get(1)?, device, metric, channel, r.get(5)?);
+        read += 1;
+    }
+    let (mut batch, skipped) = agg.finish(at.cursor);
+    if let Some((to, merged)) = at.pending {
+        batch.to = to;
+        batch.merged = merged;
+    }
+    Ok((batch, skipped, read))
 }
 
 /// The persisted cursor (0 before the first merge).
@@ -225,36 +344,30 @@ pub fn cursor(conn: &Connection) -> Result<i64> {
     Ok(super::get_meta(conn, CURSOR)?.unwrap_or(0))
 }
 
-/// Readings after `cursor`, oldest first, at most `limit`.
-pub fn readings_after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<Reading>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, ts, device, metric, channel, value FROM readings
-         WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(
-        params![cursor, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |r| {
-            Ok(Reading {
-                id: r.get(0)?,
-                ts: r.get(1)?,
-                device: r.get(2)?,
-                metric: r.get(3)?,
-                channel: r.get(4)?,
-                value: r.get(5)?,
-            })
-        },
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+/// What [`merge`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// The batch does not start where the rollups stand (one read before another was merged,
+    /// or the same one twice): nothing changed.
+    Stale,
+    /// A part is in; the rest goes in later transactions.
+    Part,
+    /// The last part is in and the cursor moved to `batch.to`.
+    Done,
 }
 
-/// Merges `batch` into the rollups and moves the cursor to `batch.to`, in `tx`. Only when the
-/// persisted cursor is `batch.from`: otherwise (a batch read before another one was merged)
-/// nothing changes and `false` comes back, so no reading is counted twice.
-pub fn merge(tx: &Transaction<'_>, batch: &Batch) -> Result<bool> {
-    let at = cursor(tx)?;
-    if at != batch.from || batch.to < batch.from {
-        return Ok(false);
+/// Merges the next at most `max` deltas of `batch` into the rollups, in `tx`, and records how
+/// far it got: the cursor moves to `batch.to` with the last part. Only when the batch starts
+/// at the persisted position (its cursor, and the part merged before): otherwise nothing
+/// changes and [`Merged::Stale`] comes back, so no reading is counted twice.
+pub fn merge(tx: &Transaction<'_>, batch: &mut Batch, max: usize) -> Result<Merged> {
+    let at = position(tx)?;
+    let expected = (batch.merged > 0).then_some((batch.to, batch.merged));
+    if at.cursor != batch.from || batch.to < batch.from || at.pending != expected {
+        return Ok(Merged::Stale);
     }
+    let start = batch.merged.min(batch.deltas.len());
+    let end = start.saturating_add(max.max(1)).min(batch.deltas.len());
     let mut stmt = tx.prepare_cached(
         "INSERT INTO rollups (device, step, bucket, metric, channel, min, max, sum, count)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -262,22 +375,35 @@ pub fn merge(tx: &Transaction<'_>, batch: &Batch) -> Result<bool> {
              min = min(rollups.min, excluded.min), max = max(rollups.max, excluded.max),
              sum = rollups.sum + excluded.sum, count = rollups.count + excluded.count",
     )?;
-    for d in &batch.deltas {
-        let k = &d.key;
+    for d in &batch.deltas[start..end] {
+        let Some(s) = batch.series.get(d.series as usize) else {
+            return Err(super::StoreError::Corrupt {
+                what: "rollup batch",
+                err: format!("delta names series {} of {}", d.series, batch.series.len()),
+            });
+        };
         stmt.execute(params![
-            k.device,
-            k.step.ms(),
-            k.bucket,
-            k.metric,
-            k.channel.as_deref().unwrap_or(""),
+            s.device,
+            d.step.ms(),
+            d.bucket,
+            s.metric,
+            s.channel.as_deref().unwrap_or(""),
             d.agg.min,
             d.agg.max,
             d.agg.sum,
             d.agg.count
         ])?;
     }
+    batch.merged = end;
+    if end < batch.deltas.len() {
+        super::set_meta(tx, PENDING_TO, batch.to)?;
+        super::set_meta(tx, PENDING_MERGED, i64::try_from(end).unwrap_or(i64::MAX))?;
+        return Ok(Merged::Part);
+    }
+    super::delete_meta(tx, PENDING_TO)?;
+    super::delete_meta(tx, PENDING_MERGED)?;
     super::set_meta(tx, CURSOR, batch.to)?;
-    Ok(true)
+    Ok(Merged::Done)
 }
 
 /// Deletes up to `limit` buckets that start before `cutoff`; returns how many went.
@@ -489,15 +615,19 @@ pub fn auto_step(conn: &Connection, r: &Range) -> Result<Option<Step>> {
 mod tests {
     use super::*;
 
-    fn reading(id: i64, ts: Millis, value: f64) -> Reading {
-        Reading {
-            id,
-            ts,
-            device: "wp-1".into(),
-            metric: "pressure_mpa".into(),
-            channel: None,
-            value,
+    /// (id, ts, value) of device `wp-1`'s `pressure_mpa`.
+    type R = (i64, Millis, f64);
+
+    fn reading(id: i64, ts: Millis, value: f64) -> R {
+        (id, ts, value)
+    }
+
+    fn aggregate(from: i64, rows: &[R]) -> (Batch, Vec<i64>) {
+        let mut a = Aggregator::default();
+        for &(id, ts, v) in rows {
+            a.add(id, ts, "wp-1", "pressure_mpa", None, v);
         }
+        a.finish(from)
     }
 
     #[test]
@@ -533,7 +663,7 @@ mod tests {
         let get = |step: Step, bucket: Millis| {
             b.deltas
                 .iter()
-                .find(|d| d.key.step == step && d.key.bucket == bucket)
+                .find(|d| d.step == step && d.bucket == bucket)
                 .map(|d| d.agg)
                 .unwrap()
         };
@@ -562,13 +692,15 @@ mod tests {
     fn merge_combines_with_what_is_there_once_and_only_from_the_cursor() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = super::super::open_writer(dir.path(), "normal").unwrap();
-        let (first, _) = aggregate(0, &[reading(1, 0, 0.3), reading(2, 1, 0.1)]);
-        let (second, _) = aggregate(2, &[reading(3, 2, 0.7)]);
+        let first = aggregate(0, &[reading(1, 0, 0.3), reading(2, 1, 0.1)]);
+        let second = aggregate(2, &[reading(3, 2, 0.7)]);
+        let (mut first, mut second) = (first.0, second.0);
         let tx = conn.transaction().unwrap();
-        assert!(merge(&tx, &first).unwrap());
+        assert_eq!(merge(&tx, &mut first, 100).unwrap(), Merged::Done);
         // The same batch again (or one read before `first` was merged): nothing changes.
-        assert!(!merge(&tx, &first).unwrap());
-        assert!(merge(&tx, &second).unwrap());
+        first.merged = 0;
+        assert_eq!(merge(&tx, &mut first, 100).unwrap(), Merged::Stale);
+        assert_eq!(merge(&tx, &mut second, 100).unwrap(), Merged::Done);
         tx.commit().unwrap();
         assert_eq!(cursor(&conn).unwrap(), 3);
         let r = Range {
@@ -587,5 +719,123 @@ mod tests {
         assert_eq!(prune(&conn, 1, 2).unwrap(), 2);
         assert_eq!(prune(&conn, 1, 2).unwrap(), 1);
         assert!(buckets(&conn, Step::Day, &r).unwrap().is_empty());
+    }
+
+    /// Every bucket of `conn`, in key order.
+    /// One `rollups` row: the key, then min, max, sum and count.
+    type Row = (String, i64, i64, String, String, f64, f64, f64, i64);
+
+    fn all(conn: &Connection) -> Vec<Row> {
+        let mut stmt = conn
+            .prepare("SELECT device, step, bucket, metric, channel, min, max, sum, count FROM rollups ORDER BY 1, 2, 3, 4, 5")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap()
+    }
+
+    fn insert_readings(conn: &Connection, n: i64) {
+        for id in 1..=n {
+            let (device, channel) = (
+                format!("wp-{}", id % 7),
+                (id % 3 == 0).then(|| format!("c{}", id % 2)),
+            );
+            conn.execute(
+                "INSERT INTO readings (id, ts, device, metric, channel, value)
+                 VALUES (?1, ?2, ?3, 'pressure_mpa', ?4, ?5)",
+                params![id, id * 97_000, device, channel, (id % 11) as f64 / 10.0],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_batch_merged_in_parts_and_cut_short_ends_as_if_merged_at_once() {
+        let (one, parts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut whole = super::super::open_writer(one.path(), "normal").unwrap();
+        let mut cut = super::super::open_writer(parts.path(), "normal").unwrap();
+        insert_readings(&whole, 400);
+        insert_readings(&cut, 400);
+
+        // At once.
+        let (mut b, _, read) = read_batch(&whole, position(&whole).unwrap(), 1000).unwrap();
+        assert_eq!((read, b.to, b.merged), (400, 400, 0));
+        let tx = whole.transaction().unwrap();
+        assert_eq!(merge(&tx, &mut b, usize::MAX).unwrap(), Merged::Done);
+        tx.commit().unwrap();
+
+        // In parts of 7, the batch dropped after three of them (a crash), then read again.
+        let (mut b, _, _) = read_batch(&cut, position(&cut).unwrap(), 1000).unwrap();
+        let total = b.deltas.len();
+        assert!(total > 30, "{total} deltas");
+        for _ in 0..3 {
+            let tx = cut.transaction().unwrap();
+            assert_eq!(merge(&tx, &mut b, 7).unwrap(), Merged::Part);
+            tx.commit().unwrap();
+        }
+        let at = position(&cut).unwrap();
+        assert_eq!(
+            at,
+            Position {
+                cursor: 0,
+                pending: Some((400, 21))
+            }
+        );
+        // Readings that arrived since are not part of the batch read again.
+        cut.execute(
+            "INSERT INTO readings (id, ts, device, metric, channel, value)
+             VALUES (401, 0, 'wp-1', 'pressure_mpa', NULL, 9.0)",
+            [],
+        )
+        .unwrap();
+        let (mut again, _, read) = read_batch(&cut, at, 1000).unwrap();
+        assert_eq!(
+            (read, again.to, again.merged, again.deltas.len()),
+            (400, 400, 21, total)
+        );
+        // A fresh batch from the cursor is refused while the part-merged one is pending.
+        let (mut fresh, _, _) = read_batch(
+            &cut,
+            Position {
+                cursor: 0,
+                pending: None,
+            },
+            1000,
+        )
+        .unwrap();
+        let tx = cut.transaction().unwrap();
+        assert_eq!(merge(&tx, &mut fresh, 7).unwrap(), Merged::Stale);
+        let mut parts_merged = 0;
+        loop {
+            parts_merged += 1;
+            match merge(&tx, &mut again, 7).unwrap() {
+                Merged::Part => {}
+                Merged::Done => break,
+                Merged::Stale => panic!("stale"),
+            }
+        }
+        tx.commit().unwrap();
+        assert_eq!(parts_merged, (total - 21).div_ceil(7));
+        assert_eq!(
+            position(&cut).unwrap(),
+            Position {
+                cursor: 400,
+                pending: None
+            }
+        );
+        assert_eq!(all(&whole), all(&cut));
     }
 }
