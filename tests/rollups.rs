@@ -427,3 +427,110 @@ async fn a_batch_larger_than_a_part_is_merged_in_parts_and_counted_once() {
     assert!(parts >= 4.0, "{parts} parts");
     fw.stop().await;
 }
+
+/// `GET {path}` as text, after checking the status and the content type.
+async fn body_text(fw: &InProcess, path: &str) -> String {
+    let r = fw
+        .http
+        .get(format!("{}{path}", fw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    assert_eq!(
+        r.headers()[reqwest::header::CONTENT_TYPE],
+        "application/json",
+        "{path}"
+    );
+    r.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_its_bytes_and_auto_keeps_to_a_point_budget_without_a_limit() {
+    let fw = InProcess::start("").await;
+    let dev = unique("wp-rj");
+    // Six days, a reading every 150 s: 3,456 readings, 1,728 five-minute buckets (both more
+    // than the 1,500 points of `auto` without a limit), 144 hours, 6 days. The values repeat
+    // every 4 readings (0.25, 0.375, 0.5, 0.625): the means are 0.3125 and 0.5625 per five
+    // minutes and 0.4375 per hour and day, so every number of the answers is short and exact in
+    // binary, and the text parses back to the same numbers.
+    let start = fw.clock.now_ms().div_euclid(DAY) * DAY - 6 * DAY;
+    let all: Vec<(i64, f64)> = (0..3456)
+        .map(|i| (start + i * 150_000, 0.25 + (i % 4) as f64 * 0.125))
+        .collect();
+    publish(&dev, &all).await;
+    wait_counted(&fw, &dev, 3456).await;
+    let path = |q: &str| {
+        format!(
+            "/api/v1/devices/{dev}/readings?since={start}&until={}{q}",
+            start + 6 * DAY - 1
+        )
+    };
+
+    let mut seen = Vec::new();
+    for (q, rows, step) in [
+        // No limit: the budget picks the hours.
+        ("", 144, "1h"),
+        // An explicit limit as before: the finest resolution that fits it.
+        ("&limit=2000", 1728, "5m"),
+        ("&limit=1500", 144, "1h"),
+        ("&limit=10000", 3456, "raw"),
+        ("&step=5m", 1728, "5m"),
+        ("&step=1d", 6, "1d"),
+    ] {
+        let text = body_text(&fw, &path(q)).await;
+        let v: Vec<Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(v.len(), rows, "{q}");
+        assert_eq!(
+            v[0].get("step").and_then(Value::as_str).unwrap_or("raw"),
+            step,
+            "{q}"
+        );
+        // The text is what serde_json writes for these values: no spaces, the fields in name
+        // order, numbers in their shortest form, no NaN.
+        assert_eq!(text, serde_json::to_string(&v).unwrap(), "{q}");
+        assert!(!text.contains("NaN") && !text.contains("inf"), "{q}");
+        seen.push(text);
+    }
+    let first_hour = &seen[0][..seen[0].find('}').unwrap() + 1];
+    assert_eq!(
+        first_hour,
+        format!(
+            r#"[{{"channel":null,"count":24,"max":0.625,"mean":0.4375,"metric":"pressure_mpa","min":0.25,"step":"1h","ts":"{}"}}"#,
+            firewatch::model::rfc3339(start)
+        )
+    );
+    let first_raw = &seen[3][..seen[3].find('}').unwrap() + 1];
+    assert_eq!(
+        first_raw,
+        format!(
+            r#"[{{"channel":null,"metric":"pressure_mpa","ts":"{}","value":0.25}}"#,
+            firewatch::model::rfc3339(start)
+        )
+    );
+    // The budget answers the same as an explicit limit of 1,500.
+    assert_eq!(seen[0], seen[2]);
+    for (step, width) in [("5m", 5 * MIN), ("1h", HOUR), ("1d", DAY)] {
+        check_buckets(&fw, &dev, step, width, &all).await;
+    }
+
+    // A day fits the budget: raw readings, as before rollups existed.
+    let day = history(
+        &fw,
+        &dev,
+        &format!("since={start}&until={}", start + DAY - 1),
+    )
+    .await;
+    assert_eq!(day.len(), 576);
+    assert!(day[0].get("step").is_none(), "{}", day[0]);
+    // An empty range is an empty array.
+    assert_eq!(
+        body_text(
+            &fw,
+            &format!("/api/v1/devices/{dev}/readings?since=0&until=1000")
+        )
+        .await,
+        "[]"
+    );
+    fw.stop().await;
+}

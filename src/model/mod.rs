@@ -499,8 +499,73 @@ impl BuildingClass {
     }
 }
 
-/// Formats epoch milliseconds as RFC 3339 UTC with millisecond precision.
+/// Formats epoch milliseconds as RFC 3339 UTC with millisecond precision
+/// (`2026-11-29T09:30:00.000Z`); outside the years 0000 to 9999, whatever the `time` crate
+/// writes, or the number itself where it has no date.
 pub fn rfc3339(ms: Millis) -> String {
+    match rfc3339_bytes(ms) {
+        Some(b) => b.iter().copied().map(char::from).collect(),
+        None => rfc3339_by_time(ms),
+    }
+}
+
+/// The first and last millisecond of the years 0000 to 9999.
+const RFC3339_FAST: std::ops::RangeInclusive<Millis> = -62_167_219_200_000..=253_402_300_799_999;
+
+/// [`rfc3339`] as its 24 ASCII bytes, worked out with integer arithmetic (no formatter, no
+/// allocation): a device history writes one per row. `None` outside the years 0000 to 9999.
+pub fn rfc3339_bytes(ms: Millis) -> Option<[u8; 24]> {
+    if !RFC3339_FAST.contains(&ms) {
+        return None;
+    }
+    let days = ms.div_euclid(86_400_000);
+    let of_day = ms.rem_euclid(86_400_000);
+    // Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            // `v % 10` is a digit: the range check above bounds every field.
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3_600_000);
+    put(14, 2, of_day / 60_000 % 60);
+    put(17, 2, of_day / 1_000 % 60);
+    put(20, 3, of_day % 1_000);
+    Some(b)
+}
+
+/// Epoch milliseconds that serialize as their [`rfc3339`] string, without allocating one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub Millis);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match rfc3339_bytes(self.0) {
+            Some(b) => match std::str::from_utf8(&b) {
+                Ok(text) => s.serialize_str(text),
+                Err(_) => s.serialize_str(&rfc3339_by_time(self.0)),
+            },
+            None => s.serialize_str(&rfc3339_by_time(self.0)),
+        }
+    }
+}
+
+/// [`rfc3339`] through the `time` crate's formatter.
+fn rfc3339_by_time(ms: Millis) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
         Ok(t) => {
@@ -539,6 +604,69 @@ mod tests {
             parse_rfc3339("2026-11-29T09:30:00+08:00"),
             Some(1_795_915_800_000)
         );
+    }
+
+    #[test]
+    fn the_fast_rfc3339_writes_what_the_time_crate_writes() {
+        let fast = |ms: Millis| {
+            let b = rfc3339_bytes(ms).unwrap();
+            String::from_utf8(b.to_vec()).unwrap()
+        };
+        let (first, last) = (*RFC3339_FAST.start(), *RFC3339_FAST.end());
+        let mut edges = vec![
+            0,
+            -1,
+            1,
+            999,
+            86_399_999,
+            86_400_000,
+            1_795_908_600_123,
+            // 2000-02-29, 2100-03-01 (no leap day), 2400-02-29 and the days around them.
+            951_782_400_000,
+            4_107_542_400_000,
+            13_574_563_200_000,
+            first,
+            first + 1,
+            last,
+            last - 1,
+        ];
+        // Every day of 1896 to 2104 at a time of day that moves, and some instants all over
+        // the range (a fixed linear congruential sequence).
+        let day: Millis = 86_400_000;
+        let mut ms = -2_335_219_200_000;
+        while ms < 4_260_211_200_000 {
+            edges.push(ms + (ms / day).rem_euclid(day));
+            ms += day;
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let span = (last - first) as u64;
+            edges.push(first + (x % span) as i64);
+        }
+        for ms in edges {
+            assert_eq!(fast(ms), rfc3339_by_time(ms), "{ms}");
+            assert_eq!(rfc3339(ms), rfc3339_by_time(ms), "{ms}");
+            assert_eq!(
+                serde_json::to_string(&Rfc3339(ms)).unwrap(),
+                format!("\"{}\"", rfc3339_by_time(ms))
+            );
+        }
+        // Outside the years 0000 to 9999: what the `time` crate writes, or the number.
+        for ms in [first - 1, last + 1, i64::MIN, i64::MAX] {
+            assert_eq!(rfc3339_bytes(ms), None);
+            assert_eq!(rfc3339(ms), rfc3339_by_time(ms));
+            assert_eq!(
+                serde_json::to_string(&Rfc3339(ms)).unwrap(),
+                format!("\"{}\"", rfc3339_by_time(ms))
+            );
+        }
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(first), "0000-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -464,61 +464,138 @@ pub struct Bucket {
     pub agg: Agg,
 }
 
+/// A raw reading as [`each_raw`] hands it over: borrowed from the SQLite row, nothing copied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawReadingRef<'a> {
+    /// Device time.
+    pub ts: Millis,
+    /// Metric.
+    pub metric: &'a str,
+    /// Channel.
+    pub channel: Option<&'a str>,
+    /// Value.
+    pub value: f64,
+}
+
+/// A bucket as [`each_bucket`] hands it over: borrowed from the SQLite row, nothing copied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketRef<'a> {
+    /// Bucket start.
+    pub ts: Millis,
+    /// Metric.
+    pub metric: &'a str,
+    /// Channel.
+    pub channel: Option<&'a str>,
+    /// Its readings.
+    pub agg: Agg,
+}
+
+/// Column `i` of `row` as text borrowed from SQLite.
+fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str> {
+    row.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+            .into()
+    })
+}
+
 /// The raw readings of `r`, oldest first.
 pub fn raw(conn: &Connection, r: &Range) -> Result<Vec<RawReading>> {
+    let mut out = Vec::new();
+    each_raw(conn, r, |x| {
+        out.push(RawReading {
+            ts: x.ts,
+            metric: x.metric.to_owned(),
+            channel: x.channel.map(str::to_owned),
+            value: x.value,
+        });
+    })?;
+    Ok(out)
+}
+
+/// Hands the raw readings of `r`, oldest first, to `f` one by one, straight from the statement
+/// (a cached one, reading only the columns the history shows); returns how many.
+pub fn each_raw(
+    conn: &Connection,
+    r: &Range,
+    mut f: impl FnMut(RawReadingRef<'_>),
+) -> Result<usize> {
     let mut stmt = conn.prepare_cached(
         "SELECT ts, metric, channel, value FROM readings
          WHERE device = ?1 AND ts >= ?2 AND ts <= ?3 AND (?4 IS NULL OR metric = ?4)
          ORDER BY ts, id LIMIT ?5",
     )?;
-    let rows = stmt.query_map(
-        params![r.device, r.since, r.until, r.metric, r.limit],
-        |row| {
-            Ok(RawReading {
-                ts: row.get(0)?,
-                metric: row.get(1)?,
-                channel: row.get(2)?,
-                value: row.get(3)?,
-            })
-        },
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    let mut rows = stmt.query(params![r.device, r.since, r.until, r.metric, r.limit])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        let channel = match row.get_ref(2)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(text(row, 2)?),
+        };
+        f(RawReadingRef {
+            ts: row.get(0)?,
+            metric: text(row, 1)?,
+            channel,
+            value: row.get(3)?,
+        });
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// The buckets of `step` that overlap `r` (from the one holding `since`), oldest first, each
 /// instant's metrics and channels in name order.
 pub fn buckets(conn: &Connection, step: Step, r: &Range) -> Result<Vec<Bucket>> {
+    let mut out = Vec::new();
+    each_bucket(conn, step, r, |b| {
+        out.push(Bucket {
+            ts: b.ts,
+            metric: b.metric.to_owned(),
+            channel: b.channel.map(str::to_owned),
+            agg: b.agg,
+        });
+    })?;
+    Ok(out)
+}
+
+/// Hands the buckets of [`buckets`] to `f` one by one, straight from the statement (a cached
+/// one: a range is one contiguous read of the primary key); returns how many.
+pub fn each_bucket(
+    conn: &Connection,
+    step: Step,
+    r: &Range,
+    mut f: impl FnMut(BucketRef<'_>),
+) -> Result<usize> {
     let mut stmt = conn.prepare_cached(
         "SELECT bucket, metric, channel, min, max, sum, count FROM rollups
          WHERE device = ?1 AND step = ?2 AND bucket >= ?3 AND bucket <= ?4
            AND (?5 IS NULL OR metric = ?5)
          ORDER BY bucket, metric, channel LIMIT ?6",
     )?;
-    let rows = stmt.query_map(
-        params![
-            r.device,
-            step.ms(),
-            step.bucket(r.since),
-            r.until,
-            r.metric,
-            r.limit
-        ],
-        |row| {
-            let channel: String = row.get(2)?;
-            Ok(Bucket {
-                ts: row.get(0)?,
-                metric: row.get(1)?,
-                channel: (!channel.is_empty()).then_some(channel),
-                agg: Agg {
-                    min: row.get(3)?,
-                    max: row.get(4)?,
-                    sum: row.get(5)?,
-                    count: row.get(6)?,
-                },
-            })
-        },
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    let mut rows = stmt.query(params![
+        r.device,
+        step.ms(),
+        step.bucket(r.since),
+        r.until,
+        r.metric,
+        r.limit
+    ])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        let channel = text(row, 2)?;
+        f(BucketRef {
+            ts: row.get(0)?,
+            metric: text(row, 1)?,
+            channel: (!channel.is_empty()).then_some(channel),
+            agg: Agg {
+                min: row.get(3)?,
+                max: row.get(4)?,
+                sum: row.get(5)?,
+                count: row.get(6)?,
+            },
+        });
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// How many buckets of `step` [`buckets`] would return without its limit, counted up to
