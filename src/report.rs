@@ -132,7 +132,7 @@ pub fn run(cfg: &Config, req: &Request, now: Millis) -> Result<String, String> {
             (json!(cov), header, rows)
         }
         What::Devices | What::Quality => {
-            let mut devices = inventory::devices(&c, &registry, &rules, b, now).map_err(err)?;
+            let mut devices = inventory::devices(&c, &registry, &rules, b).map_err(err)?;
             if req.what == What::Quality {
                 devices.retain(|d| d["quality"].as_array().is_some_and(|q| !q.is_empty()));
             }

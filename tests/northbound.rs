@@ -4,7 +4,8 @@
 //!
 //! Delivery is at least once: a record may arrive twice (after a reconnect or a retry), so the
 //! tests dedupe by the idempotency key and then require every record of the store's change
-//! feed (alerts and devices), each once or more, in change-id order.
+//! feed (alerts and devices), and with readings included every reading, each once or more, in
+//! id order.
 
 #![allow(clippy::unwrap_used)]
 
@@ -248,6 +249,211 @@ async fn alerts_and_device_changes_reach_the_upstream_broker_in_order_across_its
     wait_for("connected again, no backlog", T, || async {
         let up = fw.metric(connected).await == 1.0;
         (up && fw.metric(backlog).await == 0.0).then_some(())
+    })
+    .await;
+    fw.stop().await;
+}
+
+/// The readings in the store, in id order.
+fn store_readings(dir: &Path) -> Vec<firewatch::store::SpoolRow> {
+    let conn = firewatch::store::open_reader(dir).unwrap();
+    firewatch::store::spool_after(&conn, 0, 1_000_000).unwrap()
+}
+
+/// Checks the reading records upstream against the store: a copy of a record (a batch sent
+/// again) is identical to its first arrival, the first arrivals are the store's readings in id
+/// order (up to the newest of `mine`, the test's own devices; the shared broker brings other
+/// tests' readings too), each as stored. Returns the first arrivals and the number of copies.
+fn check_readings(
+    dir: &Path,
+    got: &[(String, Value)],
+    mine: &[&str],
+) -> (Vec<(String, Value)>, usize) {
+    let readings: Vec<(String, Value)> = got
+        .iter()
+        .filter(|(_, r)| r["type"] == "reading")
+        .cloned()
+        .collect();
+    let mut by_key: std::collections::HashMap<String, &(String, Value)> = Default::default();
+    for r in &readings {
+        let key = r.1["key"].as_str().unwrap().to_owned();
+        if let Some(first) = by_key.insert(key, r) {
+            assert_eq!(first, r, "a copy differs from its first arrival");
+        }
+    }
+    let firsts = dedupe(&readings, "key");
+    let store = store_readings(dir);
+    let last_mine = store
+        .iter()
+        .filter(|r| mine.contains(&r.device.as_str()))
+        .map(|r| r.id)
+        .max()
+        .unwrap();
+    let want: Vec<&firewatch::store::SpoolRow> =
+        store.iter().filter(|r| r.id <= last_mine).collect();
+    assert!(
+        firsts.len() >= want.len(),
+        "{} of {}",
+        firsts.len(),
+        want.len()
+    );
+    for ((topic, r), w) in firsts.iter().zip(&want) {
+        assert_eq!(
+            r["key"],
+            format!("firewatch:reading:{}", w.id),
+            "in id order: {r}"
+        );
+        assert_eq!(r["id"], w.id);
+        assert_eq!(
+            topic,
+            &format!("city/v1/{}/reading/{}", w.building, w.device)
+        );
+        assert_eq!(
+            (&r["building"], &r["device"], &r["kind"], &r["metric"]),
+            (
+                &json!(w.building),
+                &json!(w.device),
+                &json!(w.kind),
+                &json!(w.metric)
+            ),
+            "{r}"
+        );
+        assert_eq!(r["channel"], json!(w.channel));
+        assert_eq!(r["value"].as_f64(), Some(w.value));
+        assert_eq!(r["at"], firewatch::model::rfc3339(w.ts));
+    }
+    (firsts, readings.len() - by_key.len())
+}
+
+/// Publishes message `seq` of the test's two devices: a pressure, and an electrical monitor's
+/// residual current and two temperatures (channels).
+async fn readings(p: &mut Publisher, b: &str, seq: u64) {
+    p.publish(
+        &format!("fw/v1/{b}/water_pressure/wp-{b}/telemetry"),
+        json!({"seq": seq, "values": {"pressure_mpa": 0.30 + seq as f64 / 1000.0}}).to_string(),
+    )
+    .await;
+    p.publish(
+        &format!("fw/v1/{b}/electrical/ef-{b}/telemetry"),
+        json!({"seq": seq, "values": {
+            "residual_current_ma": 100 + seq,
+            "temperature_c": {"L1": 30.0 + seq as f64 / 10.0, "L2": 28.0}
+        }})
+        .to_string(),
+    )
+    .await;
+}
+
+/// The values of one device and metric upstream, in arrival order of their first copies.
+fn values_of(firsts: &[(String, Value)], device: &str, metric: &str, ch: Value) -> Vec<f64> {
+    firsts
+        .iter()
+        .filter(|(_, r)| r["device"] == device && r["metric"] == metric && r["channel"] == ch)
+        .map(|(_, r)| r["value"].as_f64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_reach_the_upstream_broker_in_order_with_their_keys_across_its_outage() {
+    let mut broker = Mosquitto::start();
+    let upstream = Upstream::subscribe(&broker.url(), "city/v1/#").await;
+    let url = broker.url();
+    let target: NorthboundConfig = toml::from_str(&format!(
+        r#"
+        name = "city-readings"
+        url = "{url}"
+        topic = "city/v1/{{building}}/{{type}}/{{device}}"
+        include = ["alert", "device", "reading"]
+        batch = 8
+        timeout_s = 5
+        backoff_max_s = 2
+        "#
+    ))
+    .unwrap();
+    let batch = target.batch;
+    let fw = InProcess::start_with("", |c| c.northbound = vec![target]).await;
+    let dir = fw.store_dir().to_owned();
+    let connected = r#"firewatch_northbound_connected{target="city-readings"}"#;
+    let backlog = r#"firewatch_northbound_backlog_records{target="city-readings"}"#;
+    let failed = r#"firewatch_northbound_failed_total{target="city-readings"}"#;
+    let b = unique("nbr");
+    let (wp, ef) = (format!("wp-{b}"), format!("ef-{b}"));
+    let mine = [wp.as_str(), ef.as_str()];
+    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+
+    // Twelve messages of each device: 12 pressures and 36 electrical readings.
+    for seq in 1..=12 {
+        readings(&mut p, &b, seq).await;
+    }
+    fw.wait_messages(&ef, 12).await;
+    let mine_upstream = |n: usize| {
+        let upstream = &upstream;
+        move || async move {
+            let got = upstream.got();
+            let firsts = dedupe(
+                &got.iter()
+                    .filter(|(_, r)| r["type"] == "reading")
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                "key",
+            );
+            let count = firsts
+                .iter()
+                .filter(|(_, r)| mine.contains(&r["device"].as_str().unwrap_or("")))
+                .count();
+            (count == n).then_some(got)
+        }
+    };
+    let got = wait_for("the first 48 readings upstream", T, mine_upstream(48)).await;
+    let (firsts, _) = check_readings(&dir, &got, &mine);
+    assert_eq!(
+        values_of(&firsts, &wp, "pressure_mpa", Value::Null).len(),
+        12
+    );
+    assert_eq!(fw.metric(connected).await, 1.0);
+
+    // The upstream broker goes away; readings keep coming and wait in the store.
+    broker.stop();
+    for seq in 13..=24 {
+        readings(&mut p, &b, seq).await;
+    }
+    fw.wait_messages(&ef, 24).await;
+    wait_for("the readings held while the broker is down", T, || async {
+        let down = fw.metric(connected).await == 0.0;
+        (down && fw.metric(backlog).await >= 48.0).then_some(())
+    })
+    .await;
+    assert!(fw.metric(failed).await >= 1.0);
+
+    // Back: every reading once (after dedupe by key), in order, the copies only of batches
+    // sent again.
+    broker.restart();
+    let got = wait_for("all 96 readings upstream", T, mine_upstream(96)).await;
+    let (firsts, copies) = check_readings(&dir, &got, &mine);
+    let attempts_failed = fw.metric(failed).await as usize;
+    assert!(
+        copies <= batch * attempts_failed,
+        "{copies} copies from {attempts_failed} failed batches of {batch}"
+    );
+    let want = |f: fn(u64) -> f64| (1..=24).map(f).collect::<Vec<f64>>();
+    assert_eq!(
+        values_of(&firsts, &wp, "pressure_mpa", Value::Null),
+        want(|s| 0.30 + s as f64 / 1000.0)
+    );
+    assert_eq!(
+        values_of(&firsts, &ef, "residual_current_ma", Value::Null),
+        want(|s| 100.0 + s as f64)
+    );
+    assert_eq!(
+        values_of(&firsts, &ef, "temperature_c", json!("L1")),
+        want(|s| 30.0 + s as f64 / 10.0)
+    );
+    assert_eq!(
+        values_of(&firsts, &ef, "temperature_c", json!("L2")),
+        want(|_| 28.0)
+    );
+    wait_for("connected again", T, || async {
+        (fw.metric(connected).await == 1.0).then_some(())
     })
     .await;
     fw.stop().await;

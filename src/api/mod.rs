@@ -528,15 +528,8 @@ async fn list_devices(
         }
     }
     let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
-    let now = s.clock.now_ms();
     let list = read(&s, move |c| {
-        Ok(inventory::devices(
-            c,
-            &reg,
-            &rules,
-            building.as_deref(),
-            now,
-        )?)
+        Ok(inventory::devices(c, &reg, &rules, building.as_deref())?)
     })
     .await?;
     let out: Vec<Value> = list
@@ -549,10 +542,9 @@ async fn list_devices(
 
 async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
-    let now = s.clock.now_ms();
     let v = read(&s, move |c| {
         // A store failure is a 500, never "not found".
-        inventory::device(c, &reg, &rules, &id, now)?
+        inventory::device(c, &reg, &rules, &id)?
             .ok_or_else(|| ApiError::NotFound(format!("device {id} not found")))
     })
     .await?;
@@ -561,16 +553,14 @@ async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
 
 async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
     let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
-    let now = s.clock.now_ms();
-    let v = read(&s, move |c| Ok(inventory::buildings(c, &reg, &rules, now)?)).await?;
+    let v = read(&s, move |c| Ok(inventory::buildings(c, &reg, &rules)?)).await?;
     Ok(Json(v).into_response())
 }
 
 async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
-    let now = s.clock.now_ms();
     let v = read(&s, move |c| {
-        inventory::building(c, &reg, &rules, &id, now)?
+        inventory::building(c, &reg, &rules, &id)?
             .ok_or_else(|| ApiError::NotFound(format!("building {id} not found")))
     })
     .await?;

@@ -4,7 +4,7 @@
 //! town (接入率 / 在线率). Read-only: computed from the store's device records, the registry
 //! and the rules, for the API, `/metrics` and `firewatch report` alike.
 
-use crate::model::{rfc3339, Kind, Millis};
+use crate::model::{rfc3339, Kind};
 use crate::registry::Registry;
 use crate::rules::engine::DeviceRecord;
 use crate::rules::Rules;
@@ -34,7 +34,6 @@ pub fn device_json(
     reg: &Registry,
     rules: &Rules,
     open: i64,
-    now: Millis,
 ) -> Value {
     let entry = reg.device(id);
     let (building, kind) = match (rec, entry) {
@@ -80,8 +79,18 @@ pub fn device_json(
         "rejected": rec.map_or(0, |r| r.rejected),
         "lost": rec.map_or(0, |r| r.lost),
         "open_alerts": open,
-        "quality": rec.map(|r| r.quality(now)).unwrap_or_default(),
+        "quality": rec.map(|r| r.quality(&rules.quality)).unwrap_or_default(),
+        "quality_metrics": rec.map(|r| quality_metrics(r, rules)),
     })
+}
+
+/// Which values a device's `stuck` and `implausible` findings are about: `metric` or
+/// `metric.channel` keys, as in `last_values`.
+fn quality_metrics(rec: &DeviceRecord, rules: &Rules) -> Value {
+    let q = &rules.quality;
+    let stuck: Vec<&str> = rec.stuck(q).map(|(k, ..)| k).collect();
+    let implausible: Vec<&str> = rec.implausible(q).map(|(k, ..)| k).collect();
+    json!({"stuck": stuck, "implausible": implausible})
 }
 
 /// Every device of interest, by id: seen ones plus registered ones never seen, optionally of
@@ -91,7 +100,6 @@ pub fn devices(
     reg: &Registry,
     rules: &Rules,
     building: Option<&str>,
-    now: Millis,
 ) -> Result<Vec<Value>, StoreError> {
     let recs: BTreeMap<String, DeviceRecord> =
         store::device_records(c, building)?.into_iter().collect();
@@ -107,7 +115,7 @@ pub fn devices(
         .into_iter()
         .map(|id| {
             let open = open.get(id).copied().unwrap_or(0);
-            device_json(id, recs.get(id), reg, rules, open, now)
+            device_json(id, recs.get(id), reg, rules, open)
         })
         .collect())
 }
@@ -118,14 +126,13 @@ pub fn device(
     reg: &Registry,
     rules: &Rules,
     id: &str,
-    now: Millis,
 ) -> Result<Option<Value>, StoreError> {
     let rec: Option<DeviceRecord> = store::device_record(c, id)?;
     if rec.is_none() && reg.device(id).is_none() {
         return Ok(None);
     }
     let open = store::alerts::open_of_device(c, id)?;
-    Ok(Some(device_json(id, rec.as_ref(), reg, rules, open, now)))
+    Ok(Some(device_json(id, rec.as_ref(), reg, rules, open)))
 }
 
 /// A building summary (contract section 3) from its devices as [`devices`] shows them.
@@ -168,17 +175,12 @@ pub fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts
 }
 
 /// Every building's summary: the registered buildings and those only seen in messages.
-pub fn buildings(
-    c: &Connection,
-    reg: &Registry,
-    rules: &Rules,
-    now: Millis,
-) -> Result<Vec<Value>, StoreError> {
+pub fn buildings(c: &Connection, reg: &Registry, rules: &Rules) -> Result<Vec<Value>, StoreError> {
     let mut by: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for b in &reg.buildings {
         by.entry(b.id.clone()).or_default();
     }
-    for d in devices(c, reg, rules, None, now)? {
+    for d in devices(c, reg, rules, None)? {
         by.entry(d["building"].as_str().unwrap_or("").to_owned())
             .or_default()
             .push(d);
@@ -197,9 +199,8 @@ pub fn building(
     reg: &Registry,
     rules: &Rules,
     id: &str,
-    now: Millis,
 ) -> Result<Option<Value>, StoreError> {
-    let devices = devices(c, reg, rules, Some(id), now)?;
+    let devices = devices(c, reg, rules, Some(id))?;
     if devices.is_empty() && reg.building(id).is_none() {
         return Ok(None);
     }

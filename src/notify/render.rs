@@ -296,6 +296,20 @@ pub const RULES: &[RuleText] = &[
         "Have the maintenance contractor replace the battery",
     ),
     rule(
+        "device.stuck",
+        "传感器读数长时间不变",
+        "Sensor reading stuck",
+        "到现场对照仪表核实实际读数，检查传感器是否失效（水压读数为0时还要检查阀门是否关闭）",
+        "Compare with the instrument on site; check whether the sensor is dead (at a pressure of 0, also whether a valve is closed)",
+    ),
+    rule(
+        "device.implausible",
+        "传感器读数不合理",
+        "Implausible sensor reading",
+        "对照现场仪表核实读数，检查传感器量程、单位设置和接线",
+        "Compare with the instrument on site; check the sensor's range, unit setting and wiring",
+    ),
+    rule(
         "device.sensor_fault",
         "传感器故障/被拆",
         "Sensor fault or tamper",

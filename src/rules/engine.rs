@@ -10,7 +10,8 @@
 //! transaction as the messages that changed them ([`Engine::take_dirty`]) and restores them on
 //! start ([`Engine::restore`]).
 
-use super::{Direction, EventRule, Levels, RateRule, Rules, ThresholdRule};
+use super::quality::Band;
+use super::{Direction, EventRule, Levels, QualityRule, RateRule, Rules, ThresholdRule};
 pub use crate::model::alert::{Change, Transition};
 use crate::model::decode::Rejection;
 use crate::model::{Body, EventState, Kind, Message, Millis, Reason, Severity};
@@ -136,8 +137,13 @@ pub struct DeviceRecord {
     pub last_values: BTreeMap<String, f64>,
     /// Largest |device ts − receive time| of the latest message, ms.
     pub skew_ms: i64,
-    /// Since when the latest value has not changed (stuck detection).
+    /// Read from records written before [`DeviceRecord::held`]: since when none of the latest
+    /// values had changed. Taken over by `held` at the device's next telemetry; never written.
+    #[serde(default, skip_serializing)]
     pub unchanged_since: Option<Millis>,
+    /// Since when each latest value (by `metric` or `metric.channel`) has held (stuck detection).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, Millis>,
     /// Digests of the latest payloads that carried no `seq`, newest last: a redelivery by the
     /// broker (MQTT DUP flag) of one of them is recognised as a duplicate, also after a crash.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
@@ -175,6 +181,7 @@ impl DeviceRecord {
             last_values: BTreeMap::new(),
             skew_ms: 0,
             unchanged_since: None,
+            held: BTreeMap::new(),
             flaps: VecDeque::new(),
             flapping: false,
             recent: VecDeque::new(),
@@ -182,38 +189,83 @@ impl DeviceRecord {
         }
     }
 
-    /// Data-quality findings (contract section 4).
-    pub fn quality(&self, now: Millis) -> Vec<&'static str> {
-        let mut q = Vec::new();
+    /// Data-quality findings (contract section 4), with the plausible bands and stuck times of
+    /// `q`.
+    pub fn quality(&self, q: &QualityRule) -> Vec<&'static str> {
+        let mut f = Vec::new();
         if self.skew_ms.abs() > CLOCK_SKEW_MS {
-            q.push("clock_skew");
+            f.push("clock_skew");
         }
         if self.out_of_order > 0 {
-            q.push("out_of_order");
+            f.push("out_of_order");
         }
         if self.lost > 0 {
-            q.push("gaps");
+            f.push("gaps");
         }
         if self.lost > 0 && self.lost.saturating_mul(20) > self.messages.saturating_add(self.lost) {
-            q.push("loss_rate");
+            f.push("loss_rate");
         }
         if self.battery_pct.is_some_and(|b| b < LOW_BATTERY_PCT) {
-            q.push("low_battery");
+            f.push("low_battery");
         }
         if self.rssi_dbm.is_some_and(|r| r < WEAK_SIGNAL_DBM) {
-            q.push("weak_signal");
+            f.push("weak_signal");
         }
         if self.flapping {
-            q.push("flapping");
+            f.push("flapping");
         }
-        if let (Some(since), Some(interval)) = (self.unchanged_since, self.interval_s) {
-            let interval_ms = i64::try_from(interval).unwrap_or(i64::MAX / 2000) * 1000;
-            if now - since > STUCK_INTERVALS * interval_ms && now - since > STUCK_MIN_MS {
-                q.push("stuck");
-            }
+        if self.stuck(q).next().is_some() {
+            f.push("stuck");
         }
-        q
+        if self.implausible(q).next().is_some() {
+            f.push("implausible");
+        }
+        f
     }
+
+    /// The latest values (`metric` or `metric.channel`) outside their metric's plausible band,
+    /// with the value and the bound it passed.
+    pub fn implausible<'a>(
+        &'a self,
+        q: &'a QualityRule,
+    ) -> impl Iterator<Item = (&'a str, f64, f64)> + 'a {
+        self.last_values
+            .iter()
+            .filter_map(|(k, &v)| match q.check(metric_of(k), v) {
+                Band::Below(b) | Band::Above(b) => Some((k.as_str(), v, b)),
+                Band::Inside | Band::Floor => None,
+            })
+    }
+
+    /// The latest values that have held longer than their metric's stuck time, with the value,
+    /// since when it held and that stuck time (ms). A value holds up to the device's latest
+    /// sign of life: a device that falls silent is offline, not stuck.
+    pub fn stuck<'a>(
+        &'a self,
+        q: &'a QualityRule,
+    ) -> impl Iterator<Item = (&'a str, f64, Millis, Millis)> + 'a {
+        let last = self.last_seen;
+        let interval = self.interval_s;
+        self.held.iter().filter_map(move |(k, &since)| {
+            let v = *self.last_values.get(k)?;
+            let held = last? - since;
+            let limit = match q.stuck_s(metric_of(k)) {
+                Some(s) if s <= 0.0 => return None,
+                Some(s) => secs(s),
+                // The fallback: 48 announced intervals, and at least 6 h.
+                None => {
+                    let i = i64::try_from(interval?).unwrap_or(i64::MAX / 2000) * 1000;
+                    (STUCK_INTERVALS.saturating_mul(i)).max(STUCK_MIN_MS)
+                }
+            };
+            (held > limit).then_some((k.as_str(), v, since, limit))
+        })
+    }
+}
+
+/// The metric of a latest-value key (`metric` or `metric.channel`).
+fn metric_of(key: &str) -> &str {
+    key.split_once('.').map_or(key, |(m, _)| m)
 }
 
 /// A battery below this charge (%) is flagged `low_battery` (the `[battery]` rule alerts).
@@ -223,7 +275,8 @@ const LOW_BATTERY_PCT: f64 = 20.0;
 const WEAK_SIGNAL_DBM: f64 = -105.0;
 /// A device clock further off than this is flagged `clock_skew`.
 const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
-/// A value unchanged for this many intervals (and at least [`STUCK_MIN_MS`]) is flagged `stuck`.
+/// Fallback for a metric without a stuck time: a value unchanged for this many announced
+/// intervals (and more than [`STUCK_MIN_MS`]) is flagged `stuck`.
 const STUCK_INTERVALS: i64 = 48;
 const STUCK_MIN_MS: i64 = 6 * 3600 * 1000;
 /// Sequence numbers further back than this are a counter reset, not a duplicate.
@@ -650,7 +703,9 @@ impl Engine {
             Body::Telemetry(samples) => {
                 let rec = self.devices.get_mut(&msg.device);
                 if let Some(rec) = rec {
-                    let mut changed = false;
+                    // Records written before per-value times: their unchanged values held
+                    // since the device-wide time.
+                    let legacy = rec.unchanged_since.take();
                     for s in samples {
                         let key = match &s.channel {
                             Some(c) => format!("{}.{c}", s.metric),
@@ -663,11 +718,12 @@ impl Engine {
                             self.refused.values += 1;
                             continue;
                         }
-                        let prev = rec.last_values.insert(key, s.value);
-                        changed |= prev != Some(s.value);
-                    }
-                    if changed || rec.unchanged_since.is_none() {
-                        rec.unchanged_since = Some(now);
+                        let prev = rec.last_values.insert(key.clone(), s.value);
+                        if prev != Some(s.value) {
+                            rec.held.insert(key, now);
+                        } else {
+                            rec.held.entry(key).or_insert(legacy.unwrap_or(now));
+                        }
                     }
                 }
                 for s in samples {
@@ -705,6 +761,89 @@ impl Engine {
                 if let Some(pct) = st.battery_pct {
                     self.eval_battery(&msg.device, pct, msg.received, out);
                 }
+            }
+        }
+        // Any message may change the findings: new values, or a sign of life that makes a
+        // held value stuck.
+        self.eval_quality(&msg.device, now, out);
+    }
+
+    /// The `[quality]` alerts follow their findings: `device.implausible` while a latest value
+    /// is outside its plausible band, `device.stuck` while one has held past its stuck time.
+    /// One alert per device each; its value and detail are those of the first such value.
+    fn eval_quality(&mut self, id: &str, now: Millis, out: &mut Vec<Transition>) {
+        let rules = Arc::clone(&self.rules);
+        let q = &rules.quality;
+        let Some(rec) = self.devices.get(id) else {
+            return;
+        };
+        let implausible = rec.implausible(q).next().map(|(k, v, bound)| {
+            let side = if v < bound { "below" } else { "above" };
+            let (lo, hi) = q.band(metric_of(k));
+            let band = format!(
+                "{}–{}",
+                lo.map_or("…".into(), fmt_num),
+                hi.map_or("…".into(), fmt_num)
+            );
+            let detail = format!(
+                "{k} {} {side} its plausible band {band}: a sensor, range or unit fault",
+                fmt_num(v)
+            );
+            (v, bound, detail)
+        });
+        let stuck = rec.stuck(q).next().map(|(k, v, since, limit)| {
+            let floor = q.check(metric_of(k), v) == Band::Floor;
+            let mut detail = format!(
+                "{k} unchanged at {} for {} (stuck after {})",
+                fmt_num(v),
+                fmt_span(now - since),
+                fmt_span(limit)
+            );
+            if floor {
+                detail.push_str(
+                    ", at the floor of its plausible band: a dead sensor or a closed valve",
+                );
+            }
+            (v, limit as f64 / 1000.0, detail)
+        });
+        let (building, kind) = (rec.building.clone(), rec.kind);
+        for (rule, found) in [(&q.implausible_id, implausible), (&q.stuck_id, stuck)] {
+            let key = CondKey {
+                source: 'q',
+                rule: rule.clone(),
+                device: id.to_owned(),
+                channel: None,
+            };
+            match found {
+                Some((v, threshold, detail)) => {
+                    if let Some(c) = self.conds.get_mut(&key) {
+                        // Another value now: the alert tells of it when it clears. (Not the
+                        // growing duration of a stuck value: no write per message for that.)
+                        if c.value != Some(v) {
+                            c.value = Some(v);
+                            c.threshold = Some(threshold);
+                            c.detail = detail;
+                            self.dirty_conds.insert(key);
+                        }
+                        continue;
+                    }
+                    let c = Cond {
+                        phase: Phase::Pending,
+                        since: now,
+                        phase_since: now,
+                        value: Some(v),
+                        threshold: Some(threshold),
+                        notified: now,
+                        refreshed: now,
+                        severity: q.severity,
+                        building: building.clone(),
+                        kind,
+                        detail,
+                    };
+                    self.conds.insert(key.clone(), c);
+                    self.fire(&key, now, out);
+                }
+                None => self.clear(&key, now, out),
             }
         }
     }
@@ -1370,6 +1509,18 @@ fn fmt_num(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_owned()
+}
+
+/// A duration for messages: `90 min`, `26 h`, `3 d`.
+fn fmt_span(ms: Millis) -> String {
+    let min = ms / 60_000;
+    if min < 120 {
+        format!("{min} min")
+    } else if min < 72 * 60 {
+        format!("{} h", min / 60)
+    } else {
+        format!("{} d", min / (24 * 60))
+    }
 }
 
 fn threshold_text(r: &ThresholdRule, v: f64, level: f64) -> String {

@@ -9,14 +9,19 @@
 //!   without a further drop;
 //! - `[[event]]`: device events with `start`/`end`/`pulse`, an optional dwell (`hold_s`),
 //!   repeat while active (`repeat_s`), minimum confidence and expiry of events that never end;
-//! - `[offline]`: a device silent for `factor` × its interval.
+//! - `[offline]`: a device silent for `factor` × its interval;
+//! - `[battery]`: a device reporting a low battery;
+//! - `[quality]`: plausible bands and stuck times per metric ([`quality`]), raising
+//!   `device.implausible` and `device.stuck`.
 
 pub mod engine;
+pub mod quality;
 
 use crate::model::{BuildingClass, Kind, Severity};
 pub use crate::registry::Levels;
 use crate::registry::Registry;
 use crate::settings::{toml_problem, Problem};
+pub use quality::QualityRule;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -215,6 +220,9 @@ pub struct Rules {
     /// The low-battery rule.
     #[serde(default)]
     pub battery: BatteryRule,
+    /// Plausible bands, stuck times and the data-quality alerts.
+    #[serde(default)]
+    pub quality: QualityRule,
 }
 
 impl Rules {
@@ -279,6 +287,18 @@ impl Rules {
             "battery",
             None,
             "battery.id".into(),
+        ));
+        ids.push((
+            self.quality.stuck_id.as_str(),
+            "quality",
+            None,
+            "quality.stuck_id".into(),
+        ));
+        ids.push((
+            self.quality.implausible_id.as_str(),
+            "quality",
+            None,
+            "quality.implausible_id".into(),
         ));
         for (n, (id, ty, kind, key)) in ids.iter().enumerate() {
             if id.is_empty() {
@@ -417,6 +437,7 @@ impl Rules {
         if self.offline.factor < 1.0 {
             p.push(Problem::new("offline.factor", "must be at least 1"));
         }
+        p.extend(self.quality.validate());
         p
     }
 
@@ -465,6 +486,8 @@ impl Rules {
                 self.offline.id.as_str(),
                 self.offline.flapping_id.as_str(),
                 self.battery.id.as_str(),
+                self.quality.stuck_id.as_str(),
+                self.quality.implausible_id.as_str(),
             ])
             .collect()
     }
@@ -605,6 +628,9 @@ min_confidence = 2
         assert!((fast.offline.default_s[&Kind::Transmitter] - 9.0).abs() < 1e-9);
         assert!((fast.offline.battery_s - 1080.0).abs() < 1e-9);
         assert_eq!(fast.offline.factor, 3.0, "factor is not a time");
+        let stuck = fast.quality.stuck_s("pressure_mpa").unwrap();
+        assert!((stuck - 8640.0).abs() < 1e-9, "{stuck}");
+        assert_eq!(fast.quality.band("pressure_mpa"), (Some(0.0), Some(2.5)));
         assert!(scale_rule_times(&text, 0.0).is_err());
     }
 

@@ -209,6 +209,12 @@ impl H {
         self.status(T0 - MIN, building, kind, device, r#"{"interval_s": 86400}"#);
     }
 
+    /// The data-quality findings of a device.
+    fn quality(&self, device: &str) -> Vec<&'static str> {
+        let d = self.engine.device(device).unwrap();
+        d.quality(&self.engine.rules().quality)
+    }
+
     /// Hands the dirty state to `store`, as the pipeline does after every batch.
     fn persist(&mut self, store: &mut Store) {
         store.absorb(self.engine.take_dirty());
@@ -1871,8 +1877,8 @@ fn seq_duplicates_gaps_late_arrivals_and_resets() {
     assert_eq!((d.messages, d.rejected), (accepted, rejected));
     assert_eq!(d.out_of_order, 4);
     assert_eq!(d.max_seq, Some(3));
-    assert!(d.quality(T0).contains(&"gaps"));
-    assert!(d.quality(T0).contains(&"out_of_order"));
+    assert!(h.quality("wp-1").contains(&"gaps"));
+    assert!(h.quality("wp-1").contains(&"out_of_order"));
 }
 
 #[test]
@@ -2632,12 +2638,7 @@ fn a_device_that_flaps_is_reported_once_as_flapping() {
         )
     };
     check(&h.send(t, &status, down), &[flapping(Change::Fired)]);
-    assert!(h
-        .engine
-        .device("uitd-a")
-        .unwrap()
-        .quality(t)
-        .contains(&"flapping"));
+    assert!(h.quality("uitd-a").contains(&"flapping"));
     t += MIN;
     nothing(&h.send(t, &status, up));
     t += 10 * MIN;
@@ -2674,19 +2675,14 @@ fn a_low_battery_fires_once_and_clears_above_its_clear_level() {
         &h.send(T0, &status, r#"{"online": true, "battery_pct": 15}"#),
         &[battery(Change::Fired)],
     );
-    assert!(h
-        .engine
-        .device("uitd-a")
-        .unwrap()
-        .quality(T0)
-        .contains(&"low_battery"));
+    assert!(h.quality("uitd-a").contains(&"low_battery"));
     nothing(&h.send(T0 + MIN, &status, r#"{"battery_pct": 12}"#));
     nothing(&h.send(T0 + 2 * MIN, &status, r#"{"battery_pct": 22}"#));
     check(
         &h.send(T0 + 3 * MIN, &status, r#"{"battery_pct": 60}"#),
         &[battery(Change::Cleared)],
     );
-    assert!(h.engine.device("uitd-a").unwrap().quality(T0).is_empty());
+    assert!(h.quality("uitd-a").is_empty());
 }
 
 #[test]
@@ -2747,4 +2743,304 @@ fn devices_a_new_registry_lists_stop_counting_as_unregistered() {
     h.engine
         .set_registry(Arc::new(Registry::parse(open).unwrap()));
     assert!(h.offer(T0, &tel("wp-b"), p, false).is_ok());
+}
+
+// ---------------------------------------------------------------- stuck, implausible --------
+
+fn quality_alerts(got: &[Transition]) -> Vec<Want> {
+    got.iter()
+        .filter(|t| t.rule == "device.stuck" || t.rule == "device.implausible")
+        .map(Want::from)
+        .collect()
+}
+
+/// The issue's example: a water-pressure monitor reading 0.00 MPa for days. Failed before:
+/// without an announced `interval_s` nothing was ever stuck.
+#[test]
+fn a_pressure_of_zero_for_days_is_stuck_after_a_day_and_clears_when_it_moves() {
+    let mut h = H::new();
+    let mut store = Store::default();
+    let stuck = |change| {
+        want(
+            change,
+            "device.stuck",
+            "wp-1",
+            None,
+            Minor,
+            Some(0.0),
+            Some(86_400.0),
+        )
+    };
+    // Hourly 0.00 MPa, no status: a day holds still, the 25th hour is past it.
+    for hour in 0..=24 {
+        let got = h.pressure(T0 + hour * HOUR, "plain", "wp-1", 0.0);
+        assert_eq!(quality_alerts(&got), [], "hour {hour}");
+    }
+    assert!(!h.quality("wp-1").contains(&"stuck"));
+    let got = h.pressure(T0 + 25 * HOUR, "plain", "wp-1", 0.0);
+    assert_eq!(quality_alerts(&got), [stuck(Change::Fired)]);
+    let fired = got.iter().find(|t| t.rule == "device.stuck").unwrap();
+    assert!(
+        fired
+            .message
+            .contains("pressure_mpa unchanged at 0 for 25 h")
+            && fired.message.contains("floor of its plausible band"),
+        "{}",
+        fired.message
+    );
+    let q = h.quality("wp-1");
+    assert!(q.contains(&"stuck") && !q.contains(&"implausible"), "{q:?}");
+    h.persist(&mut store);
+
+    // Days more at 0.00, across a restart: the one alert stays, nothing fires again.
+    let mut h = h.restart(&store, T0 + 26 * HOUR);
+    for hour in 26..72 {
+        let got = h.pressure(T0 + hour * HOUR, "plain", "wp-1", 0.0);
+        assert_eq!(quality_alerts(&got), [], "hour {hour}");
+    }
+    let rules = h.engine.rules().quality.clone();
+    let d = h.engine.device("wp-1").unwrap();
+    let held: Vec<(&str, f64, Millis)> = d.stuck(&rules).map(|(k, v, s, _)| (k, v, s)).collect();
+    assert_eq!(
+        held,
+        [("pressure_mpa", 0.0, T0)],
+        "held since the first 0.00"
+    );
+
+    // The valve opened: the value moves and the alert clears.
+    let got = h.pressure(T0 + 72 * HOUR, "plain", "wp-1", 0.31);
+    assert_eq!(quality_alerts(&got), [stuck(Change::Cleared)]);
+    assert!(!h.quality("wp-1").contains(&"stuck"));
+}
+
+/// Pressure may hold still for hours, temperature hardly ever; an arc counter sits at 0 for
+/// ever; a transmitter's analog value falls back to 48 announced intervals and 6 h.
+#[test]
+fn stuck_times_are_per_metric() {
+    let mut h = H::new();
+    // Announced every 5 min: the old device-wide rule called 0.30 MPa stuck after 6 h.
+    h.status(
+        T0 - MIN,
+        "plain",
+        "water_pressure",
+        "wp-1",
+        r#"{"interval_s": 300}"#,
+    );
+    let ef = topic("plain", "electrical", "ef-1", "telemetry");
+    let mut got = Vec::new();
+    let mut t = T0;
+    let mut n = 0;
+    while t <= T0 + 12 * HOUR {
+        got.extend(h.pressure(t, "plain", "wp-1", 0.30));
+        // Residual current wanders, the temperature of L1 does not, L2 does.
+        let json = format!(
+            r#"{{"values": {{"residual_current_ma": {}, "arc_count": 0, "temperature_c": {{"L1": 31.0, "L2": {}}}}}}}"#,
+            110 + n % 5,
+            30.0 + f64::from(n % 3) / 10.0
+        );
+        got.extend(h.send(t, &ef, &json));
+        t += 30 * MIN;
+        n += 1;
+    }
+    // L1 held 6 h at T0 + 6 h, past it at the next reading.
+    let fired: Vec<&Transition> = got.iter().filter(|t| t.rule == "device.stuck").collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(
+        (fired[0].device.as_str(), fired[0].at, fired[0].value),
+        ("ef-1", T0 + 6 * HOUR + 30 * MIN, Some(31.0))
+    );
+    assert!(fired[0]
+        .message
+        .starts_with("temperature_c.L1 unchanged at 31 for 6 h"));
+    let rules = h.engine.rules().quality.clone();
+    let keys = |h: &H, id: &str| -> Vec<String> {
+        let d = h.engine.device(id).unwrap();
+        d.stuck(&rules).map(|(k, ..)| k.to_owned()).collect()
+    };
+    assert_eq!(
+        keys(&h, "ef-1"),
+        ["temperature_c.L1"],
+        "arc_count is never stuck"
+    );
+    assert!(
+        keys(&h, "wp-1").is_empty(),
+        "12 h of one pressure is a quiet building"
+    );
+    // A day and a bit: the pressure too, at the first reading past 24 h.
+    let mut got = Vec::new();
+    for k in 1..=26 {
+        let t = T0 + 12 * HOUR + k * 30 * MIN;
+        let fired = quality_alerts(&h.pressure(t, "plain", "wp-1", 0.30));
+        if !fired.is_empty() {
+            assert_eq!(t, T0 + 24 * HOUR + 30 * MIN);
+        }
+        got.extend(fired);
+    }
+    assert_eq!(
+        got,
+        [want(
+            Change::Fired,
+            "device.stuck",
+            "wp-1",
+            None,
+            Minor,
+            Some(0.30),
+            Some(86_400.0)
+        )]
+    );
+
+    // No stuck time for `analog`: 48 × 60 s is under 6 h, so 6 h it is.
+    let uitd = topic("plain", "transmitter", "tx-1", "telemetry");
+    h.status(T0, "plain", "transmitter", "tx-1", r#"{"interval_s": 60}"#);
+    let mut got = Vec::new();
+    for m in 0..=6 * 60 + 1 {
+        got.extend(h.send(T0 + m * MIN, &uitd, r#"{"values": {"analog": 42}}"#));
+    }
+    let at: Vec<Millis> = got
+        .iter()
+        .filter(|t| t.rule == "device.stuck")
+        .map(|t| t.at)
+        .collect();
+    assert_eq!(at, [T0 + 6 * HOUR + MIN]);
+}
+
+#[test]
+fn an_implausible_value_raises_and_a_plausible_one_clears() {
+    let mut h = H::new();
+    let ef = topic("plain", "electrical", "ef-1", "telemetry");
+    let implausible = |change, v| {
+        want(
+            change,
+            "device.implausible",
+            "ef-1",
+            None,
+            Minor,
+            Some(v),
+            Some(500.0),
+        )
+    };
+    // 230 V is fine; 650 V is inside the physical range (0–1000 V), not on a 220/380 V circuit.
+    nothing(&h.send(T0, &ef, r#"{"values": {"voltage_v": {"L1": 230.1}}}"#));
+    check(
+        &h.send(T0 + MIN, &ef, r#"{"values": {"voltage_v": {"L1": 650}}}"#),
+        &[implausible(Change::Fired, 650.0)],
+    );
+    assert!(h.quality("ef-1").contains(&"implausible"));
+    let fired = &h.engine.conds.values().next().unwrap().detail;
+    assert_eq!(
+        fired,
+        "voltage_v.L1 650 above its plausible band 0–500: a sensor, range or unit fault"
+    );
+    // Still implausible: one alert, its latest value kept for the clear.
+    nothing(&h.send(
+        T0 + 2 * MIN,
+        &ef,
+        r#"{"values": {"voltage_v": {"L1": 700}}}"#,
+    ));
+    check(
+        &h.send(
+            T0 + 3 * MIN,
+            &ef,
+            r#"{"values": {"voltage_v": {"L1": 229.8}}}"#,
+        ),
+        &[implausible(Change::Cleared, 700.0)],
+    );
+    assert!(!h.quality("ef-1").contains(&"implausible"));
+    nothing(&h.send(
+        T0 + 4 * MIN,
+        &ef,
+        r#"{"values": {"voltage_v": {"L1": 231}}}"#,
+    ));
+    assert_eq!(h.engine.condition_count(), 0);
+}
+
+#[test]
+fn bands_and_stuck_times_follow_the_quality_table() {
+    let rules = Rules::parse(
+        r#"
+[quality]
+severity = "info"
+[quality.metric.level_m]
+min = 0.2
+stuck_s = 3600
+"#,
+    )
+    .unwrap();
+    let mut h = H::with(rules, "");
+    let tel = topic("plain", "water_level", "wl-1", "telemetry");
+    let level = |v: f64| format!(r#"{{"values": {{"level_m": {v}}}}}"#);
+    // Below the floor set for this deployment (the sensor sits 0.2 m above the tank floor).
+    check(
+        &h.send(T0, &tel, &level(0.1)),
+        &[want(
+            Change::Fired,
+            "device.implausible",
+            "wl-1",
+            None,
+            Info,
+            Some(0.1),
+            Some(0.2),
+        )],
+    );
+    check(
+        &h.send(T0 + MIN, &tel, &level(2.0)),
+        &[want(
+            Change::Cleared,
+            "device.implausible",
+            "wl-1",
+            None,
+            Info,
+            Some(0.1),
+            Some(0.2),
+        )],
+    );
+    // Stuck after an hour instead of three days; max stays the default 10 m.
+    nothing(&h.send(T0 + 61 * MIN, &tel, &level(2.0)));
+    let got = h.send(T0 + 62 * MIN, &tel, &level(2.0));
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].rule.as_str(), got[0].severity),
+        ("device.stuck", Info)
+    );
+    assert_eq!(
+        h.engine.rules().quality.band("level_m"),
+        (Some(0.2), Some(10.0))
+    );
+}
+
+/// Values hold up to the device's latest message: a device that falls silent is offline, not
+/// stuck, and a status that comes while the value holds may make it stuck.
+#[test]
+fn a_value_holds_up_to_the_latest_message_of_its_device() {
+    let mut h = H::new();
+    h.daily("plain", "electrical", "ef-1");
+    let ef = topic("plain", "electrical", "ef-1", "telemetry");
+    nothing(&h.send(T0, &ef, r#"{"values": {"temperature_c": 31.0}}"#));
+    // Silent for a day: nothing to say about the value, whatever the time.
+    assert!(!h.quality("ef-1").contains(&"stuck"));
+    let status = topic("plain", "electrical", "ef-1", "status");
+    let got = h.send(T0 + 7 * HOUR, &status, r#"{"rssi_dbm": -80}"#);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].rule, "device.stuck");
+    assert!(h.quality("ef-1").contains(&"stuck"));
+}
+
+/// Records written before per-value times carried one device-wide `unchanged_since`: the
+/// values that still hold keep it.
+#[test]
+fn a_record_from_before_per_value_times_keeps_its_unchanged_since() {
+    let mut h = H::new();
+    nothing(&h.pressure(T0, "plain", "wp-1", 0.3));
+    let mut store = Store::default();
+    h.persist(&mut store);
+    let mut rec: serde_json::Value = serde_json::from_str(&store.devices["wp-1"]).unwrap();
+    let obj = rec.as_object_mut().unwrap();
+    obj.remove("held");
+    obj.insert("unchanged_since".into(), serde_json::json!(T0 - 30 * HOUR));
+    store.devices.insert("wp-1".into(), rec.to_string());
+    let mut h = h.restart(&store, T0 + MIN);
+    let got = h.pressure(T0 + HOUR, "plain", "wp-1", 0.3);
+    assert_eq!(quality_alerts(&got).len(), 1, "{got:#?}");
+    h.persist(&mut store);
+    assert!(!store.devices["wp-1"].contains("unchanged_since"));
 }
