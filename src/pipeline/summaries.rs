@@ -40,15 +40,6 @@ pub struct SummarySettings {
     pub tz: TimeZone,
 }
 
-impl Default for SummarySettings {
-    fn default() -> Self {
-        SummarySettings {
-            config: SummaryConfig::default(),
-            tz: crate::notify::render::Context::default().tz,
-        }
-    }
-}
-
 /// A summary asked for through the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryRequest {
