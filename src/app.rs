@@ -294,6 +294,11 @@ pub async fn run_with(
                 .flat_map(crate::northbound::NorthboundConfig::holds)
                 .collect(),
             rollup_retention_days: cfg.storage.rollup_retention_days,
+            summary: pipeline::SummarySettings {
+                config: cfg.summary.clone(),
+                tz: crate::notify::render::time_zone(&cfg.notify.tz)
+                    .map_err(|e| anyhow!("notify.tz: {e}"))?,
+            },
         },
         Outputs {
             acks: ack_tx,

@@ -113,7 +113,10 @@ pub enum Change {
         /// Work order id (`w-000001`), for a notification of a work order.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workorder: Option<String>,
-        /// The alert's or work order's building.
+        /// (added) Daily summary id (`s-000001`), for a notification of a summary.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+        /// The alert's, work order's or summary's building.
         building: String,
         /// Channel (`email`, `webhook`).
         channel: String,

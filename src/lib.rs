@@ -19,6 +19,8 @@
 //!   notification outbox, change log, commands to devices);
 //! - [`inventory`]: devices, building summaries and coverage as people read them (read-only,
 //!   for the API, `/metrics` and `firewatch report`);
+//! - [`summary`]: (added) the daily summary to each building's fire-safety manager: its
+//!   settings, its schedule (pure) and what it says, read from the store;
 //! - [`alerts`]: routing alert transitions to channels and targets ([`alerts::route`]);
 //! - [`notify`]: the [`notify::Channel`]s (e-mail, webhook) and one outbox sender per channel;
 //! - [`tsdb`]: forwarding readings to the InfluxDB v2 write API, with the store as spool;
@@ -54,4 +56,5 @@ pub mod rollup;
 pub mod rules;
 pub mod settings;
 pub mod store;
+pub mod summary;
 pub mod tsdb;

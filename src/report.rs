@@ -134,7 +134,7 @@ pub fn run(cfg: &Config, req: &Request, now: Millis) -> Result<String, String> {
         What::Devices | What::Quality => {
             let mut devices = inventory::devices(&c, &registry, &rules, b).map_err(err)?;
             if req.what == What::Quality {
-                devices.retain(|d| d["quality"].as_array().is_some_and(|q| !q.is_empty()));
+                devices.retain(inventory::has_findings);
             }
             let s = |d: &Value, k: &str| match &d[k] {
                 Value::Null => String::new(),

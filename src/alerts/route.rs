@@ -116,6 +116,76 @@ impl Router {
         routed
     }
 
+    /// (added) The fire-safety manager of `building`: the person the duty roster names for it
+    /// (`[[building]] manager`), else the registry's `manager` when it is the id of a roster
+    /// person. A manager the registry knows by name only has no contact: `None`.
+    pub fn manager(&self, registry: &Registry, building: &str) -> Option<Person> {
+        let roster = self.duty.get();
+        if let Some(p) = roster.manager_of(building) {
+            return Some(p.clone());
+        }
+        registry
+            .building(building)
+            .and_then(|b| b.manager.as_deref())
+            .and_then(|m| roster.person(m).cloned())
+    }
+
+    /// (added) Who gets the daily summary of `building` at `at`: its manager `p`, on
+    /// `channels` (`None`: the manager's own — e-mail, and SMS when a gateway is configured);
+    /// `wecom` and `dingtalk` reach the robots of the control room watching the building, when
+    /// they are configured. The messages read in the room's time zone, in English for a
+    /// manager who reads it.
+    pub fn summary_to(
+        &self,
+        registry: &Registry,
+        building: &str,
+        p: &Person,
+        channels: Option<&[ChannelKind]>,
+        at: crate::model::Millis,
+    ) -> Routed {
+        let duty = self.duty.get().on_duty(building, at);
+        let mut targets = Vec::new();
+        match channels {
+            None => self.person(p, true, &mut targets),
+            Some(chs) => {
+                for ch in chs {
+                    match ch {
+                        ChannelKind::Email => {
+                            targets.extend(p.email.iter().map(|e| (ChannelKind::Email, e.clone())));
+                        }
+                        ChannelKind::Sms if self.sms => {
+                            targets.extend(p.phone.iter().map(|t| (ChannelKind::Sms, t.clone())));
+                        }
+                        ChannelKind::Wecom | ChannelKind::Dingtalk => {
+                            if let Some(d) = &duty {
+                                let mut robots = Vec::new();
+                                self.room_robots(d, &mut robots);
+                                targets.extend(robots.into_iter().filter(|(c, _)| c == ch));
+                            }
+                        }
+                        // No gateway; webhooks are refused by the settings' validation.
+                        ChannelKind::Sms | ChannelKind::Webhook => {}
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        targets.retain(|t| seen.insert(t.clone()));
+        let mut look = Look {
+            tz: duty.as_ref().map(|d| d.room.tz.clone()),
+            english: Vec::new(),
+        };
+        if p.lang == crate::duty::Lang::En {
+            look.english = p.email.iter().chain(p.phone.iter()).cloned().collect();
+        }
+        Routed {
+            targets,
+            location: None,
+            building_name: registry.building(building).and_then(|b| b.name.clone()),
+            look,
+        }
+    }
+
     /// The contacts of `audiences` for a building's message of `severity` at `at` (see
     /// [`Router::to`]); `location` is left empty.
     fn to_building(
@@ -366,5 +436,97 @@ buildings = ["b"]
             routed.targets,
             vec![(ChannelKind::Email, "p@x.org".to_owned())]
         );
+    }
+    #[test]
+    fn the_summary_goes_to_the_manager_on_the_chosen_channels() {
+        let roster = crate::duty::Roster::parse(
+            r#"
+[[person]]
+id = "op"
+name = "Op"
+email = "op@x.org"
+[[person]]
+id = "mgr"
+name = "刘强"
+email = "m@x.org"
+phone = "13800000001"
+[[person]]
+id = "lee"
+name = "Lee"
+email = "lee@x.org"
+lang = "en"
+[[control_room]]
+id = "cr"
+name = "CR"
+tz = "Asia/Shanghai"
+wecom = "room"
+buildings = ["b1"]
+  [[control_room.shift]]
+  name = "all day"
+  start = "08:00"
+  end = "08:00"
+  people = ["op"]
+[[building]]
+id = "b1"
+manager = "mgr"
+"#,
+        )
+        .unwrap();
+        let registry = Registry::parse(
+            r#"
+[[building]]
+id = "b1"
+name = "滨江大厦"
+[[building]]
+id = "b2"
+manager = "lee"
+[[building]]
+id = "b3"
+manager = "王经理"
+"#,
+        )
+        .unwrap();
+        let r = Router {
+            duty: Live::new(roster),
+            sms: true,
+            wecom: vec!["room".into()],
+            ..Router::default()
+        };
+        // The roster's manager; the registry's when it names a roster person; a name is no
+        // contact.
+        let m = r.manager(&registry, "b1").unwrap();
+        assert_eq!(m.id, "mgr");
+        let lee = r.manager(&registry, "b2").unwrap();
+        assert_eq!(lee.id, "lee");
+        assert!(r.manager(&registry, "b3").is_none());
+        assert!(r.manager(&registry, "nowhere").is_none());
+        let at = 1_796_139_000_000;
+        let routed = r.summary_to(&registry, "b1", &m, None, at);
+        assert_eq!(
+            routed.targets,
+            vec![
+                (ChannelKind::Email, "m@x.org".to_owned()),
+                (ChannelKind::Sms, "13800000001".to_owned()),
+            ]
+        );
+        assert_eq!(routed.look.tz.as_deref(), Some("Asia/Shanghai"));
+        assert_eq!(routed.building_name.as_deref(), Some("滨江大厦"));
+        let chosen = [ChannelKind::Wecom, ChannelKind::Email];
+        let routed = r.summary_to(&registry, "b1", &m, Some(&chosen), at);
+        assert_eq!(
+            routed.targets,
+            vec![
+                (ChannelKind::Wecom, "room".to_owned()),
+                (ChannelKind::Email, "m@x.org".to_owned()),
+            ]
+        );
+        // Outside any control room: no robots, the deployment's zone, English for Lee.
+        let routed = r.summary_to(&registry, "b2", &lee, Some(&chosen), at);
+        assert_eq!(
+            routed.targets,
+            vec![(ChannelKind::Email, "lee@x.org".to_owned())]
+        );
+        assert_eq!(routed.look.tz, None);
+        assert_eq!(routed.look.english, vec!["lee@x.org".to_owned()]);
     }
 }

@@ -10,6 +10,7 @@ mod events;
 mod readings;
 pub mod registry;
 mod reports;
+mod summaries;
 mod workorders;
 
 use crate::bus::Bus;
@@ -209,6 +210,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(duty::routes())
         .merge(reports::routes())
         .merge(workorders::routes())
+        .merge(summaries::routes())
         .merge(registry::routes())
         .merge(readings::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -818,6 +820,12 @@ async fn list_notifications(
                 let id = crate::model::workorder::parse_workorder_id(v);
                 f.workorder = Some(id.ok_or_else(|| {
                     ApiError::BadRequest(format!("workorder: {v:?} is not a work order id"))
+                })?);
+            }
+            "summary" => {
+                let id = crate::model::summary::parse_summary_id(v);
+                f.summary = Some(id.ok_or_else(|| {
+                    ApiError::BadRequest(format!("summary: {v:?} is not a summary id"))
                 })?);
             }
             "status" => {

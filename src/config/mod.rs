@@ -12,6 +12,7 @@ pub use crate::notify::{
 };
 pub use crate::settings::{Problem, Secret};
 pub use crate::store::StorageConfig;
+pub use crate::summary::SummaryConfig;
 pub use crate::tsdb::TsdbConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct Config {
     /// (added) Upstream (city) platforms alerts, device states and readings are forwarded to
     /// (`[[northbound]]`).
     pub northbound: Vec<NorthboundConfig>,
+    /// (added) The daily summary to each building's fire-safety manager (`[summary]`).
+    pub summary: SummaryConfig,
 }
 
 /// `[rules]`
@@ -186,6 +189,7 @@ impl Config {
         p.extend(crate::notify::dingtalk::validate(&self.dingtalk));
         p.extend(self.sms.iter().flat_map(SmsConfig::validate));
         p.extend(crate::northbound::validate(&self.northbound));
+        p.extend(self.summary.validate());
         p
     }
 }
@@ -259,7 +263,38 @@ mod tests {
         assert_eq!(c.rules.file, PathBuf::from("config/rules.toml"));
         assert_eq!(c.registry.file, PathBuf::from("config/registry.toml"));
         assert_eq!(c.duty.file, PathBuf::from("config/duty.toml"));
+        assert!(c.summary.enabled);
+        assert_eq!(c.summary.at, "08:00");
+        assert!(c.summary.channels.is_none());
         assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn summary_settings_come_from_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(
+            &f,
+            "[summary]\nat = \"07:30\"\nchannels = [\"email\", \"wecom\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            Some(&f),
+            env(&[("FIREWATCH__SUMMARY__ENABLED", "false")]),
+        )
+        .unwrap();
+        assert!(!c.summary.enabled);
+        assert_eq!(c.summary.at_minute(), 7 * 60 + 30);
+        use crate::model::notification::ChannelKind;
+        assert_eq!(
+            c.summary.channels.as_deref(),
+            Some(&[ChannelKind::Email, ChannelKind::Wecom][..])
+        );
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        std::fs::write(&f, "[summary]\nchannels = [\"fax\"]\n").unwrap();
+        let e = Config::load_from(Path::new("/nonexistent"), Some(&f), env(&[])).unwrap_err();
+        assert!(e.key.starts_with("summary.channels"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,10 @@ mod roster;
 mod tests;
 
 pub use file::{Lang, RosterFile};
-pub use roster::{Duty, Override, Party, Person, RoomDuty, RoomInfo, Roster, ShiftOnDuty};
+pub use roster::{
+    at_local, parse_time_of_day, Duty, Override, Party, Person, RoomDuty, RoomInfo, Roster,
+    ShiftOnDuty,
+};
 
 use crate::clock::SharedClock;
 use crate::model::Millis;

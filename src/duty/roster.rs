@@ -237,7 +237,10 @@ impl Shift {
     }
 }
 
-fn at_local(tz: &TimeZone, day: Date, minute: u16) -> Option<Millis> {
+/// The instant (epoch ms) of `minute` after midnight on local date `day` in `tz`, as every
+/// local time of the roster (shift starts, duty checks) and the daily summary's `summary.at`
+/// resolve: a time a clock change skips or repeats takes jiff's compatible choice.
+pub fn at_local(tz: &TimeZone, day: Date, minute: u16) -> Option<Millis> {
     let h = i8::try_from(minute / 60).ok()?;
     let m = i8::try_from(minute % 60).ok()?;
     let z = tz.to_zoned_datetime(day.at(h, m, 0, 0)).ok()?;
@@ -288,6 +291,12 @@ struct Plan {
 pub struct Roster {
     plan: Arc<Plan>,
     overrides: Vec<Override>,
+}
+
+/// Parses a local time of day `HH:MM` (00:00–23:59) into minutes after midnight, as the roster's
+/// times are written.
+pub fn parse_time_of_day(s: &str) -> Option<u16> {
+    parse_hhmm(s, false)
 }
 
 /// Parses `HH:MM` into minutes after midnight; `24:00` only when `end`.
@@ -610,6 +619,38 @@ impl Roster {
     /// Number of people.
     pub fn people_count(&self) -> usize {
         self.plan.people.len()
+    }
+
+    /// (added) The fire-safety manager the roster names for `building` (`[[building]]
+    /// manager`).
+    pub fn manager_of(&self, building: &str) -> Option<&Person> {
+        self.plan
+            .buildings
+            .get(building)
+            .and_then(|b| b.manager.as_deref())
+            .and_then(|m| self.person(m))
+    }
+
+    /// (added) The buildings the roster names a fire-safety manager for, sorted.
+    pub fn managed_buildings(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .plan
+            .buildings
+            .iter()
+            .filter(|(_, b)| b.manager.is_some())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// (added) The time zone of the control room watching `building`.
+    pub fn tz_of(&self, building: &str) -> Option<&TimeZone> {
+        self.plan
+            .room_of_building
+            .get(building)
+            .and_then(|&i| self.plan.rooms.get(i))
+            .map(|r| &r.tz)
     }
 
     /// The control room watching `building`.

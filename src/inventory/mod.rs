@@ -93,6 +93,12 @@ fn quality_metrics(rec: &DeviceRecord, rules: &Rules) -> Value {
     json!({"stuck": stuck, "implausible": implausible})
 }
 
+/// A device (as [`device_json`] shows it) has data-quality findings: what `firewatch report
+/// quality` lists and the daily summary counts.
+pub fn has_findings(d: &Value) -> bool {
+    d["quality"].as_array().is_some_and(|q| !q.is_empty())
+}
+
 /// Every device of interest, by id: seen ones plus registered ones never seen, optionally of
 /// one building.
 pub fn devices(

@@ -137,6 +137,13 @@ pub struct Metrics {
     pub registry_reloads_ok: AtomicU64,
     /// (added) Registry reloads refused: the file had problems, nothing changed.
     pub registry_reloads_failed: AtomicU64,
+    /// (added) Daily summaries made on the schedule.
+    pub summaries_scheduled: AtomicU64,
+    /// (added) Daily summaries made on demand.
+    pub summaries_on_demand: AtomicU64,
+    /// (added) Scheduled summaries that reached nobody: the manager has no contact on the
+    /// summary's channels.
+    pub summaries_unrouted: AtomicU64,
     /// Latency per stage.
     pub stages: stages::Stages,
     /// (added) Northbound targets (city platforms).
@@ -169,6 +176,10 @@ pub mod names {
     pub const COMMANDS_PENDING: &str = "firewatch_commands_pending";
     /// (added) Registry reloads by result (`ok`, `failed`).
     pub const REGISTRY_RELOADS: &str = "firewatch_registry_reloads_total";
+    /// (added) Daily summaries made, by reason (`scheduled`, `on_demand`).
+    pub const SUMMARIES: &str = "firewatch_summaries_total";
+    /// (added) Scheduled daily summaries that reached nobody.
+    pub const SUMMARIES_UNROUTED: &str = "firewatch_summaries_unrouted_total";
 }
 
 /// How a notification attempt ended, for `firewatch_notifications_total`.
@@ -571,6 +582,7 @@ impl Metrics {
         }
         self.render_commands(&mut s);
         self.render_registry(&mut s);
+        self.render_summaries(&mut s);
         self.northbound.render(&mut s);
         self.rollups.render(&mut s);
         self.stages
@@ -595,6 +607,31 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+    }
+
+    fn render_summaries(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP {n} Daily summaries made for fire-safety managers, by reason.\n# TYPE {n} counter",
+            n = names::SUMMARIES
+        );
+        for (reason, v) in [
+            ("scheduled", &self.summaries_scheduled),
+            ("on_demand", &self.summaries_on_demand),
+        ] {
+            let _ = writeln!(
+                s,
+                "{}{{reason=\"{reason}\"}} {}",
+                names::SUMMARIES,
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP {n} Scheduled daily summaries whose manager has no contact on the summary's channels.\n# TYPE {n} counter\n{n} {}",
+            self.summaries_unrouted.load(Relaxed),
+            n = names::SUMMARIES_UNROUTED
+        );
     }
 
     fn render_commands(&self, s: &mut String) {

@@ -21,6 +21,7 @@ macro_rules! wire_enum {
 pub mod alert;
 pub mod decode;
 pub mod notification;
+pub mod summary;
 pub mod workorder;
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Notifications as the outbox holds them: which channel, which target, which event of which
-//! alert or work order, and the subject as it was when the change committed. Channels render
-//! it only when they send.
+//! alert, work order or daily summary, and the subject as it was when the change committed.
+//! Channels render it only when they send.
 
 use super::Millis;
 use serde::{Deserialize, Serialize};
@@ -84,11 +84,13 @@ pub enum Event {
     WorkorderOverdue,
     /// An operator accepted the rectification: everyone told of the order hears it is closed.
     WorkorderClosed,
+    /// (added) The daily summary of a building to its fire-safety manager.
+    DailySummary,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::Fired,
         Event::Refired,
         Event::Cleared,
@@ -101,6 +103,7 @@ impl Event {
         Event::WorkorderSentBack,
         Event::WorkorderOverdue,
         Event::WorkorderClosed,
+        Event::DailySummary,
     ];
 
     /// An event of a work order, not of an alert.
@@ -151,6 +154,7 @@ impl Event {
             Event::WorkorderSentBack => "workorder_sent_back",
             Event::WorkorderOverdue => "workorder_overdue",
             Event::WorkorderClosed => "workorder_closed",
+            Event::DailySummary => "daily_summary",
         }
     }
 }
@@ -196,14 +200,17 @@ pub enum Subject {
     Alert(i64),
     /// A hazard work order (row id).
     Workorder(i64),
+    /// (added) A daily summary (row id of `summaries`).
+    Summary(i64),
 }
 
 impl Subject {
-    /// The id people read: `a-000123` or `w-000001`.
+    /// The id people read: `a-000123`, `w-000001` or `s-000001`.
     pub fn id(self) -> String {
         match self {
             Subject::Alert(id) => super::alert::alert_id(id),
             Subject::Workorder(id) => super::workorder::workorder_id(id),
+            Subject::Summary(id) => super::summary::summary_id(id),
         }
     }
 
@@ -211,7 +218,7 @@ impl Subject {
     pub const fn alert(self) -> Option<i64> {
         match self {
             Subject::Alert(id) => Some(id),
-            Subject::Workorder(_) => None,
+            Subject::Workorder(_) | Subject::Summary(_) => None,
         }
     }
 
@@ -219,7 +226,15 @@ impl Subject {
     pub const fn workorder(self) -> Option<i64> {
         match self {
             Subject::Workorder(id) => Some(id),
-            Subject::Alert(_) => None,
+            Subject::Alert(_) | Subject::Summary(_) => None,
+        }
+    }
+
+    /// The summary's row id, for a daily summary.
+    pub const fn summary(self) -> Option<i64> {
+        match self {
+            Subject::Summary(id) => Some(id),
+            Subject::Alert(_) | Subject::Workorder(_) => None,
         }
     }
 }
@@ -247,12 +262,32 @@ pub fn key(
     )
 }
 
+/// The idempotency key of one daily summary's notification: `summary:{building}:{day}:{channel}:{target}`
+/// for the scheduled one of a local day (at most one per building and day, whatever restarts
+/// happen), `summary:{building}:{day}:s-000007:{channel}:{target}` for one asked for on demand.
+pub fn summary_key(
+    building: &str,
+    day: &str,
+    on_demand: Option<i64>,
+    channel: ChannelKind,
+    target: &str,
+) -> String {
+    match on_demand {
+        None => format!("summary:{building}:{day}:{}:{target}", channel.as_str()),
+        Some(id) => format!(
+            "summary:{building}:{day}:{}:{}:{target}",
+            super::summary::summary_id(id),
+            channel.as_str()
+        ),
+    }
+}
+
 /// One outbox row, as a channel's sender reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     /// Row id.
     pub id: i64,
-    /// The alert or work order it tells of.
+    /// The alert, work order or daily summary it tells of.
     pub subject: Subject,
     /// Idempotency key (see [`key`]).
     pub key: String,
@@ -267,7 +302,8 @@ pub struct Notification {
     /// Attempts so far.
     pub attempts: u32,
     /// The subject as committed with the transition: the alert (contract JSON, plus
-    /// `location`) or the work order (plus `building_name` and the step's `note`).
+    /// `location`), the work order (plus `building_name` and the step's `note`) or the daily
+    /// summary (its snapshot).
     pub snapshot: Value,
     /// The recipient's language (`zh`, `en`), when it is not the deployment's.
     pub lang: Option<String>,
@@ -322,5 +358,17 @@ mod tests {
             assert!(Event::of_workorder(what).is_some_and(Event::is_workorder));
         }
         assert!(Event::ALL.iter().filter(|e| e.is_workorder()).count() == 5);
+        assert!(!Event::DailySummary.is_workorder() && !Event::DailySummary.is_follow_up());
+        assert_eq!(
+            summary_key("b1", "2026-12-01", None, ChannelKind::Email, "m@x"),
+            "summary:b1:2026-12-01:email:m@x"
+        );
+        assert_eq!(
+            summary_key("b1", "2026-12-01", Some(7), ChannelKind::Sms, "138"),
+            "summary:b1:2026-12-01:s-000007:sms:138"
+        );
+        assert_eq!(Subject::Summary(3).id(), "s-000003");
+        assert_eq!(Subject::Summary(3).summary(), Some(3));
+        assert_eq!(Subject::Summary(3).alert(), None);
     }
 }

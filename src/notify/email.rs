@@ -363,6 +363,7 @@ impl Email {
         let alert = match n.subject {
             Subject::Alert(id) => Some(crate::model::alert::alert_id(id)),
             Subject::Workorder(_) => field("alert").map(str::to_owned),
+            Subject::Summary(_) => None,
         };
         let workorder = n
             .subject
@@ -371,6 +372,10 @@ impl Email {
         for (name, value) in [
             ("X-Firewatch-Alert", alert),
             ("X-Firewatch-Workorder", workorder),
+            (
+                "X-Firewatch-Summary",
+                n.subject.summary().map(crate::model::summary::summary_id),
+            ),
             ("X-Firewatch-Event", Some(n.event.as_str().to_owned())),
             ("X-Firewatch-Severity", field("severity").map(str::to_owned)),
             ("X-Firewatch-Rule", field("rule").map(str::to_owned)),

@@ -15,6 +15,11 @@
 //! A work order's step ([`workorder`]) reads the same way: what is to be rectified, where, by
 //! when, who did the step and what they said, and what the reader is to do next.
 //!
+//! (added) A building's daily summary ([`summary`]) gives the counts as its facts (what the
+//! chat robots and SMS show) and, for e-mail, the lists behind them as [`Rendered::sections`]:
+//! devices offline and never seen, data-quality findings, open alerts, open work orders
+//! (overdue marked), the false alarms of the last 24 hours.
+//!
 //! Rendering is pure: the alert snapshot, the event, the language and the time zone go in, text
 //! comes out. The language and zone are arguments so that a recipient's own can be passed when
 //! recipients have them; today they come from `notify.lang` and `notify.tz`.
@@ -377,6 +382,7 @@ impl Context {
         match n.subject {
             Subject::Alert(_) => render(&n.snapshot, n.event, lang, &tz, &self.public_url),
             Subject::Workorder(_) => workorder(&n.snapshot, n.event, lang, &tz, &self.public_url),
+            Subject::Summary(_) => summary(&n.snapshot, lang, &tz, &self.public_url),
         }
     }
 }
@@ -388,6 +394,9 @@ pub struct Rendered {
     pub title: String,
     /// The facts, one per line, each `label：value`.
     pub facts: Vec<String>,
+    /// (added) Titled lists shown after the facts in e-mail only (a daily summary's devices,
+    /// alerts and work orders); empty for alerts and work orders.
+    pub sections: Vec<(String, Vec<String>)>,
     /// What to do next.
     pub action: String,
     /// Link to the alert.
@@ -413,6 +422,16 @@ impl Rendered {
             s.push('\n');
         }
         s.push('\n');
+        for (heading, items) in &self.sections {
+            s.push_str(heading);
+            s.push('\n');
+            for i in items {
+                s.push_str("- ");
+                s.push_str(i);
+                s.push('\n');
+            }
+            s.push('\n');
+        }
         s.push_str(&self.action);
         s.push('\n');
         if let Some(a) = &self.ack {
@@ -528,6 +547,8 @@ fn event_word(event: Event, lang: Lang) -> &'static str {
         (Event::WorkorderSentBack, Lang::En) => "sent back",
         (Event::WorkorderOverdue, Lang::En) => "overdue",
         (Event::WorkorderClosed, Lang::En) => "closed",
+        (Event::DailySummary, Lang::Zh) => "每日汇总",
+        (Event::DailySummary, Lang::En) => "daily summary",
     }
 }
 
@@ -545,6 +566,7 @@ fn event_tag(event: Event) -> &'static str {
         Event::WorkorderSentBack => "SENT BACK",
         Event::WorkorderOverdue => "OVERDUE",
         Event::WorkorderClosed => "CLOSED",
+        Event::DailySummary => "DAILY SUMMARY",
     }
 }
 
@@ -901,6 +923,7 @@ pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &s
         ack,
         subject,
         short,
+        sections: Vec::new(),
     }
 }
 
@@ -1026,6 +1049,404 @@ pub fn workorder(w: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url:
         ack: None,
         subject,
         short,
+        sections: Vec::new(),
+    }
+}
+
+/// The words for a data-quality finding (`DeviceRecord::quality`, contract section 4).
+fn finding_word(f: &str, lang: Lang) -> &str {
+    match (f, lang) {
+        ("clock_skew", Lang::Zh) => "时钟偏差",
+        ("out_of_order", Lang::Zh) => "消息乱序",
+        ("gaps", Lang::Zh) => "数据缺失",
+        ("loss_rate", Lang::Zh) => "丢包率高",
+        ("low_battery", Lang::Zh) => "电量低",
+        ("weak_signal", Lang::Zh) => "信号弱",
+        ("flapping", Lang::Zh) => "频繁上下线",
+        ("stuck", Lang::Zh) => "数值长时间不变",
+        ("clock_skew", Lang::En) => "clock skew",
+        ("out_of_order", Lang::En) => "out of order",
+        ("loss_rate", Lang::En) => "high loss",
+        ("low_battery", Lang::En) => "low battery",
+        ("weak_signal", Lang::En) => "weak signal",
+        ("stuck", Lang::En) => "stuck value",
+        (other, _) => other,
+    }
+}
+
+fn rule_name(rule: &str, lang: Lang) -> &str {
+    match (rule_text(rule), lang) {
+        (Some(t), Lang::Zh) => t.zh,
+        (Some(t), Lang::En) => t.en,
+        (None, _) => rule,
+    }
+}
+
+fn count(v: &Value, k: &str) -> u64 {
+    v["counts"][k].as_u64().unwrap_or(0)
+}
+
+/// Renders the daily summary snapshot `s` (see `summary::compose`, plus its `id`) in `lang`,
+/// with times in `tz` and the link under `public_url`. The facts are the counts (with the
+/// first few offline devices): the compact form the robots and SMS take; e-mail adds every
+/// list as a section.
+pub fn summary(s: &Value, lang: Lang, tz: &TimeZone, public_url: &str) -> Rendered {
+    let zh = lang == Lang::Zh;
+    let id = text(s, "id").unwrap_or("?");
+    let building = text(s, "building").unwrap_or("?");
+    let place = text(s, "building_name").unwrap_or(building);
+    let day = text(s, "day").unwrap_or("?");
+    let when = |k: &Value| k.as_str().map(|t| local_time(t, tz)).unwrap_or_default();
+    let ids = |list: &Value| -> String {
+        let all: Vec<&str> = list
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d["id"].as_str()).collect())
+            .unwrap_or_default();
+        let mut shown =
+            all.iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(if zh { "、" } else { ", " });
+        if all.len() > 5 {
+            shown.push_str(if zh { " 等" } else { " …" });
+        }
+        shown
+    };
+    let c = |k: &str| count(s, k);
+    let title = if zh {
+        format!("【每日汇总】{place} {day}")
+    } else {
+        format!("[Daily summary] {place} {day}")
+    };
+    let building_label = match text(s, "building_name") {
+        Some(n) if zh => format!("{n}（{building}）"),
+        Some(n) => format!("{n} ({building})"),
+        None => building.to_owned(),
+    };
+    let with_ids = |n: u64, unit_zh: &str, unit_en: &str, list: &Value| {
+        let listed = ids(list);
+        match (zh, n, listed.is_empty()) {
+            (true, 0, _) => "无".to_owned(),
+            (false, 0, _) => "none".to_owned(),
+            (true, n, true) => format!("{n} {unit_zh}"),
+            (false, n, true) => format!("{n} {unit_en}"),
+            (true, n, false) => format!("{n} {unit_zh}（{listed}）"),
+            (false, n, false) => format!("{n} {unit_en} ({listed})"),
+        }
+    };
+    let facts = if zh {
+        vec![
+            format!("楼宇：{building_label}"),
+            format!("消防安全管理人：{}", text(s, "manager").unwrap_or("?")),
+            format!("统计时间：{}", when(&s["created_at"])),
+            format!(
+                "设备：共 {} 台，在线 {} 台，离线 {} 台，未接入 {} 台",
+                c("devices"),
+                c("online"),
+                c("offline"),
+                c("never_seen")
+            ),
+            format!(
+                "离线设备：{}",
+                with_ids(c("offline"), "台", "", &s["offline"])
+            ),
+            format!(
+                "数据质量：{}",
+                with_ids(c("quality"), "台", "", &s["quality"])
+            ),
+            format!(
+                "未关闭告警：{} 条（紧急 {} 条）",
+                c("open_alerts"),
+                c("open_critical")
+            ),
+            format!(
+                "未完成工单：{} 张（超期 {} 张）",
+                c("workorders"),
+                c("workorders_overdue")
+            ),
+            format!("近24小时误报：{} 次", c("false_alarms")),
+            format!("近24小时新告警：{} 条", c("alerts_fired")),
+        ]
+    } else {
+        vec![
+            format!("Building: {building_label}"),
+            format!("Fire-safety manager: {}", text(s, "manager").unwrap_or("?")),
+            format!("As of: {}", when(&s["created_at"])),
+            format!(
+                "Devices: {} in all, {} online, {} offline, {} never seen",
+                c("devices"),
+                c("online"),
+                c("offline"),
+                c("never_seen")
+            ),
+            format!(
+                "Offline: {}",
+                with_ids(c("offline"), "", "devices", &s["offline"])
+            ),
+            format!(
+                "Data quality: {}",
+                with_ids(c("quality"), "", "devices", &s["quality"])
+            ),
+            format!(
+                "Open alerts: {} ({} critical)",
+                c("open_alerts"),
+                c("open_critical")
+            ),
+            format!(
+                "Open work orders: {} ({} overdue)",
+                c("workorders"),
+                c("workorders_overdue")
+            ),
+            format!("False alarms, last 24 h: {}", c("false_alarms")),
+            format!("New alerts, last 24 h: {}", c("alerts_fired")),
+        ]
+    };
+
+    // The lists, for e-mail.
+    let items = |k: &str, f: &dyn Fn(&Value) -> String| -> Vec<String> {
+        let list = s[k].as_array().cloned().unwrap_or_default();
+        let mut v: Vec<String> = list.iter().map(f).collect();
+        let total = match k {
+            "open_alerts" | "workorders" | "false_alarms" | "offline" | "quality"
+            | "never_seen" => c(k),
+            _ => v.len() as u64,
+        };
+        let more = total.saturating_sub(v.len() as u64);
+        if more > 0 {
+            v.push(if zh {
+                format!("……另有 {more} 项未列出")
+            } else {
+                format!("… and {more} more")
+            });
+        }
+        if v.is_empty() {
+            v.push(if zh { "无" } else { "none" }.to_owned());
+        }
+        v
+    };
+    // A device and its location; `key` names the device's field (`id` in device lists).
+    let place_at = |d: &Value, key: &str| -> String {
+        let id = d[key].as_str().unwrap_or("?");
+        match d["location"].as_str() {
+            Some(l) => format!("{id} {l}"),
+            None => id.to_owned(),
+        }
+    };
+    let place_of = |d: &Value| place_at(d, "id");
+    let heading = |zh_h: &str, en_h: &str, k: &str, unit_zh: &str| {
+        if zh {
+            format!("【{zh_h}】{} {unit_zh}", c(k))
+        } else {
+            format!("[{en_h}] {}", c(k))
+        }
+    };
+    let offline = items("offline", &|d| {
+        let last = when(&d["last_seen"]);
+        if zh {
+            format!("{}，最后上报 {last}", place_of(d))
+        } else {
+            format!("{}, last seen {last}", place_of(d))
+        }
+    });
+    let never = items("never_seen", &|d| place_of(d));
+    let quality = items("quality", &|d| {
+        let f: Vec<&str> = d["quality"]
+            .as_array()
+            .map(|q| {
+                q.iter()
+                    .filter_map(Value::as_str)
+                    .map(|x| finding_word(x, lang))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if zh {
+            format!("{}：{}", place_of(d), f.join("、"))
+        } else {
+            format!("{}: {}", place_of(d), f.join(", "))
+        }
+    });
+    let alerts = items("open_alerts", &|a| {
+        let sev = severity_word(a["severity"].as_str().unwrap_or("?"), lang);
+        let name = rule_name(a["rule"].as_str().unwrap_or("?"), lang);
+        let mut at = a["device"].as_str().unwrap_or("?").to_owned();
+        if let Some(l) = a["location"].as_str() {
+            at.push(' ');
+            at.push_str(l);
+        }
+        let since = when(&a["started_at"]);
+        let acked = a["status"] == "acknowledged";
+        let id = a["id"].as_str().unwrap_or("?");
+        if zh {
+            let st = if acked { "已确认" } else { "待确认" };
+            format!("{id} 【{sev}】{name} {at}，开始 {since}，{st}")
+        } else {
+            let st = if acked {
+                "acknowledged"
+            } else {
+                "not acknowledged"
+            };
+            format!("{id} [{sev}] {name} at {at}, since {since}, {st}")
+        }
+    });
+    let orders = items("workorders", &|w| {
+        let id = w["id"].as_str().unwrap_or("?");
+        let what = w["description"].as_str().unwrap_or("?");
+        let due = when(&w["deadline_at"]);
+        let overdue = w["overdue"] == true;
+        let rectified = w["status"] == "rectified";
+        if zh {
+            let st = if rectified { "待复查" } else { "待整改" };
+            let late = if overdue { "【已超期】" } else { "" };
+            format!("{id} {st}：{what}，期限 {due}{late}")
+        } else {
+            let st = if rectified { "to verify" } else { "to rectify" };
+            let late = if overdue { " [OVERDUE]" } else { "" };
+            format!("{id} {st}: {what}, due {due}{late}")
+        }
+    });
+    let false_alarms = items("false_alarms", &|a| {
+        let id = a["id"].as_str().unwrap_or("?");
+        let name = rule_name(a["rule"].as_str().unwrap_or("?"), lang);
+        let closed = when(&a["closed_at"]);
+        let by = a["closed_by"].as_str().unwrap_or("?");
+        if zh {
+            format!(
+                "{id} {name} {}，{closed} 由 {by} 确认为误报",
+                place_at(a, "device")
+            )
+        } else {
+            format!(
+                "{id} {name} at {}, closed as a false alarm at {closed} by {by}",
+                place_at(a, "device")
+            )
+        }
+    });
+    let sections = vec![
+        (
+            heading("离线设备", "Offline devices", "offline", "台"),
+            offline,
+        ),
+        (
+            heading("未接入设备", "Registered, never seen", "never_seen", "台"),
+            never,
+        ),
+        (
+            heading("数据质量", "Data quality", "quality", "台"),
+            quality,
+        ),
+        (
+            heading("未关闭告警", "Open alerts", "open_alerts", "条"),
+            alerts,
+        ),
+        (
+            heading("未完成工单", "Open work orders", "workorders", "张"),
+            orders,
+        ),
+        (
+            heading(
+                "近24小时误报",
+                "False alarms, last 24 h",
+                "false_alarms",
+                "次",
+            ),
+            false_alarms,
+        ),
+    ];
+
+    let mut todo: Vec<&str> = Vec::new();
+    if c("offline") + c("never_seen") > 0 {
+        todo.push(if zh {
+            "检查离线和未接入设备的供电与网络"
+        } else {
+            "check the power and network of the devices offline or never seen"
+        });
+    }
+    if c("quality") > 0 {
+        todo.push(if zh {
+            "安排维保单位处理数据质量问题"
+        } else {
+            "have the maintenance contractor look at the data-quality findings"
+        });
+    }
+    if c("workorders_overdue") > 0 {
+        todo.push(if zh {
+            "立即完成已超期的整改工单"
+        } else {
+            "rectify the overdue work orders now"
+        });
+    } else if c("workorders") > 0 {
+        todo.push(if zh {
+            "按期完成整改工单"
+        } else {
+            "rectify the open work orders by their deadlines"
+        });
+    }
+    if c("open_alerts") > 0 {
+        todo.push(if zh {
+            "配合控制室处置未关闭的告警"
+        } else {
+            "help the control room close the open alerts"
+        });
+    }
+    let action = match (todo.is_empty(), zh) {
+        (true, true) => "今日无异常，无需处理。".to_owned(),
+        (true, false) => "Nothing out of order today; nothing to do.".to_owned(),
+        (false, true) => format!("请{}。", todo.join("；")),
+        (false, false) => {
+            let mut t = todo.join("; ");
+            if let Some(first) = t.get(..1) {
+                t = first.to_uppercase() + &t[1..];
+            }
+            format!("{t}.")
+        }
+    };
+    let link = format!("{}/api/v1/summaries/{id}", public_url.trim_end_matches('/'));
+    let link_label = if zh {
+        format!("查看汇总 {id}")
+    } else {
+        format!("Open summary {id}")
+    };
+    let subject = if zh {
+        format!("[firewatch] 每日消防物联汇总 · {place} · {day}")
+    } else {
+        format!("[firewatch] Daily fire-safety IoT summary · {place} · {day}")
+    };
+    let short_day = day.get(5..).unwrap_or(day);
+    let mut short = if zh {
+        let s = format!(
+            "【每日汇总】{place} {short_day}：离线{}台，数据质量{}台，未关闭告警{}条，工单{}张（超期{}），误报{}次。",
+            c("offline"),
+            c("quality"),
+            c("open_alerts"),
+            c("workorders"),
+            c("workorders_overdue"),
+            c("false_alarms")
+        );
+        cut_chars(&s, 70)
+    } else {
+        let s = format!(
+            "[Daily summary] {place} {short_day}: {} offline, {} with quality findings, {} open alerts, {} work orders ({} overdue), {} false alarms. ",
+            c("offline"),
+            c("quality"),
+            c("open_alerts"),
+            c("workorders"),
+            c("workorders_overdue"),
+            c("false_alarms")
+        );
+        cut_chars(&s, 160)
+    };
+    short.push_str(&link);
+    Rendered {
+        title,
+        facts,
+        sections,
+        action,
+        link,
+        link_label,
+        ack: None,
+        subject,
+        short,
     }
 }
 
@@ -1092,6 +1513,115 @@ mod tests {
         ] {
             assert!(t.contains(needle), "{needle} missing from {t}");
         }
+    }
+
+    fn daily() -> Value {
+        json!({"id": "s-000002", "building": "bsy-0012", "building_name": "滨江大厦",
+            "day": "2026-12-01", "reason": "scheduled", "manager": "刘强",
+            "created_at": "2026-12-01T00:00:00Z",
+            "counts": {"devices": 9, "online": 6, "offline": 2, "never_seen": 1, "quality": 1,
+                "open_alerts": 1, "open_critical": 1, "workorders": 1,
+                "workorders_overdue": 1, "false_alarms": 1, "alerts_fired": 3},
+            "offline": [
+                {"id": "wp-1", "kind": "water_pressure", "location": "B1 泵房",
+                 "last_seen": "2026-11-30T20:00:00Z"},
+                {"id": "cam-2", "kind": "fire_lane", "location": null,
+                 "last_seen": "2026-11-30T22:00:00Z"}],
+            "never_seen": [{"id": "el-1", "kind": "electrical", "location": "3F 电井"}],
+            "quality": [{"id": "wp-2", "kind": "water_pressure", "location": "屋顶水箱",
+                "quality": ["low_battery", "gaps"]}],
+            "open_alerts": [{"id": "a-000007", "rule": "transmitter.fire_alarm",
+                "severity": "critical", "status": "acknowledged", "device": "uitd-1",
+                "location": "消防控制室", "started_at": "2026-11-30T23:30:00Z",
+                "message": "fire_alarm at 3F"}],
+            "workorders": [{"id": "w-000003", "status": "open", "rule": null,
+                "description": "消防通道堆放杂物", "deadline_at": "2026-11-30T23:00:00Z",
+                "overdue": true, "alert": null}],
+            "false_alarms": [{"id": "a-000005", "rule": "transmitter.fire_alarm",
+                "severity": "critical", "device": "uitd-1", "location": "消防控制室",
+                "started_at": "2026-11-30T12:00:00Z", "closed_at": "2026-11-30T12:20:00Z",
+                "closed_by": "张三"}],
+            "alerts_fired": {"critical": 2, "minor": 1}})
+    }
+
+    #[test]
+    fn a_daily_summary_counts_in_chat_and_lists_in_mail() {
+        let r = summary(&daily(), Lang::Zh, &shanghai(), "http://x/");
+        assert_eq!(
+            r.subject,
+            "[firewatch] 每日消防物联汇总 · 滨江大厦 · 2026-12-01"
+        );
+        let t = r.plain();
+        for needle in [
+            "【每日汇总】滨江大厦 2026-12-01",
+            "楼宇：滨江大厦（bsy-0012）",
+            "消防安全管理人：刘强",
+            "统计时间：2026-12-01 08:00:00 (UTC+08:00)",
+            "设备：共 9 台，在线 6 台，离线 2 台，未接入 1 台",
+            "离线设备：2 台（wp-1、cam-2）",
+            "未关闭告警：1 条（紧急 1 条）",
+            "未完成工单：1 张（超期 1 张）",
+            "近24小时误报：1 次",
+            "【离线设备】2 台",
+            "- wp-1 B1 泵房，最后上报 2026-12-01 04:00:00 (UTC+08:00)",
+            "- el-1 3F 电井",
+            "- wp-2 屋顶水箱：电量低、数据缺失",
+            "- a-000007 【紧急】火灾报警 uitd-1 消防控制室，开始 2026-12-01 07:30:00 (UTC+08:00)，已确认",
+            "- w-000003 待整改：消防通道堆放杂物，期限 2026-12-01 07:00:00 (UTC+08:00)【已超期】",
+            "- a-000005 火灾报警 uitd-1 消防控制室，2026-11-30 20:20:00 (UTC+08:00) 由 张三 确认为误报",
+            "立即完成已超期的整改工单",
+            "http://x/api/v1/summaries/s-000002",
+        ] {
+            assert!(t.contains(needle), "{needle:?} missing from\n{t}");
+        }
+        // Chat gets the counts, not the lists.
+        let md = r.markdown();
+        assert!(
+            md.starts_with("### 【每日汇总】滨江大厦 2026-12-01"),
+            "{md}"
+        );
+        assert!(md.contains("> 离线设备：2 台（wp-1、cam-2）"), "{md}");
+        assert!(!md.contains("最后上报"), "{md}");
+        assert!(md.contains("[查看汇总 s-000002](http://x/api/v1/summaries/s-000002)"));
+        let before_link = r.short.split("http").next().unwrap();
+        assert!(before_link.chars().count() <= 70, "{}", r.short);
+        assert!(
+            r.short.starts_with("【每日汇总】滨江大厦 12-01：离线2台"),
+            "{}",
+            r.short
+        );
+
+        let en = summary(&daily(), Lang::En, &shanghai(), "http://x").plain();
+        for needle in [
+            "[Daily summary] 滨江大厦 2026-12-01",
+            "Offline: 2 devices (wp-1, cam-2)",
+            "w-000003 to rectify: 消防通道堆放杂物, due 2026-12-01 07:00:00 (UTC+08:00) [OVERDUE]",
+            "wp-2 屋顶水箱: low battery, gaps",
+            "; rectify the overdue work orders now",
+        ] {
+            assert!(en.contains(needle), "{needle:?} missing from\n{en}");
+        }
+        // A quiet day, and lists cut short say so.
+        let mut quiet = daily();
+        for k in [
+            "offline",
+            "never_seen",
+            "quality",
+            "open_alerts",
+            "workorders",
+            "false_alarms",
+        ] {
+            quiet["counts"][k] = 0.into();
+            quiet[k] = json!([]);
+        }
+        quiet["counts"]["workorders_overdue"] = 0.into();
+        let t = summary(&quiet, Lang::Zh, &shanghai(), "http://x").plain();
+        assert!(t.contains("今日无异常"), "{t}");
+        assert!(t.contains("离线设备：无"), "{t}");
+        let mut long = daily();
+        long["counts"]["offline"] = 60.into();
+        let t = summary(&long, Lang::Zh, &shanghai(), "http://x").plain();
+        assert!(t.contains("……另有 58 项未列出"), "{t}");
     }
 
     fn fire_alarm() -> Value {

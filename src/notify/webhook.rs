@@ -135,6 +135,7 @@ pub fn body(n: &Notification) -> Vec<u8> {
     let what = match n.subject {
         Subject::Alert(_) => "alert",
         Subject::Workorder(_) => "workorder",
+        Subject::Summary(_) => "summary",
     };
     serde_json::json!({"key": n.key, "event": n.event.as_str(), what: n.snapshot})
         .to_string()

@@ -15,8 +15,10 @@
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
 mod duty_checks;
+mod summaries;
 
 pub use duty_checks::{DutyCheckError, DutyCheckRequest, DUTY_UNANSWERED};
+pub use summaries::{SummaryError, SummaryReply, SummaryRequest, SummarySettings};
 
 use crate::alerts::escalate::{Due, Timer};
 use crate::alerts::route::Router;
@@ -198,6 +200,14 @@ pub enum Input {
         /// Merged or not, sent after the commit.
         reply: oneshot::Sender<bool>,
     },
+    /// (added) Make a building's daily summary now and send it to its fire-safety manager
+    /// (from the API); answered after the commit with the summary.
+    Summary {
+        /// Which building, who asks.
+        request: SummaryRequest,
+        /// The summary, sent after the commit.
+        reply: SummaryReply,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -252,6 +262,8 @@ pub struct Settings {
     pub northbound: Vec<store::northbound::Hold>,
     /// Rollups retention (`storage.rollup_retention_days`).
     pub rollup_retention_days: u32,
+    /// (added) Daily summaries (`[summary]`, with `notify.tz`).
+    pub summary: SummarySettings,
 }
 
 /// Inputs per group commit: large, to amortise the commit's fsync. An event never waits for a
@@ -321,6 +333,7 @@ pub struct Pipeline {
     /// housekeeping as the passing of real time does.
     last_housekeeping_ms: Millis,
     duty_schedule: duty_checks::Schedule,
+    summary_schedule: summaries::Schedule,
 }
 
 struct Batch {
@@ -345,6 +358,10 @@ struct Batch {
     received: Vec<(bool, Instant)>,
     /// Answers to the rollup worker, sent after the commit.
     rollup_replies: Vec<(oneshot::Sender<bool>, bool)>,
+    /// Summaries asked for, made after the batch's device records are saved.
+    summary_requests: Vec<(SummaryRequest, SummaryReply)>,
+    /// Answers to them, sent after the commit.
+    summary_replies: Vec<(SummaryReply, Result<serde_json::Value, SummaryError>)>,
 }
 
 type CommandReply = oneshot::Sender<Result<Command, CommandError>>;
@@ -373,6 +390,7 @@ impl Pipeline {
             last_housekeeping: Instant::now() - HOUSEKEEPING,
             last_housekeeping_ms: Millis::MIN,
             duty_schedule: duty_checks::Schedule::default(),
+            summary_schedule: summaries::Schedule::default(),
         }
     }
 
@@ -470,6 +488,8 @@ impl Pipeline {
             check_replies: Vec::new(),
             received: Vec::new(),
             rollup_replies: Vec::new(),
+            summary_requests: Vec::new(),
+            summary_replies: Vec::new(),
         };
         let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out any other writer). A deferred
@@ -676,6 +696,7 @@ impl Pipeline {
                         }
                     }
                 },
+                Input::Summary { request, reply } => b.summary_requests.push((request, reply)),
                 Input::Wake | Input::Shutdown => {}
             }
             if cut {
@@ -778,6 +799,29 @@ impl Pipeline {
                 record(&tx, &self.clock, change, &mut b)?;
             }
         }
+        // Summaries read the device records: after this batch's are saved.
+        if ticked_at.is_some() || !b.summary_requests.is_empty() {
+            let roster = self.settings.duty.get();
+            let cx = summaries::Context {
+                settings: &self.settings.summary,
+                router: &self.settings.router,
+                roster: &roster,
+                registry: self.engine.registry(),
+                rules: self.engine.rules(),
+                metrics: &self.metrics,
+            };
+            let now = ticked_at.unwrap_or_else(|| self.clock.now_ms());
+            for (request, reply) in std::mem::take(&mut b.summary_requests) {
+                let r = summaries::on_demand(&tx, &cx, &request, now, &mut b);
+                if let Err(SummaryError::Store(e)) = r {
+                    return Err(e);
+                }
+                b.summary_replies.push((reply, r));
+            }
+            if ticked_at.is_some() {
+                self.summary_schedule.tick(&tx, &cx, now, &mut b)?;
+            }
+        }
         let reading = b.readings.then(|| store::max_reading_id(&tx)).transpose()?;
         let notification = b
             .notifications
@@ -833,6 +877,9 @@ impl Pipeline {
         }
         for (reply, merged) in b.rollup_replies {
             let _ = reply.send(merged);
+        }
+        for (reply, r) in b.summary_replies {
+            let _ = reply.send(r);
         }
         for r in b.republish {
             // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
@@ -1186,6 +1233,7 @@ fn delivery_change(
             let alert = w.as_ref().and_then(|w| w.alert);
             (w.map(|w| w.building), alert, Some(id))
         }
+        Subject::Summary(id) => (store::summaries::building_of(tx, id)?, None, None),
     };
     let building = building.unwrap_or_default();
     use crate::store::notifications::Outcome;
@@ -1197,6 +1245,7 @@ fn delivery_change(
     let change = Change::Notification {
         alert: alert.map(alerts::alert_id),
         workorder: workorder.map(workorders::workorder_id),
+        summary: d.subject.summary().map(crate::model::summary::summary_id),
         building,
         channel: d.channel.as_str().to_owned(),
         target: d.target.clone(),

@@ -793,6 +793,39 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Alert>> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
+/// (added) Alerts of `building` closed in `[from, until)` as `classification` (the daily
+/// summary's false alarms), most recently closed first, at most `limit`; and how many there
+/// are in all.
+pub fn closed_as(
+    conn: &Connection,
+    building: &str,
+    classification: Classification,
+    from: Millis,
+    until: Millis,
+    limit: u32,
+) -> Result<(Vec<Alert>, u64)> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts WHERE building = ?1 AND status = 'closed'
+         AND classification = ?2 AND closed_at >= ?3 AND closed_at < ?4
+         ORDER BY closed_at DESC, id DESC LIMIT ?5"
+    );
+    let args = params![building, classification.as_str(), from, until, limit];
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(args, from_row)?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let total: u64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM alerts WHERE building = ?1 AND status = 'closed'
+             AND classification = ?2 AND closed_at >= ?3 AND closed_at < ?4",
+        )?
+        .query_row(
+            params![building, classification.as_str(), from, until],
+            |r| r.get(0),
+        )?;
+    Ok((rows, total))
+}
+
 /// The history of an alert, oldest first.
 pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
     let mut stmt = conn.prepare_cached(

@@ -11,7 +11,8 @@
 //! | `devices` | device health records (the rule engine's, as JSON) |
 //! | `conds` | rule conditions: pending hold times, active conditions (the engine's, as JSON) |
 //! | `alerts`, `alert_history` | alerts and every transition, action and notification |
-//! | `notifications` | the outbox: one row per (transition, channel, target), with its key, the alert or work order as committed, status, attempts and backoff (replaces the former `outbox` table; `notifications.rs`) |
+//! | `notifications` | the outbox: one row per (transition, channel, target), with its key, the alert, work order or daily summary as committed, status, attempts and backoff (replaces the former `outbox` table; `notifications.rs`) |
+//! | `summaries` | (added) daily summaries to buildings' fire-safety managers: what each says (fixed when made), why, for which local day; at most one scheduled per building and day (`summaries.rs`) |
 //! | `rejected` | rejected messages (contract section 5) |
 //! | `meta` | cursors and counters |
 //! | `changes` | the change feed's log (alerts, devices, notifications, commands), for resume |
@@ -32,6 +33,7 @@ pub mod northbound;
 pub mod notifications;
 pub mod reports;
 pub mod rollups;
+pub mod summaries;
 pub mod workorders;
 
 use crate::model::{Kind, Millis};
@@ -281,6 +283,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("alerts", "verification", "TEXT"),
     ("alerts", "called_119_at", "INTEGER"),
     ("notifications", "workorder_id", "INTEGER"),
+    ("notifications", "summary_id", "INTEGER"),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] a store made by an older version lacks.
@@ -331,6 +334,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     duty_checks::create(&conn)?;
     conn.execute_batch(workorders::SCHEMA)?;
     conn.execute_batch(rollups::SCHEMA)?;
+    conn.execute_batch(summaries::SCHEMA)?;
     notifications::create(&conn)?;
     northbound::create(&conn)?;
     add_columns(&conn)?;

@@ -1,6 +1,7 @@
 //! The channel-agnostic notification outbox: one row per (transition, channel, target) of an
-//! alert or a work order, queued in the transaction that committed the transition, with the
-//! subject as it was then. Each channel's sender reads its own rows through a read-only
+//! alert or a work order, or per (channel, target) of a daily summary, queued in the
+//! transaction that committed the transition (or made the summary), with the subject as it
+//! was then. Each channel's sender reads its own rows through a read-only
 //! connection; the outcome of every attempt is recorded here by the store's single writer,
 //! together with the alert's or work order's history.
 
@@ -10,8 +11,8 @@ use crate::model::{rfc3339, Millis};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
-/// The outbox table. `alert_id` or `workorder_id` names the subject; `alert` holds its
-/// snapshot (the alert's or the work order's JSON).
+/// The outbox table. `alert_id`, `workorder_id` or (added) `summary_id` names the subject;
+/// `alert` holds its snapshot (the alert's, the work order's or the summary's JSON).
 const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY,
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     alert TEXT NOT NULL,
     lang TEXT,
     tz TEXT,
-    workorder_id INTEGER
+    workorder_id INTEGER,
+    summary_id INTEGER
 );";
 
 /// Its indexes.
@@ -39,7 +41,9 @@ CREATE INDEX IF NOT EXISTS notifications_due
     ON notifications(channel, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_alert ON notifications(alert_id, id);
 CREATE INDEX IF NOT EXISTS notifications_workorder ON notifications(workorder_id, id)
-    WHERE workorder_id IS NOT NULL;";
+    WHERE workorder_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS notifications_summary ON notifications(summary_id, id)
+    WHERE summary_id IS NOT NULL;";
 
 /// Creates the table when it is missing (its indexes come with [`migrate`]).
 pub(super) fn create(conn: &Connection) -> Result<()> {
@@ -47,9 +51,10 @@ pub(super) fn create(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Brings the table of an older store up to date, once its added columns are there: stores
-/// from before work-order notifications declared `alert_id NOT NULL`, which SQLite cannot
-/// relax in place, so the table is rebuilt with every row. Then the indexes.
+/// Brings the table of an older store up to date, once its added columns are there
+/// (`workorder_id`, `summary_id`: nullable, added in place): stores from before work-order
+/// notifications declared `alert_id NOT NULL`, which SQLite cannot relax in place, so the
+/// table is rebuilt with every row. Then the indexes.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let strict: i64 = conn.query_row(
         "SELECT count(*) FROM pragma_table_info('notifications')
@@ -59,12 +64,14 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     )?;
     if strict > 0 {
         let columns = "id, alert_id, event, channel, target, key, created_at, status, attempts,
-             next_attempt_at, sent_at, last_error, alert, lang, tz, workorder_id";
+             next_attempt_at, sent_at, last_error, alert, lang, tz, workorder_id, summary_id";
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE;
              DROP INDEX IF EXISTS notifications_key;
              DROP INDEX IF EXISTS notifications_due;
              DROP INDEX IF EXISTS notifications_alert;
+             DROP INDEX IF EXISTS notifications_workorder;
+             DROP INDEX IF EXISTS notifications_summary;
              ALTER TABLE notifications RENAME TO notifications_before;
              {TABLE}
              INSERT INTO notifications ({columns}) SELECT {columns} FROM notifications_before;
@@ -97,30 +104,76 @@ pub fn enqueue(
     snapshot: &Value,
     now: Millis,
 ) -> Result<()> {
+    let key = |channel, target: &str| {
+        crate::model::notification::key(subject, event, transition, channel, target)
+    };
+    insert(conn, subject, event, to, snapshot, now, &key).map(|_| ())
+}
+
+/// (added) Queues the notifications of daily summary `id` of `building` for local `day`, one
+/// per target, with the keys of [`crate::model::notification::summary_key`]: a scheduled
+/// summary's key names only the building and the day, so a second one of the same day could
+/// not be queued even if it were made. Returns how many rows were queued (a key already
+/// queued is left as it is and not counted).
+#[allow(clippy::too_many_arguments)]
+pub fn enqueue_summary(
+    conn: &Connection,
+    id: i64,
+    building: &str,
+    day: &str,
+    on_demand: bool,
+    to: Recipients<'_>,
+    snapshot: &Value,
+    now: Millis,
+) -> Result<usize> {
+    let key = |channel, target: &str| {
+        crate::model::notification::summary_key(
+            building,
+            day,
+            on_demand.then_some(id),
+            channel,
+            target,
+        )
+    };
+    let subject = Subject::Summary(id);
+    insert(conn, subject, Event::DailySummary, to, snapshot, now, &key)
+}
+
+/// Inserts one row per target, keyed by `key(channel, target)`; returns the rows inserted.
+fn insert(
+    conn: &Connection,
+    subject: Subject,
+    event: Event,
+    to: Recipients<'_>,
+    snapshot: &Value,
+    now: Millis,
+    key: &dyn Fn(ChannelKind, &str) -> String,
+) -> Result<usize> {
     let Recipients { targets, look } = to;
     let snapshot = snapshot.to_string();
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO notifications (alert_id, workorder_id, event, channel, target, key,
-         created_at, next_attempt_at, alert, lang, tz)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) ON CONFLICT(key) DO NOTHING",
+        "INSERT INTO notifications (alert_id, workorder_id, summary_id, event, channel, target,
+         key, created_at, next_attempt_at, alert, lang, tz)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11) ON CONFLICT(key) DO NOTHING",
     )?;
+    let mut n = 0;
     for (channel, target) in targets {
-        let key = crate::model::notification::key(subject, event, transition, *channel, target);
         let lang = look.english.contains(target).then_some("en");
-        stmt.execute(params![
+        n += stmt.execute(params![
             subject.alert(),
             subject.workorder(),
+            subject.summary(),
             event.as_str(),
             channel.as_str(),
             target,
-            key,
+            key(*channel, target),
             now,
             snapshot,
             lang,
             look.tz
         ])?;
     }
-    Ok(())
+    Ok(n)
 }
 
 fn corrupt(what: &'static str, v: &str) -> rusqlite::Error {
@@ -142,8 +195,15 @@ pub fn told(c: &Connection, subject: Subject) -> Result<Vec<(ChannelKind, String
             "SELECT channel, target FROM notifications WHERE workorder_id = ?1
              GROUP BY channel, target ORDER BY min(id)"
         }
+        Subject::Summary(_) => {
+            "SELECT channel, target FROM notifications WHERE summary_id = ?1
+             GROUP BY channel, target ORDER BY min(id)"
+        }
     };
-    let id = subject.alert().or(subject.workorder());
+    let id = subject
+        .alert()
+        .or(subject.workorder())
+        .or(subject.summary());
     let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map([id], |r| {
         let ch: String = r.get(0)?;
@@ -153,12 +213,17 @@ pub fn told(c: &Connection, subject: Subject) -> Result<Vec<(ChannelKind, String
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
-/// The subject of a row from its two id columns.
-fn subject(alert: Option<i64>, workorder: Option<i64>) -> rusqlite::Result<Subject> {
-    match (alert, workorder) {
-        (Some(a), _) => Ok(Subject::Alert(a)),
-        (None, Some(w)) => Ok(Subject::Workorder(w)),
-        (None, None) => Err(corrupt("subject", "none")),
+/// The subject of a row from its three id columns.
+fn subject(
+    alert: Option<i64>,
+    workorder: Option<i64>,
+    summary: Option<i64>,
+) -> rusqlite::Result<Subject> {
+    match (alert, workorder, summary) {
+        (Some(a), _, _) => Ok(Subject::Alert(a)),
+        (None, Some(w), _) => Ok(Subject::Workorder(w)),
+        (None, None, Some(s)) => Ok(Subject::Summary(s)),
+        (None, None, None) => Err(corrupt("subject", "none")),
     }
 }
 
@@ -182,7 +247,8 @@ pub fn due(
 ) -> Result<(Vec<Notification>, i64, Option<Millis>)> {
     let mut stmt = c.prepare_cached(
         "SELECT id, alert_id, key, event, target, created_at, attempts, alert, lang, tz,
-         workorder_id FROM notifications WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
+         workorder_id, summary_id FROM notifications
+         WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
          ORDER BY next_attempt_at, id LIMIT ?3",
     )?;
     let rows = stmt
@@ -191,7 +257,7 @@ pub fn due(
             let alert: String = r.get(7)?;
             Ok(Notification {
                 id: r.get(0)?,
-                subject: subject(r.get(1)?, r.get(10)?)?,
+                subject: subject(r.get(1)?, r.get(10)?, r.get(11)?)?,
                 key: r.get(2)?,
                 event: event.parse().map_err(|()| corrupt("event", &event))?,
                 channel,
@@ -239,7 +305,7 @@ pub enum Outcome {
 pub struct Delivery {
     /// Outbox row.
     pub id: i64,
-    /// Its alert or work order.
+    /// Its alert, work order or daily summary.
     pub subject: Subject,
     /// Idempotency key.
     pub key: String,
@@ -258,8 +324,8 @@ pub struct Delivery {
 }
 
 /// Records a delivery attempt inside the caller's transaction: the outbox row and the alert's
-/// or work order's history change together. A report for a row that is no longer pending (a repeated report)
-/// changes nothing.
+/// or work order's history change together (a daily summary has no history: its rows are its
+/// record). A report for a row that is no longer pending (a repeated report) changes nothing.
 pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
     let mut detail = json!({
         "event": d.event.as_str(),
@@ -274,6 +340,7 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
     let history = |what: &str, detail: Value| match d.subject {
         Subject::Alert(id) => super::alerts::record_notification(c, id, d.at, what, detail),
         Subject::Workorder(id) => super::workorders::record_notification(c, id, d.at, what, detail),
+        Subject::Summary(_) => Ok(()),
     };
     match &d.outcome {
         Outcome::Sent => {
@@ -325,6 +392,8 @@ pub struct Filter {
     pub alert: Option<i64>,
     /// One work order's.
     pub workorder: Option<i64>,
+    /// (added) One daily summary's.
+    pub summary: Option<i64>,
     /// pending, sent, failed.
     pub status: Option<DeliveryStatus>,
     /// email, webhook, wecom, dingtalk, sms.
@@ -337,9 +406,10 @@ pub struct Filter {
 pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Value>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, alert_id, key, event, channel, target, status, attempts, created_at,
-         next_attempt_at, sent_at, last_error, workorder_id FROM notifications
+         next_attempt_at, sent_at, last_error, workorder_id, summary_id FROM notifications
          WHERE (?1 IS NULL OR alert_id = ?1) AND (?2 IS NULL OR status = ?2)
          AND (?3 IS NULL OR channel = ?3) AND (?5 IS NULL OR workorder_id = ?5)
+         AND (?6 IS NULL OR summary_id = ?6)
          ORDER BY id DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(
@@ -348,15 +418,17 @@ pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Value>> {
             f.status.map(DeliveryStatus::as_str),
             f.channel.map(ChannelKind::as_str),
             f.limit,
-            f.workorder
+            f.workorder,
+            f.summary
         ],
         |r| {
             let status: String = r.get(6)?;
-            let subject = subject(r.get(1)?, r.get(12)?)?;
+            let subject = subject(r.get(1)?, r.get(12)?, r.get(13)?)?;
             Ok(json!({
                 "id": r.get::<_, i64>(0)?,
                 "alert": subject.alert().map(crate::model::alert::alert_id),
                 "workorder": subject.workorder().map(crate::model::workorder::workorder_id),
+                "summary": subject.summary().map(crate::model::summary::summary_id),
                 "key": r.get::<_, String>(2)?,
                 "event": r.get::<_, String>(3)?,
                 "channel": r.get::<_, String>(4)?,
@@ -421,5 +493,68 @@ mod tests {
         drop(c);
         let c = super::super::open_writer(dir.path(), "normal").unwrap();
         assert_eq!(due(&c, ChannelKind::Email, 10, 10).unwrap().0.len(), 2);
+    }
+
+    /// A store from before daily summaries (no `summary_id`) keeps its rows and takes rows of
+    /// summaries, whose scheduled keys allow one per building, day and target.
+    #[test]
+    fn an_outbox_from_before_summaries_keeps_its_rows_and_takes_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(super::super::db_path(dir.path())).unwrap();
+            c.execute_batch(
+                "CREATE TABLE notifications (id INTEGER PRIMARY KEY, alert_id INTEGER,
+                 event TEXT NOT NULL, channel TEXT NOT NULL, target TEXT NOT NULL,
+                 key TEXT NOT NULL, created_at INTEGER NOT NULL,
+                 status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                 next_attempt_at INTEGER NOT NULL, sent_at INTEGER, last_error TEXT,
+                 alert TEXT NOT NULL, lang TEXT, tz TEXT, workorder_id INTEGER);
+                 CREATE UNIQUE INDEX notifications_key ON notifications(key);
+                 INSERT INTO notifications (workorder_id, event, channel, target, key,
+                   created_at, next_attempt_at, alert) VALUES (4, 'workorder_created', 'email',
+                   'm@x.org', 'w-000004:workorder_created:9:email:m@x.org', 5, 5,
+                   '{\"id\": \"w-000004\"}');",
+            )
+            .unwrap();
+        }
+        let c = super::super::open_writer(dir.path(), "normal").unwrap();
+        let (rows, _, _) = due(&c, ChannelKind::Email, 10, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].subject, Subject::Workorder(4));
+        let look = Look {
+            tz: Some("Asia/Shanghai".into()),
+            english: vec!["m@x.org".into()],
+        };
+        let to = [(ChannelKind::Email, "m@x.org".to_owned())];
+        let recipients = Recipients {
+            targets: &to,
+            look: &look,
+        };
+        let snap = json!({"building": "b1"});
+        let n = enqueue_summary(&c, 3, "b1", "2026-12-01", false, recipients, &snap, 6).unwrap();
+        assert_eq!(n, 1);
+        // The same day again (a summary made twice by mistake) queues nothing.
+        let n = enqueue_summary(&c, 4, "b1", "2026-12-01", false, recipients, &snap, 7).unwrap();
+        assert_eq!(n, 0);
+        // On demand: its own keys.
+        let n = enqueue_summary(&c, 5, "b1", "2026-12-01", true, recipients, &snap, 8).unwrap();
+        assert_eq!(n, 1);
+        let (rows, queued, _) = due(&c, ChannelKind::Email, 10, 10).unwrap();
+        assert_eq!(queued, 3);
+        assert_eq!(rows[1].subject, Subject::Summary(3));
+        assert_eq!(rows[1].key, "summary:b1:2026-12-01:email:m@x.org");
+        assert_eq!(rows[1].event, Event::DailySummary);
+        assert_eq!(rows[1].lang.as_deref(), Some("en"));
+        assert_eq!(rows[2].key, "summary:b1:2026-12-01:s-000005:email:m@x.org");
+        let f = Filter {
+            summary: Some(3),
+            limit: 10,
+            ..Filter::default()
+        };
+        let listed = list(&c, &f).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["summary"], "s-000003");
+        assert!(listed[0]["alert"].is_null() && listed[0]["workorder"].is_null());
+        assert_eq!(told(&c, Subject::Summary(3)).unwrap(), to);
     }
 }

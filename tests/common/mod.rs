@@ -347,6 +347,59 @@ impl Mail {
 }
 
 impl Mail {
+    /// The Subject header with its RFC 2047 encoded words (`=?utf-8?b?…?=`, `=?utf-8?q?…?=`)
+    /// decoded, as a mail program shows it.
+    pub fn decoded_subject(&self) -> String {
+        use base64::Engine as _;
+        let raw = self.subject();
+        let mut out = String::new();
+        // Whitespace between two encoded words is not part of the text; elsewhere it is.
+        let mut plain_before = false;
+        for word in raw.split_whitespace() {
+            let inner = word
+                .strip_prefix("=?")
+                .and_then(|w| w.strip_suffix("?="))
+                .and_then(|w| {
+                    let mut parts = w.splitn(3, '?');
+                    Some((parts.next()?, parts.next()?, parts.next()?))
+                });
+            if inner.is_some() && plain_before {
+                out.push(' ');
+            }
+            plain_before = inner.is_none();
+            match inner {
+                Some((_, enc, text)) if enc.eq_ignore_ascii_case("b") => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .unwrap();
+                    out.push_str(&String::from_utf8(bytes).unwrap());
+                }
+                Some((_, enc, text)) if enc.eq_ignore_ascii_case("q") => {
+                    let text = text.replace('_', " ");
+                    let mut bytes = Vec::new();
+                    let mut it = text.bytes();
+                    while let Some(b) = it.next() {
+                        if b == b'=' {
+                            let hex: Vec<u8> = it.by_ref().take(2).collect();
+                            let hex = std::str::from_utf8(&hex).unwrap();
+                            bytes.push(u8::from_str_radix(hex, 16).unwrap());
+                        } else {
+                            bytes.push(b);
+                        }
+                    }
+                    out.push_str(&String::from_utf8(bytes).unwrap());
+                }
+                _ => {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(word);
+                }
+            }
+        }
+        out
+    }
+
     /// The mail with its body decoded (see [`mail_text`]).
     pub fn text(&self) -> String {
         mail_text(&self.raw)
@@ -740,8 +793,18 @@ impl InProcess {
         registry: &str,
         tweak: impl FnOnce(&mut firewatch::config::Config),
     ) -> InProcess {
+        Self::start_at(firewatch::clock::wall_ms(), registry, tweak).await
+    }
+
+    /// As [`InProcess::start_with`], on a clock that starts at `start` (epoch ms) instead of
+    /// the wall time: for tests of what happens at a local time of day.
+    pub async fn start_at(
+        start: i64,
+        registry: &str,
+        tweak: impl FnOnce(&mut firewatch::config::Config),
+    ) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
-        let clock = firewatch::clock::ManualClock::new(firewatch::clock::wall_ms());
+        let clock = firewatch::clock::ManualClock::new(start);
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut cfg = firewatch::config::Config::default();
         cfg.mqtt.url = env("FW_TEST_MQTT_URL");
