@@ -1064,12 +1064,16 @@ fn finding_word(f: &str, lang: Lang) -> &str {
         ("weak_signal", Lang::Zh) => "信号弱",
         ("flapping", Lang::Zh) => "频繁上下线",
         ("stuck", Lang::Zh) => "数值长时间不变",
+        ("implausible", Lang::Zh) => "数值超出合理范围",
         ("clock_skew", Lang::En) => "clock skew",
         ("out_of_order", Lang::En) => "out of order",
+        ("gaps", Lang::En) => "gaps in the data",
         ("loss_rate", Lang::En) => "high loss",
         ("low_battery", Lang::En) => "low battery",
         ("weak_signal", Lang::En) => "weak signal",
+        ("flapping", Lang::En) => "goes on and off line",
         ("stuck", Lang::En) => "stuck value",
+        ("implausible", Lang::En) => "implausible value",
         (other, _) => other,
     }
 }
@@ -1542,6 +1546,16 @@ mod tests {
                 "started_at": "2026-11-30T12:00:00Z", "closed_at": "2026-11-30T12:20:00Z",
                 "closed_by": "张三"}],
             "alerts_fired": {"critical": 2, "minor": 1}})
+    }
+
+    #[test]
+    fn every_quality_finding_has_a_word_in_both_languages() {
+        use crate::rules::engine::DeviceRecord;
+        for f in DeviceRecord::FINDINGS {
+            for lang in [Lang::Zh, Lang::En] {
+                assert_ne!(finding_word(f, lang), f, "{f} in {lang:?}");
+            }
+        }
     }
 
     #[test]

@@ -189,8 +189,21 @@ impl DeviceRecord {
         }
     }
 
+    /// Every finding [`DeviceRecord::quality`] names.
+    pub const FINDINGS: [&'static str; 9] = [
+        "clock_skew",
+        "out_of_order",
+        "gaps",
+        "loss_rate",
+        "low_battery",
+        "weak_signal",
+        "flapping",
+        "stuck",
+        "implausible",
+    ];
+
     /// Data-quality findings (contract section 4), with the plausible bands and stuck times of
-    /// `q`.
+    /// `q`: some of [`DeviceRecord::FINDINGS`], in that order.
     pub fn quality(&self, q: &QualityRule) -> Vec<&'static str> {
         let mut f = Vec::new();
         if self.skew_ms.abs() > CLOCK_SKEW_MS {
