@@ -5,6 +5,10 @@ use firewatch::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Fire-safety IoT monitoring for high-rise buildings.
 #[derive(Debug, Parser)]
 #[command(version, about)]

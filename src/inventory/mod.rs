@@ -43,7 +43,7 @@ pub fn device_json(
     };
     let mut last_values = serde_json::Map::new();
     if let Some(r) = rec {
-        for (k, v) in &r.last_values {
+        for (k, v) in r.last_values.iter() {
             match k.split_once('.') {
                 Some((metric, channel)) => {
                     let e = last_values
@@ -54,7 +54,7 @@ pub fn device_json(
                     }
                 }
                 None => {
-                    last_values.insert(k.clone(), json!(v));
+                    last_values.insert(k.to_owned(), json!(v));
                 }
             }
         }

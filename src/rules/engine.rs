@@ -11,13 +11,14 @@
 //! start ([`Engine::restore`]).
 
 use super::quality::Band;
+use super::small_map::SmallMap;
 use super::{Direction, EventRule, Levels, QualityRule, RateRule, Rules, ThresholdRule};
 pub use crate::model::alert::{Change, Transition};
 use crate::model::decode::Rejection;
 use crate::model::{Body, EventState, Kind, Message, Millis, Reason, Severity};
 use crate::registry::{Power, Registry};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Key of a condition: rule source, rule id, device, channel.
@@ -134,7 +135,7 @@ pub struct DeviceRecord {
     /// Firmware.
     pub firmware: Option<String>,
     /// Latest values by `metric` or `metric.channel`.
-    pub last_values: BTreeMap<String, f64>,
+    pub last_values: SmallMap<f64>,
     /// Largest |device ts − receive time| of the latest message, ms.
     pub skew_ms: i64,
     /// Read from records written before [`DeviceRecord::held`]: since when none of the latest
@@ -142,8 +143,8 @@ pub struct DeviceRecord {
     #[serde(default, skip_serializing)]
     pub unchanged_since: Option<Millis>,
     /// Since when each latest value (by `metric` or `metric.channel`) has held (stuck detection).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub held: BTreeMap<String, Millis>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub held: SmallMap<Millis>,
     /// Digests of the latest payloads that carried no `seq`, newest last: a redelivery by the
     /// broker (MQTT DUP flag) of one of them is recognised as a duplicate, also after a crash.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
@@ -178,10 +179,10 @@ impl DeviceRecord {
             battery_pct: None,
             rssi_dbm: None,
             firmware: None,
-            last_values: BTreeMap::new(),
+            last_values: SmallMap::new(),
             skew_ms: 0,
             unchanged_since: None,
-            held: BTreeMap::new(),
+            held: SmallMap::new(),
             flaps: VecDeque::new(),
             flapping: false,
             recent: VecDeque::new(),
@@ -245,7 +246,7 @@ impl DeviceRecord {
         self.last_values
             .iter()
             .filter_map(|(k, &v)| match q.check(metric_of(k), v) {
-                Band::Below(b) | Band::Above(b) => Some((k.as_str(), v, b)),
+                Band::Below(b) | Band::Above(b) => Some((k, v, b)),
                 Band::Inside | Band::Floor => None,
             })
     }
@@ -271,7 +272,7 @@ impl DeviceRecord {
                     (STUCK_INTERVALS.saturating_mul(i)).max(STUCK_MIN_MS)
                 }
             };
-            (held > limit).then_some((k.as_str(), v, since, limit))
+            (held > limit).then_some((k, v, since, limit))
         })
     }
 }
@@ -719,23 +720,30 @@ impl Engine {
                     // Records written before per-value times: their unchanged values held
                     // since the device-wide time.
                     let legacy = rec.unchanged_since.take();
+                    let mut joined = String::new();
                     for s in samples {
-                        let key = match &s.channel {
-                            Some(c) => format!("{}.{c}", s.metric),
-                            None => s.metric.to_owned(),
+                        let key: &str = match &s.channel {
+                            Some(c) => {
+                                joined.clear();
+                                joined.push_str(s.metric);
+                                joined.push('.');
+                                joined.push_str(c);
+                                &joined
+                            }
+                            None => s.metric,
                         };
-                        if !rec.last_values.contains_key(&key)
+                        if !rec.last_values.contains_key(key)
                             && rec.last_values.len() >= self.limits.max_values
                         {
                             // Any channel name a device sends would be kept otherwise.
                             self.refused.values += 1;
                             continue;
                         }
-                        let prev = rec.last_values.insert(key.clone(), s.value);
+                        let prev = rec.last_values.insert(key, s.value);
                         if prev != Some(s.value) {
                             rec.held.insert(key, now);
                         } else {
-                            rec.held.entry(key).or_insert(legacy.unwrap_or(now));
+                            rec.held.insert_if_absent(key, legacy.unwrap_or(now));
                         }
                     }
                 }

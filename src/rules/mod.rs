@@ -16,6 +16,7 @@
 
 pub mod engine;
 pub mod quality;
+pub mod small_map;
 
 use crate::model::{BuildingClass, Kind, Severity};
 pub use crate::registry::Levels;

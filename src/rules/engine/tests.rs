@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::model::decode::{decode, Decoded};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// 2026-11-29T01:30:00Z.
