@@ -145,9 +145,12 @@ MQTT_PORT="${FW_TEST_MQTT_URL##*:}"
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT="$(free_port)"
 FW_URL="http://127.0.0.1:$PORT"
+# The API needs a token: each firewatch accepts this one as its bootstrap token.
+API_TOKEN="bench-readings-$$-$(date +%s%N)"
 # start_fw BINARY PORT STORE LOG CLIENT_ID: a firewatch on Mosquitto, in the background.
 start_fw() {
     env FIREWATCH__MQTT__URL="$FW_TEST_MQTT_URL" \
+        FIREWATCH__AUTH__BOOTSTRAP_TOKEN="$API_TOKEN" \
         FIREWATCH__MQTT__CLIENT_ID="$5" \
         FIREWATCH__HTTP__LISTEN="127.0.0.1:$2" \
         FIREWATCH__STORAGE__DIR="$3" \
@@ -217,16 +220,17 @@ if [[ -n $VS ]]; then
 fi
 
 step "queries: $REQUESTS requests each over the $DAYS days of $DEVICE"
-"$PY" - "$PORTS" "$DEVICE" "$SINCE_MS" "$NOW_MS" "$REQUESTS" "$ROUNDS" >"$OUT/queries.json" <<'EOF'
+"$PY" - "$PORTS" "$DEVICE" "$SINCE_MS" "$NOW_MS" "$REQUESTS" "$ROUNDS" "$API_TOKEN" >"$OUT/queries.json" <<'EOF'
 import http.client, json, statistics, sys, time
 ports = [int(p) for p in sys.argv[1].split(",")]
 dev, since, until, n, rounds = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+auth = {"Authorization": "Bearer " + sys.argv[7]}
 base = f"/api/v1/devices/{dev}/readings?since={since}&until={until}"
 queries = {"auto": base, "auto10000": base + "&limit=10000", "auto1000": base + "&limit=1000",
            "raw": base + "&step=raw&limit=100000"}
 conns = [http.client.HTTPConnection("127.0.0.1", p, timeout=60) for p in ports]
 def get(side, path):
-    conns[side].request("GET", path)
+    conns[side].request("GET", path, headers=auth)
     r = conns[side].getresponse()
     body = r.read()
     if r.status != 200:

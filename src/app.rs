@@ -124,6 +124,50 @@ async fn bounded<F: Future>(name: &str, limit: Duration, f: F) -> Option<F::Outp
     }
 }
 
+/// On a store without users: creates the account `admin` (role admin) with a random password,
+/// writes the password to [`crate::auth::INITIAL_PASSWORD_FILE`] (readable by this user only) and says once,
+/// in the log, where it is and how to log in. The password itself is never logged.
+fn first_admin(
+    conn: &rusqlite::Connection,
+    dir: &std::path::Path,
+    now: i64,
+    url: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if store::auth::count_users(conn)? > 0 {
+        return Ok(());
+    }
+    let password = crate::auth::token::generate("")?;
+    let hash = crate::auth::password::hash(&password)?;
+    let path = dir.join(crate::auth::INITIAL_PASSWORD_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{password}")?;
+    f.sync_all()?;
+    let admin = crate::auth::User {
+        name: "admin".into(),
+        display: "管理员".into(),
+        role: crate::auth::Role::Admin,
+        buildings: Default::default(),
+        disabled: false,
+        created_at: now,
+    };
+    store::auth::insert_user(conn, &admin, &hash)?;
+    tracing::warn!(
+        file = %path.display(),
+        "First start: created the account \"admin\". Its password is in the file (readable by \
+         this user only). Log in at {url}/ and set a new one with `firewatch user passwd admin`, \
+         which deletes the file."
+    );
+    Ok(())
+}
+
 /// Runs firewatch on `clock` until `signal` completes or a stage fails.
 pub async fn run_with(
     cfg: Config,
@@ -148,6 +192,13 @@ pub async fn run_with(
         );
         pipeline::restore(&conn, &mut engine, setup_clock.now_ms())
             .context("restoring rule state")?;
+        first_admin(
+            &conn,
+            dir,
+            setup_clock.now_ms(),
+            &setup_cfg.http.public_url(),
+        )
+        .context("creating the first admin account")?;
         let roster = crate::duty::Roster::load(&setup_cfg.duty.file).map_err(problems_error)?;
         let kept_from = setup_clock
             .now_ms()
@@ -378,6 +429,7 @@ pub async fn run_with(
         clock: Arc::clone(&clock),
         ack_token: cfg.http.ack_token.clone(),
         duty: Arc::clone(&duty),
+        auth: Arc::new(api::auth::Auth::new(&cfg.auth)),
     };
 
     // (added) The registry file watch: reloads go through the pipeline, so it ends with the
@@ -396,9 +448,12 @@ pub async fn run_with(
     let mut http = {
         let t = http_token.clone();
         tokio::spawn(async move {
-            axum::serve(http_listener, api::router(state))
-                .with_graceful_shutdown(t.cancelled_owned())
-                .await
+            axum::serve(
+                http_listener,
+                api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(t.cancelled_owned())
+            .await
         })
     }
     .fuse();

@@ -36,9 +36,11 @@
 //! - [`app`]: the wiring and ordered shutdown;
 //! - [`report`]: `firewatch report` on the command line, read-only on the store.
 
+pub mod accounts;
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;

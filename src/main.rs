@@ -46,6 +46,89 @@ enum Command {
         #[command(subcommand)]
         action: RegistryCommand,
     },
+    /// (added) Accounts of the dashboard and the API.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// (added) API tokens for integrations.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; prints a generated password once (or reads one with --password-stdin).
+    Add {
+        /// Login name.
+        name: String,
+        /// operator, manager or admin.
+        #[arg(long)]
+        role: firewatch::auth::Role,
+        /// A manager's building (repeat for several).
+        #[arg(long = "building", value_name = "ID")]
+        buildings: Vec<String>,
+        /// Display name, e.g. 张伟.
+        #[arg(long)]
+        display: Option<String>,
+        /// Read the password (one line, at least 10 characters) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password; ends the user's sessions.
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user: no login, its sessions and tokens stop working.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Login name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make an API token acting as USER (its role and buildings); prints it once.
+    Add {
+        /// The user it acts as.
+        user: String,
+        /// What it is for, e.g. city-platform.
+        #[arg(long)]
+        label: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// Its id, from `token list`.
+        id: i64,
+    },
+}
+
+fn accounts_command(cfg: &Config, action: firewatch::accounts::Action) -> ExitCode {
+    match firewatch::accounts::run(cfg, action, firewatch::clock::wall_ms()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("firewatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +282,53 @@ fn main() -> ExitCode {
             }
         }
         Command::Registry { action } => registry_command(&cfg, action),
+        Command::User { action } => {
+            use firewatch::accounts::Action;
+            accounts_command(
+                &cfg,
+                match action {
+                    UserCommand::Add {
+                        name,
+                        role,
+                        buildings,
+                        display,
+                        password_stdin,
+                    } => Action::Add {
+                        name,
+                        role,
+                        buildings,
+                        display,
+                        password_stdin,
+                    },
+                    UserCommand::Passwd {
+                        name,
+                        password_stdin,
+                    } => Action::Passwd {
+                        name,
+                        password_stdin,
+                    },
+                    UserCommand::List => Action::List,
+                    UserCommand::Disable { name } => Action::Disable {
+                        name,
+                        disabled: true,
+                    },
+                    UserCommand::Enable { name } => Action::Disable {
+                        name,
+                        disabled: false,
+                    },
+                },
+            )
+        }
+        Command::Token { action } => accounts_command(
+            &cfg,
+            match action {
+                TokenCommand::Add { user, label } => {
+                    firewatch::accounts::Action::TokenAdd { user, label }
+                }
+                TokenCommand::List => firewatch::accounts::Action::TokenList,
+                TokenCommand::Revoke { id } => firewatch::accounts::Action::TokenRevoke { id },
+            },
+        ),
         Command::CheckConfig => match firewatch::app::check(&cfg) {
             Ok((rules, registry)) => {
                 println!(

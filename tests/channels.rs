@@ -212,6 +212,7 @@ async fn retries_wait_for_the_service_clock() {
         ("FIREWATCH__HTTP__LISTEN", format!("127.0.0.1:{port}")),
         ("FIREWATCH__STORAGE__DIR", dir.path().display().to_string()),
         ("FIREWATCH__STORAGE__SYNCHRONOUS", "normal".into()),
+        ("FIREWATCH__AUTH__BOOTSTRAP_TOKEN", TEST_TOKEN.into()),
         (
             "FIREWATCH__REGISTRY__FILE",
             dir.path().join("registry.toml").display().to_string(),
@@ -230,7 +231,7 @@ async fn retries_wait_for_the_service_clock() {
         let _ = stopped.await;
     }));
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = api_client();
     wait_for("the in-process service", T, || async {
         let r = http.get(format!("{base}/healthz")).send().await.ok()?;
         r.status().is_success().then_some(())

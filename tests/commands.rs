@@ -359,8 +359,6 @@ async fn commands_to_unknown_devices_or_other_kinds_are_refused() {
     )
     .await;
     assert_eq!(s, 400);
-    let (s, _) = post(format!("uitd-{b}"), json!({"command": "duty_check"})).await;
-    assert_eq!(s, 400);
     let r = fw
         .http
         .get(format!("{}/api/v1/commands/c-999999", fw.base))

@@ -33,6 +33,15 @@ pub struct RunOptions {
     /// expectations; exit 1 on any missing or unexpected alert.
     #[arg(long, value_name = "API_URL", num_args = 0..=1, default_missing_value = "http://127.0.0.1:8080")]
     pub expect: Option<String>,
+    /// API token for `--expect` (firewatch's API needs one: an API token or
+    /// `auth.bootstrap_token`).
+    #[arg(
+        long,
+        env = "FIREWATCH_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub api_token: Option<String>,
     /// Real seconds the fleet keeps reporting (without incidents) before checking.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
@@ -265,7 +274,7 @@ pub async fn run(o: RunOptions) -> anyhow::Result<usize> {
         started.elapsed().as_secs_f64()
     );
     let failures = match &o.expect {
-        Some(api) => check(api, &sc, &sc.expects).await?,
+        Some(api) => check(api, o.api_token.as_deref(), &sc, &sc.expects).await?,
         None => 0,
     };
     for l in links.into_iter().flatten() {
@@ -290,9 +299,24 @@ fn hex(s: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Compares firewatch's alerts for the scenario's buildings with the expectations; prints every
 /// missing and every unexpected alert; returns how many there are.
-pub async fn check(api: &str, sc: &Scenario, expects: &[Expect]) -> anyhow::Result<usize> {
+pub async fn check(
+    api: &str,
+    token: Option<&str>,
+    sc: &Scenario,
+    expects: &[Expect],
+) -> anyhow::Result<usize> {
     let url = format!("{}/api/v1/alerts?limit=10000", api.trim_end_matches('/'));
-    let alerts: Vec<Value> = reqwest::get(&url).await?.error_for_status()?.json().await?;
+    let mut req = reqwest::Client::new().get(&url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await?;
+    if r.status() == reqwest::StatusCode::UNAUTHORIZED {
+        anyhow::bail!(
+            "{url}: 401: pass an API token with --api-token or FIREWATCH_API_TOKEN (`firewatch token add USER --label sim`, or auth.bootstrap_token)"
+        );
+    }
+    let alerts: Vec<Value> = r.error_for_status()?.json().await?;
     let buildings: BTreeSet<String> = sc.devices().into_iter().map(|d| d.1).collect();
     let actual: BTreeSet<Expect> = alerts
         .iter()

@@ -28,9 +28,23 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
+/// `auth.bootstrap_token` of the firewatch these tests start.
+const TOKEN: &str = "scenario-test-token-0123456789";
+
+/// GET with the token.
+async fn get(url: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn sim(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_firewatch-sim"))
         .current_dir(root())
+        .env("FIREWATCH_API_TOKEN", TOKEN)
         .args(args)
         .output()
         .unwrap()
@@ -65,6 +79,7 @@ async fn firewatch(
     cfg.http.listen = format!("127.0.0.1:{port}");
     cfg.storage.dir = dir.join("data");
     cfg.storage.synchronous = "normal".into();
+    cfg.auth.bootstrap_token = Some(firewatch::settings::Secret::new(TOKEN));
     cfg.rules.file = dir.join("rules.toml");
     cfg.registry.file = dir.join("registry.toml");
     let token = tokio_util::sync::CancellationToken::new();
@@ -177,11 +192,10 @@ async fn chaos_scenario_counts_every_rejection_reason() {
             assert_eq!(count(&metrics, reason), *n, "{reason}\n{metrics}");
         }
     }
-    let unregistered: serde_json::Value = reqwest::get(format!(
+    let unregistered: serde_json::Value = get(format!(
         "{api}/api/v1/rejected?reason=unregistered&limit=10000"
     ))
     .await
-    .unwrap()
     .json()
     .await
     .unwrap();
@@ -194,16 +208,14 @@ async fn chaos_scenario_counts_every_rejection_reason() {
     assert_eq!(intruder, 1, "{unregistered:#}");
     let health = reqwest::get(format!("{api}/healthz")).await.unwrap();
     assert!(health.status().is_success());
-    let dev: serde_json::Value = reqwest::get(format!("{api}/api/v1/devices/wl-chaos-001-1"))
+    let dev: serde_json::Value = get(format!("{api}/api/v1/devices/wl-chaos-001-1"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(dev["lost"], 3, "the seq gap of three is counted: {dev}");
-    let skewed: serde_json::Value = reqwest::get(format!("{api}/api/v1/devices/ef-chaos-002-1"))
+    let skewed: serde_json::Value = get(format!("{api}/api/v1/devices/ef-chaos-002-1"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -7,7 +7,9 @@
 //! the store through a small writer connection of its own (`store::duty`), then the set in
 //! force is reloaded from the store, so memory never holds an override the store does not.
 
+use super::auth::actor;
 use super::{parse_time, ApiError, ApiResult, ApiState};
+use crate::auth::Principal;
 use crate::duty::{Duty, Override, Party, Person, RoomDuty, RoomInfo, Roster, ShiftOnDuty};
 use crate::model::{parse_rfc3339, rfc3339, Millis};
 use crate::store::duty::{self as rows, override_id, parse_override_id};
@@ -17,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -204,7 +206,8 @@ struct OverrideBody {
     replace: String,
     #[serde(default)]
     with: Option<String>,
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     note: Option<String>,
 }
@@ -214,7 +217,7 @@ fn bad(m: String) -> ApiError {
 }
 
 /// Checks a new override against the roster; the override to store.
-fn check(roster: &Roster, b: OverrideBody, now: Millis) -> Result<Override, ApiError> {
+fn check(roster: &Roster, b: OverrideBody, by: String, now: Millis) -> Result<Override, ApiError> {
     let shifts = roster.shifts_of(&b.control_room).ok_or_else(|| {
         bad(format!(
             "control_room: unknown control room {:?}",
@@ -255,11 +258,6 @@ fn check(roster: &Roster, b: OverrideBody, now: Millis) -> Result<Override, ApiE
             return Err(bad("with must be someone other than replace".into()));
         }
     }
-    if b.by.trim().is_empty() || b.by.len() > 200 {
-        return Err(bad(
-            "by: who makes the override must be given (at most 200 bytes)".into(),
-        ));
-    }
     if b.note.as_ref().is_some_and(|n| n.len() > 10_000) {
         return Err(bad("note too long".into()));
     }
@@ -271,7 +269,7 @@ fn check(roster: &Roster, b: OverrideBody, now: Millis) -> Result<Override, ApiE
         until,
         replace: b.replace,
         with: b.with,
-        by: b.by,
+        by,
         note: b.note.filter(|n| !n.trim().is_empty()),
         created_at: now,
         ended_at: None,
@@ -317,10 +315,15 @@ fn busy(e: StoreError) -> ApiError {
 }
 
 /// `POST /api/v1/duty/overrides`
-async fn post_override(State(s): State<ApiState>, b: Bytes) -> ApiResult {
+async fn post_override(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let body: OverrideBody = serde_json::from_slice(&b).map_err(|e| bad(format!("body: {e}")))?;
+    let by = actor(&p, body.by.as_deref())?;
     let now = s.clock.now_ms();
-    let o = check(&s.duty.get(), body, now)?;
+    let o = check(&s.duty.get(), body, by, now)?;
     let stored = write(&s, now, move |c| rows::insert(c, &o).map_err(busy)).await?;
     Ok((StatusCode::CREATED, Json(override_json(&stored, now))).into_response())
 }
@@ -350,22 +353,23 @@ async fn delete_override(State(s): State<ApiState>, Path(id): Path<String>) -> A
 #[serde(deny_unknown_fields)]
 struct CheckBody {
     control_room: String,
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     deadline_s: Option<u32>,
 }
 
 /// `POST /api/v1/duty/checks` `{"control_room", "by", "deadline_s"}`: sends a duty check to
 /// every transmitter of the room's buildings; 202 with the check once it is durable.
-async fn post_check(State(s): State<ApiState>, b: Bytes) -> ApiResult {
+async fn post_check(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     use crate::duty::checks::DEADLINE_RANGE_S;
     use crate::pipeline::{DutyCheckError, DutyCheckRequest, Input};
     let b: CheckBody = serde_json::from_slice(&b).map_err(|e| bad(format!("body: {e}")))?;
-    if b.by.trim().is_empty() || b.by.len() > 200 {
-        return Err(bad(
-            "by: who is asking must be given (at most 200 bytes)".into()
-        ));
-    }
+    let by = actor(&p, b.by.as_deref())?;
     if b.deadline_s.is_some_and(|d| !DEADLINE_RANGE_S.contains(&d)) {
         return Err(bad(format!(
             "deadline_s must be {}–{}",
@@ -382,7 +386,7 @@ async fn post_check(State(s): State<ApiState>, b: Bytes) -> ApiResult {
         .send(Input::DutyCheck {
             request: DutyCheckRequest {
                 room: b.control_room,
-                by: b.by,
+                by,
                 deadline_s: b.deadline_s,
             },
             reply: tx,

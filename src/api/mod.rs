@@ -5,6 +5,7 @@
 //! rule engine and committed with the same durability as everything else.
 
 mod ack;
+pub mod auth;
 mod duty;
 mod events;
 mod readings;
@@ -13,6 +14,7 @@ mod reports;
 mod summaries;
 mod workorders;
 
+use crate::auth::Principal;
 use crate::bus::Bus;
 use crate::clock::{wall_ms, SharedClock};
 use crate::inventory;
@@ -31,7 +33,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use rusqlite::{params, Connection};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -130,6 +132,8 @@ pub struct ApiState {
     pub ack_token: Option<Secret>,
     /// The duty roster with the overrides in force (`/api/v1/duty`).
     pub duty: Arc<crate::duty::Live>,
+    /// (added) Access control (`[auth]`).
+    pub auth: Arc<auth::Auth>,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -213,6 +217,11 @@ pub fn router(state: ApiState) -> Router {
         .merge(summaries::routes())
         .merge(registry::routes())
         .merge(readings::routes())
+        .merge(auth::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -404,7 +413,9 @@ async fn get_alert(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResu
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActBody {
-    by: String,
+    /// Who acts: only with `auth.bootstrap_token` ([`auth::actor`]).
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     note: Option<String>,
     #[serde(default)]
@@ -414,13 +425,8 @@ struct ActBody {
 fn body(bytes: &Bytes) -> Result<ActBody, ApiError> {
     let b: ActBody =
         serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-    if b.by.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "by: who is acting must be given".into(),
-        ));
-    }
-    if b.by.len() > 200 || b.note.as_ref().is_some_and(|n| n.len() > 10_000) {
-        return Err(ApiError::BadRequest("by or note too long".into()));
+    if b.note.as_ref().is_some_and(|n| n.len() > 10_000) {
+        return Err(ApiError::BadRequest("note too long".into()));
     }
     Ok(b)
 }
@@ -459,21 +465,25 @@ async fn act_on(s: &ApiState, n: i64, action: Action) -> ApiResult {
     }
 }
 
-async fn ack_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+async fn ack_alert(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let b = body(&b)?;
-    act(
-        &s,
-        &id,
-        Action::Ack {
-            by: b.by,
-            note: b.note,
-        },
-    )
-    .await
+    let by = auth::actor(&p, b.by.as_deref())?;
+    act(&s, &id, Action::Ack { by, note: b.note }).await
 }
 
-async fn close_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+async fn close_alert(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let b = body(&b)?;
+    let by = auth::actor(&p, b.by.as_deref())?;
     let classification = b
         .classification
         .ok_or_else(|| {
@@ -493,7 +503,7 @@ async fn close_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes
         &s,
         &id,
         Action::Close {
-            by: b.by,
+            by,
             classification,
             note: b.note,
         },
@@ -501,13 +511,19 @@ async fn close_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes
     .await
 }
 
-async fn note_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+async fn note_alert(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let b = body(&b)?;
+    let by = auth::actor(&p, b.by.as_deref())?;
     let note = b
         .note
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| ApiError::BadRequest("note is required".into()))?;
-    act(&s, &id, Action::Note { by: b.by, note }).await
+    act(&s, &id, Action::Note { by, note }).await
 }
 
 async fn list_devices(
@@ -656,6 +672,10 @@ mod tests {
             shutdown: tokio_util::sync::CancellationToken::new(),
             ack_token: None,
             duty: crate::duty::Live::new(crate::duty::Roster::default()),
+            auth: Arc::new(auth::Auth::new(&crate::auth::AuthConfig {
+                bootstrap_token: Some(Secret::new(TOKEN)),
+                ..Default::default()
+            })),
         }
     }
 
@@ -672,9 +692,16 @@ mod tests {
         assert!(c.validate().is_empty());
     }
 
+    const TOKEN: &str = "unit-test-token-0123456789";
+
     async fn status(router: Router, uri: &str) -> StatusCode {
         router
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(uri)
+                    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap()
             .status()
@@ -703,7 +730,8 @@ struct CommandBody {
     command: String,
     #[serde(default = "default_deadline_s")]
     deadline_s: u32,
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
 }
 
 const fn default_deadline_s() -> u32 {
@@ -713,7 +741,12 @@ const fn default_deadline_s() -> u32 {
 /// Longest answer deadline a command may ask for (a day).
 const MAX_DEADLINE_S: u32 = 86_400;
 
-async fn post_command(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+async fn post_command(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let b: CommandBody =
         serde_json::from_slice(&b).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let command = b.command.parse::<CommandKind>().map_err(|()| {
@@ -727,11 +760,7 @@ async fn post_command(State(s): State<ApiState>, Path(id): Path<String>, b: Byte
             "deadline_s must be 10–{MAX_DEADLINE_S}"
         )));
     }
-    if b.by.trim().is_empty() || b.by.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "by: who is asking must be given (at most 200 bytes)".into(),
-        ));
-    }
+    let by = auth::actor(&p, b.by.as_deref())?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.pipeline
         .send(Input::Command {
@@ -739,7 +768,7 @@ async fn post_command(State(s): State<ApiState>, Path(id): Path<String>, b: Byte
                 device: id,
                 command,
                 deadline_s: b.deadline_s,
-                by: b.by,
+                by,
             },
             reply: tx,
         })

@@ -4,6 +4,7 @@
 //! manager; it goes through the pipeline like every write).
 
 use super::{parse_limit, read, ApiError, ApiResult, ApiState};
+use crate::auth::Principal;
 use crate::model::summary::parse_summary_id;
 use crate::pipeline::{Input, SummaryError, SummaryRequest};
 use crate::store::{notifications, summaries};
@@ -12,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -67,10 +68,15 @@ async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
 #[serde(deny_unknown_fields)]
 struct SendBody {
     building: String,
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
 }
 
-async fn send(State(s): State<ApiState>, b: Bytes) -> ApiResult {
+async fn send(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let b: SendBody =
         serde_json::from_slice(&b).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let building = b.building.trim().to_owned();
@@ -79,12 +85,7 @@ async fn send(State(s): State<ApiState>, b: Bytes) -> ApiResult {
             "building: a building id is required".into(),
         ));
     }
-    let by = b.by.trim().to_owned();
-    if by.is_empty() || by.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "by: who is asking must be given (at most 200 bytes)".into(),
-        ));
-    }
+    let by = super::auth::actor(&p, b.by.as_deref())?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.pipeline
         .send(Input::Summary {

@@ -2,9 +2,11 @@
 //! (隐患整改): `GET`/`POST /api/v1/workorders`, `GET /api/v1/workorders/{id}`,
 //! `POST …/rectify` and `POST …/verify`. Writes go through the pipeline.
 
+use super::auth::actor;
 use super::{
     act_on, alert_param, parse_bool, parse_limit, parse_time, read, ApiError, ApiResult, ApiState,
 };
+use crate::auth::Principal;
 use crate::model::alert::Verification;
 use crate::pipeline::Input;
 use crate::store::alerts::{self, Action};
@@ -16,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -32,17 +34,6 @@ pub(super) fn routes() -> Router<ApiState> {
 
 fn parse<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(b).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
-}
-
-/// `by` must be given; texts are bounded.
-fn who(by: &str) -> Result<String, ApiError> {
-    let by = by.trim();
-    if by.is_empty() || by.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "by: who is acting must be given (at most 200 bytes)".into(),
-        ));
-    }
-    Ok(by.to_owned())
 }
 
 fn text(key: &str, v: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
@@ -69,7 +60,8 @@ fn photo(v: Option<String>) -> Result<Option<String>, ApiError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VerifyAlertBody {
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
     result: String,
     #[serde(default)]
     note: Option<String>,
@@ -79,10 +71,15 @@ struct VerifyAlertBody {
     called_119: Option<bool>,
 }
 
-async fn verify_alert(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+async fn verify_alert(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let n = alert_param(&id)?;
     let b: VerifyAlertBody = parse(&b)?;
-    let by = who(&b.by)?;
+    let by = actor(&p, b.by.as_deref())?;
     let result = b.result.parse::<Verification>().map_err(|()| {
         ApiError::BadRequest(format!("result must be one of {}", Verification::list()))
     })?;
@@ -138,12 +135,17 @@ struct CreateBody {
     description: String,
     #[serde(default)]
     photo_url: Option<String>,
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     deadline_s: Option<u64>,
 }
 
-async fn create(State(s): State<ApiState>, b: Bytes) -> ApiResult {
+async fn create(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let b: CreateBody = parse(&b)?;
     let alert = b
         .alert
@@ -169,7 +171,7 @@ async fn create(State(s): State<ApiState>, b: Bytes) -> ApiResult {
         building,
         description: text("description", Some(b.description), true)?.unwrap_or_default(),
         photo_url: photo(b.photo_url)?,
-        by: who(&b.by)?,
+        by: actor(&p, b.by.as_deref())?,
         deadline_s: b.deadline_s,
     };
     send(&s, WorkorderOp::Create(req), true).await
@@ -178,20 +180,26 @@ async fn create(State(s): State<ApiState>, b: Bytes) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RectifyBody {
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     note: Option<String>,
     #[serde(default)]
     photo_url: Option<String>,
 }
 
-async fn rectify(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+async fn rectify(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let id = workorder_param(&id)?;
     let b: RectifyBody = parse(&b)?;
     let op = WorkorderOp::Step {
         id,
         step: Step::Rectify,
-        by: who(&b.by)?,
+        by: actor(&p, b.by.as_deref())?,
         note: text("note", b.note, true)?.unwrap_or_default(),
         photo_url: photo(b.photo_url)?,
     };
@@ -201,7 +209,8 @@ async fn rectify(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) ->
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VerifyBody {
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     accept: Option<bool>,
     #[serde(default)]
@@ -210,7 +219,12 @@ struct VerifyBody {
     photo_url: Option<String>,
 }
 
-async fn verify(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> ApiResult {
+async fn verify(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult {
     let id = workorder_param(&id)?;
     let b: VerifyBody = parse(&b)?;
     let accept = b
@@ -219,7 +233,7 @@ async fn verify(State(s): State<ApiState>, Path(id): Path<String>, b: Bytes) -> 
     let op = WorkorderOp::Step {
         id,
         step: if accept { Step::Accept } else { Step::SendBack },
-        by: who(&b.by)?,
+        by: actor(&p, b.by.as_deref())?,
         note: text("note", b.note, true)?.unwrap_or_default(),
         photo_url: photo(b.photo_url)?,
     };

@@ -25,6 +25,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// HTTP API and dashboard.
     pub http: HttpConfig,
+    /// (added) Access control of the API and the dashboard (`[auth]`).
+    pub auth: crate::auth::AuthConfig,
     /// Embedded store, spool and outbox.
     pub storage: StorageConfig,
     /// InfluxDB v2 write API.
@@ -177,6 +179,7 @@ impl Config {
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = self.mqtt.validate();
         p.extend(self.http.validate());
+        p.extend(self.auth.validate());
         p.extend(self.storage.validate());
         p.extend(self.tsdb.validate());
         p.extend(self.email.validate());

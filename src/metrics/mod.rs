@@ -144,6 +144,8 @@ pub struct Metrics {
     /// (added) Scheduled summaries that reached nobody: the manager has no contact on the
     /// summary's channels.
     pub summaries_unrouted: AtomicU64,
+    /// (added) API requests refused by access control, by reason ([`AUTH_REASONS`]).
+    pub auth_refused: [AtomicU64; 6],
     /// Latency per stage.
     pub stages: stages::Stages,
     /// (added) Northbound targets (city platforms).
@@ -180,7 +182,19 @@ pub mod names {
     pub const SUMMARIES: &str = "firewatch_summaries_total";
     /// (added) Scheduled daily summaries that reached nobody.
     pub const SUMMARIES_UNROUTED: &str = "firewatch_summaries_unrouted_total";
+    /// (added) API requests refused by access control.
+    pub const AUTH_REFUSED: &str = "firewatch_auth_refused_total";
 }
+
+/// Reasons of `firewatch_auth_refused_total`, in the order of [`Metrics::auth_refused`].
+pub const AUTH_REASONS: [&str; 6] = [
+    "unauthenticated",
+    "bad_login",
+    "rate_limited",
+    "csrf",
+    "role",
+    "scope",
+];
 
 /// How a notification attempt ended, for `firewatch_notifications_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -583,6 +597,7 @@ impl Metrics {
         self.render_commands(&mut s);
         self.render_registry(&mut s);
         self.render_summaries(&mut s);
+        self.render_auth(&mut s);
         self.northbound.render(&mut s);
         self.rollups.render(&mut s);
         self.stages
@@ -604,6 +619,29 @@ impl Metrics {
                 s,
                 "{}{{result=\"{result}\"}} {}",
                 names::REGISTRY_RELOADS,
+                v.load(Relaxed)
+            );
+        }
+    }
+
+    /// Counts a request refused by access control (`reason` one of [`AUTH_REASONS`]).
+    pub fn auth_refused(&self, reason: &str) {
+        if let Some(i) = AUTH_REASONS.iter().position(|r| *r == reason) {
+            self.auth_refused[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    fn render_auth(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP {n} API requests refused by access control, by reason.\n# TYPE {n} counter",
+            n = names::AUTH_REFUSED
+        );
+        for (reason, v) in AUTH_REASONS.iter().zip(&self.auth_refused) {
+            let _ = writeln!(
+                s,
+                "{}{{reason=\"{reason}\"}} {}",
+                names::AUTH_REFUSED,
                 v.load(Relaxed)
             );
         }

@@ -24,6 +24,7 @@
 //! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
+pub mod auth;
 pub mod changes;
 pub mod commands;
 pub mod duty;
@@ -332,6 +333,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
     duty_checks::create(&conn)?;
+    auth::create(&conn)?;
     conn.execute_batch(workorders::SCHEMA)?;
     conn.execute_batch(rollups::SCHEMA)?;
     conn.execute_batch(summaries::SCHEMA)?;

@@ -235,6 +235,23 @@ impl Drop for VictoriaMetrics {
     }
 }
 
+/// `auth.bootstrap_token` of every firewatch the tests start: the API answers only with a token
+/// (contract section 7), and the tests act as this admin, naming who acts in `by`.
+pub const TEST_TOKEN: &str = "test-bootstrap-token-0123456789";
+
+/// An HTTP client that sends [`TEST_TOKEN`] with every request.
+pub fn api_client() -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {TEST_TOKEN}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
 /// Values stored in VictoriaMetrics for series matching `selector` (e.g. `{device="d1"}`).
 pub async fn tsdb_values(base: &str, selector: &str) -> Vec<(String, f64, i64)> {
     let r = reqwest::Client::new()
@@ -538,7 +555,7 @@ impl Firewatch {
             http_port: free_port(),
             _tmp: Some(tmp),
             child: None,
-            http: reqwest::Client::new(),
+            http: api_client(),
         };
         fw.base = format!("http://127.0.0.1:{}", fw.http_port);
         fw.spawn().await;
@@ -565,6 +582,7 @@ impl Firewatch {
             )
             .env("FIREWATCH__STORAGE__DIR", &self.dir)
             .env("FIREWATCH__STORAGE__SYNCHRONOUS", "normal")
+            .env("FIREWATCH__AUTH__BOOTSTRAP_TOKEN", TEST_TOKEN)
             .env(
                 "FIREWATCH__EMAIL__TO",
                 o.email_to
@@ -814,6 +832,7 @@ impl InProcess {
         cfg.http.listen = format!("127.0.0.1:{port}");
         cfg.storage.dir = dir.path().join("data");
         cfg.storage.synchronous = "normal".into();
+        cfg.auth.bootstrap_token = Some(firewatch::settings::Secret::new(TEST_TOKEN));
         cfg.rules.file = root.join("config/rules.toml");
         let reg = dir.path().join("registry.toml");
         std::fs::write(&reg, registry).unwrap();
@@ -822,7 +841,7 @@ impl InProcess {
         let mut fw = InProcess {
             base: format!("http://127.0.0.1:{port}"),
             clock,
-            http: reqwest::Client::new(),
+            http: api_client(),
             token: tokio_util::sync::CancellationToken::new(),
             task: None,
             cfg,
@@ -1112,7 +1131,7 @@ impl EventStream {
     /// Opens `GET {base}{path}`, with `Last-Event-ID` when given; returns once the response
     /// headers arrived (the server has subscribed to the feed by then).
     pub async fn open(base: &str, path: &str, last_event_id: Option<i64>) -> EventStream {
-        let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+        let mut req = api_client().get(format!("{base}{path}"));
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
