@@ -177,26 +177,95 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
     let (ok, _, err) = cli(&fw, &["user", "add", "x", "--role", "manager"], "");
     assert!(!ok && err.contains("--building"), "{err}");
 
-    // A fire alarm to act on.
+    // A fire alarm to act on, and one in a building that is not the manager's.
+    let other = format!("{b}-other");
     let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
-    p.publish(
-        &format!("fw/v1/{b}/fire_lane/cam-{b}/event"),
-        json!({"event": "flame", "state": "start", "zone": "garage"}).to_string(),
-    )
-    .await;
+    for building in [&b, &other] {
+        p.publish(
+            &format!("fw/v1/{building}/fire_lane/cam-{building}/event"),
+            json!({"event": "flame", "state": "start", "zone": "garage"}).to_string(),
+        )
+        .await;
+    }
     let a = fw
         .wait_alert(&b, "fire_lane.fire", &format!("cam-{b}"), |_| true, T)
         .await;
     let id = a["id"].as_str().unwrap().to_owned();
+    let a2 = fw
+        .wait_alert(
+            &other,
+            "fire_lane.fire",
+            &format!("cam-{other}"),
+            |_| true,
+            T,
+        )
+        .await;
+    let other_id = a2["id"].as_str().unwrap().to_owned();
     let ack = format!("{base}/api/v1/alerts/{id}/ack");
 
-    // The manager may not handle alerts, nor see them on a route that does not yet narrow
-    // its answer to their buildings.
+    // The manager sees their building's alerts, devices and building, nothing of another
+    // building through any of those routes, and may not handle alerts.
     let manager = login(&base, "wang", &wang_pw).await.unwrap();
-    let (s, _) = status_of(manager.get(format!("{base}/api/v1/alerts"))).await;
-    assert_eq!(s, 403);
-    let (s, _) = status_of(manager.get(format!("{base}/api/v1/alerts/{id}"))).await;
-    assert_eq!(s, 403);
+    let (s, list) = status_of(manager.get(format!("{base}/api/v1/alerts"))).await;
+    assert_eq!(s, 200, "{list}");
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()], "only the alert of their building");
+    let (s, _) = status_of(manager.get(format!("{base}/api/v1/alerts?building={other}"))).await;
+    assert_eq!(s, 404);
+    let (s, v) = status_of(manager.get(format!("{base}/api/v1/alerts/{id}"))).await;
+    assert_eq!((s, v["id"].as_str()), (200, Some(id.as_str())));
+    let (s, _) = status_of(manager.get(format!("{base}/api/v1/alerts/{other_id}"))).await;
+    assert_eq!(s, 404, "another building's alert does not exist for them");
+    let (s, devices) = status_of(manager.get(format!("{base}/api/v1/devices"))).await;
+    assert_eq!(s, 200);
+    let buildings: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["building"].as_str().unwrap())
+        .collect();
+    assert_eq!(buildings, [b.as_str()], "{devices}");
+    let (s, _) = status_of(manager.get(format!("{base}/api/v1/devices/cam-{other}"))).await;
+    assert_eq!(s, 404);
+    let (s, _) =
+        status_of(manager.get(format!("{base}/api/v1/devices/cam-{other}/readings"))).await;
+    assert_eq!(s, 404);
+    let (s, _) = status_of(manager.get(format!("{base}/api/v1/devices/cam-{b}/readings"))).await;
+    assert_eq!(s, 200);
+    let (s, _) = status_of(manager.get(format!("{base}/api/v1/buildings/{other}"))).await;
+    assert_eq!(s, 404);
+    let (s, list) = status_of(manager.get(format!("{base}/api/v1/buildings"))).await;
+    assert_eq!(s, 200);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["id"] == b.as_str()),
+        "{list}"
+    );
+    // Routes that do not narrow their answers refuse managers: the change feed, the rejected
+    // messages, the notifications.
+    for path in [
+        "/api/v1/events",
+        "/api/v1/rejected",
+        "/api/v1/notifications",
+    ] {
+        let (s, _) = status_of(manager.get(format!("{base}{path}"))).await;
+        assert_eq!(s, 403, "{path}");
+    }
+    let (s, _) = status_of(
+        manager
+            .post(ack.clone())
+            .header("x-csrf-token", &manager.csrf)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(s, 403, "a manager does not acknowledge");
     let me: Value = manager
         .get(format!("{base}/api/v1/me"))
         .send()

@@ -78,9 +78,38 @@ pub fn routes() -> Router<ApiState> {
 /// Routes every role may use on its own account, whatever its scope.
 const OWN: [&str; 2] = ["/api/v1/me", "/api/v1/logout"];
 
-/// Routes that narrow what they answer to a manager's buildings. Managers are refused on every
-/// other route.
-const SCOPED: [&str; 0] = [];
+/// Routes that narrow what they answer to a manager's buildings (an object of another building
+/// is not found, a list leaves it out). Managers are refused on every other route.
+const SCOPED: [&str; 7] = [
+    "/api/v1/alerts",
+    "/api/v1/alerts/{id}",
+    "/api/v1/devices",
+    "/api/v1/devices/{id}",
+    "/api/v1/devices/{id}/readings",
+    "/api/v1/buildings",
+    "/api/v1/buildings/{id}",
+];
+
+/// The one building a list asks for, as a principal may ask it: anyone may filter by a building
+/// (`given`); a manager must, and only by one of theirs (a manager of exactly one building
+/// gets theirs when they give none).
+pub fn one_building(p: &Principal, given: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(mine) = p.scope.buildings() else {
+        return Ok(given);
+    };
+    match given {
+        Some(b) if mine.contains(&b) => Ok(Some(b)),
+        Some(b) => Err(ApiError::NotFound(format!("building {b} not found"))),
+        None if mine.len() == 1 => Ok(mine.iter().next().cloned()),
+        None => Err(ApiError::BadRequest(format!(
+            "building: name one of your buildings ({})",
+            mine.iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
 
 /// What a route needs (by method and route pattern). Reads need [`Permission::Read`]; every
 /// write not listed here needs [`Permission::Admin`], so a new route is closed until it is

@@ -348,6 +348,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
 
 async fn list_alerts(
     State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let mut f = alerts::Filter {
@@ -378,6 +379,7 @@ async fn list_alerts(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
+    f.building = auth::one_building(&p, f.building)?;
     let out = read(&s, move |c| {
         let list = alerts::list(c, &f)?;
         let ids: Vec<i64> = list.iter().map(|a| a.id).collect();
@@ -395,10 +397,15 @@ fn alert_param(id: &str) -> Result<i64, ApiError> {
     alerts::parse_alert_id(id).ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))
 }
 
-async fn get_alert(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn get_alert(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
     let n = alert_param(&id)?;
     let v = read(&s, move |c| {
         let a = alerts::get(c, n)?
+            .filter(|a| p.scope.allows(&a.building))
             .ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))?;
         let history = alerts::history_of(c, n)?;
         let mut j = alerts::json(c, &a, alerts::notes_of(&history))?;
@@ -528,6 +535,7 @@ async fn note_alert(
 
 async fn list_devices(
     State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let mut building = None;
@@ -554,30 +562,47 @@ async fn list_devices(
         .into_iter()
         .filter(|d| kind.is_none_or(|k| d["kind"] == k.as_str()))
         .filter(|d| online.is_none_or(|o| (d["state"] == "online") == o))
+        .filter(|d| p.scope.allows(d["building"].as_str().unwrap_or("")))
         .collect();
     Ok(Json(out).into_response())
 }
 
-async fn get_device(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn get_device(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
     let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let v = read(&s, move |c| {
         // A store failure is a 500, never "not found".
         inventory::device(c, &reg, &rules, &id)?
+            .filter(|d| p.scope.allows(d["building"].as_str().unwrap_or("")))
             .ok_or_else(|| ApiError::NotFound(format!("device {id} not found")))
     })
     .await?;
     Ok(Json(v).into_response())
 }
 
-async fn list_buildings(State(s): State<ApiState>) -> ApiResult {
+async fn list_buildings(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
     let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
-    let v = read(&s, move |c| Ok(inventory::buildings(c, &reg, &rules)?)).await?;
+    let mut v = read(&s, move |c| Ok(inventory::buildings(c, &reg, &rules)?)).await?;
+    v.retain(|b| p.scope.allows(b["id"].as_str().unwrap_or("")));
     Ok(Json(v).into_response())
 }
 
-async fn get_building(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn get_building(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
     let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let v = read(&s, move |c| {
+        if !p.scope.allows(&id) {
+            return Err(ApiError::NotFound(format!("building {id} not found")));
+        }
         inventory::building(c, &reg, &rules, &id)?
             .ok_or_else(|| ApiError::NotFound(format!("building {id} not found")))
     })

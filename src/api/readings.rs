@@ -13,15 +13,17 @@
 //! `serde_json::Value` maps the answer was first built from (the tests hold both side by side).
 
 use super::{parse_limit, parse_time, read, ApiError, ApiResult, ApiState};
+use crate::auth::Principal;
 use crate::model::Rfc3339;
 use crate::store::rollups::{self, BucketRef, Range, RawReadingRef, Step};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The default `limit`: rows at most.
 const DEFAULT_LIMIT: u32 = 10_000;
@@ -58,6 +60,7 @@ fn parse_step(s: &str) -> Result<Want, ApiError> {
 async fn readings(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let now = s.clock.now_ms();
@@ -84,7 +87,19 @@ async fn readings(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
+    let (reg, rules) = (s.registry.get(), Arc::clone(&s.rules));
     let body = read(&s, move |c| {
+        if p.scope.buildings().is_some() {
+            // A manager reads only the devices of their buildings; any other is not found.
+            let building = crate::inventory::device(c, &reg, &rules, &range.device)?
+                .and_then(|d| d["building"].as_str().map(str::to_owned));
+            if !building.is_some_and(|b| p.scope.allows(&b)) {
+                return Err(ApiError::NotFound(format!(
+                    "device {} not found",
+                    range.device
+                )));
+            }
+        }
         let step = match want {
             Want::Raw => None,
             Want::Step(st) => Some(st),
