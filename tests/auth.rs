@@ -266,6 +266,56 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
     )
     .await;
     assert_eq!(s, 403, "a manager does not acknowledge");
+    // Work orders: the manager sees and rectifies their building's, not another's.
+    let mut orders = Vec::new();
+    for building in [&b, &other] {
+        let (s, v) = fw
+            .post(
+                "/api/v1/workorders",
+                json!({"building": building, "description": "B1 安全出口上锁", "by": "值班员"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        orders.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let (s, list) = status_of(manager.get(format!("{base}/api/v1/workorders"))).await;
+    assert_eq!(s, 200, "{list}");
+    let listed: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [orders[0].as_str()]);
+    let (s, _) = status_of(manager.get(format!("{base}/api/v1/workorders/{}", orders[1]))).await;
+    assert_eq!(s, 404);
+    let rectify = json!({"note": "已开锁", "by": "not me"});
+    let (s, _) = status_of(
+        manager
+            .post(format!("{base}/api/v1/workorders/{}/rectify", orders[1]))
+            .header("x-csrf-token", &manager.csrf)
+            .json(&rectify),
+    )
+    .await;
+    assert_eq!(s, 404, "another building's work order");
+    let (s, v) = status_of(
+        manager
+            .post(format!("{base}/api/v1/workorders/{}/rectify", orders[0]))
+            .header("x-csrf-token", &manager.csrf)
+            .json(&rectify),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "rectified");
+    let full = fw.get(&format!("/api/v1/workorders/{}", orders[0])).await;
+    let step = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["note"] == "已开锁")
+        .cloned()
+        .unwrap();
+    assert_eq!(step["by"], "wang", "{full}");
     let me: Value = manager
         .get(format!("{base}/api/v1/me"))
         .send()

@@ -80,7 +80,7 @@ const OWN: [&str; 2] = ["/api/v1/me", "/api/v1/logout"];
 
 /// Routes that narrow what they answer to a manager's buildings (an object of another building
 /// is not found, a list leaves it out). Managers are refused on every other route.
-const SCOPED: [&str; 7] = [
+const SCOPED: [&str; 10] = [
     "/api/v1/alerts",
     "/api/v1/alerts/{id}",
     "/api/v1/devices",
@@ -88,6 +88,9 @@ const SCOPED: [&str; 7] = [
     "/api/v1/devices/{id}/readings",
     "/api/v1/buildings",
     "/api/v1/buildings/{id}",
+    "/api/v1/workorders",
+    "/api/v1/workorders/{id}",
+    "/api/v1/workorders/{id}/rectify",
 ];
 
 /// The one building a list asks for, as a principal may ask it: anyone may filter by a building

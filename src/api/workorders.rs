@@ -196,6 +196,16 @@ async fn rectify(
 ) -> ApiResult {
     let id = workorder_param(&id)?;
     let b: RectifyBody = parse(&b)?;
+    if p.scope.buildings().is_some() {
+        // A manager reports rectification of their own buildings' work orders only.
+        let found = read(&s, move |c| Ok(workorders::get(c, id)?)).await?;
+        if !found.is_some_and(|w| p.scope.allows(&w.building)) {
+            return Err(ApiError::NotFound(format!(
+                "work order {} not found",
+                crate::model::workorder::workorder_id(id)
+            )));
+        }
+    }
     let op = WorkorderOp::Step {
         id,
         step: Step::Rectify,
@@ -240,7 +250,11 @@ async fn verify(
     send(&s, op, false).await
 }
 
-async fn list(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+async fn list(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut f = workorders::Filter {
         limit: parse_limit(q.get("limit"), 100, 10_000)?,
         ..Default::default()
@@ -261,6 +275,7 @@ async fn list(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
+    f.building = super::auth::one_building(&p, f.building)?;
     let v = read(&s, move |c| {
         Ok(workorders::list(c, &f)?
             .iter()
@@ -271,10 +286,15 @@ async fn list(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>
     Ok(Json(v).into_response())
 }
 
-async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn one(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
     let n = workorder_param(&id)?;
     let v = read(&s, move |c| {
         let w = workorders::get(c, n)?
+            .filter(|w| p.scope.allows(&w.building))
             .ok_or_else(|| ApiError::NotFound(format!("work order {id} not found")))?;
         let mut j = w.to_json();
         j["history"] = serde_json::to_value(workorders::history_of(c, n)?)
