@@ -177,10 +177,11 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
     let (ok, _, err) = cli(&fw, &["user", "add", "x", "--role", "manager"], "");
     assert!(!ok && err.contains("--building"), "{err}");
 
-    // A fire alarm to act on, and one in a building that is not the manager's.
+    // A fire alarm to act on, and, published before it, one in a building that is not the
+    // manager's (so its changes come first in the feed).
     let other = format!("{b}-other");
     let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
-    for building in [&b, &other] {
+    for building in [&other, &b] {
         p.publish(
             &format!("fw/v1/{building}/fire_lane/cam-{building}/event"),
             json!({"event": "flame", "state": "start", "zone": "garage"}).to_string(),
@@ -248,13 +249,36 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
             .all(|x| x["id"] == b.as_str()),
         "{list}"
     );
-    // Routes that do not narrow their answers refuse managers: the change feed, the rejected
-    // messages, the notifications.
-    for path in [
-        "/api/v1/events",
-        "/api/v1/rejected",
-        "/api/v1/notifications",
-    ] {
+    // The change feed from the start: the manager's building only. The other building's
+    // changes were committed first, so had they passed they would precede this one's alert.
+    let (s, _) = status_of(manager.get(format!("{base}/api/v1/events?building={other}"))).await;
+    assert_eq!(s, 404);
+    let mut feed = manager
+        .get(format!("{base}/api/v1/events?since=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    let mut seen = String::new();
+    let mine = format!("\"cam-{b}\"");
+    let deadline = std::time::Instant::now() + T;
+    while !seen.contains(&mine) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no change of {b} in {seen}"
+        );
+        let chunk = tokio::time::timeout(T, feed.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!seen.contains(&format!("\"cam-{other}\"")), "{seen}");
+    drop(feed);
+    // Routes that do not narrow their answers refuse managers: the rejected messages, the
+    // notifications.
+    for path in ["/api/v1/rejected", "/api/v1/notifications"] {
         let (s, _) = status_of(manager.get(format!("{base}{path}"))).await;
         assert_eq!(s, 403, "{path}");
     }

@@ -80,7 +80,8 @@ const OWN: [&str; 2] = ["/api/v1/me", "/api/v1/logout"];
 
 /// Routes that narrow what they answer to a manager's buildings (an object of another building
 /// is not found, a list leaves it out). Managers are refused on every other route.
-const SCOPED: [&str; 10] = [
+const SCOPED: [&str; 11] = [
+    "/api/v1/events",
     "/api/v1/alerts",
     "/api/v1/alerts/{id}",
     "/api/v1/devices",

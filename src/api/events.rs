@@ -10,6 +10,7 @@
 //! never a silent gap.
 
 use super::{ApiError, ApiState};
+use crate::auth::Principal;
 use crate::bus::{envelope, Published};
 use crate::metrics::Metrics;
 use crate::store::changes::{self, StoredChange};
@@ -18,6 +19,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -224,6 +226,7 @@ fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
 /// `GET /api/v1/events[?since=N][&building=B]`, `Last-Event-ID: N`.
 pub async fn events(
     State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -236,6 +239,8 @@ pub async fn events(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
+    // A manager follows one of their buildings (the only one when they have one).
+    let building = super::auth::one_building(&p, building)?;
     // The header is what a reconnecting client says it has; it wins over the URL's `since`.
     if let Some(h) = headers.get("last-event-id") {
         let v = h
