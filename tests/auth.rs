@@ -133,14 +133,8 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
     );
     assert_eq!(admin.body["role"], "admin");
     let csrf = admin.csrf.clone();
-    let who: Value = admin
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, who) = status_of(admin.get(format!("{base}/api/v1/me"))).await;
+    assert_eq!(s, 200, "{who}");
     assert_eq!(
         (who["user"].as_str(), who["via"].as_str()),
         (Some("admin"), Some("session"))
@@ -340,14 +334,8 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
         .cloned()
         .unwrap();
     assert_eq!(step["by"], "wang", "{full}");
-    let me: Value = manager
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, me) = status_of(manager.get(format!("{base}/api/v1/me"))).await;
+    assert_eq!(s, 200, "{me}");
     assert_eq!(me["buildings"], json!([b]));
 
     // The operator acknowledges: without the CSRF header the write is refused; with it, the
@@ -388,15 +376,8 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
         .find(|l| l.starts_with("fwt_"))
         .unwrap()
         .to_owned();
-    let me: Value = anon
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, me) = status_of(anon.get(format!("{base}/api/v1/me")).bearer_auth(&tok)).await;
+    assert_eq!(s, 200, "{me}");
     assert_eq!(
         (me["user"].as_str(), me["via"].as_str()),
         (Some("li"), Some("token"))
@@ -507,6 +488,23 @@ async fn five_wrong_passwords_hold_the_login_back() {
         .unwrap_err();
     assert_eq!(s, 401, "{e}");
     assert_eq!(e["error"], "wrong user name or password");
+    // Bad input is a clear 400, not a failed login.
+    for body in [
+        "not json".to_owned(),
+        json!({"user": "zhao"}).to_string(),
+        json!({"user": "z".repeat(65), "password": "whatever-password"}).to_string(),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/api/v1/login"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    }
     // zhao's right password is held back, with a Retry-After.
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/login"))

@@ -8,6 +8,8 @@ use argon2::Argon2;
 
 /// Shortest password accepted.
 pub const MIN_LEN: usize = 10;
+/// Longest password accepted (a login refuses longer ones before hashing).
+pub const MAX_BYTES: usize = 1024;
 
 /// Why a password cannot be set or checked.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +17,9 @@ pub enum PasswordError {
     /// Too short.
     #[error("a password needs at least {MIN_LEN} characters")]
     TooShort,
+    /// Too long for a login to send.
+    #[error("a password has at most {MAX_BYTES} bytes")]
+    TooLong,
     /// No salt.
     #[error(transparent)]
     NoRandom(#[from] NoRandom),
@@ -27,6 +32,9 @@ pub enum PasswordError {
 pub fn check(password: &str) -> Result<(), PasswordError> {
     if password.chars().count() < MIN_LEN {
         return Err(PasswordError::TooShort);
+    }
+    if password.len() > MAX_BYTES {
+        return Err(PasswordError::TooLong);
     }
     Ok(())
 }
@@ -69,6 +77,10 @@ mod tests {
     #[test]
     fn short_passwords_are_refused() {
         assert!(matches!(hash("short"), Err(PasswordError::TooShort)));
+        assert!(matches!(
+            check(&"x".repeat(MAX_BYTES + 1)),
+            Err(PasswordError::TooLong)
+        ));
         // Counted in characters, not bytes: ten Chinese characters are enough.
         assert!(check("消防控制室值班密码正确").is_ok());
     }
