@@ -4,11 +4,8 @@
 //! `GET /api/v1/devices/{id}` (`quality`), the stuck and implausible values and the battery
 //! also as minor alerts that open and clear with their findings.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{unique, Api, InProcess, Publisher};
+use crate::common;
+use crate::common::{unique, Api, InProcess, Publisher};
 use serde_json::{json, Value};
 use std::time::Duration;
 

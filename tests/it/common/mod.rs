@@ -6,7 +6,7 @@
 //! instance of the same program on a free port instead ([`Mosquitto::start`],
 //! [`VictoriaMetrics::start`], [`SmtpServer::start`]).
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code)]
 
 pub mod receiver;
 

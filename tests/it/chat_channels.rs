@@ -3,12 +3,8 @@
 //! `errcode`, or a gateway's JSON. Each test has its own broker, so only its own alert is
 //! notified.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 

@@ -2,11 +2,7 @@
 //! SMTP outage, restart with pending timers. Each test gets private services where it breaks
 //! them, so nothing else sees the fault.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::collections::HashMap;

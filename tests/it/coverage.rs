@@ -3,11 +3,8 @@
 //! last will, one that goes silent past its offline timeout on the manual clock and comes back,
 //! one registered but never seen, and one that reports without being registered.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{unique, Api, InProcess, Publisher};
+use crate::common;
+use crate::common::{unique, Api, InProcess, Publisher};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -3,11 +3,7 @@
 //!
 //! Rule times are scaled (`time_factor`) so a 60 s hold takes 1.2 s; the logic is the same.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 

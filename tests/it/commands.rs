@@ -2,11 +2,8 @@
 //! published at QoS 1 on the device's command topic until the broker acknowledged it, also
 //! across broker outages and firewatch restarts, and the device's answer is matched by `ref`.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{unique, wait_for, Api, Firewatch, Mosquitto, Options, Publisher};
+use crate::common;
+use crate::common::{unique, wait_for, Api, Firewatch, Mosquitto, Options, Publisher};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -3,11 +3,8 @@
 //! an alert left open, rectified, sent back, accepted, and escalated when overdue — persisted,
 //! so a restart repeats nothing.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{fire_alarm, mails_to, unique, Api, InProcess, Publisher, SmtpServer};
+use crate::common;
+use crate::common::{fire_alarm, mails_to, unique, Api, InProcess, Publisher, SmtpServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -3,11 +3,8 @@
 //! every step is a persisted timer, so a restart in the middle neither repeats nor misses one.
 //! Everyone told of the alert learns who acknowledged it, once.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{fire_alarm, unique, Api, InProcess, Publisher};
+use crate::common;
+use crate::common::{fire_alarm, unique, Api, InProcess, Publisher};
 use serde_json::{json, Value};
 use std::time::Duration;
 

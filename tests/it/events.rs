@@ -3,11 +3,7 @@
 //! Every firewatch started by the tests subscribes to the whole shared broker, so each test
 //! uses a building of its own and reads the stream filtered to it (`?building=`).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;

@@ -2,11 +2,7 @@
 //! logins with sessions and CSRF, roles, the `by` of an action, API tokens made on the command
 //! line, the login rate limit and the open routes.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::Duration;

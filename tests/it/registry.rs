@@ -3,11 +3,8 @@
 //! file watch, checked against the real broker: a strict registry rejects a device until a
 //! reload adds it, and a bad file changes nothing and says why.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{unique, wait_for, Api, Firewatch, InProcess, Options, Publisher};
+use crate::common;
+use crate::common::{unique, wait_for, Api, Firewatch, InProcess, Options, Publisher};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Output};

@@ -4,11 +4,8 @@
 //! clears it; a check at a fixed local time of the room fires once when the clock passes it,
 //! also across a restart. And the reports over alerts and duty checks, as JSON and CSV.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{env, unique, wait_for, Api, InProcess, Publisher};
+use crate::common;
+use crate::common::{env, unique, wait_for, Api, InProcess, Publisher};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::time::Duration;

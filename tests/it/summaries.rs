@@ -4,11 +4,10 @@
 //! (overdue marked) and the false alarms of the last 24 hours; a restart sends nothing twice;
 //! the next day brings the next one; one can be asked for on demand.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{fire_alarm, mails_to, unique, wait_for, Api, InProcess, Mail, Publisher, SmtpServer};
+use crate::common;
+use crate::common::{
+    fire_alarm, mails_to, unique, wait_for, Api, InProcess, Mail, Publisher, SmtpServer,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;

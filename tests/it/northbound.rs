@@ -7,11 +7,7 @@
 //! feed (alerts and devices), and with readings included every reading, each once or more, in
 //! id order.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use firewatch::northbound::NorthboundConfig;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};

@@ -2,11 +2,7 @@
 //! (`/api/v1/duty/overrides`) before, during and after them and across a restart, the caller's
 //! mistakes, and the unstaffed check on a manual clock.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{wait_for, Api, Firewatch, InProcess, Options};
+use crate::common::{wait_for, Api, Firewatch, InProcess, Options};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,14 +1,10 @@
 //! The time-series path when the database refuses points: a refused (HTTP 4xx) point is set
 //! aside and counted, and the spool goes on; it does not block every later reading.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
+use crate::common::*;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use common::*;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

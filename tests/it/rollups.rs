@@ -3,11 +3,8 @@
 //! late reading updates its old bucket, `step=auto` picks coarser steps for longer ranges,
 //! a restart counts nothing twice, and the rollups stay when retention prunes the raw readings.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{env, unique, wait_for, Api, InProcess, Publisher};
+use crate::common;
+use crate::common::{env, unique, wait_for, Api, InProcess, Publisher};
 use firewatch::clock::Clock;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

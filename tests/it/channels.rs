@@ -3,11 +3,7 @@
 //! answers stands for a stalled mail server. Each test has its own broker, so only its own
 //! alerts are notified.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use std::time::Duration;

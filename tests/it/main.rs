@@ -1,0 +1,25 @@
+//! The integration tests, one binary: each module is one area, against real services
+//! (Mosquitto, VictoriaMetrics, an SMTP server) and the real `firewatch` binary. One binary
+//! links once, which keeps a fresh build small and fast.
+
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod channels;
+mod chat_channels;
+mod commands;
+mod common;
+mod coverage;
+mod duty;
+mod duty_checks;
+mod escalation;
+mod events;
+mod faults;
+mod northbound;
+mod pipeline;
+mod quality;
+mod registry;
+mod rollups;
+mod summaries;
+mod tsdb;
+mod workflow;
