@@ -80,6 +80,49 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
     let dir = &cfg.storage.dir;
     let mut conn = store::open_writer(dir, &cfg.storage.synchronous)
         .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let audited = audit_of(&action);
+    let out = apply(&mut conn, dir, action, now)?;
+    if let Some((what, target)) = audited {
+        store::auth::insert_audit(
+            &conn,
+            &store::auth::AuditEntry {
+                id: 0,
+                at: now,
+                actor: std::env::var("USER").unwrap_or_else(|_| "cli".to_owned()),
+                via: "cli".to_owned(),
+                role: None,
+                action: what.to_owned(),
+                target,
+                status: 0,
+                addr: None,
+            },
+        )?;
+    }
+    Ok(out)
+}
+
+/// The audit trail's action and target of a command that changes something.
+fn audit_of(action: &Action) -> Option<(&'static str, String)> {
+    match action {
+        Action::Add { name, .. } => Some(("user add", name.clone())),
+        Action::Passwd { name, .. } => Some(("user passwd", name.clone())),
+        Action::Disable {
+            name,
+            disabled: true,
+        } => Some(("user disable", name.clone())),
+        Action::Disable { name, .. } => Some(("user enable", name.clone())),
+        Action::TokenAdd { user, .. } => Some(("token add", user.clone())),
+        Action::TokenRevoke { id } => Some(("token revoke", id.to_string())),
+        Action::List | Action::TokenList => None,
+    }
+}
+
+fn apply(
+    conn: &mut rusqlite::Connection,
+    dir: &std::path::Path,
+    action: Action,
+    now: i64,
+) -> anyhow::Result<String> {
     match action {
         Action::Add {
             name,
@@ -104,7 +147,7 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
                 disabled: false,
                 created_at: now,
             };
-            if !store::auth::insert_user(&conn, &user, &password::hash(&pw)?)? {
+            if !store::auth::insert_user(conn, &user, &password::hash(&pw)?)? {
                 bail!("there is a user {:?} already", user.name);
             }
             let mut out = format!("Added {} ({}, {}).\n", user.name, user.display, user.role);
@@ -118,7 +161,7 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
             password_stdin,
         } => {
             let (pw, generated) = new_password(password_stdin)?;
-            if !store::auth::set_password(&mut conn, &name, &password::hash(&pw)?)? {
+            if !store::auth::set_password(conn, &name, &password::hash(&pw)?)? {
                 bail!("no user {name:?}");
             }
             let mut out = format!("New password for {name}; its sessions have ended.\n");
@@ -135,7 +178,7 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
         }
         Action::List => {
             let mut out = String::from("name\trole\tdisabled\tbuildings\tdisplay\n");
-            for u in store::auth::users(&conn)? {
+            for u in store::auth::users(conn)? {
                 let b: Vec<&str> = u.buildings.iter().map(String::as_str).collect();
                 out.push_str(&format!(
                     "{}\t{}\t{}\t{}\t{}\n",
@@ -153,7 +196,7 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
             Ok(out)
         }
         Action::Disable { name, disabled } => {
-            if !store::auth::set_disabled(&mut conn, &name, disabled)? {
+            if !store::auth::set_disabled(conn, &name, disabled)? {
                 bail!("no user {name:?}");
             }
             Ok(if disabled {
@@ -163,7 +206,7 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
             })
         }
         Action::TokenAdd { user, label } => {
-            if store::auth::user(&conn, &user)?.is_none() {
+            if store::auth::user(conn, &user)?.is_none() {
                 bail!("no user {user:?}");
             }
             let label = label.trim();
@@ -171,14 +214,14 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
                 bail!("--label: say what the token is for (at most 200 bytes)");
             }
             let t = token::generate(token::API)?;
-            let id = store::auth::insert_token(&conn, &token::digest(&t), label, &user, now)?;
+            let id = store::auth::insert_token(conn, &token::digest(&t), label, &user, now)?;
             Ok(format!(
                 "Token {id} for {user} ({label}), shown once:\n{t}\nSend it as `Authorization: Bearer {t}`.\n"
             ))
         }
         Action::TokenList => {
             let mut out = String::from("id\tuser\tlabel\tcreated\trevoked\n");
-            for t in store::auth::tokens(&conn)? {
+            for t in store::auth::tokens(conn)? {
                 out.push_str(&format!(
                     "{}\t{}\t{}\t{}\t{}\n",
                     t.id,
@@ -191,7 +234,7 @@ pub fn run(cfg: &Config, action: Action, now: i64) -> anyhow::Result<String> {
             Ok(out)
         }
         Action::TokenRevoke { id } => {
-            if !store::auth::revoke_token(&conn, id, now)? {
+            if !store::auth::revoke_token(conn, id, now)? {
                 bail!("no unrevoked token {id}");
             }
             Ok(format!("Revoked token {id}.\n"))

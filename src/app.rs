@@ -430,6 +430,7 @@ pub async fn run_with(
         ack_token: cfg.http.ack_token.clone(),
         duty: Arc::clone(&duty),
         auth: Arc::new(api::auth::Auth::new(&cfg.auth)),
+        map_tiles: cfg.http.map_tiles.clone(),
     };
 
     // (added) The registry file watch: reloads go through the pipeline, so it ends with the

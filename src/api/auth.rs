@@ -74,15 +74,80 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/users", get(users))
+        .route("/api/v1/audit", get(audit_list))
+}
+
+/// `GET /api/v1/users`: every account (admins only), without secrets.
+async fn users(State(s): State<ApiState>) -> ApiResult {
+    let users = super::read(&s, |c| Ok(store::auth::users(c)?)).await?;
+    let v: Vec<_> = users
+        .iter()
+        .map(|u| {
+            json!({
+                "user": u.name, "display": u.display, "role": u.role,
+                "buildings": u.buildings, "disabled": u.disabled,
+                "created_at": crate::model::rfc3339(u.created_at),
+            })
+        })
+        .collect();
+    Ok(Json(v).into_response())
+}
+
+/// `GET /api/v1/audit?actor=&before=&limit=`: the audit trail, newest first (admins only).
+async fn audit_list(
+    State(s): State<ApiState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult {
+    let (mut actor, mut before, mut limit) = (None, None, 100_u32);
+    for (k, v) in &q {
+        match k.as_str() {
+            "actor" => actor = Some(v.clone()),
+            "before" => {
+                before = Some(v.parse::<i64>().map_err(|_| {
+                    ApiError::BadRequest(format!("before: {v:?} is not an entry id"))
+                })?)
+            }
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| ApiError::BadRequest("limit: 1 to 10000".into()))?
+            }
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let rows = super::read(&s, move |c| {
+        Ok(store::auth::audit(c, actor.as_deref(), before, limit)?)
+    })
+    .await?;
+    let v: Vec<_> = rows
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id, "at": crate::model::rfc3339(e.at), "actor": e.actor, "via": e.via,
+                "role": e.role, "action": e.action, "target": e.target, "status": e.status,
+                "addr": e.addr,
+            })
+        })
+        .collect();
+    Ok(Json(v).into_response())
 }
 
 /// Routes every role may use on its own account, whatever its scope.
 const OWN: [&str; 2] = ["/api/v1/me", "/api/v1/logout"];
 
+/// Reads only an admin may make: accounts and the audit trail.
+const ADMIN_READS: [&str; 2] = ["/api/v1/users", "/api/v1/audit"];
+
 /// Routes that narrow what they answer to a manager's buildings (an object of another building
 /// is not found, a list leaves it out). Managers are refused on every other route.
-const SCOPED: [&str; 11] = [
+const SCOPED: [&str; 14] = [
     "/api/v1/events",
+    "/api/v1/coverage",
+    "/api/v1/reports/alerts",
+    "/api/v1/reports/workorders",
     "/api/v1/alerts",
     "/api/v1/alerts/{id}",
     "/api/v1/devices",
@@ -120,6 +185,9 @@ pub fn one_building(p: &Principal, given: Option<String>) -> Result<Option<Strin
 /// write not listed here needs [`Permission::Admin`], so a new route is closed until it is
 /// given its permission.
 pub fn permission(method: &Method, route: &str) -> Permission {
+    if ADMIN_READS.contains(&route) {
+        return Permission::Admin;
+    }
     if matches!(*method, Method::GET | Method::HEAD) {
         return Permission::Read;
     }
@@ -270,8 +338,67 @@ pub async fn require(State(s): State<ApiState>, mut req: Request, next: Next) ->
         s.metrics.auth_refused("scope");
         return forbidden("not available to the manager role on this route");
     }
+    if let Some(c) = csrf {
+        req.extensions_mut().insert(SessionCsrf(c));
+    }
+    if !writes {
+        req.extensions_mut().insert(p);
+        return next.run(req).await;
+    }
+    let target = req.uri().path().to_owned();
+    let addr = peer_of(&req);
+    let entry = store::auth::AuditEntry {
+        id: 0,
+        at: s.clock.now_ms(),
+        actor: p.name.clone(),
+        via: via_name(p.via).to_owned(),
+        role: Some(p.role.as_str().to_owned()),
+        action: format!("{method} {route}"),
+        target,
+        status: 0,
+        addr,
+    };
     req.extensions_mut().insert(p);
-    next.run(req).await
+    let res = next.run(req).await;
+    audit(
+        &s,
+        store::auth::AuditEntry {
+            status: i64::from(res.status().as_u16()),
+            ..entry
+        },
+    )
+    .await;
+    res
+}
+
+/// The client's address, when the server was given it.
+fn peer_of(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+fn via_name(v: Via) -> &'static str {
+    match v {
+        Via::Session => "session",
+        Via::Token => "token",
+        Via::Bootstrap => "bootstrap_token",
+    }
+}
+
+/// Appends to the audit trail. The action it records has been done: a failure to record it is
+/// logged and counted, and does not change the answer.
+async fn audit(s: &ApiState, e: store::auth::AuditEntry) {
+    let dir = s.dir.clone();
+    let done = tokio::task::spawn_blocking(move || -> Result<i64, ApiError> {
+        let conn = store::duty::open_writer(&dir)?;
+        Ok(store::auth::insert_audit(&conn, &e)?)
+    })
+    .await;
+    if !matches!(done, Ok(Ok(_))) {
+        s.metrics.auth_refused("audit_failed");
+        tracing::error!(result = ?done.map(|r| r.map_err(|e| format!("{e:?}"))), "Could not append to the audit trail.");
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,6 +471,7 @@ async fn login(
         }
         s.metrics.auth_refused("bad_login");
         tracing::warn!(user = %b.user, peer = %peer, "Login refused.");
+        audit(&s, login_entry(now, &b.user, None, 401, &peer)).await;
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     };
     if let Ok(mut l) = s.auth.limiter.lock() {
@@ -367,6 +495,11 @@ async fn login(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     tracing::info!(user = %user.name, role = %user.role, "Logged in.");
+    audit(
+        &s,
+        login_entry(now, &user.name, Some(user.role), 200, &peer),
+    )
+    .await;
     let cookie = format!(
         "{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         s.auth.session_ms / 1000
@@ -383,6 +516,26 @@ async fn login(
         })),
     )
         .into_response())
+}
+
+fn login_entry(
+    at: i64,
+    user: &str,
+    role: Option<Role>,
+    status: u16,
+    peer: &str,
+) -> store::auth::AuditEntry {
+    store::auth::AuditEntry {
+        id: 0,
+        at,
+        actor: user.to_owned(),
+        via: "login".to_owned(),
+        role: role.map(|r| r.as_str().to_owned()),
+        action: "POST /api/v1/login".to_owned(),
+        target: "/api/v1/login".to_owned(),
+        status: i64::from(status),
+        addr: Some(peer.to_owned()),
+    }
 }
 
 /// A hash of a random password, verified against when the user is unknown, so that an unknown
@@ -414,17 +567,27 @@ async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
 }
 
 /// `GET /api/v1/me`: who the request acts as.
-async fn me(Extension(p): Extension<Principal>) -> ApiResult {
-    let via = match p.via {
-        Via::Session => "session",
-        Via::Token => "token",
-        Via::Bootstrap => "bootstrap_token",
-    };
+/// The CSRF token of the session a request came with (for `GET /api/v1/me`).
+#[derive(Debug, Clone)]
+struct SessionCsrf(String);
+
+/// `GET /api/v1/me`: who the request acts as; for a session also its CSRF token (a dashboard
+/// reloaded in the browser gets it again: a cross-site page cannot read this answer), and what
+/// the dashboard needs to know.
+async fn me(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    csrf: Option<Extension<SessionCsrf>>,
+) -> ApiResult {
+    let via = via_name(p.via);
     Ok(Json(json!({
         "user": p.name,
         "role": p.role,
         "buildings": p.scope.buildings(),
         "via": via,
+        "csrf": csrf.map(|c| c.0 .0),
+        "map_tiles": s.map_tiles,
+        "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response())
 }

@@ -12,6 +12,7 @@ mod readings;
 pub mod registry;
 mod reports;
 mod summaries;
+mod ui;
 mod workorders;
 
 use crate::auth::Principal;
@@ -31,7 +32,7 @@ use crate::store::{self, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use rusqlite::{params, Connection};
@@ -55,6 +56,9 @@ pub struct HttpConfig {
     /// The address people reach the dashboard at, for the links in notifications; unset:
     /// `http://{listen}`.
     pub public_url: Option<String>,
+    /// (added) Map tiles behind the dashboard's risk map, as a URL template with `{z}`, `{x}`
+    /// and `{y}` (e.g. a town's own tile server); unset: a plain background, no tiles.
+    pub map_tiles: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -63,6 +67,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             ack_token: None,
             public_url: None,
+            map_tiles: None,
         }
     }
 }
@@ -94,6 +99,16 @@ impl HttpConfig {
                     "http.public_url",
                     format!("{u:?} is not an http:// or https:// URL"),
                 )),
+            }
+        }
+        if let Some(t) = &self.map_tiles {
+            let scheme_ok = t.starts_with("http://") || t.starts_with("https://");
+            let has_all = ["{z}", "{x}", "{y}"].iter().all(|k| t.contains(k));
+            if !scheme_ok || !has_all {
+                p.push(Problem::new(
+                    "http.map_tiles",
+                    format!("{t:?} is not an http(s) URL template with {{z}}, {{x}} and {{y}}"),
+                ));
             }
         }
         p
@@ -134,6 +149,8 @@ pub struct ApiState {
     pub duty: Arc<crate::duty::Live>,
     /// (added) Access control (`[auth]`).
     pub auth: Arc<auth::Auth>,
+    /// (added) `http.map_tiles`, for the dashboard.
+    pub map_tiles: Option<String>,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -190,7 +207,6 @@ type ApiResult = Result<Response, ApiError>;
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/metrics/coverage", get(coverage_metrics))
@@ -218,6 +234,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(registry::routes())
         .merge(readings::routes())
         .merge(auth::routes())
+        .merge(ui::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
@@ -273,10 +290,6 @@ fn parse_limit(s: Option<&String>, default: u32, max: u32) -> Result<u32, ApiErr
             _ => Err(ApiError::BadRequest(format!("limit must be 1–{max}"))),
         },
     }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
@@ -614,6 +627,7 @@ async fn get_building(
 /// devices, per building and for the town.
 async fn coverage(
     State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let mut building = None;
@@ -623,6 +637,7 @@ async fn coverage(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
+    let building = auth::one_building(&p, building)?;
     let reg = s.registry.get();
     let v = read(&s, move |c| {
         Ok(inventory::coverage(c, &reg, building.as_deref())?)
@@ -701,6 +716,7 @@ mod tests {
                 bootstrap_token: Some(Secret::new(TOKEN)),
                 ..Default::default()
             })),
+            map_tiles: None,
         }
     }
 

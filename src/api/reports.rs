@@ -4,7 +4,9 @@
 //! (RFC 4180: a header row, CRLF line ends, fields with a comma, quote or line break
 //! quoted). The SQL is in `store/reports.rs`.
 
+use super::auth::one_building;
 use super::{parse_time, read, ApiError, ApiResult, ApiState};
+use crate::auth::Principal;
 use crate::inventory::table::csv;
 use crate::model::{rfc3339, Millis};
 use crate::store::reports::{self, cell as num, AlertRow, DutyCheckRow, WorkorderRow};
@@ -12,7 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -92,8 +94,13 @@ fn respond(
 }
 
 /// `GET /api/v1/reports/alerts`
-async fn alerts(State(s): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
-    let w = window(&s, &q, "building")?;
+async fn alerts(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut w = window(&s, &q, "building")?;
+    w.filter = one_building(&p, w.filter.take())?;
     let (from, until, b) = (w.from, w.until, w.filter.clone());
     let rows = read(&s, move |c| {
         Ok(reports::alerts(c, from, until, b.as_deref())?)
@@ -212,9 +219,11 @@ fn workorder_csv(r: &WorkorderRow) -> Vec<String> {
 /// `GET /api/v1/reports/workorders`
 async fn workorders(
     State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let w = window(&s, &q, "building")?;
+    let mut w = window(&s, &q, "building")?;
+    w.filter = one_building(&p, w.filter.take())?;
     let (from, until, b) = (w.from, w.until, w.filter.clone());
     let rows = read(&s, move |c| {
         Ok(reports::workorders(c, from, until, b.as_deref())?)

@@ -142,7 +142,12 @@ pub fn device(
 }
 
 /// A building summary (contract section 3) from its devices as [`devices`] shows them.
-pub fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts: i64) -> Value {
+pub fn building_summary(
+    id: &str,
+    devices: &[Value],
+    reg: &Registry,
+    open: store::alerts::OpenAlerts,
+) -> Value {
     let entry = reg.building(id);
     let mut kinds: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for d in devices {
@@ -151,6 +156,11 @@ pub fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts
         *kinds.entry(k).or_default().entry(st).or_insert(0) += 1;
     }
     let online = devices.iter().filter(|d| d["state"] == "online").count();
+    let offline = devices.iter().filter(|d| d["state"] == "offline").count();
+    let with_findings = devices
+        .iter()
+        .filter(|d| d["quality"].as_array().is_some_and(|q| !q.is_empty()))
+        .count();
     let registered = devices.iter().filter(|d| d["registered"] == true).count();
     let reporting = devices
         .iter()
@@ -170,7 +180,14 @@ pub fn building_summary(id: &str, devices: &[Value], reg: &Registry, open_alerts
         "devices": devices.len(),
         "online": online,
         "by_kind": kinds,
-        "open_alerts": open_alerts,
+        "open_alerts": open.count,
+        "worst_open": open.worst,
+        "offline": offline,
+        "with_findings": with_findings,
+        "address": entry.and_then(|b| b.address.clone()),
+        "lat": entry.and_then(|b| b.lat),
+        "lon": entry.and_then(|b| b.lon),
+        "control_room": entry.and_then(|b| b.control_room.clone()),
         "coverage": {
             "expected": expected,
             "registered": registered,
@@ -194,7 +211,7 @@ pub fn buildings(c: &Connection, reg: &Registry, rules: &Rules) -> Result<Vec<Va
     let open = store::alerts::open_by_building(c)?;
     Ok(by
         .iter()
-        .map(|(id, ds)| building_summary(id, ds, reg, open.get(id).copied().unwrap_or(0)))
+        .map(|(id, ds)| building_summary(id, ds, reg, open.get(id).copied().unwrap_or_default()))
         .collect())
 }
 
@@ -213,7 +230,7 @@ pub fn building(
     let open = store::alerts::open_by_building(c)?
         .get(id)
         .copied()
-        .unwrap_or(0);
+        .unwrap_or_default();
     let mut j = building_summary(id, &devices, reg, open);
     j["device_list"] = Value::Array(devices);
     Ok(Some(j))

@@ -901,12 +901,38 @@ pub fn open_of_device(conn: &Connection, device: &str) -> Result<i64> {
         .query_row([device], |r| r.get(0))?)
 }
 
-/// Open (not closed) alerts per building.
-pub fn open_by_building(conn: &Connection) -> Result<std::collections::HashMap<String, i64>> {
+/// Open alerts of one building: how many, and the worst severity among them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenAlerts {
+    /// Alerts not closed.
+    pub count: i64,
+    /// The most severe of them (`None` without any).
+    pub worst: Option<crate::model::Severity>,
+}
+
+/// Per building, its alerts that are not closed.
+pub fn open_by_building(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, OpenAlerts>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT building, count(*) FROM alerts WHERE status != 'closed' GROUP BY building",
+        "SELECT building, count(*), min(CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 \
+         WHEN 'minor' THEN 2 ELSE 3 END) FROM alerts WHERE status != 'closed' GROUP BY building",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows = stmt.query_map([], |r| {
+        let worst = match r.get::<_, i64>(2)? {
+            0 => crate::model::Severity::Critical,
+            1 => crate::model::Severity::Major,
+            2 => crate::model::Severity::Minor,
+            _ => crate::model::Severity::Info,
+        };
+        Ok((
+            r.get::<_, String>(0)?,
+            OpenAlerts {
+                count: r.get(1)?,
+                worst: Some(worst),
+            },
+        ))
+    })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 

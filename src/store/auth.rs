@@ -1,4 +1,5 @@
-//! Accounts: tables `users`, `sessions` and `api_tokens`.
+//! Accounts: tables `users`, `sessions` and `api_tokens`, and the audit trail (`audit`): every
+//! write through the API and the command line, with who made it.
 //!
 //! Like duty overrides (`store::duty`), these rows are written through a small connection of
 //! their own ([`super::duty::open_writer`]), not by the pipeline thread: a login, a logout or a
@@ -37,6 +38,18 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS audit (
+    id     INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    via    TEXT NOT NULL,
+    role   TEXT,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    addr   TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, id);
 "#;
 
 /// Creates the tables (at start, by the store's writer).
@@ -342,4 +355,66 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].revoked_at, Some(9));
     }
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Its id (grows).
+    pub id: i64,
+    /// When, ms.
+    pub at: i64,
+    /// Who: a user name, `bootstrap`, or the name a login tried.
+    pub actor: String,
+    /// How: `session`, `token`, `bootstrap_token`, `login` or `cli`.
+    pub via: String,
+    /// The actor's role, when known.
+    pub role: Option<String>,
+    /// What: an HTTP method and route (`POST /api/v1/alerts/{id}/ack`), or a command.
+    pub action: String,
+    /// On what: the request path, or the command's object.
+    pub target: String,
+    /// The HTTP status of the answer (the command line: 0 done).
+    pub status: i64,
+    /// The client's address, when known.
+    pub addr: Option<String>,
+}
+
+/// Appends an entry to the audit trail (its `id` is ignored).
+pub fn insert_audit(c: &Connection, e: &AuditEntry) -> Result<i64> {
+    c.prepare_cached(
+        "INSERT INTO audit (at, actor, via, role, action, target, status, addr) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        e.at, e.actor, e.via, e.role, e.action, e.target, e.status, e.addr
+    ])?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Audit entries, newest first: of one actor (or all), with an id below `before` (or all).
+pub fn audit(
+    c: &Connection,
+    actor: Option<&str>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<AuditEntry>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, at, actor, via, role, action, target, status, addr FROM audit \
+         WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![actor, before, limit], |r| {
+        Ok(AuditEntry {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            via: r.get(3)?,
+            role: r.get(4)?,
+            action: r.get(5)?,
+            target: r.get(6)?,
+            status: r.get(7)?,
+            addr: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }

@@ -4,36 +4,9 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
-
-/// `firewatch ARGS` on the store of `fw`, with `stdin` as its standard input.
-fn cli(fw: &Firewatch, args: &[&str], stdin: &str) -> (bool, String, String) {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_firewatch"))
-        .args(args)
-        .env("FIREWATCH__STORAGE__DIR", &fw.dir)
-        .env("FIREWATCH__STORAGE__SYNCHRONOUS", "normal")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A dashboard login: the session cookie (as a browser would send it back) and the CSRF token.
 #[derive(Debug, Clone)]

@@ -1284,3 +1284,29 @@ pub async fn fire_alarm(fw: &impl Api, building: &str) -> String {
         .await;
     a["id"].as_str().unwrap().to_owned()
 }
+
+/// `firewatch ARGS` on the store of `fw`, with `stdin` as its standard input.
+pub fn cli(fw: &Firewatch, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_firewatch"))
+        .args(args)
+        .env("FIREWATCH__STORAGE__DIR", &fw.dir)
+        .env("FIREWATCH__STORAGE__SYNCHRONOUS", "normal")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
