@@ -37,7 +37,10 @@ VM_BIN=/usr/bin/victoria-metrics
 # python3 found earlier on PATH (pyenv, venv, ...) usually lacks aiosmtpd.
 SYS_PYTHON=/usr/bin/python3
 
-PACKAGES=(mosquitto mosquitto-clients victoria-metrics python3-aiosmtpd)
+PACKAGES=(mosquitto mosquitto-clients victoria-metrics python3-aiosmtpd
+    chromium chromium-driver fonts-wqy-zenhei)
+CHROMIUM_BIN=/usr/bin/chromium
+CHROMEDRIVER_BIN=/usr/bin/chromedriver
 SERVICES=(mosquitto victoria-metrics smtp-capture)
 
 # Seconds to wait for each service to accept connections.
@@ -131,7 +134,8 @@ ensure_packages() {
         done
     fi
     local f
-    for f in "$MOSQUITTO_BIN" "$VM_BIN" /usr/bin/mosquitto_pub /usr/bin/mosquitto_sub "$SYS_PYTHON"; do
+    for f in "$MOSQUITTO_BIN" "$VM_BIN" /usr/bin/mosquitto_pub /usr/bin/mosquitto_sub "$SYS_PYTHON" \
+        "$CHROMIUM_BIN" "$CHROMEDRIVER_BIN"; do
         [[ -x $f ]] || die "$f is missing although its package is installed"
     done
     "$SYS_PYTHON" -c 'import aiosmtpd' 2>/dev/null ||
@@ -318,6 +322,8 @@ write_env() {
         printf 'export FW_TEST_SMTP_URL=%q\n' "smtp://127.0.0.1:$smtp"
         printf 'export FW_TEST_MAILDIR=%q\n' "$DIR/mail"
         printf 'export FW_TEST_MOSQUITTO_CONF=%q\n' "$DIR/mosquitto.conf"
+        printf 'export FW_TEST_CHROMIUM=%q\n' "$CHROMIUM_BIN"
+        printf 'export FW_TEST_CHROMEDRIVER=%q\n' "$CHROMEDRIVER_BIN"
     } >"$env.tmp"
     mv "$env.tmp" "$env"
 }

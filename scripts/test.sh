@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs (when missing) and starts what the tests need — Mosquitto,
-# VictoriaMetrics (InfluxDB v2 write API) and an SMTP server — on free loopback ports, checks
+# VictoriaMetrics (InfluxDB v2 write API), an SMTP server and headless Chromium — on free loopback ports, checks
 # formatting and lints, runs the whole suite against them, and stops them again.
 #
 #   scripts/test.sh              everything
@@ -23,7 +23,7 @@ cargo fmt --all -- --check
 echo "==> Linting (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "==> Running the test suite"
+echo "==> Running the test suite (dashboard screenshots go to target/test-artifacts/)"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast "$@"
 else

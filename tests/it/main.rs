@@ -10,6 +10,7 @@ mod chat_channels;
 mod commands;
 mod common;
 mod coverage;
+mod dashboard;
 mod duty;
 mod duty_checks;
 mod escalation;

@@ -35,14 +35,14 @@ const WORDS = {
     "what.acknowledged": "确认", "what.note": "备注", "what.closed": "关闭", "what.verified": "现场核实",
     "what.escalated": "升级", "what.sla_missed": "超时未确认", "what.notified": "已通知",
     "what.notify_failed": "通知失败", "what.notify_gave_up": "通知放弃", "what.workorder_overdue": "整改逾期",
-    "map.title": "风险一张图", "map.nocoords": "没有坐标的建筑", "map.legend.health": "外圈：设备健康（虚线 = 有离线设备）",
+    "map.title": "风险一张图", "map.nocoords": "没有坐标的建筑", "map.legend.health": "外圈：设备健康（绿 = 全部在线且数据可信，黄 = 未接入或有数据质量问题，灰色虚线 = 有离线设备）",
     "map.none": "无未关闭告警",
     "b.devices": "设备", "b.coverage": "覆盖情况", "b.workorders": "未完成的整改工单", "b.chart": "读数曲线",
     "b.required": "应配", "b.registered": "登记", "b.connected": "接入", "b.online": "在线",
     "b.missing": "缺少", "b.complete": "齐全", "b.none": "无",
     "d.id": "设备", "d.kind": "类型", "d.location": "安装位置", "d.state": "状态", "d.values": "最新读数",
     "d.quality": "数据质量", "d.last_seen": "最后上报", "range": "时间范围", "metric": "指标",
-    "r.6h": "6 小时", "r.24h": "24 小时", "r.7d": "7 天", "r.30d": "30 天", "chart.empty": "该时间范围内没有读数",
+    "r.1h": "1 小时", "r.6h": "6 小时", "r.24h": "24 小时", "r.7d": "7 天", "r.30d": "30 天", "chart.empty": "该时间范围内没有读数",
     "duty.title": "值班", "duty.now": "当前值班", "duty.shift": "班次", "duty.operators": "值班人员",
     "duty.unstaffed": "无人值班", "duty.next": "下一班", "duty.checks": "最近查岗", "duty.sla": "本班超时未确认",
     "duty.handover": "交接班摘要", "duty.open_alerts": "未关闭告警", "duty.open_wo": "未完成工单",
@@ -83,14 +83,14 @@ const WORDS = {
     "what.acknowledged": "acknowledged", "what.note": "note", "what.closed": "closed", "what.verified": "verified",
     "what.escalated": "escalated", "what.sla_missed": "SLA missed", "what.notified": "notified",
     "what.notify_failed": "notification failed", "what.notify_gave_up": "notification gave up", "what.workorder_overdue": "work order overdue",
-    "map.title": "Risk map", "map.nocoords": "Buildings without coordinates", "map.legend.health": "Ring: device health (dashed = devices offline)",
+    "map.title": "Risk map", "map.nocoords": "Buildings without coordinates", "map.legend.health": "Ring: device health (green = all online and trustworthy, yellow = not connected or data-quality findings, grey dashed = devices offline)",
     "map.none": "no open alerts",
     "b.devices": "Devices", "b.coverage": "Coverage", "b.workorders": "Open work orders", "b.chart": "Readings",
     "b.required": "Required", "b.registered": "Registered", "b.connected": "Connected", "b.online": "Online",
     "b.missing": "Missing", "b.complete": "Complete", "b.none": "none",
     "d.id": "Device", "d.kind": "Kind", "d.location": "Location", "d.state": "State", "d.values": "Latest values",
     "d.quality": "Data quality", "d.last_seen": "Last seen", "range": "Range", "metric": "Metric",
-    "r.6h": "6 hours", "r.24h": "24 hours", "r.7d": "7 days", "r.30d": "30 days", "chart.empty": "No readings in this range",
+    "r.1h": "1 hour", "r.6h": "6 hours", "r.24h": "24 hours", "r.7d": "7 days", "r.30d": "30 days", "chart.empty": "No readings in this range",
     "duty.title": "Duty", "duty.now": "On duty now", "duty.shift": "Shift", "duty.operators": "Operators",
     "duty.unstaffed": "nobody on duty", "duty.next": "Next", "duty.checks": "Last duty checks", "duty.sla": "SLA misses this shift",
     "duty.handover": "Handover summary", "duty.open_alerts": "Open alerts", "duty.open_wo": "Open work orders",
@@ -160,8 +160,9 @@ function s(tag, attrs = {}, ...kids) {
 const $ = (sel) => document.querySelector(sel);
 const sev = (v) => h("span", { class: `sev ${v}` }, t(`sev.${v}`));
 function td(label, ...kids) { return h("td", { "data-label": label }, ...kids); }
-function table(cls, heads, rows) {
-  return h("table", { class: cls }, h("thead", {}, h("tr", {}, heads.map((x) => h("th", {}, x)))), h("tbody", {}, rows));
+function table(cls, heads, rows) { // rows: a list of <tr>, or a <tbody> the caller keeps filling
+  const body = rows instanceof Element && rows.tagName === "TBODY" ? rows : h("tbody", {}, rows);
+  return h("table", { class: cls }, h("thead", {}, h("tr", {}, heads.map((x) => h("th", {}, x)))), body);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -609,14 +610,16 @@ function mapView(main) {
         for (let lat = Math.floor((cLat - span) / step) * step; lat <= cLat + span; lat += step) {
           const [, y] = proj(lat, cLon);
           if (y < 0 || y > H) continue;
-          svg.append(s("line", { x1: 0, y1: y, x2: W, y2: y, stroke: "#22303f" }), s("text", { x: 4, y: y - 3 }, `${lat.toFixed(3)}°N`));
+          svg.append(s("line", { x1: 0, y1: y, x2: W, y2: y, stroke: "#22303f" }));
+          if (y > 14 && y < H - 20) svg.append(s("text", { x: 4, y: y - 3 }, `${lat.toFixed(3)}°N`)); // clear of the longitudes
         }
       }
       const rank = (b) => SEV_RANK[b.worst_open] ?? 9;
       for (const b of placed.sort((x, y) => rank(y) - rank(x))) { // the worst drawn last, on top
         const [x, y] = proj(b.lat, b.lon);
         const fill = SEV_COLOR[b.worst_open || "none"];
-        const healthy = b.devices > 0 && b.offline === 0 && b.with_findings === 0;
+        // Healthy: every registered device online and telling the truth.
+        const healthy = b.devices > 0 && b.online === b.devices && b.with_findings === 0;
         const ring = b.offline > 0 ? "#a9b3bf" : healthy ? "#3ddc84" : "#f5d90a";
         const label = `${b.name || b.id}${b.worst_open ? " · " + t(`sev.${b.worst_open}`) : ""}`;
         const g = s("a", { href: `/buildings/${encodeURIComponent(b.id)}`, class: "bld", "data-building": b.id, "data-worst": b.worst_open || "none", tabindex: 0 },
@@ -683,7 +686,7 @@ function buildingView(main, id) {
   };
   async function drawChart(d, range) {
     chartBox.dataset.range = range;
-    const hours = { "6h": 6, "24h": 24, "7d": 168, "30d": 720 }[range];
+    const hours = { "1h": 1, "6h": 6, "24h": 24, "7d": 168, "30d": 720 }[range];
     const until = new Date(), since = new Date(until - hours * 3600e3);
     const rows = await api("GET", `/api/v1/devices/${encodeURIComponent(d.id)}/readings?since=${since.toISOString()}&until=${until.toISOString()}`);
     const metrics = [...new Set(rows.map((r) => r.metric + (r.channel ? "." + r.channel : "")))].sort();
@@ -691,8 +694,9 @@ function buildingView(main, id) {
     chartBox.dataset.metric = metric || "";
     const pts = rows.filter((r) => r.metric + (r.channel ? "." + r.channel : "") === metric)
       .map((r) => ({ x: +new Date(r.ts), y: r.value ?? r.mean, lo: r.min ?? r.value, hi: r.max ?? r.value }));
-    const W = 900, H = 260, L = 60, B = 30;
-    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", id: "chart", "data-points": pts.length, "data-step": rows[0] ? rows[0].step || "raw" : "" });
+    // As wide as the page, in CSS pixels, so that text is not stretched.
+    const W = Math.max(320, Math.round(chartBox.clientWidth || 900)), H = 260, L = 60, B = 30;
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", id: "chart", "data-range": range, "data-points": pts.length, "data-step": rows[0] ? rows[0].step || "raw" : "" });
     if (pts.length) {
       const ys = pts.flatMap((p) => [p.lo, p.hi]).filter((v) => typeof v === "number");
       let y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -700,11 +704,11 @@ function buildingView(main, id) {
       const X = (x) => L + (x - +since) / (+until - +since) * (W - L - 10), Y = (y) => 10 + (1 - (y - y0) / (y1 - y0)) * (H - B - 10);
       svg.append(s("line", { x1: L, y1: H - B, x2: W - 10, y2: H - B, class: "axis" }), s("line", { x1: L, y1: 10, x2: L, y2: H - B, class: "axis" }));
       for (const v of [y0, (y0 + y1) / 2, y1]) svg.append(s("text", { x: 4, y: Y(v) + 4 }, +v.toFixed(3)));
-      for (const f of [0, 0.5, 1]) svg.append(s("text", { x: L + f * (W - L - 80), y: H - 8 }, fmtTime(new Date(+since + f * (+until - +since)).toISOString(), hours > 24)));
+      for (const f of [0, 0.5, 1]) svg.append(s("text", { x: L + f * (W - L - 10), y: H - 8, "text-anchor": ["start", "middle", "end"][f * 2] }, fmtTime(new Date(+since + f * (+until - +since)).toISOString(), hours > 24)));
       if (rows[0] && rows[0].step) svg.append(s("path", { class: "band", d: `M${pts.map((p) => `${X(p.x)},${Y(p.hi)}`).join("L")}L${pts.slice().reverse().map((p) => `${X(p.x)},${Y(p.lo)}`).join("L")}Z` }));
       svg.append(s("path", { class: "line", d: `M${pts.map((p) => `${X(p.x)},${Y(p.y)}`).join("L")}` }));
     } else svg.append(s("text", { x: W / 2 - 80, y: H / 2 }, t("chart.empty")));
-    const rsel = h("select", { name: "range", id: "chart-range", onchange: (e) => drawChart(d, e.target.value) }, ["6h", "24h", "7d", "30d"].map((r) => h("option", { value: r }, t(`r.${r}`))));
+    const rsel = h("select", { name: "range", id: "chart-range", onchange: (e) => drawChart(d, e.target.value) }, ["1h", "6h", "24h", "7d", "30d"].map((r) => h("option", { value: r }, t(`r.${r}`))));
     rsel.value = range;
     const msel = h("select", { name: "metric", id: "chart-metric", onchange: (e) => { chartBox.dataset.metric = e.target.value; drawChart(d, range); } }, metrics.map((m) => h("option", { value: m }, m)));
     msel.value = metric || "";

@@ -8,8 +8,11 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod receiver;
 
+#[allow(unused_imports)]
+pub use browser::Browser;
 #[allow(unused_imports)]
 pub use receiver::Receiver;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
