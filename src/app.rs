@@ -431,6 +431,7 @@ pub async fn run_with(
         duty: Arc::clone(&duty),
         auth: Arc::new(api::auth::Auth::new(&cfg.auth)),
         map_tiles: cfg.http.map_tiles.clone(),
+        time_zone: cfg.notify.tz.clone(),
     };
 
     // (added) The registry file watch: reloads go through the pipeline, so it ends with the

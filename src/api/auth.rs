@@ -587,6 +587,7 @@ async fn me(
         "via": via,
         "csrf": csrf.map(|c| c.0 .0),
         "map_tiles": s.map_tiles,
+        "tz": s.time_zone,
         "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response())

@@ -151,6 +151,8 @@ pub struct ApiState {
     pub auth: Arc<auth::Auth>,
     /// (added) `http.map_tiles`, for the dashboard.
     pub map_tiles: Option<String>,
+    /// (added) `notify.tz`: the dashboard shows times in it.
+    pub time_zone: String,
 }
 
 /// API errors: the caller's mistakes are 4xx with a message; our failures are a plain 500.
@@ -717,6 +719,7 @@ mod tests {
                 ..Default::default()
             })),
             map_tiles: None,
+            time_zone: "Asia/Shanghai".into(),
         }
     }
 

@@ -108,6 +108,10 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
         (who["user"].as_str(), who["via"].as_str()),
         (Some("admin"), Some("session"))
     );
+    // What the dashboard needs: the session's CSRF token, the control room's zone, no tiles.
+    assert_eq!(who["csrf"].as_str(), Some(csrf.as_str()));
+    assert_eq!(who["tz"], "Asia/Shanghai");
+    assert_eq!(who["map_tiles"], Value::Null);
 
     // An operator and a manager, made on the command line while the service runs.
     let (ok, out, err) = cli(

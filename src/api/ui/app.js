@@ -866,6 +866,7 @@ async function start() {
   try {
     const me = await api("GET", "/api/v1/me");
     session.me = me;
+    if (me.tz) tz = me.tz; // the control room's zone (notify.tz)
     if (me.csrf) session.csrf = me.csrf;
   } catch (e) { if (e.status !== 401) $("#view").replaceChildren(h("p", { class: "bad" }, e.message)); return; }
   try { rulesWords = (await api("GET", "/ui/words.json")).rules || {}; } catch (e) { rulesWords = {}; }
