@@ -282,7 +282,8 @@ async fn an_operator_sees_a_fire_alarm_within_a_second_and_closes_it_from_the_bo
     b.goto(&format!("{base}/alerts/{id}")).await;
     b.wait_for_css("the alert page", "#alert-status[data-status=closed]", T)
         .await;
-    for what in ["fired", "acknowledged", "note", "verified", "closed"] {
+    // (The notification is the e-mail to the outbox folder of the embedded default.)
+    for what in ["fired", "notified", "acknowledged", "note", "verified", "closed"] {
         b.wait_for_css(
             &format!("the {what} entry"),
             &format!("tr[data-what={what}]"),
@@ -291,6 +292,7 @@ async fn an_operator_sees_a_fire_alarm_within_a_second_and_closes_it_from_the_bo
         .await;
     }
     assert!(b.text("main").await.contains("op-zhang"));
+    b.screenshot("alert").await;
 
     // The risk map: every building at its coordinates, bsy-0013 coloured by its open fault
     // (minor), bsy-0012 green again now that its alarm is closed.

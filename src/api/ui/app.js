@@ -532,6 +532,10 @@ function alertView(main, id) {
   let alertNow = null;
   view.refresh = async () => {
     const a = await api("GET", `/api/v1/alerts/${encodeURIComponent(id)}`);
+    if (!a.building_name) { // the building's name from the registry, when it has one
+      const b = await api("GET", `/api/v1/buildings/${encodeURIComponent(a.building)}`).catch(() => null);
+      if (b && b.name) a.building_name = b.name;
+    }
     alertNow = a;
     view.building = a.building;
     draw(a);
