@@ -283,7 +283,14 @@ async fn an_operator_sees_a_fire_alarm_within_a_second_and_closes_it_from_the_bo
     b.wait_for_css("the alert page", "#alert-status[data-status=closed]", T)
         .await;
     // (The notification is the e-mail to the outbox folder of the embedded default.)
-    for what in ["fired", "notified", "acknowledged", "note", "verified", "closed"] {
+    for what in [
+        "fired",
+        "notified",
+        "acknowledged",
+        "note",
+        "verified",
+        "closed",
+    ] {
         b.wait_for_css(
             &format!("the {what} entry"),
             &format!("tr[data-what={what}]"),
