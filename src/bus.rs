@@ -45,6 +45,10 @@ pub enum AlertWhat {
     Verified,
     /// Its work order passed its deadline unrectified; the fire office was told.
     WorkorderOverdue,
+    /// (added) It fired while a silence covered it: recorded, nobody told.
+    Silenced,
+    /// (added) The silence holding it back is over.
+    Unsilenced,
 }
 
 /// A device's connection state, as `GET /api/v1/devices` shows it.

@@ -11,6 +11,7 @@ mod events;
 mod readings;
 pub mod registry;
 mod reports;
+mod silences;
 mod summaries;
 mod ui;
 mod workorders;
@@ -233,6 +234,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(reports::routes())
         .merge(workorders::routes())
         .merge(summaries::routes())
+        .merge(silences::routes())
         .merge(registry::routes())
         .merge(readings::routes())
         .merge(auth::routes())

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub alerts_opened: AtomicU64,
     /// Alerts cleared.
     pub alerts_cleared: AtomicU64,
+    /// (added) Alerts that fired while a silence covered them (recorded, nobody told).
+    pub alerts_silenced: AtomicU64,
     /// Conditions held by the engine.
     pub conditions: AtomicI64,
     /// Devices known.
@@ -427,6 +429,12 @@ impl Metrics {
             "Alerts opened.",
             "counter",
             l(&self.alerts_opened),
+        );
+        c(
+            "firewatch_alerts_silenced_total",
+            "Alerts that fired while a silence or maintenance window covered them: recorded, not notified.",
+            "counter",
+            l(&self.alerts_silenced),
         );
         c(
             "firewatch_alerts_cleared_total",

@@ -21,6 +21,7 @@ macro_rules! wire_enum {
 pub mod alert;
 pub mod decode;
 pub mod notification;
+pub mod silence;
 pub mod summary;
 pub mod workorder;
 

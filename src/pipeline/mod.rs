@@ -15,6 +15,7 @@
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
 mod duty_checks;
+pub mod silences;
 mod summaries;
 
 pub use duty_checks::{DutyCheckError, DutyCheckRequest, DUTY_UNANSWERED};
@@ -208,6 +209,13 @@ pub enum Input {
         /// The summary, sent after the commit.
         reply: SummaryReply,
     },
+    /// (added) Set or end a silence (from the API); answered after the commit.
+    Silence {
+        /// What.
+        op: silences::SilenceOp,
+        /// The silence after it, sent after the commit.
+        reply: silences::SilenceReply,
+    },
     /// Look at the priority queue.
     Wake,
     /// Finish the current batch and stop.
@@ -334,6 +342,8 @@ pub struct Pipeline {
     last_housekeeping_ms: Millis,
     duty_schedule: duty_checks::Schedule,
     summary_schedule: summaries::Schedule,
+    /// (added) Silences in force and the alerts they hold back (loaded when it runs).
+    silences: silences::Silences,
 }
 
 struct Batch {
@@ -362,6 +372,11 @@ struct Batch {
     summary_requests: Vec<(SummaryRequest, SummaryReply)>,
     /// Answers to them, sent after the commit.
     summary_replies: Vec<(SummaryReply, Result<serde_json::Value, SummaryError>)>,
+    /// Answers to silence requests, sent after the commit.
+    silence_replies: Vec<(
+        silences::SilenceReply,
+        Result<crate::model::silence::Silence, silences::SilenceError>,
+    )>,
 }
 
 type CommandReply = oneshot::Sender<Result<Command, CommandError>>;
@@ -391,6 +406,7 @@ impl Pipeline {
             last_housekeeping_ms: Millis::MIN,
             duty_schedule: duty_checks::Schedule::default(),
             summary_schedule: summaries::Schedule::default(),
+            silences: silences::Silences::default(),
         }
     }
 
@@ -398,6 +414,7 @@ impl Pipeline {
     /// with the error: unacknowledged messages are redelivered after a restart, and the
     /// engine state is reloaded from what was committed.
     pub fn run(mut self, rx: Receiver<Input>, priority: Receiver<Input>) -> Result<(), StoreError> {
+        self.silences = silences::Silences::load(&self.conn, self.clock.now_ms())?;
         let mut stopping = false;
         let mut carry = Carry::default();
         while !stopping || !carry.is_empty() {
@@ -490,6 +507,7 @@ impl Pipeline {
             rollup_replies: Vec::new(),
             summary_requests: Vec::new(),
             summary_replies: Vec::new(),
+            silence_replies: Vec::new(),
         };
         let mut depth = 0usize;
         // IMMEDIATE: take the write lock at BEGIN (waiting out any other writer). A deferred
@@ -697,6 +715,10 @@ impl Pipeline {
                     }
                 },
                 Input::Summary { request, reply } => b.summary_requests.push((request, reply)),
+                Input::Silence { op, reply } => {
+                    let r = self.silences.apply(&tx, op, self.clock.now_ms())?;
+                    b.silence_replies.push((reply, r));
+                }
                 Input::Wake | Input::Shutdown => {}
             }
             if cut {
@@ -721,7 +743,20 @@ impl Pipeline {
         }
         {
             let (router, registry) = (&self.settings.router, self.engine.registry());
-            let route = |a: &Alert, ev: Event| -> Routed { router.route(registry, a, ev) };
+            let plain = |a: &Alert, ev: Event| -> Routed { router.route(registry, a, ev) };
+            // The silence stage: an alert a silence covers as it fires is told to nobody.
+            let held = std::cell::RefCell::new(Vec::new());
+            let silences = &self.silences;
+            let route = |a: &Alert, ev: Event| -> Routed {
+                let mut r = router.route(registry, a, ev);
+                if matches!(ev, Event::Fired | Event::Refired) {
+                    if let Some(s) = silences.covering(a, a.updated_at) {
+                        held.borrow_mut().push((a.id, s.clone()));
+                        r.targets.clear();
+                    }
+                }
+                r
+            };
             let mut touched = Vec::new();
             for t in &b.transitions {
                 let applied = alerts::apply(&tx, t, &route)?;
@@ -751,15 +786,37 @@ impl Pipeline {
                     Applied::Nothing => {}
                 }
             }
+            let held = held.into_inner();
+            for (id, s) in &held {
+                if alerts::silence(&tx, *id, s, self.clock.now_ms())? {
+                    self.metrics.alerts_silenced.fetch_add(1, Relaxed);
+                    tracing::info!(alert = %alerts::alert_id(*id), silence = %crate::model::silence::silence_id(s.id), reason = %s.reason, "Alert silenced: recorded, nobody told.");
+                    touched.push((*id, AlertWhat::Silenced));
+                }
+            }
             for (id, what) in &touched {
-                if *what == AlertWhat::Fired {
+                if *what == AlertWhat::Fired && !held.iter().any(|(h, _)| h == id) {
                     start_escalation(&tx, router, *id)?;
                 }
+            }
+            for (id, s) in &held {
+                self.silences.hold(*id, s.id);
             }
             for (id, what) in touched {
                 alert_change(&tx, &self.clock, id, what, &mut b)?;
             }
             if let Some(now) = ticked_at {
+                for (id, sid, notify) in self.silences.releases(now) {
+                    let Some(told) = alerts::unsilence(&tx, id, sid, notify, &plain, now)? else {
+                        continue;
+                    };
+                    if told {
+                        b.notifications = true;
+                        start_escalation_at(&tx, router, id, Some(now))?;
+                    }
+                    tracing::info!(alert = %alerts::alert_id(id), silence = %crate::model::silence::silence_id(sid), notified = told, "Silence over for this alert.");
+                    alert_change(&tx, &self.clock, id, AlertWhat::Unsilenced, &mut b)?;
+                }
                 for (id, what) in run_escalations(&tx, router, registry, now)? {
                     b.notifications = true;
                     alert_change(&tx, &self.clock, id, what, &mut b)?;
@@ -881,6 +938,9 @@ impl Pipeline {
         for (reply, r) in b.summary_replies {
             let _ = reply.send(r);
         }
+        for (reply, r) in b.silence_replies {
+            let _ = reply.send(r);
+        }
         for r in b.republish {
             // Best effort, as the contract says (QoS 0): a full queue drops the copy, never the
             // kept row.
@@ -989,6 +1049,17 @@ fn record_at(
 /// Starts the escalation timer of a new alert, when its policy has more than the first step
 /// (which routing took already), reminders or a deadline.
 fn start_escalation(tx: &Transaction<'_>, router: &Router, id: i64) -> Result<(), StoreError> {
+    start_escalation_at(tx, router, id, None)
+}
+
+/// [`start_escalation`] with its deadlines counted from `from` (an alert told only when its
+/// silence ended) instead of from the alert's last change.
+fn start_escalation_at(
+    tx: &Transaction<'_>,
+    router: &Router,
+    id: i64,
+    from: Option<Millis>,
+) -> Result<(), StoreError> {
     let Some(a) = alerts::get(tx, id)? else {
         return Ok(());
     };
@@ -998,7 +1069,7 @@ fn start_escalation(tx: &Transaction<'_>, router: &Router, id: i64) -> Result<()
     let policy = router
         .escalation
         .policy_for(&a, router.local_minute(&a, a.updated_at));
-    let timer = Timer::start(&policy, a.updated_at);
+    let timer = Timer::start(&policy, from.unwrap_or(a.updated_at));
     escalations::save(tx, id, &timer, timer.next(&policy).map(|n| n.0))
 }
 

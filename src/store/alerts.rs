@@ -165,6 +165,14 @@ pub fn confirmation(conn: &Connection, id: i64) -> Result<Confirmation> {
 pub fn json(conn: &Connection, alert: &Alert, notes: Vec<Value>) -> Result<Value> {
     let mut j = alert.to_json(notes);
     confirmation(conn, alert.id)?.apply(&mut j);
+    // (added) The silence holding its notifications back, if one does.
+    j["silenced"] = match super::silences::mark_of(conn, alert.id)? {
+        Some((s, since)) => json!({
+            "silence": crate::model::silence::silence_id(s),
+            "since": crate::model::rfc3339(since),
+        }),
+        None => Value::Null,
+    };
     Ok(j)
 }
 
@@ -257,6 +265,59 @@ fn enqueue_with(
         now,
     )?;
     Ok(true)
+}
+
+/// (added) A silence holds back the notifications of `alert` (which fired while it covered
+/// the alert): marked, with a `silenced` history entry. Returns false when it already was.
+pub fn silence(
+    conn: &Connection,
+    alert: i64,
+    s: &crate::model::silence::Silence,
+    now: Millis,
+) -> Result<bool> {
+    if super::silences::mark_of(conn, alert)?.is_some() {
+        return Ok(false);
+    }
+    super::silences::mark(conn, alert, s.id, now)?;
+    let detail = json!({
+        "silence": crate::model::silence::silence_id(s.id),
+        "reason": s.reason,
+        "by": s.by,
+        "ends_at": s.ends_at.map(rfc3339),
+    });
+    history(conn, alert, now, "silenced", None, None, Some(detail))?;
+    Ok(true)
+}
+
+/// (added) The silence holding `alert` back is over: unmarked, with an `unsilenced` history
+/// entry; with `notify` and the alert still open and active, it is notified now as fired.
+/// Returns whether notifications were queued (`None`: the alert is gone or closed, nothing
+/// recorded).
+pub fn unsilence(
+    conn: &Connection,
+    alert: i64,
+    silence: i64,
+    notify: bool,
+    route: Route<'_>,
+    now: Millis,
+) -> Result<Option<bool>> {
+    super::silences::unmark(conn, alert)?;
+    let Some(a) = get(conn, alert)? else {
+        return Ok(None);
+    };
+    if a.status == Status::Closed {
+        return Ok(None);
+    }
+    let tell = notify && a.active && a.status == Status::Open;
+    let detail = json!({
+        "silence": crate::model::silence::silence_id(silence),
+        "notified": tell,
+    });
+    let h = history(conn, alert, now, "unsilenced", None, None, Some(detail))?;
+    if !tell {
+        return Ok(Some(false));
+    }
+    enqueue(conn, &a, Event::Fired, h, route, now).map(Some)
 }
 
 /// What applying a transition did (for counters and logs).

@@ -34,6 +34,7 @@ pub mod northbound;
 pub mod notifications;
 pub mod reports;
 pub mod rollups;
+pub mod silences;
 pub mod summaries;
 pub mod workorders;
 
@@ -337,6 +338,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.execute_batch(workorders::SCHEMA)?;
     conn.execute_batch(rollups::SCHEMA)?;
     conn.execute_batch(summaries::SCHEMA)?;
+    conn.execute_batch(silences::SCHEMA)?;
     notifications::create(&conn)?;
     northbound::create(&conn)?;
     add_columns(&conn)?;

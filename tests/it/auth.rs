@@ -340,6 +340,30 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
     assert_eq!(s, 403);
     let (s, v) = status_of(admin.post(reload).header("x-csrf-token", &csrf)).await;
     assert_eq!(s, 200, "{v}");
+    // Silences are set by admins: an operator may read them, not set them; the admin is
+    // their `by`; a manager may not even list them (they are not narrowed to buildings).
+    let silence =
+        json!({"matchers": {"building": b}, "ends_at": "2099-01-01T00:00:00Z", "reason": "维保"});
+    let silences = format!("{base}/api/v1/silences");
+    let (s, _) = status_of(
+        op.post(silences.clone())
+            .header("x-csrf-token", &op_csrf)
+            .json(&silence),
+    )
+    .await;
+    assert_eq!(s, 403, "an operator does not set silences");
+    let (s, v) = status_of(
+        admin
+            .post(silences.clone())
+            .header("x-csrf-token", &csrf)
+            .json(&silence),
+    )
+    .await;
+    assert_eq!((s, v["by"].as_str()), (201, Some("admin")), "{v}");
+    let (s, _) = status_of(op.get(silences.clone())).await;
+    assert_eq!(s, 200);
+    let (s, _) = status_of(manager.get(silences)).await;
+    assert_eq!(s, 403, "a manager does not list silences");
 
     // An API token acts as its user, until it is revoked.
     let (ok, out, err) = cli(&fw, &["token", "add", "li", "--label", "city-platform"], "");

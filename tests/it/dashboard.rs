@@ -69,6 +69,12 @@ kind = "transmitter"
 location = "一层消防控制室"
 
 [[device]]
+id = "uitd-0014"
+building = "bsy-0014"
+kind = "transmitter"
+location = "一层消防控制室"
+
+[[device]]
 id = "wp-0014-01"
 building = "bsy-0014"
 kind = "water_pressure"
@@ -99,6 +105,7 @@ async fn site() -> Site {
     for (name, role, building) in [
         ("op-zhang", "operator", None),
         ("mgr-zhou", "manager", Some("bsy-0012")),
+        ("adm-wu", "admin", None),
     ] {
         let mut args = vec!["user", "add", name, "--role", role, "--password-stdin"];
         if let Some(b) = building {
@@ -590,4 +597,81 @@ async fn the_board_says_it_is_not_connected_and_recovers_after_a_server_restart(
         T,
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_admin_sets_a_maintenance_silence_and_the_board_shows_the_alarm_without_sounding_it() {
+    let site = site().await;
+    let base = site.fw.base.clone();
+    let b = Browser::start().await;
+    log_in(&b, &base, "adm-wu").await;
+    b.click("nav a[href='/admin']").await;
+    b.click("button[data-act=new-silence]").await;
+    b.type_into("#dialog input[name=building]", "bsy-0014")
+        .await;
+    b.type_into("#dialog textarea[name=reason]", "消防水泵房检修")
+        .await;
+    b.click("#dialog-ok").await;
+    b.wait_gone("the silence dialog closed", "#dialog[open]", T)
+        .await;
+    let row = "tr[data-silence][data-state=active]";
+    b.wait_for_css("the new silence on the admin page", row, T)
+        .await;
+    let sid = b.attr(row, "data-silence").await.unwrap();
+    assert!(b.text(row).await.contains("building=bsy-0014"));
+    b.screenshot("admin").await;
+
+    // A fire alarm in that building: on the board, marked silenced, not flashing, no alarm.
+    let mut p = Publisher::connect(&site.broker.url()).await;
+    p.publish(
+        "fw/v1/bsy-0014/transmitter/uitd-0014/event",
+        fire_event("start"),
+    )
+    .await;
+    let a = site
+        .fw
+        .wait_alert(
+            "bsy-0014",
+            "transmitter.fire_alarm",
+            "uitd-0014",
+            |_| true,
+            T,
+        )
+        .await;
+    assert_eq!(a["silenced"]["silence"], json!(sid), "{a}");
+    b.click("nav a[href='/board']").await;
+    let this = format!("#board-rows tr[data-alert='{}']", a["id"].as_str().unwrap());
+    b.wait_for_css(
+        "the silenced alarm on the board",
+        &format!("{this} [data-silenced='{sid}']"),
+        T,
+    )
+    .await;
+    assert!(!b.attr(&this, "class").await.unwrap().contains("flash"));
+    assert_eq!(
+        b.exec("return document.body.dataset.alarm || 'off'", vec![])
+            .await,
+        json!("off")
+    );
+
+    // Ended early from the admin page; the audit trail has both writes by the admin.
+    b.click("nav a[href='/admin']").await;
+    b.click(&format!("tr[data-silence='{sid}'] button[data-act=expire]"))
+        .await;
+    b.wait_gone(
+        "the ended silence off the current list",
+        &format!("tr[data-silence='{sid}']"),
+        T,
+    )
+    .await;
+    let audit: Value = site.fw.get("/api/v1/audit?actor=adm-wu").await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in ["POST /api/v1/silences", "POST /api/v1/silences/{id}/expire"] {
+        assert!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
 }

@@ -21,6 +21,7 @@ mod pipeline;
 mod quality;
 mod registry;
 mod rollups;
+mod silences;
 mod summaries;
 mod tsdb;
 mod workflow;

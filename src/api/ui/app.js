@@ -33,6 +33,11 @@ const WORDS = {
     "h.at": "时间", "h.what": "事件", "h.by": "人员", "h.detail": "详情",
     "what.fired": "报警", "what.refired": "再次报警", "what.cleared": "恢复", "what.repeat": "提醒",
     "what.acknowledged": "确认", "what.note": "备注", "what.closed": "关闭", "what.verified": "现场核实",
+    "what.silenced": "已静默（未通知）", "what.unsilenced": "静默结束", silenced: "静默中",
+    "admin.silences": "静默与维保时段", "sil.new": "新建静默", "sil.matchers": "范围", "sil.when": "时间",
+    "sil.reason": "原因", "sil.by": "设置人", "sil.held": "压下的告警", "sil.state": "状态", "sil.expire": "提前结束",
+    "sil.building": "建筑编号", "sil.rule": "规则（可用 * 结尾，如 transmitter.*）", "sil.hours": "持续小时数",
+    "sil.notify": "结束时若告警仍在则通知", "sil.st.active": "生效中", "sil.st.pending": "未开始", "sil.st.waiting": "时段外", "sil.st.expired": "已结束",
     "what.escalated": "升级", "what.sla_missed": "超时未确认", "what.notified": "已通知",
     "what.notify_failed": "通知失败", "what.notify_gave_up": "通知放弃", "what.workorder_overdue": "整改逾期",
     "map.title": "风险一张图", "map.nocoords": "没有坐标的建筑", "map.legend.health": "外圈：设备健康（绿 = 全部在线且数据可信，黄 = 未接入或有数据质量问题，灰色虚线 = 有离线设备）",
@@ -81,6 +86,11 @@ const WORDS = {
     "h.at": "At", "h.what": "What", "h.by": "By", "h.detail": "Detail",
     "what.fired": "fired", "what.refired": "fired again", "what.cleared": "cleared", "what.repeat": "reminder",
     "what.acknowledged": "acknowledged", "what.note": "note", "what.closed": "closed", "what.verified": "verified",
+    "what.silenced": "silenced (nobody told)", "what.unsilenced": "silence over", silenced: "silenced",
+    "admin.silences": "Silences and maintenance windows", "sil.new": "New silence", "sil.matchers": "Covers", "sil.when": "When",
+    "sil.reason": "Reason", "sil.by": "Set by", "sil.held": "Alerts held back", "sil.state": "State", "sil.expire": "End now",
+    "sil.building": "Building id", "sil.rule": "Rule (may end in *, e.g. transmitter.*)", "sil.hours": "Hours",
+    "sil.notify": "When it ends, tell of alerts still active", "sil.st.active": "active", "sil.st.pending": "pending", "sil.st.waiting": "outside its window", "sil.st.expired": "over",
     "what.escalated": "escalated", "what.sla_missed": "SLA missed", "what.notified": "notified",
     "what.notify_failed": "notification failed", "what.notify_gave_up": "notification gave up", "what.workorder_overdue": "work order overdue",
     "map.title": "Risk map", "map.nocoords": "Buildings without coordinates", "map.legend.health": "Ring: device health (green = all online and trustworthy, yellow = not connected or data-quality findings, grey dashed = devices offline)",
@@ -342,13 +352,14 @@ const unacked = new Map();
 function alarmWatch(ch) {
   if (ch.type !== "alert" || !ch.alert) return;
   const a = ch.alert;
-  if (a.severity === "critical" && a.status === "open") unacked.set(a.id, a); else unacked.delete(a.id);
+  // A silenced alarm (a maintenance window) is shown, not sounded.
+  if (a.severity === "critical" && a.status === "open" && !a.silenced) unacked.set(a.id, a); else unacked.delete(a.id);
   setAlarm(unacked.size > 0);
 }
 async function loadUnacked() {
   const open = await api("GET", `/api/v1/alerts?status=open&severity=critical&limit=1000${feed.building ? "&building=" + encodeURIComponent(feed.building) : ""}`);
   unacked.clear();
-  for (const a of open) unacked.set(a.id, a);
+  for (const a of open) if (!a.silenced) unacked.set(a.id, a);
   setAlarm(unacked.size > 0);
 }
 
@@ -465,14 +476,14 @@ function boardView(main) {
     bsel.value = keep;
     if (!list.length) { tbody.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "muted", id: "board-empty" }, t("board.empty")))); return; }
     tbody.replaceChildren(...list.map((a) => {
-      const flash = a.severity === "critical" && a.status === "open";
+      const flash = a.severity === "critical" && a.status === "open" && !a.silenced;
       const row = h("tr", { class: `${a.severity}${flash ? " flash" : ""}${sel === a.id ? " sel" : ""}`, "data-alert": a.id, "data-severity": a.severity, "data-status": a.status, tabindex: 0,
         onclick: () => { sel = a.id; draw(); }, ondblclick: () => navigate(`/alerts/${a.id}`) },
         td(t("col.severity"), sev(a.severity)),
         td(t("col.where"), h("a", { href: `/buildings/${encodeURIComponent(a.building)}` }, a.building_name || names.get(a.building) || a.building), h("br"), h("span", { class: "muted" }, [a.location, a.device, a.channel].filter(Boolean).join(" · "))),
         td(t("col.what"), h("strong", {}, ruleName(a.rule)), h("br"), h("span", { class: "muted" }, a.message || "")),
         td(t("col.since"), fmtTime(a.started_at), h("br"), h("span", { class: "muted" }, ago(a.started_at))),
-        td(t("col.status"), t(`st.${a.status}`), " · ", a.active ? t("active") : t("cleared"), a.acknowledged_by ? h("br") : null, a.acknowledged_by ? h("span", { class: "muted" }, a.acknowledged_by) : null, h("br"), h("span", { class: "muted" }, `${t("ack_code")} ${a.ack_code || ""}`)),
+        td(t("col.status"), t(`st.${a.status}`), " · ", a.active ? t("active") : t("cleared"), a.silenced ? [" ", h("span", { class: "tag warn", "data-silenced": a.silenced.silence, title: a.silenced.silence }, t("silenced"))] : null, a.acknowledged_by ? h("br") : null, a.acknowledged_by ? h("span", { class: "muted" }, a.acknowledged_by) : null, h("br"), h("span", { class: "muted" }, `${t("ack_code")} ${a.ack_code || ""}`)),
         td(t("col.actions"), h("div", { class: "actions" }, actionButtons(a, (n) => { update(n); draw(); }), h("a", { href: `/alerts/${a.id}`, "data-act": "details" }, t("act.details")))),
       );
       return row;
@@ -808,9 +819,29 @@ function dutyView(main) {
 function adminView(main) {
   const view = {};
   view.refresh = async () => {
-    const [users, audit] = await Promise.all([api("GET", "/api/v1/users"), api("GET", "/api/v1/audit?limit=200")]);
+    const [users, audit, silences] = await Promise.all([api("GET", "/api/v1/users"), api("GET", "/api/v1/audit?limit=200"), api("GET", "/api/v1/silences?state=current")]);
+    const when = (x) => x.every ? `${x.every.days.join(",")} ${x.every.from}–${x.every.to}${x.ends_at ? " · → " + fmtTime(x.ends_at) : ""}` : `${fmtTime(x.starts_at)} → ${fmtTime(x.ends_at)}`;
+    const newSilence = () => dialog(t("sil.new"), [
+      h("label", {}, t("sil.building"), h("input", { name: "building", required: true })),
+      h("label", {}, t("sil.rule"), h("input", { name: "rule" })),
+      h("label", {}, t("sil.hours"), h("input", { name: "hours", type: "number", min: "0.1", step: "0.1", value: "2", required: true })),
+      h("label", {}, t("sil.reason"), h("textarea", { name: "reason", rows: 2, required: true })),
+      h("label", {}, h("input", { type: "checkbox", name: "notify_on_exit", checked: true, style: "display:inline;width:auto" }), " ", t("sil.notify")),
+    ], t("act.save"), async (f) => {
+      const matchers = { building: f.get("building").trim() };
+      if (f.get("rule").trim()) matchers.rule = f.get("rule").trim();
+      const ends = new Date(Date.now() + Number(f.get("hours")) * 3600e3).toISOString();
+      await api("POST", "/api/v1/silences", { matchers, ends_at: ends, reason: f.get("reason"), notify_on_exit: !!f.get("notify_on_exit") });
+      view.refresh();
+    });
     main.replaceChildren(
       h("h1", {}, t("nav.admin")),
+      h("h2", {}, t("admin.silences")),
+      h("p", {}, h("button", { type: "button", "data-act": "new-silence", onclick: newSilence }, t("sil.new"))),
+      table("cards", ["id", t("sil.matchers"), t("sil.when"), t("sil.reason"), t("sil.by"), t("sil.held"), t("sil.state"), ""], silences.map((x) => h("tr", { "data-silence": x.id, "data-state": x.state },
+        td("id", x.id), td(t("sil.matchers"), Object.entries(x.matchers).map(([k, v]) => `${k}=${v}`).join(" ")), td(t("sil.when"), when(x)),
+        td(t("sil.reason"), x.reason), td(t("sil.by"), x.by), td(t("sil.held"), String(x.held)), td(t("sil.state"), t(`sil.st.${x.state}`)),
+        td("", h("button", { type: "button", "data-act": "expire", onclick: async () => { await api("POST", `/api/v1/silences/${x.id}/expire`, {}); view.refresh(); } }, t("sil.expire")))))),
       h("h2", {}, t("admin.users")),
       table("cards", [t("u.name"), t("u.role"), t("u.buildings"), t("u.disabled")], users.map((u) => h("tr", { "data-user": u.user },
         td(t("u.name"), `${u.display} (${u.user})`), td(t("u.role"), t(`role.${u.role}`)), td(t("u.buildings"), (u.buildings || []).join(", ") || t("all_buildings")), td(t("u.disabled"), u.disabled ? t("yes") : t("no"))))),
