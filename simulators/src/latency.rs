@@ -74,7 +74,10 @@ pub async fn latency(o: LatencyOptions) -> anyhow::Result<LatencySummary> {
     let mut sent: HashMap<String, u128> = HashMap::new();
     for i in 0..o.count {
         let device = format!("{}-{i:05}", o.prefix);
-        let topic = format!("fw/v1/{}-lat/fire_lane/{device}/event", o.prefix);
+        // A building of its own per alert: each is the first fire alarm of its building, which
+        // firewatch's grouping sends at once (a second one in the same building would wait for
+        // the group interval and go out in a digest).
+        let topic = format!("fw/v1/{}-lat-{i:05}/fire_lane/{device}/event", o.prefix);
         let payload = r#"{"event":"smoke","state":"start","zone":"lobby"}"#;
         sent.insert(device, now_ns());
         link.client

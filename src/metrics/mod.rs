@@ -105,6 +105,8 @@ pub struct Metrics {
     pub notify_failed: AtomicU64,
     /// Waiting in the outbox, per channel (index: [`ChannelKind::index`]).
     pub notify_queue: [AtomicI64; ChannelKind::ALL.len()],
+    /// (added) Grouping and rate limits per channel ([`ChannelKind::index`]).
+    pub notify_plan: [PlanCounters; ChannelKind::ALL.len()],
     /// Attempt outcomes per channel ([`ChannelKind::index`]) and [`NotifyOutcome`].
     pub notify_outcomes: [[AtomicU64; 3]; ChannelKind::ALL.len()],
     /// Last send latency (enqueue → accepted), microseconds.
@@ -197,6 +199,20 @@ pub const AUTH_REASONS: [&str; 6] = [
     "role",
     "scope",
 ];
+
+/// Counters of one channel's grouping and rate limits.
+#[derive(Debug, Default)]
+pub struct PlanCounters {
+    /// Messages of several rows.
+    pub digests: AtomicU64,
+    /// Messages folding several buildings under a rate limit.
+    pub folded: AtomicU64,
+    /// Rounds a target's window was full.
+    pub limited: AtomicU64,
+    /// The clock time of the sender's last finished round (epoch ms): what was due then has
+    /// been sent or held.
+    pub round_at: AtomicI64,
+}
 
 /// How a notification attempt ended, for `firewatch_notifications_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -586,6 +602,38 @@ impl Metrics {
                 ch.as_str(),
                 self.notify_queue[ch.index()].load(Relaxed)
             );
+        }
+        for (name, help, get) in [
+            (
+                "firewatch_notify_digests_total",
+                "Messages that carried several notifications, by channel.",
+                (|p: &PlanCounters| p.digests.load(Relaxed)) as fn(&PlanCounters) -> u64,
+            ),
+            (
+                "firewatch_notify_folded_total",
+                "Messages that folded several buildings because a rate limit forced it, by channel.",
+                |p| p.folded.load(Relaxed),
+            ),
+            (
+                "firewatch_notify_rate_limited_total",
+                "Rounds in which a target's per-minute limit held its messages back, by channel.",
+                |p| p.limited.load(Relaxed),
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ch in ChannelKind::ALL {
+                let v = get(&self.notify_plan[ch.index()]);
+                let _ = writeln!(s, "{name}{{channel=\"{}\"}} {v}", ch.as_str());
+            }
+        }
+        let name = "firewatch_notify_round_clock_ms";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Clock time of each sender's last finished round, by channel.\n# TYPE {name} gauge"
+        );
+        for ch in ChannelKind::ALL {
+            let v = self.notify_plan[ch.index()].round_at.load(Relaxed);
+            let _ = writeln!(s, "{name}{{channel=\"{}\"}} {v}", ch.as_str());
         }
         let _ = writeln!(
             s,

@@ -16,8 +16,8 @@
 
 use super::http::{self, robot_answer};
 use super::render::{truncate_bytes, Context};
-use super::{Channel, SendError};
-use crate::model::notification::{ChannelKind, Notification};
+use super::{Batch, Channel, SendError};
+use crate::model::notification::ChannelKind;
 use crate::settings::{Problem, Secret};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -131,14 +131,14 @@ impl Channel for Dingtalk {
         ChannelKind::Dingtalk
     }
 
-    async fn send(&mut self, n: &Notification) -> Result<(), SendError> {
-        let Some(robot) = self.robots.get(&n.target) else {
+    async fn send(&mut self, b: &Batch) -> Result<(), SendError> {
+        let Some(robot) = self.robots.get(b.target()) else {
             return Err(SendError::Permanent(format!(
                 "dingtalk robot {:?} is not configured",
-                n.target
+                b.target()
             )));
         };
-        let r = self.look.render_for(n);
+        let r = self.look.render_batch(b);
         // Signed now, at each attempt: DingTalk checks the timestamp against its own clock.
         let url = match &robot.secret {
             Some(s) => signed_url(robot.url.expose(), s.expose(), crate::clock::wall_ms()),

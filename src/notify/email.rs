@@ -14,8 +14,8 @@
 //! network failures and timeouts are transient.
 
 use super::render::Context;
-use super::{Channel, SendError};
-use crate::model::notification::{ChannelKind, Notification, Subject};
+use super::{Batch, Channel, SendError};
+use crate::model::notification::{ChannelKind, Subject};
 use crate::settings::{Problem, Secret};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
@@ -346,16 +346,14 @@ impl Email {
         })
     }
 
-    fn build(&self, n: &Notification) -> Result<Message, String> {
+    fn build(&self, b: &Batch) -> Result<Message, String> {
+        let Some(n) = b.single() else {
+            return self.build_digest(b);
+        };
         let r = self.look.render_for(n);
         let (subject, body) = (r.subject.clone(), r.plain());
-        let to = n
-            .target
-            .parse::<Mailbox>()
-            .map_err(|e| format!("recipient {:?}: {e}", n.target))?;
-        let mut m = Message::builder()
-            .from(self.from.clone())
-            .to(to)
+        let mut m = self
+            .builder(&n.target)?
             .subject(subject)
             .message_id(Some(format!("<{}.{}@firewatch>", n.subject, n.id)));
         // Plain ASCII for mail filters and scripts: the subject and body are UTF-8 (encoded).
@@ -369,27 +367,82 @@ impl Email {
             .subject
             .workorder()
             .map(crate::model::workorder::workorder_id);
-        for (name, value) in [
-            ("X-Firewatch-Alert", alert),
-            ("X-Firewatch-Workorder", workorder),
-            (
-                "X-Firewatch-Summary",
-                n.subject.summary().map(crate::model::summary::summary_id),
-            ),
-            ("X-Firewatch-Event", Some(n.event.as_str().to_owned())),
-            ("X-Firewatch-Severity", field("severity").map(str::to_owned)),
-            ("X-Firewatch-Rule", field("rule").map(str::to_owned)),
-            ("X-Firewatch-Building", field("building").map(str::to_owned)),
-            ("X-Firewatch-Device", field("device").map(str::to_owned)),
-        ] {
-            if let Some(v) = value.filter(|v| v.is_ascii() && !v.contains(['\r', '\n'])) {
-                m = m.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), v));
-            }
-        }
+        m = headers(
+            m,
+            [
+                ("X-Firewatch-Alert", alert),
+                ("X-Firewatch-Workorder", workorder),
+                (
+                    "X-Firewatch-Summary",
+                    n.subject.summary().map(crate::model::summary::summary_id),
+                ),
+                ("X-Firewatch-Event", Some(n.event.as_str().to_owned())),
+                ("X-Firewatch-Severity", field("severity").map(str::to_owned)),
+                ("X-Firewatch-Rule", field("rule").map(str::to_owned)),
+                ("X-Firewatch-Building", field("building").map(str::to_owned)),
+                ("X-Firewatch-Device", field("device").map(str::to_owned)),
+            ],
+        );
         m.header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| e.to_string())
     }
+
+    /// (added) A digest of several notifications: `X-Firewatch-Event: digest`, the number of
+    /// rows in `X-Firewatch-Digest`, the alert ids in `X-Firewatch-Alerts` and the building in
+    /// `X-Firewatch-Building` when there is one.
+    fn build_digest(&self, b: &Batch) -> Result<Message, String> {
+        let r = super::digest::render(&self.look, b);
+        let buildings = b.buildings();
+        let first = b.rows.first().map_or(0, |n| n.id);
+        let alerts: Vec<String> = b
+            .rows
+            .iter()
+            .filter_map(|n| n.subject.alert().map(crate::model::alert::alert_id))
+            .collect();
+        let m = self
+            .builder(b.target())?
+            .subject(r.subject.clone())
+            .message_id(Some(format!("<digest.{first}.{}@firewatch>", b.rows.len())));
+        let m = headers(
+            m,
+            [
+                ("X-Firewatch-Event", Some("digest".to_owned())),
+                ("X-Firewatch-Digest", Some(b.rows.len().to_string())),
+                ("X-Firewatch-Alerts", Some(alerts.join(" "))),
+                (
+                    "X-Firewatch-Building",
+                    (buildings.len() == 1).then(|| buildings[0].to_owned()),
+                ),
+            ],
+        );
+        m.header(ContentType::TEXT_PLAIN)
+            .body(r.plain())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A message from us to `target`.
+    fn builder(&self, target: &str) -> Result<lettre::message::MessageBuilder, String> {
+        let to = target
+            .parse::<Mailbox>()
+            .map_err(|e| format!("recipient {target:?}: {e}"))?;
+        Ok(Message::builder().from(self.from.clone()).to(to))
+    }
+}
+
+/// Adds the headers with a value that is plain ASCII on one line.
+fn headers<const N: usize>(
+    mut m: lettre::message::MessageBuilder,
+    fields: [(&'static str, Option<String>); N],
+) -> lettre::message::MessageBuilder {
+    for (name, value) in fields {
+        if let Some(v) =
+            value.filter(|v| !v.is_empty() && v.is_ascii() && !v.contains(['\r', '\n']))
+        {
+            m = m.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), v));
+        }
+    }
+    m
 }
 
 impl Channel for Email {
@@ -397,8 +450,8 @@ impl Channel for Email {
         ChannelKind::Email
     }
 
-    async fn send(&mut self, n: &Notification) -> Result<(), SendError> {
-        let msg = self.build(n).map_err(SendError::Permanent)?;
+    async fn send(&mut self, b: &Batch) -> Result<(), SendError> {
+        let msg = self.build(b).map_err(SendError::Permanent)?;
         self.transport.send(msg).await
     }
 }
@@ -454,7 +507,8 @@ mod tests {
         let email = Email::new(&EmailConfig::default(), dir.path(), Context::default()).unwrap();
         let mut n = row("duty@x.org");
         n.snapshot = snap;
-        let mail = String::from_utf8(email.build(&n).unwrap().formatted()).unwrap();
+        let mail =
+            String::from_utf8(email.build(&Batch::one(n.clone())).unwrap().formatted()).unwrap();
         // Filters and scripts find the alert in plain ASCII headers.
         for h in [
             "X-Firewatch-Alert: a-000001",
@@ -513,8 +567,8 @@ mod tests {
         url
     }
 
-    fn row(target: &str) -> Notification {
-        Notification {
+    fn row(target: &str) -> crate::model::notification::Notification {
+        crate::model::notification::Notification {
             id: 1,
             subject: Subject::Alert(1),
             key: "k".into(),
@@ -538,7 +592,7 @@ mod tests {
                 ..EmailConfig::default()
             };
             let mut email = Email::new(&cfg, dir.path(), Context::default()).unwrap();
-            match email.send(&row("duty@x.org")).await {
+            match email.send(&Batch::one(row("duty@x.org"))).await {
                 Err(SendError::Permanent(e)) => assert!(permanent, "{reply}: {e}"),
                 Err(SendError::Transient(e)) => assert!(!permanent, "{reply}: {e}"),
                 Ok(()) => panic!("{reply}: sent"),
@@ -554,7 +608,7 @@ mod tests {
         };
         let mut email = Email::new(&cfg, dir.path(), Context::default()).unwrap();
         assert!(matches!(
-            email.send(&row("duty@x.org")).await,
+            email.send(&Batch::one(row("duty@x.org"))).await,
             Err(SendError::Transient(_))
         ));
     }
@@ -569,7 +623,7 @@ mod tests {
             .build()
             .unwrap();
         assert!(matches!(
-            rt.block_on(email.send(&n)),
+            rt.block_on(email.send(&Batch::one(n.clone()))),
             Err(SendError::Permanent(_))
         ));
     }

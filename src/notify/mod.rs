@@ -18,8 +18,10 @@
 //! attempts have failed, then the row ends `failed`. Nothing is retried forever, and every
 //! attempt is in the alert's history and in `/metrics`.
 
+pub mod digest;
 pub mod dingtalk;
 pub mod email;
+pub mod group;
 mod http;
 pub mod render;
 pub mod sms;
@@ -35,6 +37,7 @@ pub use crate::store::notifications::{Delivery, Outcome};
 use crate::store::{self, notifications};
 pub use dingtalk::DingtalkConfig;
 pub use email::{EmailConfig, SmtpSecurity, SmtpTarget};
+pub use group::{Batch, GroupConfig, PerMinute, Planner};
 pub use http::redacted;
 pub use render::Lang;
 use serde::Deserialize;
@@ -64,6 +67,10 @@ pub struct NotifyConfig {
     pub lang: Lang,
     /// The control room's time zone (IANA name), for the times in messages.
     pub tz: String,
+    /// (added) Grouping of a building's alerts into one message per target.
+    pub group: GroupConfig,
+    /// (added) Messages per target and minute, per channel.
+    pub per_minute: PerMinute,
 }
 
 impl Default for NotifyConfig {
@@ -73,6 +80,8 @@ impl Default for NotifyConfig {
             backoff_max_s: 300,
             lang: Lang::Zh,
             tz: "Asia/Shanghai".into(),
+            group: GroupConfig::default(),
+            per_minute: PerMinute::default(),
         }
     }
 }
@@ -93,6 +102,7 @@ impl NotifyConfig {
         if let Err(e) = render::time_zone(&self.tz) {
             p.push(Problem::new("notify.tz", e));
         }
+        p.extend(self.group.validate());
         p
     }
 
@@ -160,21 +170,22 @@ pub enum SendError {
     Permanent(String),
 }
 
-/// A way of telling people: renders a notification into its own form and delivers it.
+/// A way of telling people: renders a message into its own form and delivers it.
 pub trait Channel: Send + 'static {
     /// Which channel this is (the outbox rows it sends).
     fn kind(&self) -> ChannelKind;
 
-    /// Delivers one notification, classifying any failure.
-    fn send(&mut self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Delivers one message (one notification, or a digest of several for one target),
+    /// classifying any failure.
+    fn send(&mut self, b: &Batch) -> impl Future<Output = Result<(), SendError>> + Send;
 }
 
 /// Where delivery outcomes go: the store's single writer (the pipeline), which records them.
 /// Returns `false` when it is gone (shutting down).
 pub type Report = Box<dyn Fn(Delivery) -> bool + Send + Sync>;
 
-/// Rows a sender reads at a time.
-const BATCH: u32 = 50;
+/// Due rows a sender reads at a time: enough for a storm, which the planner folds.
+const FETCH: u32 = 10_000;
 
 /// One channel's outbox sender task.
 #[derive(Debug)]
@@ -218,6 +229,7 @@ impl<C: Channel> Sender<C> {
         let kind = self.channel.kind();
         let conn = Arc::new(std::sync::Mutex::new(store::open_reader(&self.dir)?));
         let mut reported: HashSet<i64> = HashSet::new();
+        let mut planner = Planner::new(kind, &self.policy.group, &self.policy.per_minute);
         loop {
             let c = Arc::clone(&conn);
             let now = self.clock.now_ms();
@@ -226,7 +238,7 @@ impl<C: Channel> Sender<C> {
                     what: "outbox reader",
                     err: "lock poisoned".into(),
                 })?;
-                notifications::due(&conn, kind, now, BATCH)
+                notifications::due(&conn, kind, now, FETCH)
             })
             .await
             .map_err(|e| store::StoreError::Corrupt {
@@ -240,63 +252,34 @@ impl<C: Channel> Sender<C> {
                 .into_iter()
                 .filter(|r| !reported.contains(&r.id))
                 .collect();
-            for n in fresh {
+            let plan = planner.plan(now, fresh);
+            let m = &self.metrics.notify_plan[kind.index()];
+            m.limited.fetch_add(plan.limited, Relaxed);
+            m.folded.fetch_add(plan.folded, Relaxed);
+            for b in plan.batches {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let started = Instant::now();
-                let stages = &self.metrics.stages;
-                if n.attempts == 0 {
-                    if let Some(committed) = stages.commits.notification(n.id) {
-                        stages.send_started[kind.index()]
-                            .observe(started.saturating_duration_since(committed));
-                    }
-                }
-                let result = self.channel.send(&n).await;
-                let now = self.clock.now_ms();
-                let attempt = n.attempts + 1;
-                match &result {
-                    Ok(()) => {
-                        self.metrics.notified(kind, NotifyOutcome::Sent);
-                        stages.accepted[kind.index()].observe(started.elapsed());
-                        let lat = (now - n.created_at).max(0) as u64 * 1000;
-                        self.metrics.notify_last_latency_us.store(lat, Relaxed);
-                    }
-                    Err(e) => {
-                        self.metrics.notified(kind, NotifyOutcome::Failed);
-                        tracing::warn!(subject = %n.subject, channel = %kind, target = %n.target, event = %n.event, attempt, error = %e, "Notification failed.");
-                    }
-                }
-                let outcome = self.policy.outcome(attempt, result, now, &n.key);
-                if let Outcome::GaveUp { error, permanent } = &outcome {
-                    self.metrics.notified(kind, NotifyOutcome::GaveUp);
-                    tracing::error!(subject = %n.subject, channel = %kind, target = %n.target, event = %n.event, attempt, permanent, error = %error, "Notification given up.");
-                }
-                reported.insert(n.id);
-                let delivery = Delivery {
-                    id: n.id,
-                    subject: n.subject,
-                    key: n.key,
-                    event: n.event,
-                    channel: kind,
-                    target: n.target,
-                    attempt,
-                    at: now,
-                    outcome,
-                };
-                if !report(delivery) {
-                    // The pipeline has stopped: the row stays pending and goes out after a
+                if !self.deliver(b, &report, &mut reported).await {
+                    // The pipeline has stopped: the rows stay pending and go out after a
                     // restart (at least once).
                     return Ok(());
                 }
             }
+            self.metrics.notify_plan[kind.index()]
+                .round_at
+                .store(now, Relaxed);
             // Wait for the next due row on the clock (a manual clock in tests), for new rows
             // (the pipeline's wake-up), and at most 5 s of real time in any case.
+            let held = plan.next_at.unwrap_or(i64::MAX);
             let (due_at, poll) = if reported.is_empty() {
-                (next_due.unwrap_or(i64::MAX), Duration::from_secs(5))
+                (
+                    next_due.unwrap_or(i64::MAX).min(held),
+                    Duration::from_secs(5),
+                )
             } else {
                 // Outcomes not committed yet (those rows still look due): look again soon.
-                (i64::MAX, Duration::from_millis(50))
+                (held, Duration::from_millis(50))
             };
             tokio::select! {
                 () = self.wake.notified() => {}
@@ -305,6 +288,74 @@ impl<C: Channel> Sender<C> {
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
+    }
+
+    /// Sends batch `b` and reports the outcome of each of its rows; `false` when the pipeline
+    /// is gone.
+    async fn deliver(&mut self, b: Batch, report: &Report, reported: &mut HashSet<i64>) -> bool {
+        let kind = self.channel.kind();
+        let started = Instant::now();
+        let stages = &self.metrics.stages;
+        for n in &b.rows {
+            if n.attempts == 0 {
+                if let Some(committed) = stages.commits.notification(n.id) {
+                    stages.send_started[kind.index()]
+                        .observe(started.saturating_duration_since(committed));
+                }
+            }
+        }
+        let result = self.channel.send(&b).await;
+        let now = self.clock.now_ms();
+        let size = b.rows.len();
+        let digest = (size > 1).then(|| (b.key.clone(), size));
+        if digest.is_some() {
+            self.metrics.notify_plan[kind.index()]
+                .digests
+                .fetch_add(1, Relaxed);
+        }
+        let target = b.target().to_owned();
+        match &result {
+            Ok(()) => {
+                stages.accepted[kind.index()].observe(started.elapsed());
+                let oldest = b.rows.iter().map(|n| n.created_at).min().unwrap_or(now);
+                let lat = (now - oldest).max(0) as u64 * 1000;
+                self.metrics.notify_last_latency_us.store(lat, Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(key = %b.key, rows = size, channel = %kind, target = %target, error = %e, "Notification failed.");
+            }
+        }
+        let counted = if result.is_ok() {
+            NotifyOutcome::Sent
+        } else {
+            NotifyOutcome::Failed
+        };
+        for n in b.rows {
+            self.metrics.notified(kind, counted);
+            let attempt = n.attempts + 1;
+            let outcome = self.policy.outcome(attempt, result.clone(), now, &n.key);
+            if let Outcome::GaveUp { error, permanent } = &outcome {
+                self.metrics.notified(kind, NotifyOutcome::GaveUp);
+                tracing::error!(subject = %n.subject, channel = %kind, target = %n.target, event = %n.event, attempt, permanent, error = %error, "Notification given up.");
+            }
+            reported.insert(n.id);
+            let delivery = Delivery {
+                id: n.id,
+                subject: n.subject,
+                key: n.key,
+                event: n.event,
+                channel: kind,
+                target: n.target,
+                attempt,
+                at: now,
+                outcome,
+                digest: digest.clone(),
+            };
+            if !report(delivery) {
+                return false;
+            }
+        }
+        true
     }
 }
 

@@ -370,11 +370,7 @@ impl Context {
     /// A notification as its recipient reads it: the row's language and the control room's
     /// time zone where the routing set them, this context's otherwise.
     pub fn render_for(&self, n: &crate::model::notification::Notification) -> Rendered {
-        let lang = match n.lang.as_deref() {
-            Some("en") => Lang::En,
-            Some("zh") => Lang::Zh,
-            _ => self.lang,
-        };
+        let lang = super::digest::lang_of(self, n);
         let tz =
             n.tz.as_deref()
                 .and_then(|t| time_zone(t).ok())
@@ -383,6 +379,17 @@ impl Context {
             Subject::Alert(_) => render(&n.snapshot, n.event, lang, &tz, &self.public_url),
             Subject::Workorder(_) => workorder(&n.snapshot, n.event, lang, &tz, &self.public_url),
             Subject::Summary(_) => summary(&n.snapshot, lang, &tz, &self.public_url),
+        }
+    }
+}
+
+impl Context {
+    /// A message as its recipient reads it: one notification as itself, several as a digest
+    /// ([`super::digest`]).
+    pub fn render_batch(&self, b: &super::Batch) -> Rendered {
+        match b.single() {
+            Some(n) => self.render_for(n),
+            None => super::digest::render(self, b),
         }
     }
 }

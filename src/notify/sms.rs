@@ -17,8 +17,8 @@
 
 use super::http;
 use super::render::Context;
-use super::{Channel, SendError};
-use crate::model::notification::{ChannelKind, Notification};
+use super::{Batch, Channel, SendError};
+use crate::model::notification::ChannelKind;
 use crate::settings::{Problem, Secret};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
@@ -225,12 +225,12 @@ impl Channel for Sms {
         ChannelKind::Sms
     }
 
-    async fn send(&mut self, n: &Notification) -> Result<(), SendError> {
+    async fn send(&mut self, b: &Batch) -> Result<(), SendError> {
         let Some(cfg) = &self.cfg else {
             return Err(SendError::Permanent("sms is not configured".into()));
         };
-        let text = self.look.render_for(n).short;
-        let phone = &n.target;
+        let text = self.look.render_batch(b).short;
+        let phone = b.target();
         let url = fill(cfg.url.expose(), "x-www-form-urlencoded", phone, &text);
         let method = reqwest::Method::from_bytes(cfg.method.to_ascii_uppercase().as_bytes())
             .map_err(|e| SendError::Permanent(format!("sms.method: {e}")))?;

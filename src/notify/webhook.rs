@@ -10,7 +10,7 @@
 //! Classification: any 2xx is delivered; 408, 429, 5xx, network failures and timeouts are
 //! transient; every other status (other 4xx, 3xx) is permanent.
 
-use super::{Channel, SendError};
+use super::{Batch, Channel, SendError};
 use crate::model::notification::{ChannelKind, Notification, Subject};
 use crate::settings::{Problem, Secret};
 use hmac::{Hmac, Mac};
@@ -130,16 +130,29 @@ impl Webhooks {
     }
 }
 
-/// The body POSTed for a notification.
-pub fn body(n: &Notification) -> Vec<u8> {
+/// One notification as JSON: `{"key", "event", "alert" | "workorder" | "summary"}`.
+fn one(n: &Notification) -> serde_json::Value {
     let what = match n.subject {
         Subject::Alert(_) => "alert",
         Subject::Workorder(_) => "workorder",
         Subject::Summary(_) => "summary",
     };
     serde_json::json!({"key": n.key, "event": n.event.as_str(), what: n.snapshot})
-        .to_string()
-        .into_bytes()
+}
+
+/// The body POSTed for a message: one notification as itself; (added) a digest (only with
+/// `notify.group.webhooks` or under a rate limit) as
+/// `{"key", "event": "digest", "notifications": [one, …]}`.
+pub fn body(b: &Batch) -> Vec<u8> {
+    let v = match b.single() {
+        Some(n) => one(n),
+        None => serde_json::json!({
+            "key": b.key,
+            "event": "digest",
+            "notifications": b.rows.iter().map(one).collect::<Vec<_>>(),
+        }),
+    };
+    v.to_string().into_bytes()
 }
 
 impl Channel for Webhooks {
@@ -147,14 +160,14 @@ impl Channel for Webhooks {
         ChannelKind::Webhook
     }
 
-    async fn send(&mut self, n: &Notification) -> Result<(), SendError> {
-        let Some(hook) = self.hooks.get(&n.target) else {
+    async fn send(&mut self, b: &Batch) -> Result<(), SendError> {
+        let Some(hook) = self.hooks.get(b.target()) else {
             return Err(SendError::Permanent(format!(
                 "webhook {:?} is not configured",
-                n.target
+                b.target()
             )));
         };
-        let body = body(n);
+        let body = body(b);
         let sig = signature(hook.secret.expose().as_bytes(), &body);
         let r = self
             .client
@@ -162,7 +175,7 @@ impl Channel for Webhooks {
             .timeout(hook.timeout())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Firewatch-Signature", sig)
-            .header("Idempotency-Key", &n.key)
+            .header("Idempotency-Key", &b.key)
             .body(body)
             .send()
             .await
@@ -182,6 +195,35 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_digest_carries_each_notification_as_its_own_body_would() {
+        let row = |id: i64| Notification {
+            id,
+            subject: Subject::Alert(id),
+            key: format!("a-{id:06}:fired:1:webhook:ops"),
+            event: crate::model::notification::Event::Fired,
+            channel: ChannelKind::Webhook,
+            target: "ops".into(),
+            created_at: 0,
+            attempts: 0,
+            snapshot: serde_json::json!({"id": format!("a-{id:06}")}),
+            lang: None,
+            tz: None,
+        };
+        let one: serde_json::Value = serde_json::from_slice(&body(&Batch::one(row(1)))).unwrap();
+        assert_eq!(one["key"], "a-000001:fired:1:webhook:ops");
+        assert_eq!(one["alert"]["id"], "a-000001");
+        let b = Batch {
+            key: "digest:webhook:ops:1:2".into(),
+            rows: vec![row(1), row(2)],
+        };
+        let d: serde_json::Value = serde_json::from_slice(&body(&b)).unwrap();
+        assert_eq!(d["event"], "digest");
+        assert_eq!(d["key"], "digest:webhook:ops:1:2");
+        assert_eq!(d["notifications"][0], one);
+        assert_eq!(d["notifications"][1]["alert"]["id"], "a-000002");
     }
 
     #[test]

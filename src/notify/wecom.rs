@@ -15,8 +15,8 @@
 
 use super::http::{self, robot_answer};
 use super::render::{truncate_bytes, Context};
-use super::{Channel, SendError};
-use crate::model::notification::{ChannelKind, Notification};
+use super::{Batch, Channel, SendError};
+use crate::model::notification::ChannelKind;
 use crate::settings::{Problem, Secret};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -94,14 +94,14 @@ impl Channel for Wecom {
         ChannelKind::Wecom
     }
 
-    async fn send(&mut self, n: &Notification) -> Result<(), SendError> {
-        let Some(robot) = self.robots.get(&n.target) else {
+    async fn send(&mut self, b: &Batch) -> Result<(), SendError> {
+        let Some(robot) = self.robots.get(b.target()) else {
             return Err(SendError::Permanent(format!(
                 "wecom robot {:?} is not configured",
-                n.target
+                b.target()
             )));
         };
-        let content = self.look.render_for(n).markdown();
+        let content = self.look.render_batch(b).markdown();
         let req = self
             .client
             .post(robot.url.expose())

@@ -237,7 +237,7 @@ pub fn max_id(c: &Connection) -> Result<i64> {
 }
 
 /// Pending rows of one channel that are due at `now` (at most `limit`, oldest first), the
-/// count of its pending rows, and when the next one is due.
+/// count of its pending rows, and when the next one not due yet is due.
 #[allow(clippy::type_complexity)]
 pub fn due(
     c: &Connection,
@@ -272,10 +272,12 @@ pub fn due(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let (queued, next): (i64, Option<Millis>) = c
         .prepare_cached(
-            "SELECT count(*), min(next_attempt_at) FROM notifications
-             WHERE status = 'pending' AND channel = ?1",
+            "SELECT count(*), min(CASE WHEN next_attempt_at > ?2 THEN next_attempt_at END)
+             FROM notifications WHERE status = 'pending' AND channel = ?1",
         )?
-        .query_row([channel.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![channel.as_str(), now], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     Ok((rows, queued, next))
 }
 
@@ -321,6 +323,8 @@ pub struct Delivery {
     pub at: Millis,
     /// How it ended.
     pub outcome: Outcome,
+    /// (added) The digest it went out in, with its size: key and rows (`None`: on its own).
+    pub digest: Option<(String, usize)>,
 }
 
 /// Records a delivery attempt inside the caller's transaction: the outbox row and the alert's
@@ -336,6 +340,9 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
     });
     if d.channel == ChannelKind::Email {
         detail["to"] = d.target.clone().into();
+    }
+    if let Some((key, size)) = &d.digest {
+        detail["digest"] = json!({"key": key, "size": size});
     }
     let history = |what: &str, detail: Value| match d.subject {
         Subject::Alert(id) => super::alerts::record_notification(c, id, d.at, what, detail),

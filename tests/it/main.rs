@@ -22,6 +22,7 @@ mod quality;
 mod registry;
 mod rollups;
 mod silences;
+mod storms;
 mod summaries;
 mod tsdb;
 mod workflow;

@@ -593,6 +593,9 @@ impl Firewatch {
                     .unwrap_or_else(|| "duty@test.local".into()),
             )
             .env("FIREWATCH__TSDB__FLUSH_INTERVAL_MS", "200")
+            // Every alert its own message: the tests of grouping set it themselves.
+            .env("FIREWATCH__NOTIFY__GROUP__WAIT_S", "0")
+            .env("FIREWATCH__NOTIFY__GROUP__INTERVAL_S", "0")
             .stdout(Stdio::null())
             .stderr(
                 std::fs::File::create(self.dir.join("firewatch.log")).unwrap_or_else(|_| {
@@ -840,6 +843,9 @@ impl InProcess {
         let reg = dir.path().join("registry.toml");
         std::fs::write(&reg, registry).unwrap();
         cfg.registry.file = reg;
+        // Every alert its own message: the tests of grouping set it themselves.
+        cfg.notify.group.wait_s = 0;
+        cfg.notify.group.interval_s = 0;
         tweak(&mut cfg);
         let mut fw = InProcess {
             base: format!("http://127.0.0.1:{port}"),
