@@ -49,6 +49,9 @@ pub enum AlertWhat {
     Silenced,
     /// (added) The silence holding it back is over.
     Unsilenced,
+    /// (added) It fired during a drill or test of its building: classified `test`, told to
+    /// the control room only.
+    Drill,
 }
 
 /// A device's connection state, as `GET /api/v1/devices` shows it.

@@ -53,6 +53,15 @@ impl Router {
         self.to(registry, alert, &first, alert.updated_at)
     }
 
+    /// (added) Who is told of a new alert during a drill of its building: the control room on
+    /// duty (the roster's operators, or the deployment's lists standing for them), no
+    /// integration (webhooks) and nobody further up.
+    pub fn control_room(&self, registry: &Registry, alert: &Alert) -> Routed {
+        let mut r = self.to(registry, alert, &[Audience::OnDuty], alert.updated_at);
+        r.targets.retain(|(c, _)| *c != ChannelKind::Webhook);
+        r
+    }
+
     /// The minute of the local day at `at` in the time zone of the control room covering the
     /// alert's building (`None` without one), for policies with `hours`.
     pub fn local_minute(&self, alert: &Alert, at: crate::model::Millis) -> Option<u16> {

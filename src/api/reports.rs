@@ -1,6 +1,8 @@
 //! Reports: `GET /api/v1/reports/alerts?from=&until=&building=&format=`,
 //! `GET /api/v1/reports/duty_checks?from=&until=&control_room=&format=` and
-//! `GET /api/v1/reports/workorders?from=&until=&building=&format=`, as JSON or CSV
+//! `GET /api/v1/reports/workorders?from=&until=&building=&format=`, (added)
+//! `GET /api/v1/reports/drills?from=&until=&building=&format=` and
+//! `GET /api/v1/reports/fire_transmission?month=&building=&format=`, as JSON or CSV
 //! (RFC 4180: a header row, CRLF line ends, fields with a comma, quote or line break
 //! quoted). The SQL is in `store/reports.rs`.
 
@@ -27,6 +29,8 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/reports/alerts", get(alerts))
         .route("/api/v1/reports/duty_checks", get(duty_checks))
         .route("/api/v1/reports/workorders", get(workorders))
+        .route("/api/v1/reports/drills", get(drills))
+        .route("/api/v1/reports/fire_transmission", get(fire_transmission))
 }
 
 /// The parameters every report takes.
@@ -237,4 +241,178 @@ async fn workorders(
         &csv_rows,
         "building",
     )
+}
+
+/// `GET /api/v1/reports/drills`: the drills and tests overlapping the window.
+async fn drills(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    use crate::store::analytics::{self, DrillRow};
+    let mut w = window(&s, &q, "building")?;
+    w.filter = one_building(&p, w.filter.take())?;
+    let (from, until, b, now) = (w.from, w.until, w.filter.clone(), s.clock.now_ms());
+    let rows = read(&s, move |c| {
+        Ok(analytics::drills(c, from, until, b.as_deref(), now)?)
+    })
+    .await?;
+    let opt_time = |t: Option<Millis>| t.map(rfc3339).unwrap_or_default();
+    let csv_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r: &DrillRow| {
+            vec![
+                r.id.clone(),
+                r.building.clone(),
+                r.mode.clone(),
+                rfc3339(r.starts_at),
+                opt_time(r.ends_at),
+                r.state.clone(),
+                r.reason.clone(),
+                r.by.clone(),
+                r.alerts.to_string(),
+                r.fire_alarms.to_string(),
+                opt_time(r.first_fire_alarm_at),
+                r.result.to_owned(),
+            ]
+        })
+        .collect();
+    let json_rows = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "building": r.building, "mode": r.mode,
+                "starts_at": rfc3339(r.starts_at), "ends_at": r.ends_at.map(rfc3339),
+                "state": r.state, "reason": r.reason, "by": r.by, "alerts": r.alerts,
+                "fire_alarms": r.fire_alarms,
+                "first_fire_alarm_at": r.first_fire_alarm_at.map(rfc3339), "result": r.result,
+            })
+        })
+        .collect();
+    respond(&w, DrillRow::COLUMNS, json_rows, &csv_rows, "building")
+}
+
+/// The month `YYYY-MM` (default: the current one) in the control room's zone, as
+/// `[from, until)`.
+fn month(s: &ApiState, given: Option<&String>) -> Result<(String, Millis, Millis), ApiError> {
+    let tz = jiff::tz::TimeZone::get(&s.time_zone)
+        .map_err(|e| ApiError::Internal(format!("notify.tz: {e}")))?;
+    let bad = || ApiError::BadRequest("month must be YYYY-MM".into());
+    let first = match given {
+        Some(m) => {
+            let (y, mo) = m.split_once('-').ok_or_else(bad)?;
+            let (y, mo): (i16, i8) = (
+                y.parse().map_err(|_| bad())?,
+                mo.parse().map_err(|_| bad())?,
+            );
+            jiff::civil::Date::new(y, mo, 1).map_err(|_| bad())?
+        }
+        None => {
+            let now = jiff::Timestamp::from_millisecond(s.clock.now_ms())
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .to_zoned_datetime(tz.clone());
+            now.date().first_of_month()
+        }
+    };
+    let next = first
+        .checked_add(jiff::Span::new().months(1))
+        .map_err(|_| bad())?;
+    let at = |d: jiff::civil::Date| -> Result<Millis, ApiError> {
+        Ok(d.to_zoned_datetime(tz.clone())
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .timestamp()
+            .as_millisecond())
+    };
+    Ok((first.strftime("%Y-%m").to_string(), at(first)?, at(next)?))
+}
+
+/// `GET /api/v1/reports/fire_transmission`: per building with a transmitter (or a drill that
+/// month), whether the monthly simulated fire transmission arrived.
+async fn fire_transmission(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    use crate::store::analytics::{self, TransmissionRow};
+    let mut csv_out = false;
+    let mut building = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "month" => {}
+            "building" => building = Some(v.clone()),
+            "format" => {
+                csv_out = match v.as_str() {
+                    "json" => false,
+                    "csv" => true,
+                    _ => return Err(ApiError::BadRequest("format must be json or csv".into())),
+                }
+            }
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let building = one_building(&p, building)?;
+    let (label, from, until) = month(&s, q.get("month"))?;
+    let registry = s.registry.get();
+    let mut buildings: Vec<String> = registry
+        .buildings
+        .iter()
+        .filter(|b| {
+            registry
+                .devices_of(&b.id)
+                .any(|d| d.kind == crate::model::Kind::Transmitter)
+        })
+        .map(|b| b.id.clone())
+        .collect();
+    let drilled: Vec<String> = read(&s, move |c| {
+        Ok(crate::store::silences::all(c)?
+            .into_iter()
+            .filter(|x| x.mode.is_drill() && x.starts_at >= from && x.starts_at < until)
+            .filter_map(|x| x.matchers.get("building").cloned())
+            .collect())
+    })
+    .await?;
+    buildings.extend(drilled);
+    buildings.sort();
+    buildings.dedup();
+    buildings.retain(|b| building.as_ref().is_none_or(|x| x == b));
+    if let Some(mine) = p.scope.buildings() {
+        buildings.retain(|b| mine.contains(b));
+    }
+    let rows = read(&s, move |c| {
+        Ok(analytics::fire_transmission(c, &buildings, from, until)?)
+    })
+    .await?;
+    if csv_out {
+        let csv_rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.building.clone(),
+                    r.tests.to_string(),
+                    r.result().to_owned(),
+                    r.first.as_ref().map(|f| rfc3339(f.0)).unwrap_or_default(),
+                    r.first.as_ref().map(|f| f.1.clone()).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(TransmissionRow::COLUMNS, &csv_rows),
+        )
+            .into_response());
+    }
+    let json_rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "building": r.building, "tests": r.tests, "result": r.result(),
+                "fire_alarm_at": r.first.as_ref().map(|f| rfc3339(f.0)),
+                "alert": r.first.as_ref().map(|f| f.1.clone()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "month": label, "from": rfc3339(from), "until": rfc3339(until), "rows": json_rows,
+    }))
+    .into_response())
 }

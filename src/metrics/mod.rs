@@ -75,6 +75,8 @@ pub struct Metrics {
     pub alerts_cleared: AtomicU64,
     /// (added) Alerts that fired while a silence covered them (recorded, nobody told).
     pub alerts_silenced: AtomicU64,
+    /// (added) Alerts that fired during a drill or test of their building.
+    pub alerts_drill: AtomicU64,
     /// Conditions held by the engine.
     pub conditions: AtomicI64,
     /// Devices known.
@@ -451,6 +453,12 @@ impl Metrics {
             "Alerts that fired while a silence or maintenance window covered them: recorded, not notified.",
             "counter",
             l(&self.alerts_silenced),
+        );
+        c(
+            "firewatch_alerts_drill_total",
+            "Alerts that fired during a drill or test of their building: classified test, told to the control room only.",
+            "counter",
+            l(&self.alerts_drill),
         );
         c(
             "firewatch_alerts_cleared_total",

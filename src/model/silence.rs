@@ -6,6 +6,10 @@
 //! zone), a reason and who set it. An alert that fires while a silence covers it is kept and
 //! shown as silenced, and nobody is told; when the silence ends with `notify_on_exit` and the
 //! alert is still open and active, it is notified then. Pure: the pipeline keeps them.
+//!
+//! (added) A silence in mode `drill` (演练) or `test` (测试) is a drill of one building: the
+//! alerts it covers are recorded, classified `test` and told only to the control room on duty
+//! (no escalation, no integrations); they count in drill reports and never as false alarms.
 
 use super::alert::Alert;
 use super::Millis;
@@ -30,6 +34,40 @@ pub struct Weekly {
     /// Minute of the day it closes.
     pub to: u16,
 }
+
+/// What a silence does to the alerts it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Nobody is told.
+    #[default]
+    Silence,
+    /// A fire drill (演练): the control room is told, nobody else; classified `test`.
+    Drill,
+    /// A test of the system (测试), e.g. the monthly simulated fire transmission: as a drill.
+    Test,
+}
+
+impl Mode {
+    /// Every mode.
+    pub const ALL: [Mode; 3] = [Mode::Silence, Mode::Drill, Mode::Test];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Silence => "silence",
+            Mode::Drill => "drill",
+            Mode::Test => "test",
+        }
+    }
+
+    /// A drill or a test (the control room is told).
+    pub const fn is_drill(self) -> bool {
+        matches!(self, Mode::Drill | Mode::Test)
+    }
+}
+
+wire_enum!(Mode);
 
 /// One silence or maintenance window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +96,9 @@ pub struct Silence {
     pub expired_at: Option<Millis>,
     /// Who ended it early.
     pub expired_by: Option<String>,
+    /// (added) What it does: silence, or a drill or test of a building.
+    #[serde(default)]
+    pub mode: Mode,
 }
 
 /// Where a silence stands at an instant.
@@ -235,6 +276,7 @@ impl Silence {
             "expired_at": self.expired_at.map(super::rfc3339),
             "expired_by": self.expired_by,
             "state": self.state(at).as_str(),
+            "mode": self.mode.as_str(),
         })
     }
 
@@ -317,6 +359,24 @@ impl Silence {
             Value::Bool(b) => *b,
             _ => return Err("notify_on_exit: true or false".into()),
         };
+        let mode = match &body["mode"] {
+            Value::Null => Mode::Silence,
+            Value::String(m) => m
+                .parse()
+                .map_err(|()| format!("mode: {m:?} is not one of silence, drill, test"))?,
+            _ => return Err("mode: silence, drill or test".into()),
+        };
+        if mode.is_drill() {
+            if !matchers.contains_key("building") {
+                return Err("matchers.building: a drill or test is of one building".into());
+            }
+            if notify_on_exit {
+                return Err(
+                    "notify_on_exit: a drill's alerts are told to the control room as they come"
+                        .into(),
+                );
+            }
+        }
         Ok(Silence {
             id: 0,
             matchers,
@@ -330,6 +390,7 @@ impl Silence {
             created_at: now,
             expired_at: None,
             expired_by: None,
+            mode,
         })
     }
 }

@@ -752,7 +752,12 @@ impl Pipeline {
                 if matches!(ev, Event::Fired | Event::Refired) {
                     if let Some(s) = silences.covering(a, a.updated_at) {
                         held.borrow_mut().push((a.id, s.clone()));
-                        r.targets.clear();
+                        if s.mode.is_drill() {
+                            // A drill: the control room on duty, nobody else.
+                            r = router.control_room(registry, a);
+                        } else {
+                            r.targets.clear();
+                        }
                     }
                 }
                 r
@@ -787,7 +792,14 @@ impl Pipeline {
                 }
             }
             let held = held.into_inner();
-            for (id, s) in &held {
+            for (id, s) in held.iter().filter(|(_, s)| s.mode.is_drill()) {
+                if alerts::drill(&tx, *id, s, self.clock.now_ms())? {
+                    self.metrics.alerts_drill.fetch_add(1, Relaxed);
+                    tracing::info!(alert = %alerts::alert_id(*id), drill = %crate::model::silence::silence_id(s.id), mode = s.mode.as_str(), "Alert during a drill: classified test, told to the control room.");
+                    touched.push((*id, AlertWhat::Drill));
+                }
+            }
+            for (id, s) in held.iter().filter(|(_, s)| !s.mode.is_drill()) {
                 if alerts::silence(&tx, *id, s, self.clock.now_ms())? {
                     self.metrics.alerts_silenced.fetch_add(1, Relaxed);
                     tracing::info!(alert = %alerts::alert_id(*id), silence = %crate::model::silence::silence_id(s.id), reason = %s.reason, "Alert silenced: recorded, nobody told.");
@@ -799,7 +811,7 @@ impl Pipeline {
                     start_escalation(&tx, router, *id)?;
                 }
             }
-            for (id, s) in &held {
+            for (id, s) in held.iter().filter(|(_, s)| !s.mode.is_drill()) {
                 self.silences.hold(*id, s.id);
             }
             for (id, what) in touched {

@@ -24,6 +24,7 @@
 //! | `duty_overrides` | swaps and leaves of the duty roster; written by the API's own small writer connection (`duty.rs`) |
 
 pub mod alerts;
+pub mod analytics;
 pub mod auth;
 pub mod changes;
 pub mod commands;

@@ -20,6 +20,13 @@ CREATE TABLE IF NOT EXISTS alert_silences (
     silence_id  INTEGER NOT NULL,
     since       INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_drills (
+    alert_id    INTEGER PRIMARY KEY,
+    silence_id  INTEGER NOT NULL,
+    mode        TEXT NOT NULL,
+    since       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_drills_silence ON alert_drills(silence_id);
 "#;
 
 fn decode(id: i64, spec: &str) -> Result<Silence> {
@@ -106,6 +113,26 @@ pub fn mark_of(c: &Connection, alert: i64) -> Result<Option<(i64, Millis)>> {
     Ok(
         c.prepare_cached("SELECT silence_id, since FROM alert_silences WHERE alert_id = ?1")?
             .query_row([alert], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    )
+}
+
+/// (added) Records that `alert` fired during drill `silence` (mode `drill` or `test`), for
+/// good: the mark stays after the drill.
+pub fn mark_drill(c: &Connection, alert: i64, s: &Silence, at: Millis) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "INSERT INTO alert_drills (alert_id, silence_id, mode, since) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (alert_id) DO NOTHING",
+    )?
+    .execute(params![alert, s.id, s.mode.as_str(), at])?
+        > 0)
+}
+
+/// (added) The drill `alert` fired during: silence id, mode, since.
+pub fn drill_of(c: &Connection, alert: i64) -> Result<Option<(i64, String, Millis)>> {
+    Ok(
+        c.prepare_cached("SELECT silence_id, mode, since FROM alert_drills WHERE alert_id = ?1")?
+            .query_row([alert], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?,
     )
 }

@@ -11,6 +11,7 @@ mod commands;
 mod common;
 mod coverage;
 mod dashboard;
+mod drills;
 mod duty;
 mod duty_checks;
 mod escalation;
