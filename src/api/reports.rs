@@ -41,6 +41,15 @@ struct Window {
     filter: Option<String>,
 }
 
+/// `format=json` (false) or `format=csv` (true).
+fn is_csv(v: &str) -> Result<bool, ApiError> {
+    match v {
+        "json" => Ok(false),
+        "csv" => Ok(true),
+        _ => Err(ApiError::BadRequest("format must be json or csv".into())),
+    }
+}
+
 fn window(s: &ApiState, q: &HashMap<String, String>, filter: &str) -> Result<Window, ApiError> {
     let mut from = None;
     let mut until = None;
@@ -50,13 +59,7 @@ fn window(s: &ApiState, q: &HashMap<String, String>, filter: &str) -> Result<Win
         match k.as_str() {
             "from" => from = Some(parse_time(v, k)?),
             "until" => until = Some(parse_time(v, k)?),
-            "format" => {
-                csv = match v.as_str() {
-                    "json" => false,
-                    "csv" => true,
-                    _ => return Err(ApiError::BadRequest("format must be json or csv".into())),
-                }
-            }
+            "format" => csv = is_csv(v)?,
             k if k == filter => f = Some(v.clone()),
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
@@ -340,13 +343,7 @@ async fn fire_transmission(
         match k.as_str() {
             "month" => {}
             "building" => building = Some(v.clone()),
-            "format" => {
-                csv_out = match v.as_str() {
-                    "json" => false,
-                    "csv" => true,
-                    _ => return Err(ApiError::BadRequest("format must be json or csv".into())),
-                }
-            }
+            "format" => csv_out = is_csv(v)?,
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }

@@ -202,6 +202,21 @@ async fn a_test_of_a_building_is_told_to_the_control_room_only_and_passes_its_mo
         csv,
         format!("building,tests,result,fire_alarm_at,alert\r\n{other},0,missed,,\r\n")
     );
+    // A month that is not one is a 400 that says so.
+    for bad in ["2026-13", "december", "2026-12-01"] {
+        let r = fw
+            .http
+            .get(format!(
+                "{}/api/v1/reports/fire_transmission?month={bad}",
+                fw.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "month must be YYYY-MM", "{bad}");
+    }
     // The month before: nothing passed.
     let nov = fw
         .get(&format!(
