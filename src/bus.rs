@@ -52,6 +52,17 @@ pub enum AlertWhat {
     /// (added) It fired during a drill or test of its building: classified `test`, told to
     /// the control room only.
     Drill,
+    /// (added) It fired while an alert upstream explained it (a gateway offline, a mains
+    /// failure): recorded, nobody told.
+    Inhibited,
+    /// (added) It fired on a shielded point: recorded, nobody told.
+    Shielded,
+    /// (added) What held it back (an inhibiting alert, a shield) is over.
+    Released,
+    /// (added) It fired and cleared too often: told once, then quiet until stable.
+    Flapping,
+    /// (added) A flapping alert has been stable long enough: its state now was told.
+    Stable,
 }
 
 /// A device's connection state, as `GET /api/v1/devices` shows it.

@@ -192,6 +192,7 @@ impl Router {
             location: None,
             building_name: registry.building(building).and_then(|b| b.name.clone()),
             look,
+            quiet: false,
         }
     }
 
@@ -215,6 +216,7 @@ impl Router {
                 location,
                 building_name,
                 look,
+                quiet: false,
             }; // recorded, not sent
         }
         let all = |kind: ChannelKind, targets: &[String]| {
@@ -276,6 +278,7 @@ impl Router {
             location,
             building_name,
             look,
+            quiet: false,
         }
     }
 

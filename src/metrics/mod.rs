@@ -77,6 +77,16 @@ pub struct Metrics {
     pub alerts_silenced: AtomicU64,
     /// (added) Alerts that fired during a drill or test of their building.
     pub alerts_drill: AtomicU64,
+    /// (added) Alerts held back by an inhibiting alert upstream.
+    pub alerts_inhibited: AtomicU64,
+    /// (added) Alerts held back because their point was shielded.
+    pub alerts_shielded: AtomicU64,
+    /// (added) Held-back alerts released (the inhibiting alert or the shield is over).
+    pub alerts_released: AtomicU64,
+    /// (added) Alerts marked flapping.
+    pub alerts_flapping: AtomicU64,
+    /// (added) Changes of flapping alerts recorded and told to nobody.
+    pub alerts_flap_quiet: AtomicU64,
     /// Conditions held by the engine.
     pub conditions: AtomicI64,
     /// Devices known.
@@ -459,6 +469,36 @@ impl Metrics {
             "Alerts that fired during a drill or test of their building: classified test, told to the control room only.",
             "counter",
             l(&self.alerts_drill),
+        );
+        c(
+            "firewatch_alerts_inhibited_total",
+            "Alerts that fired while an alert upstream (a gateway offline, a mains failure) explained them: recorded, not notified until it is over.",
+            "counter",
+            l(&self.alerts_inhibited),
+        );
+        c(
+            "firewatch_alerts_shielded_total",
+            "Alerts that fired on a shielded point: recorded, not notified until it is unshielded.",
+            "counter",
+            l(&self.alerts_shielded),
+        );
+        c(
+            "firewatch_alerts_released_total",
+            "Inhibited or shielded alerts released when what held them back was over.",
+            "counter",
+            l(&self.alerts_released),
+        );
+        c(
+            "firewatch_alerts_flapping_total",
+            "Alerts marked flapping (fired and cleared too often): told once, then quiet until stable.",
+            "counter",
+            l(&self.alerts_flapping),
+        );
+        c(
+            "firewatch_alerts_flap_quiet_total",
+            "Clears and re-fires of flapping alerts recorded and told to nobody.",
+            "counter",
+            l(&self.alerts_flap_quiet),
         );
         c(
             "firewatch_alerts_cleared_total",

@@ -267,10 +267,31 @@ pub const RULES: &[RuleText] = &[
     ),
     rule(
         "transmitter.supervisory",
-        "监管/屏蔽信号",
-        "Supervisory signal or shielded point",
-        "核实监管或屏蔽原因，尽快恢复",
-        "Find out why the point is supervised or shielded; restore it soon",
+        "监管信号",
+        "Supervisory signal",
+        "核实监管信号原因，尽快恢复",
+        "Find out why the point is supervised; restore it soon",
+    ),
+    rule(
+        "transmitter.shielded",
+        "点位长时间屏蔽",
+        "Point shielded too long",
+        "核实屏蔽原因，督促维保单位修复后解除屏蔽",
+        "Find out why the point is shielded; have it repaired and unshielded",
+    ),
+    rule(
+        "transmitter.mains_fault",
+        "消防主电故障（备电运行）",
+        "Fire system mains failed (on backup power)",
+        "检查建筑供电和消防电源，备电耗尽前恢复主电",
+        "Check the building's mains and the fire system's supply; restore it before the backup runs out",
+    ),
+    rule(
+        "transmitter.link_fault",
+        "传输装置与火灾报警控制器通讯故障",
+        "Transmitter lost the fire alarm panel",
+        "检查传输装置与控制器之间的连线，恢复前控制器报警无法上传",
+        "Check the line between transmitter and panel; until then the panel's alarms cannot arrive",
     ),
     rule(
         "transmitter.duty_unanswered",
@@ -819,6 +840,24 @@ pub fn render(a: &Value, event: Event, lang: Lang, tz: &TimeZone, public_url: &s
         facts.push(label("详情", "Detail", m.to_owned()));
     }
     facts.push(label("状态", "Status", status));
+    // (added) A flapping alert is told once; what follows is quiet until it is stable.
+    if let Some(f) = a.get("flapping").filter(|f| f.is_object()) {
+        let n = f["changes"].as_i64().unwrap_or(0);
+        facts.push(if zh {
+            format!("频繁波动：近期已触发 {n} 次，稳定前不再逐次通知")
+        } else {
+            format!("Flapping: fired {n} times lately; no further messages until it is stable")
+        });
+    }
+    // (added) A link-down or mains alert stands for the alerts it holds back.
+    let inhibits = a["inhibits"].as_i64().unwrap_or(0);
+    if inhibits > 0 {
+        facts.push(if zh {
+            format!("已合并：其后 {inhibits} 条告警（离线等）暂不逐条通知")
+        } else {
+            format!("Folded: {inhibits} alerts behind it (offline and the like) are not sent one by one")
+        });
+    }
     if let Some(v) = verification_line(a, lang, tz) {
         facts.push(label("现场核实", "Verified on site", v));
     }

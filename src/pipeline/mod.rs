@@ -15,6 +15,7 @@
 //! the other; the engine is keyed by device, so it can be sharded by device hash later.
 
 mod duty_checks;
+pub mod holds;
 pub mod silences;
 mod summaries;
 
@@ -344,6 +345,8 @@ pub struct Pipeline {
     summary_schedule: summaries::Schedule,
     /// (added) Silences in force and the alerts they hold back (loaded when it runs).
     silences: silences::Silences,
+    /// (added) Inhibition, shielded points and flapping (loaded when it runs).
+    quiet: holds::Quiet,
 }
 
 struct Batch {
@@ -407,6 +410,7 @@ impl Pipeline {
             duty_schedule: duty_checks::Schedule::default(),
             summary_schedule: summaries::Schedule::default(),
             silences: silences::Silences::default(),
+            quiet: holds::Quiet::default(),
         }
     }
 
@@ -415,6 +419,7 @@ impl Pipeline {
     /// engine state is reloaded from what was committed.
     pub fn run(mut self, rx: Receiver<Input>, priority: Receiver<Input>) -> Result<(), StoreError> {
         self.silences = silences::Silences::load(&self.conn, self.clock.now_ms())?;
+        self.quiet = holds::Quiet::load(&self.conn, self.engine.rules())?;
         let mut stopping = false;
         let mut carry = Carry::default();
         while !stopping || !carry.is_empty() {
@@ -745,11 +750,23 @@ impl Pipeline {
             let (router, registry) = (&self.settings.router, self.engine.registry());
             let plain = |a: &Alert, ev: Event| -> Routed { router.route(registry, a, ev) };
             // The silence stage: an alert a silence covers as it fires is told to nobody.
+            // Then inhibition and shielded points (the same), then flapping.
+            self.quiet.sources_first(&mut b.transitions);
             let held = std::cell::RefCell::new(Vec::new());
+            let kept = std::cell::RefCell::new(Vec::new());
+            let flaps = std::cell::RefCell::new(Vec::new());
+            let failed = std::cell::RefCell::new(None);
             let silences = &self.silences;
+            let quiet = std::cell::RefCell::new(&mut self.quiet);
+            let conn: &Connection = &tx;
             let route = |a: &Alert, ev: Event| -> Routed {
                 let mut r = router.route(registry, a, ev);
-                if matches!(ev, Event::Fired | Event::Refired) {
+                let fired = match ev {
+                    Event::Fired | Event::Refired => true,
+                    Event::Cleared | Event::Repeat => false,
+                    _ => return r,
+                };
+                if fired {
                     if let Some(s) = silences.covering(a, a.updated_at) {
                         held.borrow_mut().push((a.id, s.clone()));
                         if s.mode.is_drill() {
@@ -758,7 +775,43 @@ impl Pipeline {
                         } else {
                             r.targets.clear();
                         }
+                        return r;
                     }
+                }
+                if silences.holds(a.id) {
+                    r.quiet = true;
+                    return r;
+                }
+                let hold = store::holds::hold_of(conn, a.id).and_then(|h| match h {
+                    Some(h) => Ok(Some(h)),
+                    None if fired => quiet.borrow().hold_for(conn, registry, a, a.updated_at),
+                    None => Ok(None),
+                });
+                match hold {
+                    Ok(Some(h)) => {
+                        kept.borrow_mut().push(h);
+                        r.quiet = true;
+                        return r;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed.borrow_mut().get_or_insert(e);
+                        return r;
+                    }
+                }
+                if ev == Event::Repeat {
+                    return r;
+                }
+                let mut q = quiet.borrow_mut();
+                let f = q.on_change(a.id, fired, a.updated_at);
+                if f != holds::Flap::Normal {
+                    if let Some(m) = q.flap(a.id) {
+                        if let Err(e) = store::holds::flap(conn, m) {
+                            failed.borrow_mut().get_or_insert(e);
+                        }
+                        flaps.borrow_mut().push((a.id, f, m.changes));
+                    }
+                    r.quiet = f == holds::Flap::Quiet;
                 }
                 r
             };
@@ -791,6 +844,9 @@ impl Pipeline {
                     Applied::Nothing => {}
                 }
             }
+            if let Some(e) = failed.into_inner() {
+                return Err(e);
+            }
             let held = held.into_inner();
             for (id, s) in held.iter().filter(|(_, s)| s.mode.is_drill()) {
                 if alerts::drill(&tx, *id, s, self.clock.now_ms())? {
@@ -806,8 +862,37 @@ impl Pipeline {
                     touched.push((*id, AlertWhat::Silenced));
                 }
             }
+            let kept = kept.into_inner();
+            for h in &kept {
+                if alerts::hold(&tx, h)? {
+                    let what = match h.why {
+                        store::holds::Why::Inhibited => {
+                            self.metrics.alerts_inhibited.fetch_add(1, Relaxed);
+                            AlertWhat::Inhibited
+                        }
+                        store::holds::Why::Shielded => {
+                            self.metrics.alerts_shielded.fetch_add(1, Relaxed);
+                            AlertWhat::Shielded
+                        }
+                    };
+                    tracing::info!(alert = %alerts::alert_id(h.alert), why = h.why.as_str(), by = %h.source, rule = %h.reason, "Alert held back: recorded, nobody told.");
+                    touched.push((h.alert, what));
+                }
+            }
+            for (id, f, changes) in flaps.into_inner() {
+                if f == holds::Flap::Marked {
+                    alerts::flapping(&tx, id, changes, self.clock.now_ms())?;
+                    self.metrics.alerts_flapping.fetch_add(1, Relaxed);
+                    tracing::info!(alert = %alerts::alert_id(id), changes, "Alert flapping: told once, quiet until stable.");
+                    touched.push((id, AlertWhat::Flapping));
+                } else {
+                    self.metrics.alerts_flap_quiet.fetch_add(1, Relaxed);
+                }
+            }
             for (id, what) in &touched {
-                if *what == AlertWhat::Fired && !held.iter().any(|(h, _)| h == id) {
+                let quiet =
+                    held.iter().any(|(h, _)| h == id) || kept.iter().any(|h| h.alert == *id);
+                if *what == AlertWhat::Fired && !quiet {
                     start_escalation(&tx, router, *id)?;
                 }
             }
@@ -828,6 +913,46 @@ impl Pipeline {
                     }
                     tracing::info!(alert = %alerts::alert_id(id), silence = %crate::model::silence::silence_id(sid), notified = told, "Silence over for this alert.");
                     alert_change(&tx, &self.clock, id, AlertWhat::Unsilenced, &mut b)?;
+                }
+                for h in store::holds::take_released(&tx)? {
+                    // A silence that covers it now takes over from the hold.
+                    let silence = alerts::get(&tx, h.alert)?.and_then(|a| {
+                        self.silences
+                            .covering(&a, now)
+                            .filter(|s| !s.mode.is_drill())
+                            .cloned()
+                    });
+                    let hush = |_: &Alert, _: Event| Routed {
+                        quiet: true,
+                        ..Routed::default()
+                    };
+                    let route: alerts::Route<'_> = if silence.is_some() { &hush } else { &plain };
+                    let Some(told) = alerts::release(&tx, &h, route, now)? else {
+                        continue;
+                    };
+                    if let Some(s) = silence {
+                        if alerts::silence(&tx, h.alert, &s, now)? {
+                            self.silences.hold(h.alert, s.id);
+                        }
+                    }
+                    self.metrics.alerts_released.fetch_add(1, Relaxed);
+                    if told {
+                        b.notifications = true;
+                        start_escalation_at(&tx, router, h.alert, Some(now))?;
+                    }
+                    tracing::info!(alert = %alerts::alert_id(h.alert), why = h.why.as_str(), by = %h.source, notified = told, "Hold over for this alert.");
+                    alert_change(&tx, &self.clock, h.alert, AlertWhat::Released, &mut b)?;
+                }
+                for id in self.quiet.settled(now) {
+                    store::holds::unflap(&tx, id)?;
+                    let Some(told) = alerts::stable(&tx, id, &plain, now)? else {
+                        continue;
+                    };
+                    if told {
+                        b.notifications = true;
+                    }
+                    tracing::info!(alert = %alerts::alert_id(id), notified = told, "Flapping alert stable again.");
+                    alert_change(&tx, &self.clock, id, AlertWhat::Stable, &mut b)?;
                 }
                 for (id, what) in run_escalations(&tx, router, registry, now)? {
                     b.notifications = true;
@@ -1459,6 +1584,9 @@ fn handle_publish(
                             duty_checks::on_answer(tx, id, msg.received, b)?;
                         }
                     }
+                    if msg.kind == crate::model::Kind::Transmitter {
+                        shield_event(tx, &msg.building, &msg.device, ev, msg.received)?;
+                    }
                     store::insert_event(
                         tx,
                         msg.ts,
@@ -1486,6 +1614,32 @@ fn handle_publish(
             }
             reject(tx, metrics, limiter, &m, &rej, b)?;
         }
+    }
+    Ok(())
+}
+
+/// (added) A transmitter's `shield` start puts its point on the shielded list, its end takes
+/// it off; a `reset` ends every shield of the transmitter (as it ends every condition).
+fn shield_event(
+    tx: &Transaction<'_>,
+    building: &str,
+    device: &str,
+    ev: &crate::model::Event,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let channel = ev.channel().unwrap_or_default();
+    match (ev.name.as_str(), ev.state) {
+        ("shield", EventState::Start) => {
+            let point = ev.point.as_ref().and_then(|p| serde_json::to_value(p).ok());
+            store::holds::shield(tx, building, device, &channel, point.as_ref(), at)?;
+        }
+        ("shield", EventState::End) => {
+            store::holds::unshield(tx, device, Some(&channel), at)?;
+        }
+        ("reset", _) => {
+            store::holds::unshield(tx, device, None, at)?;
+        }
+        _ => {}
     }
     Ok(())
 }

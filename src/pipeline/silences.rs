@@ -71,6 +71,11 @@ impl Silences {
         self.list.iter().rev().find(|s| s.covers(a, at))
     }
 
+    /// Whether a silence holds `alert` back now.
+    pub fn holds(&self, alert: i64) -> bool {
+        self.held.contains_key(&alert)
+    }
+
     /// Records that `silence` holds `alert` back.
     pub fn hold(&mut self, alert: i64, silence: i64) {
         self.held.insert(alert, silence);

@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 /// Every column, in the order an export writes them.
-pub const COLUMNS: [&str; 21] = [
+pub const COLUMNS: [&str; 23] = [
     "record",
     "id",
     "building",
@@ -45,10 +45,12 @@ pub const COLUMNS: [&str; 21] = [
     "interval_s",
     "power",
     "thresholds",
+    "maintainer",
+    "via",
 ];
 
 /// Columns of a building row (besides `record`).
-const BUILDING_COLUMNS: [&str; 12] = [
+const BUILDING_COLUMNS: [&str; 13] = [
     "id",
     "name",
     "address",
@@ -58,13 +60,14 @@ const BUILDING_COLUMNS: [&str; 12] = [
     "height_m",
     "control_room",
     "manager",
+    "maintainer",
     "required",
     "expected",
     "building",
 ];
 
 /// Columns of a device row (besides `record`).
-const DEVICE_COLUMNS: [&str; 10] = [
+const DEVICE_COLUMNS: [&str; 11] = [
     "id",
     "building",
     "kind",
@@ -75,6 +78,7 @@ const DEVICE_COLUMNS: [&str; 10] = [
     "interval_s",
     "power",
     "thresholds",
+    "via",
 ];
 
 /// One problem of an import: where (line, column) and why.
@@ -252,6 +256,7 @@ fn building_of(row: &Row, problems: &mut Vec<RowProblem>) -> Option<BuildingEntr
     b.height_m = cell(row, "height_m", problems, parse_f64);
     b.control_room = text(row, "control_room");
     b.manager = text(row, "manager");
+    b.maintainer = text(row, "maintainer");
     b.required = cell(row, "required", problems, parse_required);
     b.expected = cell(row, "expected", problems, parse_expected).unwrap_or_default();
     if row.get("building").is_some_and(|v| v != b.id) {
@@ -285,6 +290,7 @@ fn device_of(row: &Row, problems: &mut Vec<RowProblem>) -> Option<DeviceEntry> {
     d.zone = text(row, "zone");
     d.location = text(row, "location");
     d.installed = text(row, "installed");
+    d.via = text(row, "via");
     d.interval_s = cell(row, "interval_s", problems, parse_u64);
     d.power = cell(row, "power", problems, |s| {
         Power::parse(s).ok_or_else(|| format!("{s:?} is not a power supply (mains, battery)"))
@@ -669,7 +675,7 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
             }
         });
         let class = (b.class != crate::model::BuildingClass::Unknown).then(|| b.class.as_str());
-        let cells: [String; 21] = [
+        let cells: [String; 23] = [
             "building".into(),
             b.id.clone(),
             String::new(),
@@ -695,6 +701,8 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
             String::new(),
             String::new(),
             String::new(),
+            s(b.maintainer.as_deref()),
+            String::new(),
         ];
         w.write_record(&cells)?;
         rows += 1;
@@ -702,7 +710,7 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
     for d in &registry.devices {
         let mut thresholds: Vec<(&String, &Levels)> = d.thresholds.iter().collect();
         thresholds.sort_by(|a, b| a.0.cmp(b.0));
-        let cells: [String; 21] = [
+        let cells: [String; 23] = [
             "device".into(),
             d.id.clone(),
             d.building.clone(),
@@ -728,6 +736,8 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
                 .map(|(r, l)| format!("{r}={}/{}", l.raise, l.clear))
                 .collect::<Vec<_>>()
                 .join(";"),
+            String::new(),
+            s(d.via.as_deref()),
         ];
         w.write_record(&cells)?;
         rows += 1;

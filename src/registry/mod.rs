@@ -88,6 +88,9 @@ pub struct BuildingEntry {
     /// (added) The fire-safety manager (消防安全管理人): a name or a duty-roster person id.
     #[serde(default)]
     pub manager: Option<String>,
+    /// (added) The maintenance company (维保单位) that services its fire systems.
+    #[serde(default)]
+    pub maintainer: Option<String>,
     /// (added) The device kinds this building must have, replacing those of its class.
     #[serde(default)]
     pub required: Option<Vec<Kind>>,
@@ -144,6 +147,10 @@ pub struct DeviceEntry {
     /// Reporting interval when the device does not announce one.
     #[serde(default)]
     pub interval_s: Option<u64>,
+    /// (added) The gateway or transmitter (a device id) this device's messages pass through:
+    /// while that one is offline or has lost its link, this one's offline alert is inhibited.
+    #[serde(default)]
+    pub via: Option<String>,
     /// Per-rule level overrides, by rule id.
     #[serde(
         default,
@@ -226,6 +233,7 @@ impl BuildingEntry {
             height_m: None,
             control_room: None,
             manager: None,
+            maintainer: None,
             required: None,
             expected: HashMap::new(),
         }
@@ -240,6 +248,7 @@ impl BuildingEntry {
         p.extend(text_problem("name", &self.name));
         p.extend(text_problem("address", &self.address));
         p.extend(text_problem("manager", &self.manager));
+        p.extend(text_problem("maintainer", &self.maintainer));
         match (self.lat, self.lon) {
             (Some(_), None) => p.push(("lon", "missing: give lat and lon together".into())),
             (None, Some(_)) => p.push(("lat", "missing: give lat and lon together".into())),
@@ -288,6 +297,7 @@ impl DeviceEntry {
             installed: None,
             power: None,
             interval_s: None,
+            via: None,
             thresholds: HashMap::new(),
             location_derived: false,
         }
@@ -471,6 +481,20 @@ impl Registry {
                 ));
             }
             d.derive_location();
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            let Some(via) = &d.via else { continue };
+            if via == &d.id {
+                p.push(Problem::new(
+                    format!("device[{i}].via"),
+                    "a device cannot sit behind itself",
+                ));
+            } else if !self.device_index.contains_key(via) {
+                p.push(Problem::new(
+                    format!("device[{i}].via"),
+                    format!("device {via:?} is not listed"),
+                ));
+            }
         }
         if p.is_empty() {
             Ok(self)

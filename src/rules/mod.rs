@@ -224,6 +224,75 @@ pub struct Rules {
     /// Plausible bands, stuck times and the data-quality alerts.
     #[serde(default)]
     pub quality: QualityRule,
+    /// (added) Inhibition by topology: which alerts hold back which others.
+    #[serde(default)]
+    pub inhibit: Vec<InhibitRule>,
+    /// (added) Flapping alerts: told once, then quiet until stable.
+    #[serde(default)]
+    pub flapping: FlappingRule,
+}
+
+/// (added) Where an inhibiting alert and the alerts it holds back must be related.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The held-back alert's device sits behind the source's device (registry `via`).
+    Via,
+    /// Both are in the same building.
+    Building,
+}
+
+impl Scope {
+    /// The configuration name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Via => "via",
+            Scope::Building => "building",
+        }
+    }
+}
+
+/// (added) `[[inhibit]]`: while an alert of a `source` rule is open and active, a new alert of
+/// a `target` rule in its `scope` is recorded and marked inhibited, and nobody is told of it;
+/// when the source clears or is closed, what is still active is notified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRule {
+    /// Name (shown in the alert and its history).
+    pub name: String,
+    /// Rule ids whose alerts inhibit.
+    pub source: Vec<String>,
+    /// Rule ids whose alerts are inhibited.
+    pub target: Vec<String>,
+    /// How source and target are related.
+    pub scope: Scope,
+    /// Only targets whose device has this power supply in the registry.
+    #[serde(default)]
+    pub power: Option<crate::registry::Power>,
+}
+
+/// (added) `[flapping]`: an alert whose condition fires and clears more than `changes` times
+/// within `window_s` is marked flapping; its further clears and re-fires are recorded and told
+/// to nobody until it has not changed for `stable_s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlappingRule {
+    /// Clears and re-fires within the window that make an alert flapping (0: never).
+    pub changes: u32,
+    /// The window, seconds.
+    pub window_s: f64,
+    /// Time without a change after which a flapping alert is re-armed, seconds.
+    pub stable_s: f64,
+}
+
+impl Default for FlappingRule {
+    fn default() -> Self {
+        FlappingRule {
+            changes: 5,
+            window_s: 1800.0,
+            stable_s: 1800.0,
+        }
+    }
 }
 
 impl Rules {
@@ -439,6 +508,35 @@ impl Rules {
             p.push(Problem::new("offline.factor", "must be at least 1"));
         }
         p.extend(self.quality.validate());
+        let known = self.ids();
+        for (i, r) in self.inhibit.iter().enumerate() {
+            let k = format!("inhibit[{i}]");
+            if r.name.is_empty() {
+                p.push(Problem::new(format!("{k}.name"), "must not be empty"));
+            }
+            for (field, list) in [("source", &r.source), ("target", &r.target)] {
+                if list.is_empty() {
+                    p.push(Problem::new(
+                        format!("{k}.{field}"),
+                        "needs at least one rule id",
+                    ));
+                }
+                for id in list.iter().filter(|id| !known.contains(&id.as_str())) {
+                    p.push(Problem::new(
+                        format!("{k}.{field}"),
+                        format!("no rule has the id {id:?}"),
+                    ));
+                }
+            }
+        }
+        let f = &self.flapping;
+        let times = [f.window_s, f.stable_s];
+        if f.changes > 0 && !times.iter().all(|t| t.is_finite() && *t > 0.0) {
+            p.push(Problem::new(
+                "flapping",
+                "window_s and stable_s must be above 0",
+            ));
+        }
         p
     }
 
@@ -549,7 +647,10 @@ mod tests {
             "fire_lane.fire",
             "transmitter.fire_alarm",
             "transmitter.fault",
+            "transmitter.mains_fault",
+            "transmitter.link_fault",
             "transmitter.supervisory",
+            "transmitter.shielded",
             "device.offline",
             "device.sensor_fault",
         ] {

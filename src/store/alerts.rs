@@ -89,6 +89,9 @@ pub struct Routed {
     pub building_name: Option<String>,
     /// How the messages read: the control room's time zone, English-reading targets.
     pub look: crate::model::notification::Look,
+    /// (added) Tell nobody, not even those told of the alert before (a flapping alert's
+    /// clears and re-fires, an inhibited or shielded alert's follow-ups).
+    pub quiet: bool,
 }
 
 /// Routes an alert transition to its targets (set by the routing stage).
@@ -182,6 +185,19 @@ pub fn json(conn: &Connection, alert: &Alert, notes: Vec<Value>) -> Result<Value
         }),
         None => Value::Null,
     };
+    // (added) Held back by an inhibiting alert or a shielded point; holding others back.
+    let (inhibited, shielded) = super::holds::json_of(conn, alert.id)?;
+    j["inhibited"] = inhibited;
+    j["shielded"] = shielded;
+    j["inhibits"] = super::holds::inhibiting(conn, alert.id)?.into();
+    j["flapping"] = match super::holds::flap_of(conn, alert.id)? {
+        Some(f) => json!({
+            "since": crate::model::rfc3339(f.since),
+            "changes": f.changes,
+            "last_change": crate::model::rfc3339(f.last_change),
+        }),
+        None => Value::Null,
+    };
     Ok(j)
 }
 
@@ -244,6 +260,9 @@ fn enqueue_with(
     extra: Option<(&str, Value)>,
 ) -> Result<bool> {
     let mut routed = route(alert, event);
+    if routed.quiet {
+        return Ok(false);
+    }
     if event.is_follow_up() {
         routed.targets = super::notifications::told(conn, Subject::Alert(alert.id))?;
     }
@@ -353,6 +372,91 @@ pub fn unsilence(
         return Ok(Some(false));
     }
     enqueue(conn, &a, Event::Fired, h, route, now).map(Some)
+}
+
+/// (added) `alert` is held back (inhibited or shielded): the hold, with a history entry
+/// `inhibited` or `shielded`. Returns false when something held it already.
+pub fn hold(conn: &Connection, h: &super::holds::Hold) -> Result<bool> {
+    if super::silences::mark_of(conn, h.alert)?.is_some() || !super::holds::hold(conn, h)? {
+        return Ok(false);
+    }
+    let (inhibited, shielded) = super::holds::json_of(conn, h.alert)?;
+    let detail = if inhibited.is_null() {
+        shielded
+    } else {
+        inhibited
+    };
+    history(
+        conn,
+        h.alert,
+        h.since,
+        h.why.as_str(),
+        None,
+        None,
+        Some(detail),
+    )?;
+    Ok(true)
+}
+
+/// (added) What held `alert` back is over (the hold is already taken out): a `released`
+/// history entry, and when the alert is still open and active it is notified now as fired.
+/// Returns whether notifications were queued (`None`: the alert is gone or closed).
+pub fn release(
+    conn: &Connection,
+    h: &super::holds::Hold,
+    route: Route<'_>,
+    now: Millis,
+) -> Result<Option<bool>> {
+    let Some(a) = get(conn, h.alert)? else {
+        return Ok(None);
+    };
+    if a.status == Status::Closed {
+        return Ok(None);
+    }
+    let tell = a.active && a.status == Status::Open;
+    let detail = json!({"why": h.why.as_str(), "source": h.source, "notified": tell});
+    let hid = history(conn, h.alert, now, "released", None, None, Some(detail))?;
+    if !tell {
+        return Ok(Some(false));
+    }
+    enqueue(conn, &a, Event::Fired, hid, route, now).map(Some)
+}
+
+/// (added) `alert` fired and cleared `changes` times within the window: a `flapping` history
+/// entry (its mark is already set).
+pub fn flapping(conn: &Connection, alert: i64, changes: i64, now: Millis) -> Result<()> {
+    let detail = json!({"changes": changes});
+    history(conn, alert, now, "flapping", None, None, Some(detail))?;
+    Ok(())
+}
+
+/// (added) A flapping alert has not changed for a while (its mark is already gone): a
+/// `stable` history entry, and its state now is told (fired again when active, cleared
+/// otherwise, to those told of it). Returns whether notifications were queued (`None`: the
+/// alert is gone or closed).
+pub fn stable(
+    conn: &Connection,
+    alert: i64,
+    route: Route<'_>,
+    now: Millis,
+) -> Result<Option<bool>> {
+    let Some(a) = get(conn, alert)? else {
+        return Ok(None);
+    };
+    if a.status == Status::Closed {
+        return Ok(None);
+    }
+    let event = if a.active {
+        Event::Refired
+    } else {
+        Event::Cleared
+    };
+    let detail = json!({"active": a.active});
+    let hid = history(conn, alert, now, "stable", None, None, Some(detail))?;
+    if a.status != Status::Open && a.active {
+        return Ok(Some(false));
+    }
+    enqueue(conn, &a, event, hid, route, now).map(Some)
 }
 
 /// What applying a transition did (for counters and logs).

@@ -31,6 +31,7 @@ pub mod commands;
 pub mod duty;
 pub mod duty_checks;
 pub mod escalations;
+pub mod holds;
 pub mod northbound;
 pub mod notifications;
 pub mod reports;
@@ -340,6 +341,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.execute_batch(rollups::SCHEMA)?;
     conn.execute_batch(summaries::SCHEMA)?;
     conn.execute_batch(silences::SCHEMA)?;
+    conn.execute_batch(holds::SCHEMA)?;
     notifications::create(&conn)?;
     northbound::create(&conn)?;
     add_columns(&conn)?;

@@ -1371,7 +1371,7 @@ fn transmitter_fire_alarms_are_per_zone_or_point_and_reset_clears_them_all() {
             r#"{"event": "main_power_fault", "state": "start"}"#,
         ),
         &[fired(
-            "transmitter.fault",
+            "transmitter.mains_fault",
             "uitd-a",
             None,
             Minor,
@@ -1384,7 +1384,7 @@ fn transmitter_fire_alarms_are_per_zone_or_point_and_reset_clears_them_all() {
             &mut h,
             T0 + 5 * SEC,
             "uitd-a",
-            r#"{"event": "shield", "state": "start", "zone": "Z9"}"#,
+            r#"{"event": "supervisory", "state": "start", "zone": "Z9"}"#,
         ),
         &[fired(
             "transmitter.supervisory",
@@ -1418,7 +1418,7 @@ fn transmitter_fire_alarms_are_per_zone_or_point_and_reset_clears_them_all() {
             fa(Change::Cleared, "uitd-a", Some("0A000200")),
             fa(Change::Cleared, "uitd-a", Some("Z2")),
             fa(Change::Cleared, "uitd-a", None),
-            cleared("transmitter.fault", "uitd-a", None, Minor, None, None),
+            cleared("transmitter.mains_fault", "uitd-a", None, Minor, None, None),
             cleared(
                 "transmitter.supervisory",
                 "uitd-a",
@@ -1451,10 +1451,62 @@ fn transmitter_fire_alarms_are_per_zone_or_point_and_reset_clears_them_all() {
 }
 
 #[test]
+fn a_point_shielded_for_a_day_is_a_minor_alert_and_a_shorter_shield_is_not() {
+    let mut h = H::registered();
+    let shield = |state: &str, zone: &str| {
+        format!(r#"{{"event": "shield", "state": "{state}", "zone": "{zone}"}}"#)
+    };
+    // The transmitter falls silent and goes offline meanwhile: only the shield rule matters here.
+    let only = |v: Vec<Transition>| -> Vec<Transition> {
+        v.into_iter()
+            .filter(|t| t.rule == "transmitter.shielded")
+            .collect()
+    };
+    // Shielded for an hour: no alert at all.
+    nothing(&uitd(&mut h, T0, "uitd-a", &shield("start", "Z1")));
+    nothing(&uitd(&mut h, T0, "uitd-a", &shield("start", "Z2")));
+    nothing(&only(h.ticks(T0, T0 + 3600 * SEC, 60 * SEC)));
+    nothing(&only(uitd(
+        &mut h,
+        T0 + 3600 * SEC,
+        "uitd-a",
+        &shield("end", "Z1"),
+    )));
+    // Z2 stays shielded: at one day it is an alert, cleared when it is unshielded.
+    nothing(&only(h.ticks(T0 + 3600 * SEC, T0 + 86_399 * SEC, 60 * SEC)));
+    check(
+        &only(h.tick(T0 + 86_400 * SEC)),
+        &[fired(
+            "transmitter.shielded",
+            "uitd-a",
+            Some("Z2"),
+            Minor,
+            None,
+            None,
+        )],
+    );
+    check(
+        &only(uitd(
+            &mut h,
+            T0 + 90_000 * SEC,
+            "uitd-a",
+            &shield("end", "Z2"),
+        )),
+        &[cleared(
+            "transmitter.shielded",
+            "uitd-a",
+            Some("Z2"),
+            Minor,
+            None,
+            None,
+        )],
+    );
+}
+
+#[test]
 fn transmitter_supervisory_severity_by_event() {
     let cases = [
         ("supervisory", Minor),
-        ("shield", Minor),
         ("startup", Info),
         ("feedback", Info),
     ];

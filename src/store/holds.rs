@@ -1,0 +1,346 @@
+//! (added) What keeps an alert quiet besides silences: inhibition by topology and shielded
+//! points (table `alert_holds`: the alert, why, and what holds it), the points shielded now and
+//! before (table `shields`), and flapping alerts (table `alert_flapping`). Written by the
+//! pipeline in its transactions; read by the API.
+
+use super::Result;
+use crate::model::{rfc3339, Millis};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+/// The tables.
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS alert_holds (
+    alert_id    INTEGER PRIMARY KEY,
+    why         TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    since       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_holds_source ON alert_holds(why, source);
+CREATE TABLE IF NOT EXISTS shields (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    building    TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    point       TEXT,
+    since       INTEGER NOT NULL,
+    until       INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS shields_now ON shields(device, channel) WHERE until IS NULL;
+CREATE INDEX IF NOT EXISTS shields_since ON shields(since);
+CREATE TABLE IF NOT EXISTS alert_flapping (
+    alert_id    INTEGER PRIMARY KEY,
+    since       INTEGER NOT NULL,
+    last_change INTEGER NOT NULL,
+    changes     INTEGER NOT NULL
+);
+"#;
+
+/// Why an alert is held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// An alert upstream (a gateway offline, a mains failure) explains it.
+    Inhibited,
+    /// Its point is shielded.
+    Shielded,
+}
+
+impl Why {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Why::Inhibited => "inhibited",
+            Why::Shielded => "shielded",
+        }
+    }
+
+    fn parse(s: &str) -> Why {
+        if s == "shielded" {
+            Why::Shielded
+        } else {
+            Why::Inhibited
+        }
+    }
+}
+
+/// One held-back alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    /// The alert.
+    pub alert: i64,
+    /// Why.
+    pub why: Why,
+    /// What holds it: the inhibiting alert's row id, or the shielded point `device/channel`.
+    pub source: String,
+    /// The inhibit rule's id, or `shield`.
+    pub reason: String,
+    /// Since when.
+    pub since: Millis,
+}
+
+/// The key of a shielded point.
+pub fn point_key(device: &str, channel: &str) -> String {
+    format!("{device}/{channel}")
+}
+
+/// Holds `alert` back; false when something already does.
+pub fn hold(c: &Connection, h: &Hold) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "INSERT INTO alert_holds (alert_id, why, source, reason, since) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (alert_id) DO NOTHING",
+    )?
+    .execute(params![
+        h.alert,
+        h.why.as_str(),
+        h.source,
+        h.reason,
+        h.since
+    ])? > 0)
+}
+
+/// What holds `alert` back, if anything.
+pub fn hold_of(c: &Connection, alert: i64) -> Result<Option<Hold>> {
+    Ok(c.prepare_cached(
+        "SELECT alert_id, why, source, reason, since FROM alert_holds WHERE alert_id = ?1",
+    )?
+    .query_row([alert], hold_row)
+    .optional()?)
+}
+
+fn hold_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hold> {
+    Ok(Hold {
+        alert: r.get(0)?,
+        why: Why::parse(&r.get::<_, String>(1)?),
+        source: r.get(2)?,
+        reason: r.get(3)?,
+        since: r.get(4)?,
+    })
+}
+
+/// The holds that are over: inhibitions whose source alert is no longer open and active,
+/// and alerts of points no longer shielded. Taken out of the table.
+pub fn take_released(c: &Connection) -> Result<Vec<Hold>> {
+    let mut st = c.prepare_cached(
+        "SELECT h.alert_id, h.why, h.source, h.reason, h.since FROM alert_holds h
+         WHERE (h.why = 'inhibited' AND NOT EXISTS (
+                  SELECT 1 FROM alerts s WHERE s.id = CAST(h.source AS INTEGER)
+                  AND s.active = 1 AND s.status != 'closed'))
+            OR (h.why = 'shielded' AND NOT EXISTS (
+                  SELECT 1 FROM shields p WHERE p.until IS NULL
+                  AND p.device || '/' || p.channel = h.source))
+         ORDER BY h.alert_id",
+    )?;
+    let out: Vec<Hold> = st
+        .query_map([], hold_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut del = c.prepare_cached("DELETE FROM alert_holds WHERE alert_id = ?1")?;
+    for h in &out {
+        del.execute([h.alert])?;
+    }
+    Ok(out)
+}
+
+/// How many alerts the alert `source` inhibits now.
+pub fn inhibiting(c: &Connection, source: i64) -> Result<i64> {
+    Ok(c.prepare_cached(
+        "SELECT COUNT(*) FROM alert_holds WHERE why = 'inhibited' AND source = ?1",
+    )?
+    .query_row([source.to_string()], |r| r.get(0))?)
+}
+
+/// The contract JSON of what holds an alert back: (`inhibited`, `shielded`), `null` for none.
+pub fn json_of(c: &Connection, alert: i64) -> Result<(Value, Value)> {
+    Ok(match hold_of(c, alert)? {
+        Some(h) if h.why == Why::Inhibited => {
+            let by = h.source.parse::<i64>().map(crate::model::alert::alert_id);
+            let j =
+                json!({"by": by.unwrap_or(h.source), "rule": h.reason, "since": rfc3339(h.since)});
+            (j, Value::Null)
+        }
+        Some(h) => (
+            Value::Null,
+            json!({"point": h.source, "since": rfc3339(h.since)}),
+        ),
+        None => (Value::Null, Value::Null),
+    })
+}
+
+/// One shield period of a point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shield {
+    /// Row id.
+    pub id: i64,
+    /// Building.
+    pub building: String,
+    /// Transmitter.
+    pub device: String,
+    /// The point (the event's channel: zone or component address).
+    pub channel: String,
+    /// The point as the transmitter described it (JSON), if it did.
+    pub point: Option<Value>,
+    /// Shielded at.
+    pub since: Millis,
+    /// Unshielded at; `None` while shielded.
+    pub until: Option<Millis>,
+}
+
+impl Shield {
+    /// The contract JSON (section 3.10).
+    pub fn to_json(&self, now: Millis) -> Value {
+        let end = self.until.unwrap_or(now);
+        json!({
+            "building": self.building,
+            "device": self.device,
+            "channel": self.channel,
+            "point": self.point,
+            "since": rfc3339(self.since),
+            "until": self.until.map(rfc3339),
+            "shielded_s": (end - self.since).max(0) / 1000,
+            "history": format!("/api/v1/alerts?device={}", self.device),
+        })
+    }
+}
+
+/// A point is shielded from `at` (nothing when it already is).
+pub fn shield(
+    c: &Connection,
+    building: &str,
+    device: &str,
+    channel: &str,
+    point: Option<&Value>,
+    at: Millis,
+) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "INSERT INTO shields (building, device, channel, point, since) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        building,
+        device,
+        channel,
+        point.map(Value::to_string),
+        at
+    ])? > 0)
+}
+
+/// The point is unshielded at `at`; `None` for every point of the device (a panel reset).
+/// Returns how many shields ended.
+pub fn unshield(c: &Connection, device: &str, channel: Option<&str>, at: Millis) -> Result<usize> {
+    Ok(c.prepare_cached(
+        "UPDATE shields SET until = ?3 WHERE device = ?1 AND until IS NULL
+         AND (?2 IS NULL OR channel = ?2)",
+    )?
+    .execute(params![device, channel, at])?)
+}
+
+/// Whether the point is shielded now.
+pub fn is_shielded(c: &Connection, device: &str, channel: &str) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM shields WHERE device = ?1 AND channel = ?2 AND until IS NULL",
+    )?
+    .query_row(params![device, channel], |_| Ok(()))
+    .optional()?
+    .is_some())
+}
+
+fn shield_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Shield> {
+    let point: Option<String> = r.get(4)?;
+    Ok(Shield {
+        id: r.get(0)?,
+        building: r.get(1)?,
+        device: r.get(2)?,
+        channel: r.get(3)?,
+        point: point.and_then(|p| serde_json::from_str(&p).ok()),
+        since: r.get(5)?,
+        until: r.get(6)?,
+    })
+}
+
+/// The points shielded now (of one building, or all), oldest first.
+pub fn shielded_now(c: &Connection, building: Option<&str>) -> Result<Vec<Shield>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, building, device, channel, point, since, until FROM shields
+         WHERE until IS NULL AND (?1 IS NULL OR building = ?1) ORDER BY since, id",
+    )?;
+    let rows = st.query_map([building], shield_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Shield periods that overlap `[from, until)` (of one building, or all), oldest first.
+pub fn shield_periods(
+    c: &Connection,
+    building: Option<&str>,
+    from: Millis,
+    until: Millis,
+) -> Result<Vec<Shield>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, building, device, channel, point, since, until FROM shields
+         WHERE since < ?3 AND (until IS NULL OR until > ?2) AND (?1 IS NULL OR building = ?1)
+         ORDER BY since, id",
+    )?;
+    let rows = st.query_map(params![building, from, until], shield_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One flapping alert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Flap {
+    /// The alert.
+    pub alert: i64,
+    /// Marked flapping at.
+    pub since: Millis,
+    /// Its last clear or re-fire.
+    pub last_change: Millis,
+    /// Clears and re-fires since it was marked, and the ones that marked it.
+    pub changes: i64,
+}
+
+/// Marks `alert` flapping, or records one more change of a flapping alert.
+pub fn flap(c: &Connection, f: &Flap) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO alert_flapping (alert_id, since, last_change, changes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (alert_id) DO UPDATE SET last_change = excluded.last_change,
+         changes = excluded.changes",
+    )?
+    .execute(params![f.alert, f.since, f.last_change, f.changes])?;
+    Ok(())
+}
+
+/// `alert` is no longer flapping.
+pub fn unflap(c: &Connection, alert: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM alert_flapping WHERE alert_id = ?1")?
+        .execute([alert])?;
+    Ok(())
+}
+
+/// Every flapping alert.
+pub fn flapping(c: &Connection) -> Result<Vec<Flap>> {
+    let mut st =
+        c.prepare_cached("SELECT alert_id, since, last_change, changes FROM alert_flapping")?;
+    let rows = st.query_map([], |r| {
+        Ok(Flap {
+            alert: r.get(0)?,
+            since: r.get(1)?,
+            last_change: r.get(2)?,
+            changes: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The flapping mark of `alert`, if it has one.
+pub fn flap_of(c: &Connection, alert: i64) -> Result<Option<Flap>> {
+    Ok(c.prepare_cached(
+        "SELECT alert_id, since, last_change, changes FROM alert_flapping WHERE alert_id = ?1",
+    )?
+    .query_row([alert], |r| {
+        Ok(Flap {
+            alert: r.get(0)?,
+            since: r.get(1)?,
+            last_change: r.get(2)?,
+            changes: r.get(3)?,
+        })
+    })
+    .optional()?)
+}
