@@ -20,6 +20,7 @@ mod faults;
 mod northbound;
 mod pipeline;
 mod quality;
+mod quiet;
 mod registry;
 mod rollups;
 mod silences;
