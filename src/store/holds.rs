@@ -166,42 +166,6 @@ pub fn json_of(c: &Connection, alert: i64) -> Result<(Value, Value)> {
     })
 }
 
-/// One shield period of a point.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shield {
-    /// Row id.
-    pub id: i64,
-    /// Building.
-    pub building: String,
-    /// Transmitter.
-    pub device: String,
-    /// The point (the event's channel: zone or component address).
-    pub channel: String,
-    /// The point as the transmitter described it (JSON), if it did.
-    pub point: Option<Value>,
-    /// Shielded at.
-    pub since: Millis,
-    /// Unshielded at; `None` while shielded.
-    pub until: Option<Millis>,
-}
-
-impl Shield {
-    /// The contract JSON (section 3.10).
-    pub fn to_json(&self, now: Millis) -> Value {
-        let end = self.until.unwrap_or(now);
-        json!({
-            "building": self.building,
-            "device": self.device,
-            "channel": self.channel,
-            "point": self.point,
-            "since": rfc3339(self.since),
-            "until": self.until.map(rfc3339),
-            "shielded_s": (end - self.since).max(0) / 1000,
-            "history": format!("/api/v1/alerts?device={}", self.device),
-        })
-    }
-}
-
 /// A point is shielded from `at` (nothing when it already is).
 pub fn shield(
     c: &Connection,
@@ -242,45 +206,6 @@ pub fn is_shielded(c: &Connection, device: &str, channel: &str) -> Result<bool> 
     .query_row(params![device, channel], |_| Ok(()))
     .optional()?
     .is_some())
-}
-
-fn shield_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Shield> {
-    let point: Option<String> = r.get(4)?;
-    Ok(Shield {
-        id: r.get(0)?,
-        building: r.get(1)?,
-        device: r.get(2)?,
-        channel: r.get(3)?,
-        point: point.and_then(|p| serde_json::from_str(&p).ok()),
-        since: r.get(5)?,
-        until: r.get(6)?,
-    })
-}
-
-/// The points shielded now (of one building, or all), oldest first.
-pub fn shielded_now(c: &Connection, building: Option<&str>) -> Result<Vec<Shield>> {
-    let mut st = c.prepare_cached(
-        "SELECT id, building, device, channel, point, since, until FROM shields
-         WHERE until IS NULL AND (?1 IS NULL OR building = ?1) ORDER BY since, id",
-    )?;
-    let rows = st.query_map([building], shield_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Shield periods that overlap `[from, until)` (of one building, or all), oldest first.
-pub fn shield_periods(
-    c: &Connection,
-    building: Option<&str>,
-    from: Millis,
-    until: Millis,
-) -> Result<Vec<Shield>> {
-    let mut st = c.prepare_cached(
-        "SELECT id, building, device, channel, point, since, until FROM shields
-         WHERE since < ?3 AND (until IS NULL OR until > ?2) AND (?1 IS NULL OR building = ?1)
-         ORDER BY since, id",
-    )?;
-    let rows = st.query_map(params![building, from, until], shield_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// One flapping alert.

@@ -4,7 +4,7 @@
 //! Everyone told of the alert learns who acknowledged it, once.
 
 use crate::common;
-use crate::common::{fire_alarm, unique, Api, InProcess, Publisher};
+use crate::common::{fire_alarm, notified, steps, unique, Api, InProcess, Publisher};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -14,29 +14,6 @@ const DUTY: &str = "duty@esc.test";
 
 async fn start() -> InProcess {
     InProcess::start_with("", |c| c.email.to = vec![DUTY.into()]).await
-}
-
-/// The events of the alert's notifications, oldest first.
-async fn notified(fw: &InProcess, id: &str) -> Vec<String> {
-    let mut v: Vec<Value> = fw
-        .get(&format!("/api/v1/notifications?alert={id}"))
-        .await
-        .as_array()
-        .cloned()
-        .unwrap();
-    v.reverse();
-    v.iter()
-        .map(|n| n["event"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn steps(fw: &InProcess, id: &str) -> Vec<String> {
-    let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    common::history_steps(&full)
-        .into_iter()
-        .filter(|s| !s.starts_with("notif"))
-        .map(String::from)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,35 +4,12 @@
 //! not told, and told when the point is unshielded. Each test has a broker of its own, so the
 //! counters it reads are its own.
 
-use crate::common::{history_steps, unique, Api, InProcess, Mosquitto, Publisher};
+use crate::common::{notified, steps, unique, Api, InProcess, Mosquitto, Publisher};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 const SEC: i64 = 1000;
-
-/// The events of the alert's notifications, oldest first.
-async fn notified(fw: &InProcess, id: &str) -> Vec<String> {
-    let mut v: Vec<Value> = fw
-        .get(&format!("/api/v1/notifications?alert={id}"))
-        .await
-        .as_array()
-        .cloned()
-        .unwrap();
-    v.reverse();
-    v.iter()
-        .map(|n| n["event"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn steps(fw: &InProcess, id: &str) -> Vec<String> {
-    let a = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    history_steps(&a)
-        .into_iter()
-        .filter(|s| !s.starts_with("notif"))
-        .map(String::from)
-        .collect()
-}
 
 fn ms(s: &str) -> i64 {
     s.parse::<jiff::Timestamp>().unwrap().as_millisecond()

@@ -4,7 +4,7 @@
 //! and with `notify_on_exit` told then, once, also across a restart. Other buildings are not
 //! touched.
 
-use crate::common::{fire_alarm, history_steps, unique, Api, InProcess, Publisher};
+use crate::common::{fire_alarm, notified, steps, unique, Api, InProcess, Publisher};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -14,29 +14,6 @@ const MIN: i64 = 60 * SEC;
 
 async fn start_at(at: i64) -> InProcess {
     InProcess::start_at(at, "", |c| c.email.to = vec!["duty@silence.test".into()]).await
-}
-
-/// The events of the alert's notifications, oldest first.
-async fn notified(fw: &InProcess, id: &str) -> Vec<String> {
-    let mut v: Vec<Value> = fw
-        .get(&format!("/api/v1/notifications?alert={id}"))
-        .await
-        .as_array()
-        .cloned()
-        .unwrap();
-    v.reverse();
-    v.iter()
-        .map(|n| n["event"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn steps(fw: &InProcess, id: &str) -> Vec<String> {
-    let a = fw.get(&format!("/api/v1/alerts/{id}")).await;
-    history_steps(&a)
-        .into_iter()
-        .filter(|s| !s.starts_with("notif"))
-        .map(String::from)
-        .collect()
 }
 
 async fn silence(fw: &InProcess, body: Value) -> String {

@@ -1099,6 +1099,30 @@ pub fn history_steps(alert: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// The events of an alert's notifications, oldest first.
+pub async fn notified(fw: &impl Api, id: &str) -> Vec<String> {
+    let mut v: Vec<Value> = fw
+        .get(&format!("/api/v1/notifications?alert={id}"))
+        .await
+        .as_array()
+        .cloned()
+        .unwrap();
+    v.reverse();
+    v.iter()
+        .map(|n| n["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An alert's history steps, notification attempts left out.
+pub async fn steps(fw: &impl Api, id: &str) -> Vec<String> {
+    let a = fw.get(&format!("/api/v1/alerts/{id}")).await;
+    history_steps(&a)
+        .into_iter()
+        .filter(|s| !s.starts_with("notif"))
+        .map(String::from)
+        .collect()
+}
+
 /// Counts distinct values (as fixed-point keys).
 pub fn distinct(values: &[f64]) -> usize {
     values
