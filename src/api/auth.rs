@@ -143,11 +143,16 @@ const ADMIN_READS: [&str; 2] = ["/api/v1/users", "/api/v1/audit"];
 
 /// Routes that narrow what they answer to a manager's buildings (an object of another building
 /// is not found, a list leaves it out). Managers are refused on every other route.
-const SCOPED: [&str; 14] = [
+const SCOPED: [&str; 19] = [
     "/api/v1/events",
     "/api/v1/coverage",
     "/api/v1/reports/alerts",
     "/api/v1/reports/workorders",
+    "/api/v1/reports/drills",
+    "/api/v1/reports/fire_transmission",
+    "/api/v1/reports/shielded",
+    "/api/v1/reports/false_alarms",
+    "/api/v1/shielded",
     "/api/v1/alerts",
     "/api/v1/alerts/{id}",
     "/api/v1/devices",

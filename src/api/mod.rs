@@ -385,6 +385,7 @@ async fn list_alerts(
             }
             "building" => f.building = Some(v.clone()),
             "device" => f.device = Some(v.clone()),
+            "channel" => f.channel = Some(v.clone()),
             "rule" => f.rule = Some(v.clone()),
             "severity" => {
                 f.severity = Some(v.parse::<Severity>().map_err(|()| {

@@ -2,7 +2,10 @@
 //! `GET /api/v1/reports/duty_checks?from=&until=&control_room=&format=` and
 //! `GET /api/v1/reports/workorders?from=&until=&building=&format=`, (added)
 //! `GET /api/v1/reports/drills?from=&until=&building=&format=` and
-//! `GET /api/v1/reports/fire_transmission?month=&building=&format=`, as JSON or CSV
+//! `GET /api/v1/reports/fire_transmission?month=&building=&format=`, (added)
+//! `GET /api/v1/shielded?building=&format=` (the points shielded now),
+//! `GET /api/v1/reports/shielded?from=&until=&building=&format=` and
+//! `GET /api/v1/reports/false_alarms?from=&until=&building=&format=`, as JSON or CSV
 //! (RFC 4180: a header row, CRLF line ends, fields with a comma, quote or line break
 //! quoted). The SQL is in `store/reports.rs`.
 
@@ -10,7 +13,10 @@ use super::auth::one_building;
 use super::{parse_time, read, ApiError, ApiResult, ApiState};
 use crate::auth::Principal;
 use crate::inventory::table::csv;
+use crate::model::alert::{alert_id, alert_link};
 use crate::model::{rfc3339, Millis};
+use crate::store::analytics::Level;
+use crate::store::holds::{self, Shield};
 use crate::store::reports::{self, cell as num, AlertRow, DutyCheckRow, WorkorderRow};
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -31,6 +37,9 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/reports/workorders", get(workorders))
         .route("/api/v1/reports/drills", get(drills))
         .route("/api/v1/reports/fire_transmission", get(fire_transmission))
+        .route("/api/v1/shielded", get(shielded_now))
+        .route("/api/v1/reports/shielded", get(shielded))
+        .route("/api/v1/reports/false_alarms", get(false_alarms))
 }
 
 /// The parameters every report takes.
@@ -410,6 +419,202 @@ async fn fire_transmission(
         .collect();
     Ok(Json(json!({
         "month": label, "from": rfc3339(from), "until": rfc3339(until), "rows": json_rows,
+    }))
+    .into_response())
+}
+
+/// The buildings a list may show: `given` (one of the caller's), or all of the caller's
+/// (`None`: every building).
+fn buildings_for(p: &Principal, given: Option<String>) -> Result<Option<Vec<String>>, ApiError> {
+    match (given, p.scope.buildings()) {
+        (Some(b), Some(mine)) if !mine.contains(&b) => {
+            Err(ApiError::NotFound(format!("building {b} not found")))
+        }
+        (Some(b), _) => Ok(Some(vec![b])),
+        (None, Some(mine)) => Ok(Some(mine.iter().cloned().collect())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The building a list of `bs` is of, when it is of one.
+fn single(bs: &Option<Vec<String>>) -> Option<String> {
+    bs.as_ref().filter(|b| b.len() == 1).map(|b| b[0].clone())
+}
+
+fn shield_rows(w: &Window, rows: &[Shield], now: Millis) -> ApiResult {
+    let csv_rows: Vec<Vec<String>> = rows.iter().map(|r| r.cells(now)).collect();
+    respond(
+        w,
+        Shield::COLUMNS,
+        rows.iter().map(|r| r.json(now)).collect(),
+        &csv_rows,
+        "building",
+    )
+}
+
+/// `GET /api/v1/shielded`: the points shielded now, longest first.
+async fn shielded_now(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut csv_out = false;
+    let mut building = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "building" => building = Some(v.clone()),
+            "format" => csv_out = is_csv(v)?,
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let bs = buildings_for(&p, building)?;
+    let building = single(&bs);
+    let rows = read(&s, move |c| Ok(holds::shields(c, None, bs.as_deref())?)).await?;
+    let now = s.clock.now_ms();
+    if csv_out {
+        let csv_rows: Vec<Vec<String>> = rows.iter().map(|r| r.cells(now)).collect();
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(Shield::COLUMNS, &csv_rows),
+        )
+            .into_response());
+    }
+    Ok(Json(json!({
+        "at": rfc3339(now),
+        "building": building,
+        "rows": rows.iter().map(|r| r.json(now)).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/reports/shielded`: every shield overlapping the window, oldest first.
+async fn shielded(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let mut w = window(&s, &q, "building")?;
+    let bs = buildings_for(&p, w.filter.take())?;
+    w.filter = single(&bs);
+    let (from, until) = (w.from, w.until);
+    let rows = read(&s, move |c| {
+        Ok(holds::shields(c, Some((from, until)), bs.as_deref())?)
+    })
+    .await?;
+    shield_rows(&w, &rows, s.clock.now_ms())
+}
+
+/// `GET /api/v1/reports/false_alarms`: false alarms by point, device, building and
+/// maintenance company over the window, with what calls for a review flagged
+/// (`repeated=`: false alarms at one point, default 2; `per_day=`: more than this many in a
+/// building in one local day, default 5).
+async fn false_alarms(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    use crate::store::analytics::{self, FalseAlarmRow, Review};
+    let mut review = Review::default();
+    for (key, slot) in [
+        ("repeated", &mut review.repeated),
+        ("per_day", &mut review.per_day),
+    ] {
+        if let Some(v) = q.remove(key) {
+            *slot =
+                v.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{key} must be a whole number ≥ 1"))
+                })?;
+        }
+    }
+    let mut w = window(&s, &q, "building")?;
+    let bs = buildings_for(&p, w.filter.take())?;
+    w.filter = single(&bs);
+    let tz = jiff::tz::TimeZone::get(&s.time_zone)
+        .map_err(|e| ApiError::Internal(format!("notify.tz: {e}")))?;
+    let (from, until) = (w.from, w.until);
+    let alarms = read(&s, move |c| {
+        Ok(analytics::false_alarms(c, from, until, bs.as_deref())?)
+    })
+    .await?;
+    let registry = s.registry.get();
+    let maintainer = |b: &str| registry.building(b).and_then(|b| b.maintainer.clone());
+    let day = |ms: Millis| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_zoned_datetime(tz.clone()).date().to_string())
+            .unwrap_or_default()
+    };
+    let rows = analytics::false_alarm_rows(&alarms, maintainer, day, review);
+    let ids = |r: &FalseAlarmRow| r.alerts.iter().map(|id| alert_id(*id)).collect::<Vec<_>>();
+    if w.csv {
+        let csv_rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let o = |x: &Option<String>| x.clone().unwrap_or_default();
+                vec![
+                    r.level.as_str().to_owned(),
+                    o(&r.building),
+                    o(&r.device),
+                    o(&r.channel),
+                    o(&r.maintainer),
+                    r.false_alarms.to_string(),
+                    r.buildings.to_string(),
+                    rfc3339(r.first_at),
+                    rfc3339(r.last_at),
+                    r.worst_day.0.clone(),
+                    r.worst_day.1.to_string(),
+                    o(&r.flagged),
+                    ids(r).join(" "),
+                    o(&r.history()),
+                ]
+            })
+            .collect();
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(FalseAlarmRow::COLUMNS, &csv_rows),
+        )
+            .into_response());
+    }
+    let json_row = |r: &FalseAlarmRow| {
+        json!({
+            "building": r.building, "device": r.device, "channel": r.channel,
+            "maintainer": r.maintainer, "false_alarms": r.false_alarms,
+            "buildings": r.buildings,
+            "first_at": rfc3339(r.first_at), "last_at": rfc3339(r.last_at),
+            "worst_day": {"day": r.worst_day.0, "false_alarms": r.worst_day.1},
+            "days_over": r.days_over.iter()
+                .map(|(d, n)| json!({"day": d, "false_alarms": n})).collect::<Vec<_>>(),
+            "flagged": r.flagged,
+            "alerts": r.alerts.iter()
+                .map(|id| json!({"id": alert_id(*id), "link": alert_link(*id)}))
+                .collect::<Vec<_>>(),
+            "history": r.history(),
+        })
+    };
+    let level = |l: Level| {
+        rows.iter()
+            .filter(|r| r.level == l)
+            .map(json_row)
+            .collect::<Vec<_>>()
+    };
+    let flagged: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.flagged.is_some())
+        .map(|r| {
+            let mut v = json_row(r);
+            v["level"] = r.level.as_str().into();
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "from": rfc3339(w.from), "until": rfc3339(w.until), "building": w.filter,
+        "time_zone": s.time_zone,
+        "review": {"repeated": review.repeated, "per_day": review.per_day},
+        "false_alarms": alarms.len(),
+        "flagged": flagged,
+        "points": level(Level::Point),
+        "devices": level(Level::Device),
+        "buildings": level(Level::Building),
+        "maintainers": level(Level::Maintainer),
     }))
     .into_response())
 }

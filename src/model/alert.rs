@@ -233,6 +233,28 @@ pub fn alert_id(id: i64) -> String {
     format!("a-{id:06}")
 }
 
+/// (added) The API path listing the alerts that match `filters` (`[("device", "tx-1")]`), to link
+/// a report row to its history.
+pub fn alerts_link(filters: &[(&str, &str)]) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    /// What a query value may hold as is: RFC 3986's unreserved characters.
+    const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let q: Vec<String> = filters
+        .iter()
+        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, VALUE)))
+        .collect();
+    format!("/api/v1/alerts?{}", q.join("&"))
+}
+
+/// The API path of one alert.
+pub fn alert_link(id: i64) -> String {
+    format!("/api/v1/alerts/{}", alert_id(id))
+}
+
 /// Parses `a-000123` (or `123`).
 pub fn parse_alert_id(s: &str) -> Option<i64> {
     s.strip_prefix("a-")

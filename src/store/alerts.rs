@@ -453,9 +453,8 @@ pub fn stable(
     };
     let detail = json!({"active": a.active});
     let hid = history(conn, alert, now, "stable", None, None, Some(detail))?;
-    if a.status != Status::Open && a.active {
-        return Ok(Some(false));
-    }
+    // Told as its fires and clears are, acknowledged or not: the last state they were told
+    // may be long out of date.
     enqueue(conn, &a, event, hid, route, now).map(Some)
 }
 
@@ -948,6 +947,8 @@ pub struct Filter {
     pub building: Option<String>,
     /// device.
     pub device: Option<String>,
+    /// (added) channel (a point of a transmitter, a circuit of a monitor).
+    pub channel: Option<String>,
     /// severity.
     pub severity: Option<crate::model::Severity>,
     /// rule.
@@ -977,6 +978,9 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Alert>> {
     }
     if let Some(d) = &f.device {
         push("device =", d.clone().into(), &mut sql);
+    }
+    if let Some(ch) = &f.channel {
+        push("channel =", ch.clone().into(), &mut sql);
     }
     if let Some(s) = &f.severity {
         push("severity =", s.as_str().to_owned().into(), &mut sql);

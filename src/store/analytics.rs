@@ -175,3 +175,378 @@ pub fn fire_transmission(
     }
     Ok(out)
 }
+
+/// One false alarm: an alert closed as `false_alarm`, or found one on site and not closed
+/// otherwise; alerts recorded during drills and tests are never false alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FalseAlarm {
+    /// The alert.
+    pub id: i64,
+    /// Its building.
+    pub building: String,
+    /// Its device.
+    pub device: String,
+    /// Its point (`zone`, `loop/point`, circuit), if it has one.
+    pub channel: Option<String>,
+    /// Its rule.
+    pub rule: String,
+    /// When it started.
+    pub started_at: Millis,
+}
+
+/// The false alarms that started in `[from, until)`, optionally of some buildings only,
+/// oldest first.
+pub fn false_alarms(
+    c: &Connection,
+    from: Millis,
+    until: Millis,
+    buildings: Option<&[String]>,
+) -> Result<Vec<FalseAlarm>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, building, device, channel, rule, started_at FROM alerts
+         WHERE coalesce(classification, verification) = 'false_alarm'
+           AND started_at >= ?1 AND started_at < ?2
+           AND id NOT IN (SELECT alert_id FROM alert_drills)
+         ORDER BY started_at, id",
+    )?;
+    let rows = st.query_map(params![from, until], |r| {
+        Ok(FalseAlarm {
+            id: r.get(0)?,
+            building: r.get(1)?,
+            device: r.get(2)?,
+            channel: r.get(3)?,
+            rule: r.get(4)?,
+            started_at: r.get(5)?,
+        })
+    })?;
+    let mut out: Vec<FalseAlarm> = rows.collect::<rusqlite::Result<_>>()?;
+    if let Some(bs) = buildings {
+        out.retain(|a| bs.contains(&a.building));
+    }
+    Ok(out)
+}
+
+/// When false alarms call for a review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Review {
+    /// A point with at least this many false alarms in the period is flagged.
+    pub repeated: u64,
+    /// A building with more than this many false alarms in one local day is flagged.
+    pub per_day: u64,
+}
+
+impl Default for Review {
+    /// 2 at one point; more than 5 a day in one building (the remote monitoring centres'
+    /// threshold for a review).
+    fn default() -> Self {
+        Review {
+            repeated: 2,
+            per_day: 5,
+        }
+    }
+}
+
+/// What false alarms are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// A detector point (device and channel).
+    Point,
+    /// A device.
+    Device,
+    /// A building.
+    Building,
+    /// A maintenance company (the building's `maintainer`).
+    Maintainer,
+}
+
+impl Level {
+    /// The name in the report.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Level::Point => "point",
+            Level::Device => "device",
+            Level::Building => "building",
+            Level::Maintainer => "maintainer",
+        }
+    }
+}
+
+/// The false alarms of one point, device, building or maintainer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FalseAlarmRow {
+    /// What it counts.
+    pub level: Level,
+    /// The building (none for a maintainer).
+    pub building: Option<String>,
+    /// The device (point and device rows).
+    pub device: Option<String>,
+    /// The channel (point rows, when the alerts have one).
+    pub channel: Option<String>,
+    /// The maintenance company (none when the building names none).
+    pub maintainer: Option<String>,
+    /// How many.
+    pub false_alarms: u64,
+    /// The buildings (maintainer rows).
+    pub buildings: u64,
+    /// The alerts, oldest first.
+    pub alerts: Vec<i64>,
+    /// The first and the last.
+    pub first_at: Millis,
+    /// The last.
+    pub last_at: Millis,
+    /// The local day (`YYYY-MM-DD`) with the most, and how many then.
+    pub worst_day: (String, u64),
+    /// The local days over [`Review::per_day`] (building rows).
+    pub days_over: Vec<(String, u64)>,
+    /// Why it is flagged for review (empty: it is not).
+    pub flagged: Option<String>,
+}
+
+impl FalseAlarmRow {
+    /// The CSV header.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "level",
+        "building",
+        "device",
+        "channel",
+        "maintainer",
+        "false_alarms",
+        "buildings",
+        "first_at",
+        "last_at",
+        "worst_day",
+        "worst_day_false_alarms",
+        "flagged",
+        "alerts",
+        "history",
+    ];
+
+    /// The alerts behind the row in the API.
+    pub fn history(&self) -> Option<String> {
+        use crate::model::alert::alerts_link;
+        let b = self.building.as_deref()?;
+        Some(match (self.level, &self.device, &self.channel) {
+            (Level::Point, Some(d), Some(ch)) => alerts_link(&[("device", d), ("channel", ch)]),
+            (Level::Point | Level::Device, Some(d), _) => alerts_link(&[("device", d)]),
+            _ => alerts_link(&[("building", b)]),
+        })
+    }
+}
+
+/// Counts `alarms` by point, device, building and maintainer (`maintainer` of a building),
+/// by local day (`day` of a time), and flags what `review` calls for. Rows by level, then
+/// most false alarms first.
+pub fn false_alarm_rows(
+    alarms: &[FalseAlarm],
+    maintainer: impl Fn(&str) -> Option<String>,
+    day: impl Fn(Millis) -> String,
+    review: Review,
+) -> Vec<FalseAlarmRow> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(Level, Vec<Option<String>>), Vec<&FalseAlarm>> = BTreeMap::new();
+    for a in alarms {
+        let b = Some(a.building.clone());
+        let d = Some(a.device.clone());
+        for key in [
+            (Level::Point, vec![b.clone(), d.clone(), a.channel.clone()]),
+            (Level::Device, vec![b.clone(), d]),
+            (Level::Building, vec![b.clone()]),
+            (Level::Maintainer, vec![maintainer(&a.building)]),
+        ] {
+            groups.entry(key).or_default().push(a);
+        }
+    }
+    let mut out: Vec<FalseAlarmRow> = groups
+        .into_iter()
+        .map(|((level, key), v)| {
+            let mut days: BTreeMap<String, u64> = BTreeMap::new();
+            for a in &v {
+                *days.entry(day(a.started_at)).or_default() += 1;
+            }
+            let worst_day = days
+                .iter()
+                .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+                .map(|(d, n)| (d.clone(), *n))
+                .unwrap_or_default();
+            let n = v.len() as u64;
+            let days_over: Vec<(String, u64)> = if level == Level::Building {
+                days.into_iter().filter(|d| d.1 > review.per_day).collect()
+            } else {
+                Vec::new()
+            };
+            let flagged = match level {
+                Level::Point if n >= review.repeated => {
+                    Some(format!("{n} false alarms at one point"))
+                }
+                Level::Building if !days_over.is_empty() => Some(format!(
+                    "more than {} false alarms on {}",
+                    review.per_day,
+                    days_over
+                        .iter()
+                        .map(|(d, n)| format!("{d} ({n})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                _ => None,
+            };
+            let mut buildings: Vec<&str> = v.iter().map(|a| a.building.as_str()).collect();
+            buildings.sort_unstable();
+            buildings.dedup();
+            let (building, device, channel, maintainer_of) = match level {
+                Level::Maintainer => (None, None, None, key[0].clone()),
+                _ => {
+                    let b = key[0].clone();
+                    let m = b.as_deref().and_then(&maintainer);
+                    (
+                        b,
+                        key.get(1).cloned().flatten(),
+                        key.get(2).cloned().flatten(),
+                        m,
+                    )
+                }
+            };
+            FalseAlarmRow {
+                level,
+                building,
+                device,
+                channel,
+                maintainer: maintainer_of,
+                false_alarms: n,
+                buildings: buildings.len() as u64,
+                alerts: v.iter().map(|a| a.id).collect(),
+                first_at: v.iter().map(|a| a.started_at).min().unwrap_or_default(),
+                last_at: v.iter().map(|a| a.started_at).max().unwrap_or_default(),
+                worst_day,
+                days_over,
+                flagged,
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        x.level
+            .cmp(&y.level)
+            .then(y.false_alarms.cmp(&x.false_alarms))
+            .then_with(|| {
+                (&x.building, &x.device, &x.channel).cmp(&(&y.building, &y.device, &y.channel))
+            })
+            .then_with(|| x.maintainer.cmp(&y.maintainer))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Millis {
+        s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    fn alarm(id: i64, b: &str, d: &str, ch: &str, t: &str) -> FalseAlarm {
+        FalseAlarm {
+            id,
+            building: b.into(),
+            device: d.into(),
+            channel: Some(ch.into()),
+            rule: FIRE_ALARM_RULE.into(),
+            started_at: at(t),
+        }
+    }
+
+    /// The figures of a small history, counted by hand: local days in UTC+8.
+    #[test]
+    fn false_alarms_count_by_point_device_building_and_maintainer_and_flag_reviews() {
+        let mut v = vec![
+            // b-a: 3F twice (repeated), 5F once; all on 12-01 local.
+            alarm(1, "b-a", "tx-a", "3F", "2026-12-01T02:00:00Z"),
+            alarm(2, "b-a", "tx-a", "3F", "2026-12-01T06:00:00Z"),
+            alarm(3, "b-a", "tx-a", "5F", "2026-12-01T15:30:00Z"), // 23:30 local
+            alarm(9, "b-c", "tx-c", "1F", "2026-12-01T03:00:00Z"),
+        ];
+        // b-b: six points on 12-02 local (the first is 12-01 in UTC), one on 12-03.
+        for (i, t) in [
+            "2026-12-01T16:30:00Z",
+            "2026-12-02T01:00:00Z",
+            "2026-12-02T02:00:00Z",
+            "2026-12-02T03:00:00Z",
+            "2026-12-02T04:00:00Z",
+            "2026-12-02T15:59:00Z",
+            "2026-12-02T16:00:00Z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            v.push(alarm(10 + i as i64, "b-b", "tx-b", &format!("z{i}"), t));
+        }
+        let tz = jiff::tz::TimeZone::fixed(jiff::tz::offset(8));
+        let day = |ms: Millis| {
+            jiff::Timestamp::from_millisecond(ms)
+                .unwrap()
+                .to_zoned_datetime(tz.clone())
+                .date()
+                .to_string()
+        };
+        let maintainer = |b: &str| (b != "b-c").then(|| "m-1".to_owned());
+        let rows = false_alarm_rows(&v, maintainer, day, Review::default());
+        let of = |l: Level| {
+            rows.iter()
+                .filter(move |r| r.level == l)
+                .collect::<Vec<_>>()
+        };
+
+        let points = of(Level::Point);
+        assert_eq!(points.len(), 10);
+        assert_eq!(points[0].channel.as_deref(), Some("3F"));
+        assert_eq!(points[0].false_alarms, 2);
+        assert_eq!(points[0].alerts, [1, 2]);
+        assert_eq!(
+            points[0].flagged.as_deref(),
+            Some("2 false alarms at one point")
+        );
+        assert_eq!(
+            points[0].history().as_deref(),
+            Some("/api/v1/alerts?device=tx-a&channel=3F")
+        );
+        assert!(points[1..]
+            .iter()
+            .all(|p| p.false_alarms == 1 && p.flagged.is_none()));
+
+        let devices = of(Level::Device);
+        let counts: Vec<(&str, u64)> = devices
+            .iter()
+            .map(|d| (d.device.as_deref().unwrap(), d.false_alarms))
+            .collect();
+        assert_eq!(counts, [("tx-b", 7), ("tx-a", 3), ("tx-c", 1)]);
+
+        let buildings = of(Level::Building);
+        assert_eq!(buildings[0].building.as_deref(), Some("b-b"));
+        assert_eq!(buildings[0].false_alarms, 7);
+        assert_eq!(buildings[0].worst_day, ("2026-12-02".to_owned(), 6));
+        assert_eq!(buildings[0].days_over, [("2026-12-02".to_owned(), 6)]);
+        assert_eq!(
+            buildings[0].flagged.as_deref(),
+            Some("more than 5 false alarms on 2026-12-02 (6)")
+        );
+        assert_eq!(buildings[0].maintainer.as_deref(), Some("m-1"));
+        assert_eq!(buildings[1].building.as_deref(), Some("b-a"));
+        assert_eq!(buildings[1].worst_day, ("2026-12-01".to_owned(), 3));
+        assert_eq!(buildings[1].flagged, None);
+        assert_eq!(buildings[2].maintainer, None);
+
+        let m = of(Level::Maintainer);
+        let counts: Vec<(Option<&str>, u64, u64)> = m
+            .iter()
+            .map(|r| (r.maintainer.as_deref(), r.false_alarms, r.buildings))
+            .collect();
+        assert_eq!(counts, [(Some("m-1"), 10, 2), (None, 1, 1)]);
+        assert_eq!(m[0].history(), None);
+
+        // A stricter review: 3 at one point, more than 6 a day: nothing flagged.
+        let strict = Review {
+            repeated: 3,
+            per_day: 6,
+        };
+        let rows = false_alarm_rows(&v, maintainer, day, strict);
+        assert!(rows.iter().all(|r| r.flagged.is_none()));
+    }
+}

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS shields (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS shields_now ON shields(device, channel) WHERE until IS NULL;
 CREATE INDEX IF NOT EXISTS shields_since ON shields(since);
+CREATE INDEX IF NOT EXISTS alerts_point ON alerts(device, channel, started_at);
 CREATE TABLE IF NOT EXISTS alert_flapping (
     alert_id    INTEGER PRIMARY KEY,
     since       INTEGER NOT NULL,
@@ -206,6 +207,127 @@ pub fn is_shielded(c: &Connection, device: &str, channel: &str) -> Result<bool> 
     .query_row(params![device, channel], |_| Ok(()))
     .optional()?
     .is_some())
+}
+
+/// The rule of a point shielded longer than its hold time (a minor alert of its own).
+pub const SHIELD_RULE: &str = "transmitter.shielded";
+
+/// One shield of a point, over or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shield {
+    /// Its row id.
+    pub id: i64,
+    /// The building.
+    pub building: String,
+    /// The transmitter.
+    pub device: String,
+    /// The point (`zone`, or `loop/point`).
+    pub channel: String,
+    /// The point as the transmitter described it (`loop`, `point`, `zone`…).
+    pub point: Option<Value>,
+    /// Shielded at.
+    pub since: Millis,
+    /// Unshielded at (none: still shielded).
+    pub until: Option<Millis>,
+    /// Alerts of the point that started while it was shielded.
+    pub alarms: i64,
+    /// The long-shield alert of the point (rule [`SHIELD_RULE`]) raised during the shield.
+    pub alert: Option<i64>,
+}
+
+impl Shield {
+    /// The CSV header.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "building",
+        "device",
+        "channel",
+        "since",
+        "until",
+        "shielded_s",
+        "alarms",
+        "alert",
+        "history",
+    ];
+
+    /// How long it has been (or was) shielded at `now`, in seconds.
+    pub fn shielded_s(&self, now: Millis) -> i64 {
+        (self.until.unwrap_or(now) - self.since).max(0) / 1000
+    }
+
+    /// The alerts of the point in the API.
+    pub fn history(&self) -> String {
+        crate::model::alert::alerts_link(&[("device", &self.device), ("channel", &self.channel)])
+    }
+
+    /// The API's JSON.
+    pub fn json(&self, now: Millis) -> Value {
+        json!({
+            "building": self.building, "device": self.device, "channel": self.channel,
+            "point": self.point, "since": rfc3339(self.since), "until": self.until.map(rfc3339),
+            "shielded_s": self.shielded_s(now), "alarms": self.alarms,
+            "alert": self.alert.map(crate::model::alert::alert_id), "history": self.history(),
+        })
+    }
+
+    /// A CSV row.
+    pub fn cells(&self, now: Millis) -> Vec<String> {
+        vec![
+            self.building.clone(),
+            self.device.clone(),
+            self.channel.clone(),
+            rfc3339(self.since),
+            self.until.map(rfc3339).unwrap_or_default(),
+            self.shielded_s(now).to_string(),
+            self.alarms.to_string(),
+            self.alert
+                .map(crate::model::alert::alert_id)
+                .unwrap_or_default(),
+            self.history(),
+        ]
+    }
+}
+
+/// Shields of points: with `span` none, the points shielded now; with `Some((from, until))`
+/// every shield overlapping `[from, until)`. Optionally of some buildings only; oldest first.
+pub fn shields(
+    c: &Connection,
+    span: Option<(Millis, Millis)>,
+    buildings: Option<&[String]>,
+) -> Result<Vec<Shield>> {
+    let (from, until) = span.map_or((None, None), |(f, u)| (Some(f), Some(u)));
+    let mut st = c.prepare_cached(
+        "SELECT s.id, s.building, s.device, s.channel, s.point, s.since, s.until,
+                (SELECT count(*) FROM alerts a WHERE a.device = s.device AND a.channel = s.channel
+                   AND a.rule != ?3 AND a.started_at >= s.since
+                   AND (s.until IS NULL OR a.started_at < s.until)),
+                (SELECT min(a.id) FROM alerts a WHERE a.device = s.device
+                   AND a.channel = s.channel AND a.rule = ?3 AND a.started_at >= s.since
+                   AND (s.until IS NULL OR a.started_at <= s.until))
+         FROM shields s
+         WHERE CASE WHEN ?1 IS NULL THEN s.until IS NULL
+                    ELSE s.since < ?2 AND (s.until IS NULL OR s.until > ?1) END
+         ORDER BY s.since, s.id",
+    )?;
+    let rows = st.query_map(params![from, until, SHIELD_RULE], |r| {
+        Ok(Shield {
+            id: r.get(0)?,
+            building: r.get(1)?,
+            device: r.get(2)?,
+            channel: r.get(3)?,
+            point: r
+                .get::<_, Option<String>>(4)?
+                .and_then(|p| serde_json::from_str(&p).ok()),
+            since: r.get(5)?,
+            until: r.get(6)?,
+            alarms: r.get(7)?,
+            alert: r.get(8)?,
+        })
+    })?;
+    let mut out: Vec<Shield> = rows.collect::<rusqlite::Result<_>>()?;
+    if let Some(bs) = buildings {
+        out.retain(|s| bs.contains(&s.building));
+    }
+    Ok(out)
 }
 
 /// One flapping alert.

@@ -216,6 +216,14 @@ async fn the_api_needs_a_login_or_a_token_and_the_role_decides() {
             .all(|x| x["id"] == b.as_str()),
         "{list}"
     );
+    // The shield list and the false-alarm report: of the manager's building, not another's.
+    for path in ["/api/v1/shielded", "/api/v1/reports/false_alarms"] {
+        let (s, v) = status_of(manager.get(format!("{base}{path}"))).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        assert_eq!(v["building"], json!(b), "{path}: {v}");
+        let (s, _) = status_of(manager.get(format!("{base}{path}?building={other}"))).await;
+        assert_eq!(s, 404, "{path}");
+    }
     // The change feed from the start: the manager's building only. The other building's
     // changes were committed first, so had they passed they would precede this one's alert.
     let (s, _) = status_of(manager.get(format!("{base}/api/v1/events?building={other}"))).await;

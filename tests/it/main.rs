@@ -16,6 +16,7 @@ mod duty;
 mod duty_checks;
 mod escalation;
 mod events;
+mod false_alarms;
 mod faults;
 mod northbound;
 mod pipeline;

@@ -1,7 +1,9 @@
 //! Inhibition by topology and shielded points on the manual clock, through the real broker:
 //! a gateway's offline alert holds back those of the devices behind it (registry `via`) until
 //! it clears, when what is still offline is told; an alarm of a shielded point is recorded,
-//! not told, and told when the point is unshielded. Each test has a broker of its own, so the
+//! not told, and told when the point is unshielded, and listed as shielded meanwhile; a point
+//! that fires and clears more than five times in half an hour is told once, then quiet until
+//! stable for half an hour. Each test has a broker of its own, so the
 //! counters it reads are its own.
 
 use crate::common::{notified, steps, unique, Api, InProcess, Mosquitto, Publisher};
@@ -140,6 +142,47 @@ async fn an_alarm_of_a_shielded_point_is_recorded_and_told_when_the_point_is_uns
     .await;
     assert_eq!(fw.metric("firewatch_alerts_shielded_total").await, 1.0);
 
+    // The point is on the list of points shielded now, with the alarm it held back.
+    fw.advance(120 * SEC).await;
+    let list = fw.get(&format!("/api/v1/shielded?building={b}")).await;
+    let rows = list["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list:#}");
+    let history = format!("/api/v1/alerts?device=tx-{b}&channel=3F");
+    assert_eq!(
+        (&rows[0]["device"], &rows[0]["channel"], &rows[0]["alarms"]),
+        (&json!(tx), &json!("3F"), &json!(1)),
+        "{list:#}"
+    );
+    assert_eq!(rows[0]["since"], "2026-12-01T06:00:00.000Z");
+    assert_eq!(rows[0]["until"], Value::Null);
+    assert_eq!(rows[0]["shielded_s"], 120);
+    assert_eq!(rows[0]["history"], json!(history));
+    let listed = fw.get(&history).await;
+    assert_eq!(
+        listed[0]["id"],
+        json!(id),
+        "the history link lists the point's alarm"
+    );
+    let csv = fw
+        .http
+        .get(format!(
+            "{}/api/v1/shielded?building={b}&format=csv",
+            fw.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        csv,
+        format!(
+            "building,device,channel,since,until,shielded_s,alarms,alert,history\r\n\
+             {b},{tx},3F,2026-12-01T06:00:00.000Z,,120,1,,{history}\r\n"
+        )
+    );
+
     // Unshielded with the alarm still on: told now.
     p.publish(&topic, ev("shield", "end", "3F")).await;
     fw.wait_messages(&tx, 4).await;
@@ -151,5 +194,113 @@ async fn an_alarm_of_a_shielded_point_is_recorded_and_told_when_the_point_is_uns
     assert_eq!(steps(&fw, &id).await, ["fired", "shielded", "released"]);
     let a = fw.get(&format!("/api/v1/alerts/{id}")).await;
     assert_eq!(a["shielded"], Value::Null);
+
+    // Off the list now; the report of the day still has the shield, over.
+    let list = fw.get(&format!("/api/v1/shielded?building={b}")).await;
+    assert_eq!(list["rows"], json!([]), "{list:#}");
+    let r = fw
+        .get(&format!(
+            "/api/v1/reports/shielded?building={b}&from=2026-12-01T00:00:00Z&until=2026-12-02T00:00:00Z"
+        ))
+        .await;
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{r:#}");
+    assert_eq!(rows[0]["until"], "2026-12-01T06:02:00.000Z");
+    assert_eq!(rows[0]["shielded_s"], 120);
+    // A window before the shield has none.
+    let r = fw
+        .get(&format!(
+            "/api/v1/reports/shielded?building={b}&from=2026-11-30T00:00:00Z&until=2026-12-01T06:00:00Z"
+        ))
+        .await;
+    assert_eq!(r["rows"], json!([]), "{r:#}");
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_point_is_told_once_then_quiet_until_stable() {
+    let b = unique("bflp");
+    let tx = format!("tx-{b}");
+    let broker = Mosquitto::start();
+    let mqtt = broker.url();
+    let fw = InProcess::start_at(ms("2026-12-01T06:00:00Z"), "", move |c| {
+        c.mqtt.url = mqtt;
+        c.email.to = vec!["duty@quiet.test".into()]
+    })
+    .await;
+    let mut p = Publisher::connect(&broker.url()).await;
+    let topic = format!("fw/v1/{b}/transmitter/{tx}/event");
+    let mut sent = 0;
+    // One change a minute: well inside the 30-minute window of the default `[flapping]`.
+    let mut change = async |p: &mut Publisher, state: &str| {
+        let ev = json!({"event": "fire_alarm", "state": state, "zone": "2F"});
+        p.publish(&topic, ev.to_string()).await;
+        sent += 1;
+        fw.wait_messages(&tx, sent).await;
+        fw.advance(60 * SEC).await;
+    };
+    change(&mut p, "start").await;
+    let a = fw
+        .wait_alert(&b, "transmitter.fire_alarm", &tx, |_| true, WAIT)
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    // Acknowledged at once, so no reminder or escalation is told meanwhile.
+    let (s, v) = fw
+        .post(&format!("/api/v1/alerts/{id}/ack"), json!({"by": "王值班"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Four clears and re-fires (five fires): each told, as any alert's.
+    for _ in 0..4 {
+        change(&mut p, "end").await;
+        change(&mut p, "start").await;
+    }
+    let told = |n: usize| {
+        let mut v = vec!["fired".to_owned(), "acknowledged".to_owned()];
+        for _ in 0..n {
+            v.extend(["cleared".to_owned(), "refired".to_owned()]);
+        }
+        v
+    };
+    assert_eq!(notified(&fw, &id).await, told(4));
+    assert!(!steps(&fw, &id).await.contains(&"flapping".to_owned()));
+    // The sixth fire in the window marks it flapping, and is told (once).
+    change(&mut p, "end").await;
+    change(&mut p, "start").await;
+    let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(full["flapping"]["changes"], 6, "{:#}", full["flapping"]);
+    assert_eq!(notified(&fw, &id).await, told(5));
+    assert_eq!(fw.metric("firewatch_alerts_flapping_total").await, 1.0);
+    // Two more clears and re-fires: recorded, told to nobody.
+    for _ in 0..2 {
+        change(&mut p, "end").await;
+        change(&mut p, "start").await;
+    }
+    assert_eq!(notified(&fw, &id).await, told(5));
+    let st = steps(&fw, &id).await;
+    assert_eq!(st.iter().filter(|s| *s == "flapping").count(), 1, "{st:?}");
+    assert_eq!(st.iter().filter(|s| *s == "refired").count(), 7, "{st:?}");
+    assert_eq!(fw.metric("firewatch_alerts_flap_quiet_total").await, 4.0);
+    // Stable for 30 minutes since the last change (one minute ago): still active, told so.
+    fw.advance(28 * 60 * SEC).await;
+    assert_eq!(notified(&fw, &id).await, told(5), "not stable yet");
+    fw.advance(60 * SEC).await;
+    crate::common::wait_for("the point stable", WAIT, || async {
+        let st = steps(&fw, &id).await;
+        (st.last().map(String::as_str) == Some("stable")).then_some(())
+    })
+    .await;
+    let n = crate::common::wait_for("its state told", WAIT, || async {
+        let n = notified(&fw, &id).await;
+        (n.len() == told(5).len() + 1).then_some(n)
+    })
+    .await;
+    assert_eq!(
+        n.last().map(String::as_str),
+        Some("refired"),
+        "active: {n:?}"
+    );
+    let full = fw.get(&format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(full["flapping"], Value::Null);
+    assert_eq!(full["active"], true);
     fw.stop().await;
 }
