@@ -304,3 +304,104 @@ async fn a_flapping_point_is_told_once_then_quiet_until_stable() {
     assert_eq!(full["active"], true);
     fw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transmitter_link_fault_folds_the_devices_behind_it_and_surfaces_what_is_still_wrong() {
+    let b = unique("blnk");
+    let tx = format!("tx-{b}");
+    let monitors: Vec<String> = (1..=3).map(|i| format!("ef{i}-{b}")).collect();
+    let mut registry = format!(
+        "[[building]]\nid = \"{b}\"\n\
+         [[device]]\nid = \"{tx}\"\nbuilding = \"{b}\"\nkind = \"transmitter\"\n"
+    );
+    for m in &monitors {
+        registry.push_str(&format!(
+            "[[device]]\nid = \"{m}\"\nbuilding = \"{b}\"\nkind = \"electrical\"\n\
+             interval_s = 60\nvia = \"{tx}\"\n"
+        ));
+    }
+    let broker = Mosquitto::start();
+    let mqtt = broker.url();
+    let fw = InProcess::start_at(ms("2026-12-01T06:00:00Z"), &registry, move |c| {
+        c.mqtt.url = mqtt;
+        c.email.to = vec!["duty@quiet.test".into()]
+    })
+    .await;
+    let mut p = Publisher::connect(&broker.url()).await;
+    let online = json!({"online": true}).to_string();
+    let status = |d: &str| {
+        format!(
+            "fw/v1/{b}/{}/{d}/status",
+            if d == tx { "transmitter" } else { "electrical" }
+        )
+    };
+    let event = format!("fw/v1/{b}/transmitter/{tx}/event");
+    let mut tx_sent = 0;
+    // Everything the transmitter sends, each waited for.
+    let mut send = async |p: &mut Publisher, topic: &str, payload: String| {
+        p.publish(topic, payload).await;
+        tx_sent += 1;
+        fw.wait_messages(&tx, tx_sent).await;
+    };
+    let (tx_status, link) = (status(&tx), |state: &str| {
+        json!({"event": "link_fault", "state": state}).to_string()
+    });
+    send(&mut p, &tx_status, online.clone()).await;
+    for m in &monitors {
+        p.publish(&status(m), online.clone()).await;
+        fw.wait_messages(m, 1).await;
+    }
+    // The panel link is lost: the transmitter stays online but hears nothing from the panel.
+    send(&mut p, &event, link("start")).await;
+    let l = fw
+        .wait_alert(&b, "transmitter.link_fault", &tx, |_| true, WAIT)
+        .await;
+    let lid = l["id"].as_str().unwrap().to_owned();
+    // The monitors behind it fall silent (3 × 60 s); the transmitter's heartbeat goes on.
+    for _ in 0..2 {
+        fw.advance(80 * SEC).await;
+        send(&mut p, &tx_status, online.clone()).await;
+    }
+    fw.advance(80 * SEC).await;
+    let mut ids = Vec::new();
+    for m in &monitors {
+        let a = fw.wait_alert(&b, "device.offline", m, |_| true, WAIT).await;
+        assert_eq!(a["inhibited"]["by"], json!(lid), "{a}");
+        ids.push(a["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        assert_eq!(steps(&fw, id).await, ["fired", "inhibited"]);
+        assert_eq!(notified(&fw, id).await, Vec::<String>::new());
+    }
+    let l = fw.get(&format!("/api/v1/alerts/{lid}")).await;
+    assert_eq!(
+        l["inhibits"], 3,
+        "one link-down alert stands for three: {l}"
+    );
+    assert_eq!(fw.metric("firewatch_alerts_inhibited_total").await, 3.0);
+
+    // One monitor is back before the link; then the link is back.
+    send(&mut p, &tx_status, online.clone()).await;
+    p.publish(&status(&monitors[0]), online.clone()).await;
+    fw.wait_messages(&monitors[0], 2).await;
+    send(&mut p, &event, link("end")).await;
+    fw.advance(SEC).await;
+    for id in &ids[1..] {
+        crate::common::wait_for("a monitor still offline told", WAIT, || async {
+            (notified(&fw, id).await == ["fired"]).then_some(())
+        })
+        .await;
+    }
+    crate::common::wait_for("the monitor back released", WAIT, || async {
+        let s = steps(&fw, &ids[0]).await;
+        s.contains(&"released".to_owned()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        notified(&fw, &ids[0]).await,
+        Vec::<String>::new(),
+        "back before the link: nothing to tell"
+    );
+    assert_eq!(fw.metric("firewatch_alerts_released_total").await, 3.0);
+    fw.stop().await;
+}
