@@ -3,4 +3,5 @@
 
 pub mod broker;
 pub mod commands;
+pub mod gbt26875;
 pub mod mqtt;
