@@ -2,9 +2,10 @@
 //! right 5 min, 1 h and 1 day buckets (min, max, mean and count worked out here by hand), a
 //! late reading updates its old bucket, `step=auto` picks coarser steps for longer ranges,
 //! a restart counts nothing twice, and the rollups stay when retention prunes the raw readings.
+//! Each test has a broker of its own, so the backlog and cursor it reads are its own.
 
 use crate::common;
-use crate::common::{env, unique, wait_for, Api, InProcess, Publisher};
+use crate::common::{unique, wait_for, Api, InProcess, Publisher};
 use firewatch::clock::Clock;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -15,10 +16,19 @@ const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
 
+/// A firewatch on a broker of its own: its rollup backlog and cursor are its own readings'
+/// (on the shared broker, other tests' readings would be rolled up too).
+async fn own() -> (common::Mosquitto, InProcess) {
+    let broker = common::Mosquitto::start();
+    let url = broker.url();
+    let fw = InProcess::start_with("", move |c| c.mqtt.url = url).await;
+    (broker, fw)
+}
+
 /// Publishes `pressure_mpa` readings `(ts, value)` of a water-pressure device and waits until
 /// the broker took them all.
-async fn publish(device: &str, readings: &[(i64, f64)]) {
-    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+async fn publish(broker: &common::Mosquitto, device: &str, readings: &[(i64, f64)]) {
+    let mut p = Publisher::connect(&broker.url()).await;
     let topic = format!("fw/v1/b-{device}/water_pressure/{device}/telemetry");
     for (ts, v) in readings {
         p.send(
@@ -121,7 +131,7 @@ async fn check_buckets(fw: &InProcess, device: &str, step: &str, width: i64, all
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_land_in_their_buckets_and_a_late_one_updates_its_old_bucket() {
-    let fw = InProcess::start("").await;
+    let (broker, fw) = own().await;
     let dev = unique("wp-rb");
     // Two hours ago, on a whole hour: buckets are whole multiples of their step.
     let h0 = fw.clock.now_ms().div_euclid(HOUR) * HOUR - 2 * HOUR;
@@ -132,7 +142,7 @@ async fn readings_land_in_their_buckets_and_a_late_one_updates_its_old_bucket() 
         (h0 + 5 * MIN + 1, 0.20),
         (h0 + HOUR, 0.40),
     ];
-    publish(&dev, &all).await;
+    publish(&broker, &dev, &all).await;
     wait_counted(&fw, &dev, 5).await;
     // 5m: {0.30, 0.10, 0.50} at h0 (min 0.10, max 0.50, mean 0.30), {0.20}, {0.40}.
     let five = history(&fw, &dev, &format!("step=5m&since={h0}")).await;
@@ -155,7 +165,7 @@ async fn readings_land_in_their_buckets_and_a_late_one_updates_its_old_bucket() 
 
     // A late reading, 30 s into the first bucket, after the later ones: it updates that bucket.
     let late = (h0 + 30_000, 0.05);
-    publish(&dev, &[late]).await;
+    publish(&broker, &dev, &[late]).await;
     all.push(late);
     wait_counted(&fw, &dev, 6).await;
     let five = history(&fw, &dev, &format!("step=5m&since={h0}")).await;
@@ -191,14 +201,14 @@ async fn readings_land_in_their_buckets_and_a_late_one_updates_its_old_bucket() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_picks_a_coarser_step_for_a_longer_range() {
-    let fw = InProcess::start("").await;
+    let (broker, fw) = own().await;
     let dev = unique("wp-ra");
     // Two days, one reading every 2 minutes: 1,440 readings, 576 five-minute buckets, 48 hours.
     let start = fw.clock.now_ms().div_euclid(DAY) * DAY - 2 * DAY;
     let all: Vec<(i64, f64)> = (0..1440)
         .map(|i| (start + i * 2 * MIN, 0.30 + (i % 7) as f64 * 0.01))
         .collect();
-    publish(&dev, &all).await;
+    publish(&broker, &dev, &all).await;
     wait_counted(&fw, &dev, 1440).await;
     let range = format!("since={start}&until={}", start + 2 * DAY - 1);
     let step_of = |rows: &[Value]| {
@@ -226,17 +236,17 @@ async fn auto_picks_a_coarser_step_for_a_longer_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollups_survive_a_restart_without_double_counting() {
-    let mut fw = InProcess::start("").await;
+    let (broker, mut fw) = own().await;
     let dev = unique("wp-rr");
     let start = fw.clock.now_ms().div_euclid(HOUR) * HOUR - 20 * HOUR;
     let all: Vec<(i64, f64)> = (0..1000)
         .map(|i| (start + i * MIN, 0.20 + (i % 11) as f64 * 0.01))
         .collect();
-    publish(&dev, &all[..600]).await;
+    publish(&broker, &dev, &all[..600]).await;
     fw.wait_messages(&dev, 600).await;
     // Restart at once: the worker may be anywhere in these 600 readings.
     fw.restart().await;
-    publish(&dev, &all[600..]).await;
+    publish(&broker, &dev, &all[600..]).await;
     fw.wait_messages(&dev, 1000).await;
     wait_counted(&fw, &dev, 1000).await;
     wait_for("no rollup backlog", WAIT, || async {
@@ -260,13 +270,13 @@ async fn rollups_survive_a_restart_without_double_counting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollups_stay_after_retention_prunes_the_raw_readings() {
-    let fw = InProcess::start("").await;
+    let (broker, fw) = own().await;
     let dev = unique("wp-rp");
     let t0 = fw.clock.now_ms().div_euclid(HOUR) * HOUR - HOUR;
     let all: Vec<(i64, f64)> = (0..12)
         .map(|i| (t0 + i * 5 * MIN, 0.25 + i as f64 * 0.01))
         .collect();
-    publish(&dev, &all).await;
+    publish(&broker, &dev, &all).await;
     wait_counted(&fw, &dev, 12).await;
     let range = format!("since={}&until={}", t0 - HOUR, t0 + 2 * HOUR);
     assert_eq!(
@@ -278,7 +288,7 @@ async fn rollups_stay_after_retention_prunes_the_raw_readings() {
     // of the store always stays, so another device reports once meanwhile).
     fw.advance(31 * DAY).await;
     let other = unique("wp-rp-other");
-    publish(&other, &[(fw.clock.now_ms(), 0.3)]).await;
+    publish(&broker, &other, &[(fw.clock.now_ms(), 0.3)]).await;
     fw.wait_messages(&other, 1).await;
     fw.advance(11 * MIN).await;
     wait_for("the raw readings pruned", WAIT, || async {
@@ -378,13 +388,13 @@ async fn a_sigkill_while_rolling_up_counts_every_stored_reading_once() {
 /// look for a waiting event between two. Every channel still ends in its buckets once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_larger_than_a_part_is_merged_in_parts_and_counted_once() {
-    let fw = InProcess::start("").await;
+    let (broker, fw) = own().await;
     let dev = unique("wp-rp");
     let ts = fw.clock.now_ms().div_euclid(HOUR) * HOUR - 3 * HOUR;
     let values: serde_json::Map<String, Value> = (0..300)
         .map(|i| (format!("c{i:03}"), json!(f64::from(i + 1) / 1024.0)))
         .collect();
-    let mut p = Publisher::connect(&env("FW_TEST_MQTT_URL")).await;
+    let mut p = Publisher::connect(&broker.url()).await;
     p.send(
         &format!("fw/v1/b-{dev}/water_pressure/{dev}/telemetry"),
         json!({"ts": ts, "values": {"pressure_mpa": values}}).to_string(),
@@ -444,7 +454,7 @@ async fn body_text(fw: &InProcess, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_keeps_its_bytes_and_auto_keeps_to_a_point_budget_without_a_limit() {
-    let fw = InProcess::start("").await;
+    let (broker, fw) = own().await;
     let dev = unique("wp-rj");
     // Six days, a reading every 150 s: 3,456 readings, 1,728 five-minute buckets (both more
     // than the 1,500 points of `auto` without a limit), 144 hours, 6 days. The values repeat
@@ -455,7 +465,7 @@ async fn the_history_keeps_its_bytes_and_auto_keeps_to_a_point_budget_without_a_
     let all: Vec<(i64, f64)> = (0..3456)
         .map(|i| (start + i * 150_000, 0.25 + (i % 4) as f64 * 0.125))
         .collect();
-    publish(&dev, &all).await;
+    publish(&broker, &dev, &all).await;
     wait_counted(&fw, &dev, 3456).await;
     let path = |q: &str| {
         format!(
