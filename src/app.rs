@@ -418,13 +418,14 @@ pub async fn run_with(
         let (name, token) = (t.name.clone(), backend_token.clone());
         northbound.spawn(async move { (name, fwd.run(token).await) });
     }
+    let live = crate::registry::Live::new(Arc::clone(&registry), cfg.registry.file.clone());
     let state = ApiState {
         changes: bus,
         shutdown: http_token.clone(),
         dir: dir.clone(),
         pipeline: input_tx.clone(),
         metrics: Arc::clone(&metrics),
-        registry: crate::registry::Live::new(Arc::clone(&registry), cfg.registry.file.clone()),
+        registry: Arc::clone(&live),
         rules: Arc::clone(&rules),
         clock: Arc::clone(&clock),
         ack_token: cfg.http.ack_token.clone(),
@@ -459,6 +460,7 @@ pub async fn run_with(
         })
     }
     .fuse();
+    let gb_priority_tx = priority_tx.clone();
     let mut ingest = tokio::spawn(mqtt::run(
         cfg.mqtt.clone(),
         Inputs {
@@ -477,6 +479,19 @@ pub async fn run_with(
             wake: command_wake,
             clock: Arc::clone(&clock),
         },
+        ingest_token.clone(),
+    ))
+    .fuse();
+    // (added) The GB/T 26875.3 gateway: an ingest like MQTT, stopped with it.
+    let mut gateway = tokio::spawn(crate::ingest::gbt26875::server::run(
+        cfg.gb26875.clone(),
+        Inputs {
+            normal: input_tx.clone(),
+            priority: gb_priority_tx,
+        },
+        Arc::clone(&live),
+        Arc::clone(&metrics),
+        Arc::clone(&clock),
         ingest_token.clone(),
     ))
     .fuse();
@@ -521,6 +536,7 @@ pub async fn run_with(
     tokio::select! {
         () = signal => tracing::info!("Shutting down."),
         r = &mut ingest => failure = Some(anyhow!("ingest stopped: {}", flat(r))),
+        r = &mut gateway => failure = Some(anyhow!("GB/T 26875.3 gateway stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
         r = &mut core_done => failure = Some(anyhow!("pipeline stopped: {}", match r { Ok(Ok(())) => "no error".into(), Ok(Err(e)) => e.to_string(), Err(_) => "panicked".into() })),
         r = &mut forwarder => failure = Some(anyhow!("time-series forwarder stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
         r = &mut rollup_worker => failure = Some(anyhow!("rollup worker stopped: {}", flat(r.map(|r| r.map_err(|e| e.to_string()))))),
@@ -584,6 +600,14 @@ pub async fn run_with(
     // 4. Ingest sends the last acknowledgements and disconnects.
     if !ingest.is_terminated() {
         bounded("ingest", Duration::from_secs(30), &mut ingest).await;
+    }
+    if !gateway.is_terminated() {
+        bounded(
+            "GB/T 26875.3 gateway",
+            Duration::from_secs(10),
+            &mut gateway,
+        )
+        .await;
     }
     // 5. HTTP last.
     http_token.cancel();

@@ -60,6 +60,8 @@ pub struct Config {
     pub northbound: Vec<NorthboundConfig>,
     /// (added) The daily summary to each building's fire-safety manager (`[summary]`).
     pub summary: SummaryConfig,
+    /// (added) The GB/T 26875.3 gateway for control-room transmitters (`[gb26875]`).
+    pub gb26875: crate::ingest::gbt26875::server::GbConfig,
 }
 
 /// `[rules]`
@@ -184,6 +186,7 @@ impl Config {
         p.extend(self.tsdb.validate());
         p.extend(self.email.validate());
         p.extend(self.commands.validate());
+        p.extend(self.gb26875.validate());
         p.extend(self.notify.validate());
         p.extend(self.escalation.validate());
         p.extend(self.workorders.validate());

@@ -415,6 +415,7 @@ async fn poll_loop(
                     received,
                     at: std::time::Instant::now(),
                     ack,
+                    committed: None,
                 };
                 if pipeline.publish(input).is_err() {
                     return Err("the pipeline stopped".into());

@@ -8,6 +8,7 @@ use crate::model::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+pub mod gateway;
 pub mod northbound;
 pub mod rollups;
 pub mod stages;
@@ -166,6 +167,8 @@ pub struct Metrics {
     pub stages: stages::Stages,
     /// (added) Northbound targets (city platforms).
     pub northbound: northbound::Targets,
+    /// (added) The GB/T 26875.3 gateway.
+    pub gb: gateway::GbMetrics,
     /// (added) The rollup worker.
     pub rollups: rollups::Rollups,
 }
@@ -703,6 +706,7 @@ impl Metrics {
         self.render_summaries(&mut s);
         self.render_auth(&mut s);
         self.northbound.render(&mut s);
+        self.gb.render(&mut s);
         self.rollups.render(&mut s);
         self.stages
             .render(&mut s, &ChannelKind::ALL.map(ChannelKind::as_str));

@@ -110,6 +110,9 @@ pub struct Incoming {
     pub at: Instant,
     /// Ack after commit (QoS 1).
     pub ack: Option<AckToken>,
+    /// (added) Told once the batch holding it is committed (the GB/T 26875.3 gateway confirms
+    /// a frame then); dropped untold when the batch fails.
+    pub committed: Option<oneshot::Sender<()>>,
     /// Arrival number on this ingest (every publish, from 0): shows events overtaking.
     pub arrival: u64,
 }
@@ -351,6 +354,7 @@ pub struct Pipeline {
 
 struct Batch {
     acks: Vec<AckToken>,
+    committed: Vec<oneshot::Sender<()>>,
     replies: Vec<(Reply, Result<Alert, ActionError>)>,
     command_replies: Vec<(CommandReply, Result<Command, CommandError>)>,
     workorder_replies: Vec<(WorkorderReply, Result<Workorder, WorkorderError>)>,
@@ -497,6 +501,7 @@ impl Pipeline {
         let started = Instant::now();
         let mut b = Batch {
             acks: Vec::new(),
+            committed: Vec::new(),
             replies: Vec::new(),
             command_replies: Vec::new(),
             workorder_replies: Vec::new(),
@@ -1051,6 +1056,9 @@ impl Pipeline {
             // the broker redelivers.
             let _ = self.out.acks.send(std::mem::take(&mut b.acks));
         }
+        for c in b.committed {
+            let _ = c.send(());
+        }
         for (reply, r) in b.replies {
             let _ = reply.send(r);
         }
@@ -1511,7 +1519,7 @@ fn handle_publish(
     engine: &mut Engine,
     metrics: &Metrics,
     limiter: &mut LogLimiter,
-    m: Incoming,
+    mut m: Incoming,
     b: &mut Batch,
 ) -> Result<(), StoreError> {
     metrics.received.fetch_add(1, Relaxed);
@@ -1521,6 +1529,9 @@ fn handle_publish(
     b.messages += 1;
     if let Some(a) = m.ack {
         b.acks.push(a);
+    }
+    if let Some(c) = m.committed.take() {
+        b.committed.push(c);
     }
     let outcome = decode(&m.topic, &m.payload, m.retained, m.received).and_then(|d| match d {
         Decoded::Ignored => Ok(None),

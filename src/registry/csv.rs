@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 /// Every column, in the order an export writes them.
-pub const COLUMNS: [&str; 23] = [
+pub const COLUMNS: [&str; 25] = [
     "record",
     "id",
     "building",
@@ -47,6 +47,8 @@ pub const COLUMNS: [&str; 23] = [
     "thresholds",
     "maintainer",
     "via",
+    "gb_address",
+    "vendor",
 ];
 
 /// Columns of a building row (besides `record`).
@@ -67,7 +69,7 @@ const BUILDING_COLUMNS: [&str; 13] = [
 ];
 
 /// Columns of a device row (besides `record`).
-const DEVICE_COLUMNS: [&str; 11] = [
+const DEVICE_COLUMNS: [&str; 13] = [
     "id",
     "building",
     "kind",
@@ -79,6 +81,8 @@ const DEVICE_COLUMNS: [&str; 11] = [
     "power",
     "thresholds",
     "via",
+    "gb_address",
+    "vendor",
 ];
 
 /// One problem of an import: where (line, column) and why.
@@ -291,6 +295,8 @@ fn device_of(row: &Row, problems: &mut Vec<RowProblem>) -> Option<DeviceEntry> {
     d.location = text(row, "location");
     d.installed = text(row, "installed");
     d.via = text(row, "via");
+    d.gb_address = text(row, "gb_address");
+    d.vendor = text(row, "vendor");
     d.interval_s = cell(row, "interval_s", problems, parse_u64);
     d.power = cell(row, "power", problems, |s| {
         Power::parse(s).ok_or_else(|| format!("{s:?} is not a power supply (mains, battery)"))
@@ -675,7 +681,7 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
             }
         });
         let class = (b.class != crate::model::BuildingClass::Unknown).then(|| b.class.as_str());
-        let cells: [String; 23] = [
+        let cells: [String; 25] = [
             "building".into(),
             b.id.clone(),
             String::new(),
@@ -703,6 +709,8 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
             String::new(),
             s(b.maintainer.as_deref()),
             String::new(),
+            String::new(),
+            String::new(),
         ];
         w.write_record(&cells)?;
         rows += 1;
@@ -710,7 +718,7 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
     for d in &registry.devices {
         let mut thresholds: Vec<(&String, &Levels)> = d.thresholds.iter().collect();
         thresholds.sort_by(|a, b| a.0.cmp(b.0));
-        let cells: [String; 23] = [
+        let cells: [String; 25] = [
             "device".into(),
             d.id.clone(),
             d.building.clone(),
@@ -738,6 +746,8 @@ pub fn export(registry: &Registry, out: impl Write) -> Result<usize, ::csv::Erro
                 .join(";"),
             String::new(),
             s(d.via.as_deref()),
+            s(d.gb_address.as_deref()),
+            s(d.vendor.as_deref()),
         ];
         w.write_record(&cells)?;
         rows += 1;

@@ -151,6 +151,13 @@ pub struct DeviceEntry {
     /// while that one is offline or has lost its link, this one's offline alert is inhibited.
     #[serde(default)]
     pub via: Option<String>,
+    /// (added) A transmitter's GB/T 26875.3 address, as it connects over TCP: a number
+    /// (`"889"`) or an IPv4 address and port (`"192.168.1.20:5000"`), as its vendor sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gb_address: Option<String>,
+    /// (added) Its vendor profile (`[gb26875.vendor.NAME]`): time labels, checksum, scales.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
     /// Per-rule level overrides, by rule id.
     #[serde(
         default,
@@ -188,6 +195,23 @@ pub struct Registry {
     building_index: HashMap<String, usize>,
     #[serde(skip)]
     device_index: HashMap<String, usize>,
+    #[serde(skip)]
+    address_index: HashMap<[u8; 6], usize>,
+}
+
+/// (added) The six address bytes of a GB/T 26875.3 address as the registry writes it: a
+/// number (little-endian, below 2^48) or `a.b.c.d:port` (four bytes and a little-endian port).
+pub fn parse_gb_address(s: &str) -> Option<[u8; 6]> {
+    if let Some((ip, port)) = s.split_once(':') {
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        let port: u16 = port.parse().ok()?;
+        let [a, b, c, d] = ip.octets();
+        let [p0, p1] = port.to_le_bytes();
+        return Some([a, b, c, d, p0, p1]);
+    }
+    let n: u64 = s.parse().ok().filter(|n| *n < 1 << 48)?;
+    let b = n.to_le_bytes();
+    Some([b[0], b[1], b[2], b[3], b[4], b[5]])
 }
 
 fn sorted_classes<S: Serializer>(
@@ -298,6 +322,8 @@ impl DeviceEntry {
             power: None,
             interval_s: None,
             via: None,
+            gb_address: None,
+            vendor: None,
             thresholds: HashMap::new(),
             location_derived: false,
         }
@@ -329,6 +355,17 @@ impl DeviceEntry {
             p.push(("id", format!("{:?} is not [A-Za-z0-9_-]{{1,64}}", self.id)));
         }
         p.extend(text_problem("floor", &self.floor));
+        if let Some(a) = &self.gb_address {
+            if parse_gb_address(a).is_none() {
+                p.push((
+                    "gb_address",
+                    format!("{a:?} is not a number below 2^48 or an IPv4 address:port"),
+                ));
+            } else if self.kind != Kind::Transmitter {
+                p.push(("gb_address", "only a transmitter has one".into()));
+            }
+        }
+        p.extend(text_problem("vendor", &self.vendor));
         p.extend(text_problem("zone", &self.zone));
         p.extend(text_problem("location", &self.location));
         if let Some(d) = &self.installed {
@@ -453,6 +490,7 @@ impl Registry {
         let mut p = Vec::new();
         self.building_index.clear();
         self.device_index.clear();
+        self.address_index.clear();
         for (i, b) in self.buildings.iter().enumerate() {
             for (field, m) in b.problems() {
                 p.push(Problem::new(format!("building[{i}].{field}"), m));
@@ -481,6 +519,21 @@ impl Registry {
                 ));
             }
             d.derive_location();
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            let Some(a) = d.gb_address.as_deref().and_then(parse_gb_address) else {
+                continue;
+            };
+            if let Some(j) = self.address_index.insert(a, i) {
+                p.push(Problem::new(
+                    format!("device[{i}].gb_address"),
+                    format!(
+                        "{:?} is also the address of {:?}",
+                        d.gb_address.as_deref().unwrap_or_default(),
+                        self.devices[j].id
+                    ),
+                ));
+            }
         }
         for (i, d) in self.devices.iter().enumerate() {
             let Some(via) = &d.via else { continue };
@@ -543,6 +596,11 @@ impl Registry {
     /// A registered device.
     pub fn device(&self, id: &str) -> Option<&DeviceEntry> {
         self.device_index.get(id).map(|&i| &self.devices[i])
+    }
+
+    /// (added) The transmitter registered with this GB/T 26875.3 address.
+    pub fn device_at(&self, address: &[u8; 6]) -> Option<&DeviceEntry> {
+        self.address_index.get(address).map(|&i| &self.devices[i])
     }
 
     /// A registered building.

@@ -18,6 +18,7 @@ mod escalation;
 mod events;
 mod false_alarms;
 mod faults;
+mod gateway;
 mod northbound;
 mod pipeline;
 mod quality;

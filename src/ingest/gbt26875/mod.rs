@@ -5,6 +5,8 @@
 
 pub mod adu;
 pub mod frame;
+pub mod map;
+pub mod server;
 pub mod stream;
 
 #[cfg(test)]

@@ -1,0 +1,499 @@
+//! The GB/T 26875.3 gateway: a TCP listener that is the remote monitoring centre for
+//! transmitters. Each connection has its own task, stream decoder and mapping state; an
+//! upload becomes contract messages for the pipeline and is confirmed (command 3) only once
+//! they are committed, as MQTT messages are acknowledged; a frame that is not valid is denied
+//! (command 6). A connection silent for `idle_s`, sending more than `max_frames_per_s`, or
+//! more than `max_garbage_bytes` of bytes that frame nothing, is closed and counted; it has
+//! its own task and buffers, so it never slows the others.
+
+use super::adu::Adu;
+use super::frame::{
+    self, Address, AddressForm, Checksum, Command, Frame, Profile, TimeCoding, TimeLabel,
+};
+use super::map::Mapper;
+use super::stream::{Chunk, Decoder};
+use crate::clock::SharedClock;
+use crate::metrics::Metrics;
+use crate::pipeline::{Incoming, Inputs};
+use crate::registry::Live;
+use crate::settings::Problem;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// `[gb26875]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GbConfig {
+    /// Where to listen (`0.0.0.0:5555`); empty: off.
+    pub listen: String,
+    /// The centre's own address (the source of what firewatch sends).
+    pub address: u64,
+    /// A connection silent this long (no frame, no heartbeat) is closed, seconds.
+    pub idle_s: u64,
+    /// At most this many connections; more are refused and counted.
+    pub max_connections: usize,
+    /// Frames a connection may send per second (over a 10-second window) before it is closed.
+    pub max_frames_per_s: u32,
+    /// Bytes that frame nothing a connection may send before it is closed.
+    pub max_garbage_bytes: u64,
+    /// Refuse transmitters whose address is not in the registry (else they are taken as
+    /// `gb-{address}` in building `unassigned`).
+    pub strict: bool,
+    /// The vendor profile of transmitters that name none.
+    pub default_vendor: String,
+    /// Vendor profiles by name.
+    pub vendor: BTreeMap<String, VendorConfig>,
+}
+
+impl Default for GbConfig {
+    fn default() -> Self {
+        GbConfig {
+            listen: String::new(),
+            address: 0,
+            idle_s: 180,
+            max_connections: 10_000,
+            max_frames_per_s: 50,
+            max_garbage_bytes: 16 * 1024,
+            strict: false,
+            default_vendor: "standard".into(),
+            vendor: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[gb26875.vendor.NAME]`: what a vendor's devices do differently.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VendorConfig {
+    /// `binary` (the standard) or `bcd` time labels.
+    pub time: TimeCoding,
+    /// The time zone of the time labels.
+    pub tz: String,
+    /// `sum` (the standard) or `xor`.
+    pub checksum: Checksum,
+    /// The checksum covers the start bytes too.
+    pub checksum_from_start: bool,
+    /// `number` (the standard) or `ip_port` addresses.
+    pub address: AddressForm,
+    /// Resolution per analog type (`{ "9" = 0.001 }`: current in mA steps).
+    pub scales: BTreeMap<String, f64>,
+}
+
+impl Default for VendorConfig {
+    fn default() -> Self {
+        VendorConfig {
+            time: TimeCoding::Binary,
+            tz: "Asia/Shanghai".into(),
+            checksum: Checksum::Sum,
+            checksum_from_start: false,
+            address: AddressForm::Number,
+            scales: BTreeMap::new(),
+        }
+    }
+}
+
+impl VendorConfig {
+    fn profile(&self) -> Result<Profile, String> {
+        let tz = jiff::tz::TimeZone::get(&self.tz).map_err(|e| format!("tz: {e}"))?;
+        let mut scales = Vec::new();
+        for (k, v) in &self.scales {
+            let t: u8 = k
+                .parse()
+                .map_err(|_| format!("scales: {k:?} is not an analog type 0–255"))?;
+            if !v.is_finite() || *v <= 0.0 {
+                return Err(format!("scales: {k} = {v} is not a positive number"));
+            }
+            scales.push((t, *v));
+        }
+        Ok(Profile {
+            time: self.time,
+            tz,
+            checksum: self.checksum,
+            checksum_from_start: self.checksum_from_start,
+            address: self.address,
+            scales,
+        })
+    }
+}
+
+impl GbConfig {
+    /// Every problem of the `[gb26875]` settings.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if !self.listen.is_empty() && self.listen.parse::<SocketAddr>().is_err() {
+            p.push(Problem::new(
+                "gb26875.listen",
+                format!("{:?} is not host:port", self.listen),
+            ));
+        }
+        if self.address >= 1 << 48 {
+            p.push(Problem::new("gb26875.address", "must be below 2^48"));
+        }
+        if self.idle_s == 0 {
+            p.push(Problem::new("gb26875.idle_s", "must be at least 1"));
+        }
+        if self.max_frames_per_s == 0 {
+            p.push(Problem::new(
+                "gb26875.max_frames_per_s",
+                "must be at least 1",
+            ));
+        }
+        if self.default_vendor != "standard" && !self.vendor.contains_key(&self.default_vendor) {
+            p.push(Problem::new(
+                "gb26875.default_vendor",
+                format!("{:?} is not a [gb26875.vendor.*]", self.default_vendor),
+            ));
+        }
+        for (name, v) in &self.vendor {
+            if let Err(e) = v.profile() {
+                p.push(Problem::new(format!("gb26875.vendor.{name}"), e));
+            }
+        }
+        p
+    }
+
+    /// The profiles by vendor name, `standard` among them.
+    fn profiles(&self) -> BTreeMap<String, Arc<Profile>> {
+        let mut out: BTreeMap<String, Arc<Profile>> = self
+            .vendor
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), Arc::new(v.profile().ok()?))))
+            .collect();
+        out.entry("standard".into())
+            .or_insert_with(|| Arc::new(Profile::default()));
+        out
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    cfg: GbConfig,
+    profiles: BTreeMap<String, Arc<Profile>>,
+    inputs: Inputs,
+    registry: Arc<Live>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    arrivals: AtomicU64,
+}
+
+/// Runs the listener until `token` is cancelled (nothing when `listen` is empty).
+pub async fn run(
+    cfg: GbConfig,
+    inputs: Inputs,
+    registry: Arc<Live>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    if cfg.listen.is_empty() {
+        token.cancelled().await;
+        return Ok(());
+    }
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("gb26875.listen {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "GB/T 26875.3 gateway listening.");
+    serve(listener, cfg, inputs, registry, metrics, clock, token).await
+}
+
+/// Serves connections from `listener` until `token` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: GbConfig,
+    inputs: Inputs,
+    registry: Arc<Live>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared {
+        profiles: cfg.profiles(),
+        cfg,
+        inputs,
+        registry,
+        metrics,
+        clock,
+        arrivals: AtomicU64::new(0),
+    });
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = token.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "GB/T 26875.3 accept failed.");
+                    continue;
+                }
+            },
+        };
+        let m = &shared.metrics.gb;
+        if m.connections.load(Relaxed) as usize >= shared.cfg.max_connections {
+            m.refused.fetch_add(1, Relaxed);
+            drop(stream);
+            continue;
+        }
+        m.accepted.fetch_add(1, Relaxed);
+        m.connections.fetch_add(1, Relaxed);
+        let (s, t) = (Arc::clone(&shared), token.clone());
+        tasks.spawn(async move {
+            let end = connection(&s, stream, peer, &t).await;
+            s.metrics.gb.connections.fetch_sub(1, Relaxed);
+            match end {
+                Ok(why) => tracing::info!(%peer, why, "GB/T 26875.3 connection closed."),
+                Err(e) => tracing::info!(%peer, error = %e, "GB/T 26875.3 connection lost."),
+            }
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+/// The transmitter behind a connection, once its first valid frame named it.
+#[derive(Debug, Clone)]
+struct Device {
+    id: String,
+    building: String,
+    profile: Arc<Profile>,
+}
+
+impl Shared {
+    /// The device at `address`, with its profile; `None` when it must be refused.
+    fn device(&self, address: &Address) -> Option<Device> {
+        let reg = self.registry.get();
+        let standard = || Arc::clone(&self.profiles[self.cfg.default_vendor.as_str()]);
+        match reg.device_at(&address.0) {
+            Some(d) => Some(Device {
+                id: d.id.clone(),
+                building: d.building.clone(),
+                profile: d
+                    .vendor
+                    .as_deref()
+                    .and_then(|v| self.profiles.get(v))
+                    .map_or_else(standard, Arc::clone),
+            }),
+            None if self.cfg.strict => None,
+            None => {
+                let profile = standard();
+                Some(Device {
+                    id: format!(
+                        "gb-{}",
+                        address.text(profile.address).replace(['.', ':'], "-")
+                    ),
+                    building: "unassigned".into(),
+                    profile,
+                })
+            }
+        }
+    }
+
+    /// Queues `payload` for the device's `suffix` topic; the receiver is told on commit.
+    fn publish(
+        &self,
+        d: &Device,
+        suffix: &str,
+        payload: &serde_json::Value,
+        received: i64,
+    ) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        let input = Incoming {
+            topic: format!("fw/v1/{}/transmitter/{}/{suffix}", d.building, d.id),
+            payload: bytes::Bytes::from(payload.to_string()),
+            retained: false,
+            dup: false,
+            received,
+            at: Instant::now(),
+            ack: None,
+            committed: Some(tx),
+            arrival: self.arrivals.fetch_add(1, Relaxed),
+        };
+        self.metrics.queue_depth.fetch_add(1, Relaxed);
+        self.inputs.publish(input).ok().map(|()| rx)
+    }
+}
+
+/// One connection until it closes; returns why it was closed.
+async fn connection(
+    s: &Shared,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    token: &CancellationToken,
+) -> std::io::Result<&'static str> {
+    let _ = stream.set_nodelay(true);
+    let m = &s.metrics.gb;
+    let idle = Duration::from_secs(s.cfg.idle_s);
+    let mut decoder = Decoder::new();
+    let mut mapper = Mapper::new();
+    let mut device: Option<Device> = None;
+    let mut buf = vec![0u8; 4096];
+    let mut window = (Instant::now(), 0u32);
+    let budget = s.cfg.max_frames_per_s.saturating_mul(10);
+    let centre = Address::number(s.cfg.address);
+    let result = loop {
+        let n = tokio::select! {
+            () = token.cancelled() => break Ok("shutdown"),
+            r = tokio::time::timeout(idle, stream.read(&mut buf)) => match r {
+                Err(_) => {
+                    m.closed_idle.fetch_add(1, Relaxed);
+                    break Ok("idle");
+                }
+                Ok(Ok(0)) => break Ok("closed by the device"),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => break Err(e),
+            },
+        };
+        let before = decoder.garbage();
+        decoder.push(&buf[..n]);
+        let mut out: Vec<u8> = Vec::new();
+        let mut stop = None;
+        while let Some(chunk) = decoder.next_chunk() {
+            if window.0.elapsed() >= Duration::from_secs(10) {
+                window = (Instant::now(), 0);
+            }
+            window.1 += 1;
+            if window.1 > budget {
+                m.closed_flood.fetch_add(1, Relaxed);
+                stop = Some("flood");
+                break;
+            }
+            let raw = match chunk {
+                Chunk::Frame(raw) => raw,
+                Chunk::TooLong { serial, len } => {
+                    tracing::debug!(%peer, serial, len, "GB/T 26875.3 frame over 1024 bytes denied.");
+                    m.denied.fetch_add(1, Relaxed);
+                    let p = device
+                        .as_ref()
+                        .map_or_else(Profile::default, |d| (*d.profile).clone());
+                    out.extend(deny_serial(serial, centre, &p, s.clock.now_ms()));
+                    continue;
+                }
+            };
+            if device.is_none() {
+                let Some(src) = frame::source_of(&raw) else {
+                    continue;
+                };
+                match s.device(&src) {
+                    Some(d) => {
+                        tracing::info!(%peer, device = %d.id, building = %d.building, "GB/T 26875.3 transmitter connected.");
+                        device = Some(d);
+                    }
+                    None => {
+                        m.refused.fetch_add(1, Relaxed);
+                        tracing::warn!(%peer, address = %src.text(AddressForm::Number), "GB/T 26875.3 transmitter refused: its address is not in the registry (gb26875.strict).");
+                        stop = Some("unknown address");
+                        break;
+                    }
+                }
+            }
+            let Some(d) = device.as_ref() else { continue };
+            let now = s.clock.now_ms();
+            let f = match Frame::decode(&raw, &d.profile) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(%peer, device = %d.id, error = %e, "GB/T 26875.3 frame denied.");
+                    m.denied.fetch_add(1, Relaxed);
+                    out.extend(deny_serial(
+                        frame::serial_of(&raw).unwrap_or(0),
+                        centre,
+                        &d.profile,
+                        now,
+                    ));
+                    continue;
+                }
+            };
+            m.frames.fetch_add(1, Relaxed);
+            let label = TimeLabel::at(now, &d.profile);
+            match f.command {
+                Command::Send | Command::Response => {}
+                // Answers to what firewatch sent, and anything else: nothing to confirm.
+                _ => continue,
+            }
+            let adu = match Adu::decode(&f.adu) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(%peer, device = %d.id, error = %e, "GB/T 26875.3 ADU denied.");
+                    m.denied.fetch_add(1, Relaxed);
+                    out.extend(f.answer(Command::Deny, label).encode(&d.profile));
+                    continue;
+                }
+            };
+            let mapped = mapper.map(adu.as_ref(), &d.profile, now);
+            m.clock_unset
+                .fetch_add(u64::from(mapped.clock_unset), Relaxed);
+            let mut waits = Vec::with_capacity(mapped.messages.len());
+            for msg in &mapped.messages {
+                match s.publish(d, msg.suffix, &msg.payload, now) {
+                    Some(rx) => waits.push(rx),
+                    None => {
+                        stop = Some("shutdown");
+                        break;
+                    }
+                }
+            }
+            if stop.is_some() {
+                break;
+            }
+            // Confirm only what is committed: a failed batch drops the senders, and the
+            // transmitter sends the frame again.
+            let mut committed = true;
+            for rx in waits {
+                committed &= rx.await.is_ok();
+            }
+            if !committed {
+                stop = Some("the pipeline stopped");
+                break;
+            }
+            if f.command == Command::Send {
+                m.confirmed.fetch_add(1, Relaxed);
+                out.extend(f.answer(Command::Confirm, label).encode(&d.profile));
+            }
+        }
+        let garbage = decoder.garbage() - before;
+        m.garbage_bytes.fetch_add(garbage, Relaxed);
+        if !out.is_empty() {
+            if let Err(e) = stream.write_all(&out).await {
+                break Err(e);
+            }
+        }
+        if let Some(why) = stop {
+            break Ok(why);
+        }
+        if decoder.garbage() > s.cfg.max_garbage_bytes {
+            m.closed_garbage.fetch_add(1, Relaxed);
+            break Ok("garbage");
+        }
+    };
+    // The link is gone: the transmitter is offline now, not when its silence says so (not
+    // when firewatch stops: it reconnects to the next one).
+    if let (Some(d), false) = (&device, matches!(result, Ok("shutdown"))) {
+        let offline = serde_json::json!({"online": false});
+        if let Some(rx) = s.publish(d, "status", &offline, s.clock.now_ms()) {
+            let _ = rx.await;
+        }
+    }
+    result
+}
+
+/// A deny for a frame known only by its serial.
+fn deny_serial(serial: u16, centre: Address, p: &Profile, now: i64) -> Vec<u8> {
+    Frame {
+        serial,
+        version: [1, 0],
+        time: TimeLabel::at(now, p),
+        source: centre,
+        destination: Address::default(),
+        command: Command::Deny,
+        adu: Vec::new(),
+    }
+    .encode(p)
+}

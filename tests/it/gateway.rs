@@ -1,0 +1,238 @@
+//! The GB/T 26875.3 gateway over real TCP, on the manual clock and a private broker: a
+//! transmitter sends the published sample fire alarm (garbage before it, cut in two), which is
+//! confirmed only once its alert is committed, becomes an alert, an e-mail and an API record;
+//! a bad checksum is denied with the serial echoed; a connection dropped mid-frame loses
+//! nothing confirmed and the next connection goes on; after a firewatch restart the
+//! transmitter reconnects and is heard. A connection that sends only garbage, or floods, or
+//! falls silent, is closed and counted while another is served.
+
+use crate::common::*;
+use firewatch::clock::Clock;
+use firewatch::ingest::gbt26875::frame::{Address, Command, Frame, Profile, TimeLabel};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn ms(s: &str) -> i64 {
+    s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+/// Sample frame 1 of the domain notes: a smoke detector's fire alarm at zone 10, point 2.
+const FIRE: &str = "4040 0100 0101 203A091A090C 790300000000 385B01000000 3000 02 0201 01 01 28 0A000200 0200 202020202020202020202020202020202020202020202020202020202020 00 023A091A090C 46 2323";
+/// Sample frame 4: the transmitter's main power fault.
+const MAINS: &str =
+    "4040 0100 0101 203A091A090C 790300000000 385B01000000 0900 02 1501 08 023A091A090C 42 2323";
+
+fn hex(s: &str) -> Vec<u8> {
+    hex::decode(s.replace(' ', "")).unwrap()
+}
+
+/// Reads one frame (answers are short: no ADU).
+async fn answer(c: &mut TcpStream) -> Frame {
+    let mut buf = vec![0u8; 30];
+    tokio::time::timeout(WAIT, c.read_exact(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("the connection open");
+    Frame::decode(&buf, &Profile::default()).unwrap()
+}
+
+/// Waits, with a bound, until the gateway closes `c` (what it still sends is read past).
+async fn closed(c: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::time::timeout(WAIT, c.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("not closed in time"),
+        }
+    }
+}
+
+async fn connect(port: u16) -> TcpStream {
+    wait_for("the gateway listening", WAIT, || async {
+        TcpStream::connect(("127.0.0.1", port)).await.ok()
+    })
+    .await
+}
+
+async fn start(
+    b: &str,
+    port: u16,
+    tweak: impl FnOnce(&mut firewatch::config::Config),
+) -> (Mosquitto, InProcess) {
+    let registry = format!(
+        "[[building]]\nid = \"{b}\"\n\
+         [[device]]\nid = \"uitd-{b}\"\nbuilding = \"{b}\"\nkind = \"transmitter\"\ngb_address = \"889\"\n"
+    );
+    let broker = Mosquitto::start();
+    let mqtt = broker.url();
+    let fw = InProcess::start_at(ms("2026-12-01T02:00:00Z"), &registry, move |c| {
+        c.mqtt.url = mqtt;
+        c.email.to = vec!["duty@gb.test".into()];
+        c.gb26875.listen = format!("127.0.0.1:{port}");
+        c.gb26875.address = 88888;
+        tweak(c);
+    })
+    .await;
+    (broker, fw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
+    let b = unique("bgb");
+    let dev = format!("uitd-{b}");
+    let port = free_port();
+    let (_broker, mut fw) = start(&b, port, |_| {}).await;
+    let mut c = connect(port).await;
+
+    // Garbage first, then the fire alarm in two pieces.
+    let fire = hex(FIRE);
+    c.write_all(b"\r\n\x00garbage@").await.unwrap();
+    c.write_all(&fire[..20]).await.unwrap();
+    c.flush().await.unwrap();
+    c.write_all(&fire[20..]).await.unwrap();
+    let a = answer(&mut c).await;
+    assert_eq!(a.command, Command::Confirm);
+    assert_eq!(a.serial, 1, "the serial echoed");
+    assert_eq!(
+        (a.source, a.destination),
+        (Address::number(88888), Address::number(889))
+    );
+    // Confirmed after commit: the alert is there the moment the confirm is.
+    let alerts = fw.alerts(&b).await;
+    let alert = alerts
+        .iter()
+        .find(|a| a["rule"] == "transmitter.fire_alarm")
+        .unwrap_or_else(|| panic!("no fire alarm at confirm time: {alerts:#?}"));
+    assert_eq!(alert["device"], dev.as_str());
+    assert_eq!(alert["channel"], "0A000200");
+    assert_eq!(
+        alert["started_at"], "2026-12-01T02:00:00.000Z",
+        "the panel's 2012 clock is not believed"
+    );
+    let id = alert["id"].as_str().unwrap().to_owned();
+    fw.wait_history(&id, "notified").await;
+    let outbox = fw.store_dir().join("outbox");
+    let mails: Vec<String> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .flatten()
+        .map(|e| mail_text(&std::fs::read_to_string(e.path()).unwrap()))
+        .collect();
+    assert!(mails.iter().any(|m| m.contains(&dev)), "{mails:#?}");
+    assert_eq!(fw.metric("firewatch_gb_clock_unset_total").await, 1.0);
+    assert_eq!(fw.metric("firewatch_gb_confirmed_total").await, 1.0);
+    assert_eq!(
+        fw.metric("firewatch_gb_garbage_bytes_total").await,
+        11.0,
+        "the 11 bytes before the frame"
+    );
+
+    // A bad checksum: denied, serial echoed, nothing recorded.
+    let mut bad = hex(MAINS);
+    let n = bad.len();
+    bad[2] = 2;
+    bad[n - 3] = bad[n - 3].wrapping_add(7);
+    c.write_all(&bad).await.unwrap();
+    let d = answer(&mut c).await;
+    assert_eq!((d.command, d.serial), (Command::Deny, 2));
+    assert_eq!(fw.metric("firewatch_gb_denied_total").await, 1.0);
+
+    // Dropped mid-frame: half a frame, then the line goes.
+    let mains = hex(MAINS);
+    c.write_all(&mains[..15]).await.unwrap();
+    drop(c);
+    // The next connection sends it whole: confirmed and recorded, once.
+    let mut c = connect(port).await;
+    c.write_all(&mains).await.unwrap();
+    assert_eq!(answer(&mut c).await.command, Command::Confirm);
+    let mains_alert = fw
+        .wait_alert(&b, "transmitter.mains_fault", &dev, |_| true, WAIT)
+        .await;
+    assert_eq!(mains_alert["active"], true);
+
+    // firewatch restarts: the transmitter reconnects and its heartbeat is confirmed.
+    drop(c);
+    fw.restart().await;
+    let mut c = connect(port).await;
+    let heartbeat = Frame {
+        serial: 3,
+        version: [1, 1],
+        time: TimeLabel::at(fw.clock.now_ms(), &Profile::default()),
+        source: Address::number(889),
+        destination: Address::number(88888),
+        command: Command::Send,
+        adu: Vec::new(),
+    };
+    c.write_all(&heartbeat.encode(&Profile::default()))
+        .await
+        .unwrap();
+    let a = answer(&mut c).await;
+    assert_eq!((a.command, a.serial), (Command::Confirm, 3));
+    let d = fw.get(&format!("/api/v1/devices/{dev}")).await;
+    assert_eq!(d["state"], "online", "{d}");
+    let all = fw.alerts(&b).await;
+    let fires: Vec<&Value> = all
+        .iter()
+        .filter(|a| a["rule"] == "transmitter.fire_alarm")
+        .collect();
+    assert_eq!(
+        fires.len(),
+        1,
+        "one fire alarm, before and after the restart: {all:#?}"
+    );
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_floods_and_silence_close_a_connection_and_others_are_served() {
+    let b = unique("bgbx");
+    let port = free_port();
+    let (_broker, fw) = start(&b, port, |c| {
+        c.gb26875.max_garbage_bytes = 1000;
+        c.gb26875.max_frames_per_s = 2;
+        c.gb26875.idle_s = 2;
+    })
+    .await;
+
+    // Only garbage: closed past 1000 bytes.
+    let mut g = connect(port).await;
+    let _ = g.write_all(&[0x55u8; 1500]).await;
+    closed(&mut g).await;
+    assert_eq!(
+        fw.metric("firewatch_gb_closed_total{reason=\"garbage\"}")
+            .await,
+        1.0
+    );
+
+    // A flood: more than 2 frames a second over 10 s (20 frames) closes it.
+    let mut f = connect(port).await;
+    let fire = hex(FIRE);
+    let mut flood = Vec::new();
+    for _ in 0..25 {
+        flood.extend(&fire);
+    }
+    let _ = f.write_all(&flood).await;
+    closed(&mut f).await;
+    assert_eq!(
+        fw.metric("firewatch_gb_closed_total{reason=\"flood\"}")
+            .await,
+        1.0
+    );
+
+    // Meanwhile another connection is served.
+    let mut ok = connect(port).await;
+    ok.write_all(&hex(MAINS)).await.unwrap();
+    assert_eq!(answer(&mut ok).await.command, Command::Confirm);
+    // And then falls silent: closed after idle_s.
+    closed(&mut ok).await;
+    assert_eq!(
+        fw.metric("firewatch_gb_closed_total{reason=\"idle\"}")
+            .await,
+        1.0
+    );
+    fw.stop().await;
+}
