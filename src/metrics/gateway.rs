@@ -28,6 +28,12 @@ pub struct GbMetrics {
     pub closed_garbage: AtomicU64,
     /// Connections refused: unknown address in strict mode, or over `max_connections`.
     pub refused: AtomicU64,
+    /// Commands sent (clock syncs, patrols), first attempts.
+    pub commands_sent: AtomicU64,
+    /// Commands sent again, unanswered.
+    pub commands_resent: AtomicU64,
+    /// Commands given up after every retry.
+    pub commands_failed: AtomicU64,
 }
 
 impl GbMetrics {
@@ -81,6 +87,24 @@ impl GbMetrics {
             "Object times not believed (panel clock never set); the receive time was used.",
             "counter",
             &self.clock_unset,
+        );
+        c(
+            "firewatch_gb_commands_sent_total",
+            "Commands sent to transmitters (clock syncs, patrols).",
+            "counter",
+            &self.commands_sent,
+        );
+        c(
+            "firewatch_gb_commands_resent_total",
+            "Commands sent again, unanswered.",
+            "counter",
+            &self.commands_resent,
+        );
+        c(
+            "firewatch_gb_commands_failed_total",
+            "Commands given up after every retry.",
+            "counter",
+            &self.commands_failed,
         );
         let _ = writeln!(
             s,

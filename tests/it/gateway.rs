@@ -8,7 +8,9 @@
 
 use crate::common::*;
 use firewatch::clock::Clock;
+use firewatch::ingest::gbt26875::adu::Adu;
 use firewatch::ingest::gbt26875::frame::{Address, Command, Frame, Profile, TimeLabel};
+use firewatch::ingest::gbt26875::stream::{Chunk, Decoder};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,14 +32,51 @@ fn hex(s: &str) -> Vec<u8> {
     hex::decode(s.replace(' ', "")).unwrap()
 }
 
-/// Reads one frame (answers are short: no ADU).
-async fn answer(c: &mut TcpStream) -> Frame {
-    let mut buf = vec![0u8; 30];
-    tokio::time::timeout(WAIT, c.read_exact(&mut buf))
-        .await
-        .expect("an answer in time")
-        .expect("the connection open");
-    Frame::decode(&buf, &Profile::default()).unwrap()
+/// A transmitter's end of a connection.
+struct Line {
+    c: TcpStream,
+    d: Decoder,
+}
+
+impl Line {
+    async fn open(port: u16) -> Line {
+        Line {
+            c: connect(port).await,
+            d: Decoder::new(),
+        }
+    }
+
+    async fn send(&mut self, b: &[u8]) {
+        self.c.write_all(b).await.unwrap();
+    }
+
+    /// The next frame firewatch sends.
+    async fn frame(&mut self) -> Frame {
+        let mut buf = [0u8; 256];
+        loop {
+            if let Some(Chunk::Frame(b)) = self.d.next_chunk() {
+                return Frame::decode(&b, &Profile::default()).unwrap();
+            }
+            let n = tokio::time::timeout(WAIT, self.c.read(&mut buf))
+                .await
+                .expect("a frame in time")
+                .expect("the connection open");
+            assert!(n > 0, "closed by firewatch");
+            self.d.push(&buf[..n]);
+        }
+    }
+
+    /// The next confirm or deny, and the commands firewatch sent before it.
+    async fn answer(&mut self) -> (Frame, Vec<Frame>) {
+        let mut commands = Vec::new();
+        loop {
+            let f = self.frame().await;
+            match f.command {
+                Command::Confirm | Command::Deny => return (f, commands),
+                _ => commands.push(f),
+            }
+        }
+    }
 }
 
 /// Waits, with a bound, until the gateway closes `c` (what it still sends is read past).
@@ -87,15 +126,15 @@ async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
     let dev = format!("uitd-{b}");
     let port = free_port();
     let (_broker, mut fw) = start(&b, port, |_| {}).await;
-    let mut c = connect(port).await;
+    let mut c = Line::open(port).await;
 
     // Garbage first, then the fire alarm in two pieces.
     let fire = hex(FIRE);
-    c.write_all(b"\r\n\x00garbage@").await.unwrap();
-    c.write_all(&fire[..20]).await.unwrap();
-    c.flush().await.unwrap();
-    c.write_all(&fire[20..]).await.unwrap();
-    let a = answer(&mut c).await;
+    c.send(b"\r\n\x00garbage@").await;
+    c.send(&fire[..20]).await;
+    c.c.flush().await.unwrap();
+    c.send(&fire[20..]).await;
+    let (a, _) = c.answer().await;
     assert_eq!(a.command, Command::Confirm);
     assert_eq!(a.serial, 1, "the serial echoed");
     assert_eq!(
@@ -136,19 +175,19 @@ async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
     let n = bad.len();
     bad[2] = 2;
     bad[n - 3] = bad[n - 3].wrapping_add(7);
-    c.write_all(&bad).await.unwrap();
-    let d = answer(&mut c).await;
+    c.send(&bad).await;
+    let (d, _) = c.answer().await;
     assert_eq!((d.command, d.serial), (Command::Deny, 2));
     assert_eq!(fw.metric("firewatch_gb_denied_total").await, 1.0);
 
     // Dropped mid-frame: half a frame, then the line goes.
     let mains = hex(MAINS);
-    c.write_all(&mains[..15]).await.unwrap();
+    c.send(&mains[..15]).await;
     drop(c);
     // The next connection sends it whole: confirmed and recorded, once.
-    let mut c = connect(port).await;
-    c.write_all(&mains).await.unwrap();
-    assert_eq!(answer(&mut c).await.command, Command::Confirm);
+    let mut c = Line::open(port).await;
+    c.send(&mains).await;
+    assert_eq!(c.answer().await.0.command, Command::Confirm);
     let mains_alert = fw
         .wait_alert(&b, "transmitter.mains_fault", &dev, |_| true, WAIT)
         .await;
@@ -157,7 +196,7 @@ async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
     // firewatch restarts: the transmitter reconnects and its heartbeat is confirmed.
     drop(c);
     fw.restart().await;
-    let mut c = connect(port).await;
+    let mut c = Line::open(port).await;
     let heartbeat = Frame {
         serial: 3,
         version: [1, 1],
@@ -167,10 +206,8 @@ async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
         command: Command::Send,
         adu: Vec::new(),
     };
-    c.write_all(&heartbeat.encode(&Profile::default()))
-        .await
-        .unwrap();
-    let a = answer(&mut c).await;
+    c.send(&heartbeat.encode(&Profile::default())).await;
+    let (a, _) = c.answer().await;
     assert_eq!((a.command, a.serial), (Command::Confirm, 3));
     let d = fw.get(&format!("/api/v1/devices/{dev}")).await;
     assert_eq!(d["state"], "online", "{d}");
@@ -224,15 +261,91 @@ async fn garbage_floods_and_silence_close_a_connection_and_others_are_served() {
     );
 
     // Meanwhile another connection is served.
-    let mut ok = connect(port).await;
-    ok.write_all(&hex(MAINS)).await.unwrap();
-    assert_eq!(answer(&mut ok).await.command, Command::Confirm);
-    // And then falls silent: closed after idle_s.
-    closed(&mut ok).await;
+    let mut ok = Line::open(port).await;
+    ok.send(&hex(MAINS)).await;
+    assert_eq!(ok.answer().await.0.command, Command::Confirm);
+    // And then falls silent: closed after idle_s on firewatch's clock.
+    fw.advance(3000).await;
+    closed(&mut ok.c).await;
     assert_eq!(
         fw.metric("firewatch_gb_closed_total{reason=\"idle\"}")
             .await,
         1.0
     );
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_centre_sets_the_clock_on_connect_resends_unanswered_and_patrols() {
+    let b = unique("bgbc");
+    let port = free_port();
+    let (_broker, fw) = start(&b, port, |c| {
+        c.gb26875.patrol_s = 600;
+        c.gb26875.idle_s = 100_000;
+    })
+    .await;
+    let p = Profile::default();
+    let mut c = Line::open(port).await;
+    let heartbeat = |serial: u16, now: i64| Frame {
+        serial,
+        version: [1, 1],
+        time: TimeLabel::at(now, &p),
+        source: Address::number(889),
+        destination: Address::number(88888),
+        command: Command::Send,
+        adu: Vec::new(),
+    };
+    c.send(&heartbeat(1, fw.clock.now_ms()).encode(&p)).await;
+    // The clock sync, at once: firewatch's serial 1, the time now in China Standard Time.
+    let mut sync = None;
+    while sync.is_none() {
+        let f = c.frame().await;
+        if f.command == Command::Control {
+            sync = Some(f);
+        }
+    }
+    let sync = sync.unwrap();
+    assert_eq!(sync.serial, 1);
+    assert_eq!(
+        (sync.source, sync.destination),
+        (Address::number(88888), Address::number(889))
+    );
+    let now = fw.clock.now_ms();
+    assert_eq!(
+        Adu::decode(&sync.adu).unwrap(),
+        Some(Adu::SyncClock(TimeLabel::at(now, &p)))
+    );
+    assert_eq!(
+        TimeLabel::at(now, &p).0,
+        [0, 0, 10, 1, 12, 26],
+        "10:00 local on 2026-12-01"
+    );
+    // Not answered: sent again after resend_s (10 s), the same serial, the clock of then.
+    fw.advance(10_000).await;
+    let again = c.frame().await;
+    assert_eq!((again.command, again.serial), (Command::Control, 1));
+    assert_eq!(
+        Adu::decode(&again.adu).unwrap(),
+        Some(Adu::SyncClock(TimeLabel::at(now + 10_000, &p)))
+    );
+    assert_eq!(fw.metric("firewatch_gb_commands_resent_total").await, 1.0);
+    // Confirmed now; on the patrol (600 s) the status is read, and the response is heard.
+    c.send(&again.answer(Command::Confirm, again.time).encode(&p))
+        .await;
+    fw.advance(600_000).await;
+    let read = c.frame().await;
+    assert_eq!((read.command, read.serial), (Command::Request, 2));
+    assert_eq!(Adu::decode(&read.adu).unwrap(), Some(Adu::ReadUitdStatus));
+    let t = TimeLabel::at(fw.clock.now_ms(), &p);
+    let mut response = read.answer(Command::Response, t);
+    response.adu = Adu::UitdStatus(vec![(0x08, t)]).encode();
+    c.send(&response.encode(&p)).await;
+    let dev = format!("uitd-{b}");
+    let mains = fw
+        .wait_alert(&b, "transmitter.mains_fault", &dev, |_| true, WAIT)
+        .await;
+    assert_eq!(mains["active"], true);
+    assert_eq!(fw.metric("firewatch_gb_commands_sent_total").await, 2.0);
+    assert_eq!(fw.metric("firewatch_gb_commands_failed_total").await, 0.0);
     fw.stop().await;
 }

@@ -45,6 +45,15 @@ pub struct GbConfig {
     pub max_frames_per_s: u32,
     /// Bytes that frame nothing a connection may send before it is closed.
     pub max_garbage_bytes: u64,
+    /// What firewatch sends and is not answered within this many seconds is sent again.
+    pub resend_s: u64,
+    /// Times it is sent again before it is given up.
+    pub retries: u32,
+    /// The transmitters' clocks are set on connect and then every this many hours (0: on
+    /// connect only).
+    pub clock_sync_h: u64,
+    /// The transmitters' status is read every this many seconds (patrol; 0: never).
+    pub patrol_s: u64,
     /// Refuse transmitters whose address is not in the registry (else they are taken as
     /// `gb-{address}` in building `unassigned`).
     pub strict: bool,
@@ -63,6 +72,10 @@ impl Default for GbConfig {
             max_connections: 10_000,
             max_frames_per_s: 50,
             max_garbage_bytes: 16 * 1024,
+            resend_s: 10,
+            retries: 3,
+            clock_sync_h: 24,
+            patrol_s: 3600,
             strict: false,
             default_vendor: "standard".into(),
             vendor: BTreeMap::new(),
@@ -140,6 +153,12 @@ impl GbConfig {
         }
         if self.idle_s == 0 {
             p.push(Problem::new("gb26875.idle_s", "must be at least 1"));
+        }
+        if !(1..=10).contains(&self.resend_s) {
+            p.push(Problem::new(
+                "gb26875.resend_s",
+                "must be 1–10 (the standard: at most 10 s)",
+            ));
         }
         if self.max_frames_per_s == 0 {
             p.push(Problem::new(
@@ -331,7 +350,7 @@ async fn connection(
 ) -> std::io::Result<&'static str> {
     let _ = stream.set_nodelay(true);
     let m = &s.metrics.gb;
-    let idle = Duration::from_secs(s.cfg.idle_s);
+    let idle_ms = i64::try_from(s.cfg.idle_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut decoder = Decoder::new();
     let mut mapper = Mapper::new();
     let mut device: Option<Device> = None;
@@ -339,22 +358,52 @@ async fn connection(
     let mut window = (Instant::now(), 0u32);
     let budget = s.cfg.max_frames_per_s.saturating_mul(10);
     let centre = Address::number(s.cfg.address);
+    let mut last_frame = s.clock.now_ms();
+    let mut outbox = Outbox::default();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let result = loop {
+        let mut out: Vec<u8> = Vec::new();
         let n = tokio::select! {
             () = token.cancelled() => break Ok("shutdown"),
-            r = tokio::time::timeout(idle, stream.read(&mut buf)) => match r {
-                Err(_) => {
+            _ = tick.tick() => {
+                let now = s.clock.now_ms();
+                if now - last_frame >= idle_ms {
                     m.closed_idle.fetch_add(1, Relaxed);
                     break Ok("idle");
                 }
-                Ok(Ok(0)) => break Ok("closed by the device"),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => break Err(e),
+                if let Some(d) = &device {
+                    match outbox.due(&s.cfg, now) {
+                        Due::Send(f, again) => {
+                            if again {
+                                m.commands_resent.fetch_add(1, Relaxed);
+                            } else {
+                                m.commands_sent.fetch_add(1, Relaxed);
+                            }
+                            out.extend(stamp(f, &d.profile, now).encode(&d.profile));
+                        }
+                        Due::GaveUp(f) => {
+                            m.commands_failed.fetch_add(1, Relaxed);
+                            tracing::warn!(%peer, device = %d.id, frame = %f, "GB/T 26875.3 command unanswered; given up.");
+                        }
+                        Due::Nothing => {}
+                    }
+                }
+                if !out.is_empty() {
+                    if let Err(e) = stream.write_all(&out).await {
+                        break Err(e);
+                    }
+                }
+                continue;
+            }
+            r = stream.read(&mut buf) => match r {
+                Ok(0) => break Ok("closed by the device"),
+                Ok(n) => n,
+                Err(e) => break Err(e),
             },
         };
         let before = decoder.garbage();
         decoder.push(&buf[..n]);
-        let mut out: Vec<u8> = Vec::new();
         let mut stop = None;
         while let Some(chunk) = decoder.next_chunk() {
             if window.0.elapsed() >= Duration::from_secs(10) {
@@ -385,6 +434,7 @@ async fn connection(
                 match s.device(&src) {
                     Some(d) => {
                         tracing::info!(%peer, device = %d.id, building = %d.building, "GB/T 26875.3 transmitter connected.");
+                        outbox.start(&s.cfg, centre, src, s.clock.now_ms());
                         device = Some(d);
                     }
                     None => {
@@ -412,18 +462,30 @@ async fn connection(
                 }
             };
             m.frames.fetch_add(1, Relaxed);
+            last_frame = now;
             let label = TimeLabel::at(now, &d.profile);
             match f.command {
-                Command::Send | Command::Response => {}
-                // Answers to what firewatch sent, and anything else: nothing to confirm.
-                _ => continue,
+                Command::Send => {}
+                Command::Confirm | Command::Deny => {
+                    outbox.answered(f.serial, f.command == Command::Confirm);
+                    continue;
+                }
+                Command::Response => outbox.answered(f.serial, true),
+                // Requests and controls are the centre's to send.
+                _ => {
+                    m.denied.fetch_add(1, Relaxed);
+                    out.extend(f.answer(Command::Deny, label).encode(&d.profile));
+                    continue;
+                }
             }
             let adu = match Adu::decode(&f.adu) {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::debug!(%peer, device = %d.id, error = %e, "GB/T 26875.3 ADU denied.");
                     m.denied.fetch_add(1, Relaxed);
-                    out.extend(f.answer(Command::Deny, label).encode(&d.profile));
+                    if f.command == Command::Send {
+                        out.extend(f.answer(Command::Deny, label).encode(&d.profile));
+                    }
                     continue;
                 }
             };
@@ -482,6 +544,106 @@ async fn connection(
         }
     }
     result
+}
+
+/// How often a connection looks at its clock (idle, resends, clock sync, patrol).
+const TICK: Duration = Duration::from_millis(200);
+
+/// What firewatch sends a transmitter: one command at a time, answered or sent again
+/// `retries` times `resend_s` apart (the standard: at most 10 s, 3 times).
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Ours, counted from 0 on each connection.
+    serial: u16,
+    centre: Address,
+    device: Address,
+    queue: std::collections::VecDeque<(Command, Adu)>,
+    pending: Option<(Frame, u32, i64)>,
+    next_sync: Option<i64>,
+    next_patrol: Option<i64>,
+}
+
+/// What is due on a tick.
+enum Due {
+    /// Send this frame (again: a resend).
+    Send(Frame, bool),
+    /// This frame was never answered.
+    GaveUp(Frame),
+    Nothing,
+}
+
+impl Outbox {
+    /// The transmitter is known: its clock is set now, its status read on the patrol.
+    fn start(&mut self, cfg: &GbConfig, centre: Address, device: Address, now: i64) {
+        self.centre = centre;
+        self.device = device;
+        self.next_sync = Some(now);
+        self.next_patrol = (cfg.patrol_s > 0).then(|| now + secs(cfg.patrol_s));
+    }
+
+    fn answered(&mut self, serial: u16, _ok: bool) {
+        if self.pending.as_ref().is_some_and(|p| p.0.serial == serial) {
+            self.pending = None;
+        }
+    }
+
+    fn due(&mut self, cfg: &GbConfig, now: i64) -> Due {
+        if let Some(at) = self.next_sync.filter(|at| *at <= now) {
+            // The clock of the sync is taken when it is sent.
+            self.queue
+                .push_back((Command::Control, Adu::SyncClock(TimeLabel::default())));
+            self.next_sync = (cfg.clock_sync_h > 0).then(|| at + secs(cfg.clock_sync_h * 3600));
+        }
+        if let Some(at) = self.next_patrol.filter(|at| *at <= now) {
+            self.queue
+                .push_back((Command::Request, Adu::ReadUitdStatus));
+            self.next_patrol = Some(at + secs(cfg.patrol_s));
+        }
+        if let Some((f, tries, sent)) = &mut self.pending {
+            if now - *sent < secs(cfg.resend_s) {
+                return Due::Nothing;
+            }
+            if *tries > cfg.retries {
+                let f = f.clone();
+                self.pending = None;
+                return Due::GaveUp(f);
+            }
+            *tries += 1;
+            *sent = now;
+            return Due::Send(f.clone(), true);
+        }
+        let Some((command, adu)) = self.queue.pop_front() else {
+            return Due::Nothing;
+        };
+        self.serial = self.serial.wrapping_add(1);
+        let f = Frame {
+            serial: self.serial,
+            version: [1, 1],
+            // Set by `stamp` when sent, in the transmitter's coding.
+            time: TimeLabel::default(),
+            source: self.centre,
+            destination: self.device,
+            command,
+            adu: adu.encode(),
+        };
+        self.pending = Some((f.clone(), 1, now));
+        Due::Send(f, false)
+    }
+}
+
+/// `f` as sent at `now`: its time label, and for a clock sync the time to set, in the
+/// transmitter's coding and zone.
+fn stamp(mut f: Frame, p: &Profile, now: i64) -> Frame {
+    let label = TimeLabel::at(now, p);
+    f.time = label;
+    if f.adu.first() == Some(&90) {
+        f.adu = Adu::SyncClock(label).encode();
+    }
+    f
+}
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// A deny for a frame known only by its serial.
