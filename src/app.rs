@@ -345,6 +345,7 @@ pub async fn run_with(
                 .flat_map(crate::northbound::NorthboundConfig::holds)
                 .collect(),
             rollup_retention_days: cfg.storage.rollup_retention_days,
+            frames_keep_days: cfg.gb26875.frames_keep_days,
             summary: pipeline::SummarySettings {
                 config: cfg.summary.clone(),
                 tz: crate::notify::render::time_zone(&cfg.notify.tz)

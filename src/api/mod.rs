@@ -8,6 +8,7 @@ mod ack;
 pub mod auth;
 mod duty;
 mod events;
+mod gateway;
 mod readings;
 pub mod registry;
 mod reports;
@@ -237,6 +238,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(silences::routes())
         .merge(registry::routes())
         .merge(readings::routes())
+        .merge(gateway::routes())
         .merge(auth::routes())
         .merge(ui::routes())
         .route_layer(axum::middleware::from_fn_with_state(

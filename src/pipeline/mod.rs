@@ -125,6 +125,8 @@ pub type Reply = oneshot::Sender<Result<Alert, ActionError>>;
 pub enum Input {
     /// A publish.
     Publish(Incoming),
+    /// (added) Raw GB/T 26875.3 frames to keep for audit.
+    GbFrames(Vec<store::frames::FrameRecord>),
     /// A people action on an alert.
     Act {
         /// Alert id.
@@ -274,6 +276,8 @@ pub struct Settings {
     pub northbound: Vec<store::northbound::Hold>,
     /// Rollups retention (`storage.rollup_retention_days`).
     pub rollup_retention_days: u32,
+    /// (added) Raw GB/T 26875.3 frames retention (`gb26875.frames_keep_days`).
+    pub frames_keep_days: u32,
     /// (added) Daily summaries (`[summary]`, with `notify.tz`).
     pub summary: SummarySettings,
 }
@@ -681,6 +685,7 @@ impl Pipeline {
                     break;
                 }
                 Input::TsdbCursor(id) => store::set_meta(&tx, store::TSDB_CURSOR, id)?,
+                Input::GbFrames(v) => store::frames::insert(&tx, &v)?,
                 Input::NorthboundCursor { key, id, set_aside } => {
                     store::set_meta(&tx, &key, id)?;
                     if let Some(s) = &set_aside {
@@ -1148,6 +1153,15 @@ impl Pipeline {
                 break;
             }
         }
+        let frames_cutoff = now - i64::from(self.settings.frames_keep_days) * 86_400_000;
+        let mut frames = 0;
+        loop {
+            let n = store::frames::prune(&self.conn, frames_cutoff, 20_000)?;
+            frames += n;
+            if n < 20_000 {
+                break;
+            }
+        }
         let r = store::prune_rejected(&self.conn, self.settings.rejected_keep)?;
         let c = match changes_floor {
             Some(floor) => {
@@ -1155,10 +1169,11 @@ impl Pipeline {
             }
             None => changes::prune(&self.conn, self.settings.changes_keep)?,
         };
-        if pruned + buckets + r + c > 0 {
+        if pruned + buckets + r + c + frames > 0 {
             tracing::info!(
                 readings = pruned,
                 rollups = buckets,
+                frames,
                 rejected = r,
                 changes = c,
                 "Pruned old rows."

@@ -31,6 +31,7 @@ pub mod commands;
 pub mod duty;
 pub mod duty_checks;
 pub mod escalations;
+pub mod frames;
 pub mod holds;
 pub mod northbound;
 pub mod notifications;
@@ -342,6 +343,7 @@ pub fn open_writer(dir: &Path, synchronous: &str) -> Result<Connection> {
     conn.execute_batch(summaries::SCHEMA)?;
     conn.execute_batch(silences::SCHEMA)?;
     conn.execute_batch(holds::SCHEMA)?;
+    conn.execute_batch(frames::SCHEMA)?;
     notifications::create(&conn)?;
     northbound::create(&conn)?;
     add_columns(&conn)?;

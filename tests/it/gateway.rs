@@ -179,6 +179,34 @@ async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
     let (d, _) = c.answer().await;
     assert_eq!((d.command, d.serial), (Command::Deny, 2));
     assert_eq!(fw.metric("firewatch_gb_denied_total").await, 1.0);
+    // Both ways, kept for audit: the fire alarm as sent, firewatch's confirm, the bad frame
+    // with what was wrong, its deny.
+    let frames = wait_for("the frames recorded", WAIT, || async {
+        let v = fw
+            .get(&format!("/api/v1/gb26875/frames?device={dev}&limit=1000"))
+            .await;
+        let v = v.as_array().unwrap().clone();
+        v.iter()
+            .any(|f| f["note"].as_str().is_some_and(|n| n.contains("checksum")))
+            .then_some(v)
+    })
+    .await;
+    let seen: Vec<(&str, &str)> = frames
+        .iter()
+        .rev()
+        .filter(|f| f["note"].is_null() || f["direction"] == "in")
+        .map(|f| (f["direction"].as_str().unwrap(), f["hex"].as_str().unwrap()))
+        .collect();
+    let fire_hex = FIRE.replace(' ', "");
+    assert_eq!(seen[0], ("in", fire_hex.as_str()), "{frames:#?}");
+    let confirm = seen[1];
+    assert_eq!(confirm.0, "out");
+    assert_eq!(&confirm.1[52..54], "03", "a confirm: {confirm:?}");
+    assert_eq!(seen.iter().filter(|f| f.0 == "in").count(), 2, "{seen:?}");
+    assert_eq!(
+        frames[0]["direction"], "out",
+        "the deny is the last: {frames:#?}"
+    );
 
     // Dropped mid-frame: half a frame, then the line goes.
     let mains = hex(MAINS);
@@ -221,6 +249,17 @@ async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
         1,
         "one fire alarm, before and after the restart: {all:#?}"
     );
+    // Past gb26875.frames_keep_days (30), the frames go.
+    drop(c);
+    fw.advance(31 * 86_400_000).await;
+    fw.advance(11 * 60_000).await;
+    wait_for("the old frames pruned", WAIT, || async {
+        let v = fw
+            .get(&format!("/api/v1/gb26875/frames?device={dev}"))
+            .await;
+        v.as_array().unwrap().is_empty().then_some(())
+    })
+    .await;
     fw.stop().await;
 }
 

@@ -14,9 +14,10 @@ use super::map::Mapper;
 use super::stream::{Chunk, Decoder};
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::pipeline::{Incoming, Inputs};
+use crate::pipeline::{Incoming, Input, Inputs};
 use crate::registry::Live;
 use crate::settings::Problem;
+use crate::store::frames::FrameRecord;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +55,8 @@ pub struct GbConfig {
     pub clock_sync_h: u64,
     /// The transmitters' status is read every this many seconds (patrol; 0: never).
     pub patrol_s: u64,
+    /// The raw frames are kept this many days for audit (0: not kept).
+    pub frames_keep_days: u32,
     /// Refuse transmitters whose address is not in the registry (else they are taken as
     /// `gb-{address}` in building `unassigned`).
     pub strict: bool,
@@ -76,6 +79,7 @@ impl Default for GbConfig {
             retries: 3,
             clock_sync_h: 24,
             patrol_s: 3600,
+            frames_keep_days: 30,
             strict: false,
             default_vendor: "standard".into(),
             vendor: BTreeMap::new(),
@@ -360,6 +364,11 @@ async fn connection(
     let centre = Address::number(s.cfg.address);
     let mut last_frame = s.clock.now_ms();
     let mut outbox = Outbox::default();
+    let mut audit = Audit {
+        on: s.cfg.frames_keep_days > 0,
+        peer: peer.to_string(),
+        records: Vec::new(),
+    };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let result = loop {
@@ -380,15 +389,19 @@ async fn connection(
                             } else {
                                 m.commands_sent.fetch_add(1, Relaxed);
                             }
-                            out.extend(stamp(f, &d.profile, now).encode(&d.profile));
+                            let b = stamp(f, &d.profile, now).encode(&d.profile);
+                            audit.add(now, Some(d), "out", &b, Some(if again { "sent again" } else { "command" }.into()));
+                            out.extend(b);
                         }
                         Due::GaveUp(f) => {
                             m.commands_failed.fetch_add(1, Relaxed);
+                            audit.add(now, Some(d), "out", &[], Some(format!("given up: {f}")));
                             tracing::warn!(%peer, device = %d.id, frame = %f, "GB/T 26875.3 command unanswered; given up.");
                         }
                         Due::Nothing => {}
                     }
                 }
+                audit.flush(&s.inputs);
                 if !out.is_empty() {
                     if let Err(e) = stream.write_all(&out).await {
                         break Err(e);
@@ -423,7 +436,12 @@ async fn connection(
                     let p = device
                         .as_ref()
                         .map_or_else(Profile::default, |d| (*d.profile).clone());
-                    out.extend(deny_serial(serial, centre, &p, s.clock.now_ms()));
+                    let now = s.clock.now_ms();
+                    let deny = deny_serial(serial, centre, &p, now);
+                    let why = format!("ADU length {len} over 1024, serial {serial}");
+                    audit.add(now, device.as_ref(), "in", &[], Some(why));
+                    audit.add(now, device.as_ref(), "out", &deny, None);
+                    out.extend(deny);
                     continue;
                 }
             };
@@ -452,15 +470,15 @@ async fn connection(
                 Err(e) => {
                     tracing::debug!(%peer, device = %d.id, error = %e, "GB/T 26875.3 frame denied.");
                     m.denied.fetch_add(1, Relaxed);
-                    out.extend(deny_serial(
-                        frame::serial_of(&raw).unwrap_or(0),
-                        centre,
-                        &d.profile,
-                        now,
-                    ));
+                    let serial = frame::serial_of(&raw).unwrap_or(0);
+                    let deny = deny_serial(serial, centre, &d.profile, now);
+                    audit.add(now, Some(d), "in", &raw, Some(e.to_string()));
+                    audit.add(now, Some(d), "out", &deny, None);
+                    out.extend(deny);
                     continue;
                 }
             };
+            audit.add(now, Some(d), "in", &raw, None);
             m.frames.fetch_add(1, Relaxed);
             last_frame = now;
             let label = TimeLabel::at(now, &d.profile);
@@ -474,7 +492,15 @@ async fn connection(
                 // Requests and controls are the centre's to send.
                 _ => {
                     m.denied.fetch_add(1, Relaxed);
-                    out.extend(f.answer(Command::Deny, label).encode(&d.profile));
+                    let deny = f.answer(Command::Deny, label).encode(&d.profile);
+                    audit.add(
+                        now,
+                        Some(d),
+                        "out",
+                        &deny,
+                        Some("not the device's command".into()),
+                    );
+                    out.extend(deny);
                     continue;
                 }
             }
@@ -484,7 +510,9 @@ async fn connection(
                     tracing::debug!(%peer, device = %d.id, error = %e, "GB/T 26875.3 ADU denied.");
                     m.denied.fetch_add(1, Relaxed);
                     if f.command == Command::Send {
-                        out.extend(f.answer(Command::Deny, label).encode(&d.profile));
+                        let deny = f.answer(Command::Deny, label).encode(&d.profile);
+                        audit.add(now, Some(d), "out", &deny, Some(e.to_string()));
+                        out.extend(deny);
                     }
                     continue;
                 }
@@ -517,11 +545,14 @@ async fn connection(
             }
             if f.command == Command::Send {
                 m.confirmed.fetch_add(1, Relaxed);
-                out.extend(f.answer(Command::Confirm, label).encode(&d.profile));
+                let confirm = f.answer(Command::Confirm, label).encode(&d.profile);
+                audit.add(now, Some(d), "out", &confirm, None);
+                out.extend(confirm);
             }
         }
         let garbage = decoder.garbage() - before;
         m.garbage_bytes.fetch_add(garbage, Relaxed);
+        audit.flush(&s.inputs);
         if !out.is_empty() {
             if let Err(e) = stream.write_all(&out).await {
                 break Err(e);
@@ -544,6 +575,42 @@ async fn connection(
         }
     }
     result
+}
+
+/// The frames of one connection waiting to be recorded.
+struct Audit {
+    on: bool,
+    peer: String,
+    records: Vec<FrameRecord>,
+}
+
+impl Audit {
+    fn add(
+        &mut self,
+        at: i64,
+        device: Option<&Device>,
+        direction: &'static str,
+        raw: &[u8],
+        note: Option<String>,
+    ) {
+        if self.on {
+            self.records.push(FrameRecord {
+                at,
+                device: device.map(|d| d.id.clone()),
+                peer: self.peer.clone(),
+                direction,
+                hex: hex::encode_upper(raw),
+                note,
+            });
+        }
+    }
+
+    /// Hands what was recorded to the pipeline.
+    fn flush(&mut self, inputs: &Inputs) {
+        if !self.records.is_empty() {
+            let _ = inputs.send(Input::GbFrames(std::mem::take(&mut self.records)));
+        }
+    }
 }
 
 /// How often a connection looks at its clock (idle, resends, clock sync, patrol).
