@@ -462,6 +462,7 @@ pub async fn run_with(
     }
     .fuse();
     let gb_priority_tx = priority_tx.clone();
+    let gb_links = Arc::new(crate::ingest::gbt26875::server::GbLinks::default());
     let mut ingest = tokio::spawn(mqtt::run(
         cfg.mqtt.clone(),
         Inputs {
@@ -479,6 +480,7 @@ pub async fn run_with(
             metrics: Arc::clone(&metrics),
             wake: command_wake,
             clock: Arc::clone(&clock),
+            gb: Arc::clone(&gb_links),
         },
         ingest_token.clone(),
     ))
@@ -493,6 +495,7 @@ pub async fn run_with(
         Arc::clone(&live),
         Arc::clone(&metrics),
         Arc::clone(&clock),
+        gb_links,
         ingest_token.clone(),
     ))
     .fuse();

@@ -231,6 +231,8 @@ pub struct CommandPublisher {
     pub wake: Arc<Notify>,
     /// The clock.
     pub clock: SharedClock,
+    /// (added) Transmitters connected over GB/T 26875.3: their commands go there.
+    pub gb: Arc<crate::ingest::gbt26875::server::GbLinks>,
 }
 
 fn task_error(e: impl std::fmt::Display) -> StoreError {
@@ -294,6 +296,13 @@ impl CommandPublisher {
             // Forget reported rows once their change is visible (no longer due), or after a
             // while in any case (a row past the first `BATCH` is not seen here).
             reported.retain(|id, at| due.contains(id) && now - *at < 10_000);
+            // Transmitters connected over GB/T 26875.3 get theirs there, connected to the
+            // broker or not; their connection reports the outcome as a PUBACK would.
+            for row in &rows {
+                if !reported.contains_key(&row.id) && self.gb.send(row) {
+                    reported.insert(row.id, now);
+                }
+            }
             if connected {
                 for row in rows {
                     if tracker.len() >= WINDOW {

@@ -388,3 +388,90 @@ async fn the_centre_sets_the_clock_on_connect_resends_unanswered_and_patrols() {
     assert_eq!(fw.metric("firewatch_gb_commands_failed_total").await, 0.0);
     fw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duty_check_goes_out_as_type_91_and_the_answer_key_answers_it() {
+    let b = unique("bgbd");
+    let room = format!("cr-{b}");
+    let port = free_port();
+    let roster = format!(
+        "[[person]]\nid = \"p1\"\nname = \"张伟\"\n\
+         [[control_room]]\nid = \"{room}\"\nname = \"一号消防控制室\"\ntz = \"Asia/Shanghai\"\nbuildings = [\"{b}\"]\n\
+         [[control_room.shift]]\nname = \"all\"\nstart = \"00:00\"\nend = \"00:00\"\npeople = [\"p1\"]\n\
+         [control_room.duty_check]\ndeadline_s = 600\n"
+    );
+    let (_broker, fw) = start(&b, port, move |c| {
+        let path = c.registry.file.parent().unwrap().join("duty.toml");
+        std::fs::write(&path, roster).unwrap();
+        c.duty.file = path;
+    })
+    .await;
+    let p = Profile::default();
+    let mut c = Line::open(port).await;
+    let upload = |serial: u16, now: i64, adu: Vec<u8>| Frame {
+        serial,
+        version: [1, 1],
+        time: TimeLabel::at(now, &p),
+        source: Address::number(889),
+        destination: Address::number(88888),
+        command: Command::Send,
+        adu,
+    };
+    c.send(&upload(1, fw.clock.now_ms(), Vec::new()).encode(&p))
+        .await;
+    let (a, _) = c.answer().await;
+    assert_eq!(a.command, Command::Confirm);
+
+    let (status, check) = fw
+        .post(
+            "/api/v1/duty/checks",
+            serde_json::json!({"control_room": room, "by": "值班长 李"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{check}");
+    assert_eq!(check["transmitters"][0]["device"], format!("uitd-{b}"));
+    // The clock sync first (confirmed), then the duty check: 10 minutes to answer.
+    let duty = loop {
+        let f = c.frame().await;
+        c.send(&f.answer(Command::Confirm, f.time).encode(&p)).await;
+        if Adu::decode(&f.adu).unwrap() == Some(Adu::DutyCheck(10)) {
+            break f;
+        }
+    };
+    assert_eq!(duty.command, Command::Control);
+    let command = format!(
+        "/api/v1/commands/{}",
+        check["transmitters"][0]["command"].as_str().unwrap()
+    );
+    wait_for(
+        "the duty check confirmed by the transmitter",
+        WAIT,
+        || async { (fw.get(&command).await["status"] == "published").then_some(()) },
+    )
+    .await;
+    // The operator presses the answer key 7 s later: type 24, bit 5.
+    fw.advance(7000).await;
+    let now = fw.clock.now_ms();
+    let answer_key = Adu::UitdOperation(vec![firewatch::ingest::gbt26875::adu::Operation {
+        system: None,
+        flags: 0x20,
+        operator: 1,
+        time: TimeLabel::at(now, &p),
+    }]);
+    c.send(&upload(2, now, answer_key.encode()).encode(&p))
+        .await;
+    assert_eq!(c.answer().await.0.command, Command::Confirm);
+    let answered = wait_for("the check answered", WAIT, || async {
+        let v = fw
+            .get(&format!("/api/v1/duty/checks?control_room={room}"))
+            .await;
+        let c = v.as_array().unwrap()[0].clone();
+        (c["status"] == "answered").then_some(c)
+    })
+    .await;
+    assert_eq!(
+        answered["transmitters"][0]["answer_delay_ms"], 7000,
+        "{answered}"
+    );
+    fw.stop().await;
+}

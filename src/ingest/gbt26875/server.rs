@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Incoming, Input, Inputs};
 use crate::registry::Live;
 use crate::settings::Problem;
+use crate::store::commands::Command as StoredCommand;
 use crate::store::frames::FrameRecord;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -197,6 +198,50 @@ impl GbConfig {
     }
 }
 
+/// The transmitters connected now, each with a way to hand its connection a command (a duty
+/// check) from the command outbox. Shared with the command publisher, which sends the
+/// commands of these devices here instead of over MQTT.
+#[derive(Debug, Default)]
+pub struct GbLinks {
+    links: std::sync::Mutex<
+        std::collections::HashMap<String, (u64, tokio::sync::mpsc::UnboundedSender<StoredCommand>)>,
+    >,
+    next: AtomicU64,
+}
+
+impl GbLinks {
+    /// Hands `c` to its device's connection; `false` when the device is not connected here.
+    pub fn send(&self, c: &StoredCommand) -> bool {
+        let links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        links
+            .get(&c.device)
+            .is_some_and(|(_, tx)| tx.send(c.clone()).is_ok())
+    }
+
+    fn open(&self, device: &str) -> (u64, tokio::sync::mpsc::UnboundedReceiver<StoredCommand>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let n = self.next.fetch_add(1, Relaxed);
+        self.links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(device.to_owned(), (n, tx));
+        (n, rx)
+    }
+
+    fn close(&self, device: &str, n: u64) {
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if links.get(device).is_some_and(|(m, _)| *m == n) {
+            links.remove(device);
+        }
+    }
+}
+
 /// What every connection shares.
 struct Shared {
     cfg: GbConfig,
@@ -206,6 +251,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     clock: SharedClock,
     arrivals: AtomicU64,
+    links: Arc<GbLinks>,
 }
 
 /// Runs the listener until `token` is cancelled (nothing when `listen` is empty).
@@ -215,6 +261,7 @@ pub async fn run(
     registry: Arc<Live>,
     metrics: Arc<Metrics>,
     clock: SharedClock,
+    links: Arc<GbLinks>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     if cfg.listen.is_empty() {
@@ -225,10 +272,14 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("gb26875.listen {}: {e}", cfg.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "GB/T 26875.3 gateway listening.");
-    serve(listener, cfg, inputs, registry, metrics, clock, token).await
+    serve(
+        listener, cfg, inputs, registry, metrics, clock, links, token,
+    )
+    .await
 }
 
 /// Serves connections from `listener` until `token` is cancelled.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     cfg: GbConfig,
@@ -236,6 +287,7 @@ pub async fn serve(
     registry: Arc<Live>,
     metrics: Arc<Metrics>,
     clock: SharedClock,
+    links: Arc<GbLinks>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
@@ -246,6 +298,7 @@ pub async fn serve(
         metrics,
         clock,
         arrivals: AtomicU64::new(0),
+        links,
     });
     let tasks = tokio_util::task::TaskTracker::new();
     loop {
@@ -369,12 +422,25 @@ async fn connection(
         peer: peer.to_string(),
         records: Vec::new(),
     };
+    // Commands of the command outbox for this transmitter, once it is known; the reference
+    // of the last duty check it confirmed, for its answer.
+    let mut link: Option<(u64, tokio::sync::mpsc::UnboundedReceiver<StoredCommand>)> = None;
+    let mut duty_ref: Option<String> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let result = loop {
         let mut out: Vec<u8> = Vec::new();
         let n = tokio::select! {
             () = token.cancelled() => break Ok("shutdown"),
+            Some(c) = async {
+                match &mut link {
+                    Some((_, rx)) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                outbox.duty_check(&c, s.clock.now_ms());
+                continue;
+            }
             _ = tick.tick() => {
                 let now = s.clock.now_ms();
                 if now - last_frame >= idle_ms {
@@ -393,8 +459,17 @@ async fn connection(
                             audit.add(now, Some(d), "out", &b, Some(if again { "sent again" } else { "command" }.into()));
                             out.extend(b);
                         }
-                        Due::GaveUp(f) => {
+                        Due::GaveUp(f, tag) => {
                             m.commands_failed.fetch_add(1, Relaxed);
+                            if let Some(t) = tag {
+                                // The command outbox tries again later (or gives up itself).
+                                let _ = s.inputs.send(Input::CommandAttempt {
+                                    id: t.id,
+                                    at: now,
+                                    error: format!("not confirmed by the transmitter over GB/T 26875.3 ({} tries)", s.cfg.retries + 1),
+                                    give_up: false,
+                                });
+                            }
                             audit.add(now, Some(d), "out", &[], Some(format!("given up: {f}")));
                             tracing::warn!(%peer, device = %d.id, frame = %f, "GB/T 26875.3 command unanswered; given up.");
                         }
@@ -453,6 +528,7 @@ async fn connection(
                     Some(d) => {
                         tracing::info!(%peer, device = %d.id, building = %d.building, "GB/T 26875.3 transmitter connected.");
                         outbox.start(&s.cfg, centre, src, s.clock.now_ms());
+                        link = Some(s.links.open(&d.id));
                         device = Some(d);
                     }
                     None => {
@@ -485,10 +561,17 @@ async fn connection(
             match f.command {
                 Command::Send => {}
                 Command::Confirm | Command::Deny => {
-                    outbox.answered(f.serial, f.command == Command::Confirm);
+                    if let Some(t) = outbox.answered(f.serial, f.command == Command::Confirm) {
+                        // The duty check reached the control room: published, its answer
+                        // carries its reference.
+                        let _ = s.inputs.send(Input::CommandPublished { id: t.id, at: now });
+                        duty_ref = Some(t.reference);
+                    }
                     continue;
                 }
-                Command::Response => outbox.answered(f.serial, true),
+                Command::Response => {
+                    outbox.answered(f.serial, true);
+                }
                 // Requests and controls are the centre's to send.
                 _ => {
                     m.denied.fetch_add(1, Relaxed);
@@ -517,7 +600,14 @@ async fn connection(
                     continue;
                 }
             };
-            let mapped = mapper.map(adu.as_ref(), &d.profile, now);
+            let mut mapped = mapper.map(adu.as_ref(), &d.profile, now);
+            for msg in &mut mapped.messages {
+                if msg.payload["event"] == "duty_check_answer" {
+                    if let Some(r) = &duty_ref {
+                        msg.payload["ref"] = r.clone().into();
+                    }
+                }
+            }
             m.clock_unset
                 .fetch_add(u64::from(mapped.clock_unset), Relaxed);
             let mut waits = Vec::with_capacity(mapped.messages.len());
@@ -566,6 +656,9 @@ async fn connection(
             break Ok("garbage");
         }
     };
+    if let (Some(d), Some((n, _))) = (&device, &link) {
+        s.links.close(&d.id, *n);
+    }
     // The link is gone: the transmitter is offline now, not when its silence says so (not
     // when firewatch stops: it reconnects to the next one).
     if let (Some(d), false) = (&device, matches!(result, Ok("shutdown"))) {
@@ -624,10 +717,25 @@ struct Outbox {
     serial: u16,
     centre: Address,
     device: Address,
-    queue: std::collections::VecDeque<(Command, Adu)>,
-    pending: Option<(Frame, u32, i64)>,
+    queue: std::collections::VecDeque<(Command, Adu, Option<Tag>)>,
+    pending: Option<Pending>,
     next_sync: Option<i64>,
     next_patrol: Option<i64>,
+}
+
+/// A command of the command outbox (a duty check) being sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tag {
+    id: i64,
+    reference: String,
+}
+
+#[derive(Debug)]
+struct Pending {
+    frame: Frame,
+    tries: u32,
+    sent: i64,
+    tag: Option<Tag>,
 }
 
 /// What is due on a tick.
@@ -635,7 +743,7 @@ enum Due {
     /// Send this frame (again: a resend).
     Send(Frame, bool),
     /// This frame was never answered.
-    GaveUp(Frame),
+    GaveUp(Frame, Option<Tag>),
     Nothing,
 }
 
@@ -648,42 +756,68 @@ impl Outbox {
         self.next_patrol = (cfg.patrol_s > 0).then(|| now + secs(cfg.patrol_s));
     }
 
-    fn answered(&mut self, serial: u16, _ok: bool) {
-        if self.pending.as_ref().is_some_and(|p| p.0.serial == serial) {
-            self.pending = None;
+    /// A duty check of the command outbox, answered within its deadline.
+    fn duty_check(&mut self, c: &StoredCommand, now: i64) {
+        let minutes = ((c.deadline_at - now).max(0) + 59_999) / 60_000;
+        let minutes = u8::try_from(minutes.clamp(1, 255)).unwrap_or(u8::MAX);
+        let tag = Tag {
+            id: c.id,
+            reference: c.reference.clone(),
+        };
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.tag.as_ref() == Some(&tag))
+            || self.queue.iter().any(|q| q.2.as_ref() == Some(&tag))
+        {
+            return;
         }
+        self.queue
+            .push_back((Command::Control, Adu::DutyCheck(minutes), Some(tag)));
+    }
+
+    /// An answer with `serial`: the tag of the command it confirms, if it was one.
+    fn answered(&mut self, serial: u16, ok: bool) -> Option<Tag> {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.frame.serial == serial)
+        {
+            let p = self.pending.take()?;
+            return p.tag.filter(|_| ok);
+        }
+        None
     }
 
     fn due(&mut self, cfg: &GbConfig, now: i64) -> Due {
         if let Some(at) = self.next_sync.filter(|at| *at <= now) {
             // The clock of the sync is taken when it is sent.
             self.queue
-                .push_back((Command::Control, Adu::SyncClock(TimeLabel::default())));
+                .push_back((Command::Control, Adu::SyncClock(TimeLabel::default()), None));
             self.next_sync = (cfg.clock_sync_h > 0).then(|| at + secs(cfg.clock_sync_h * 3600));
         }
         if let Some(at) = self.next_patrol.filter(|at| *at <= now) {
             self.queue
-                .push_back((Command::Request, Adu::ReadUitdStatus));
+                .push_back((Command::Request, Adu::ReadUitdStatus, None));
             self.next_patrol = Some(at + secs(cfg.patrol_s));
         }
-        if let Some((f, tries, sent)) = &mut self.pending {
-            if now - *sent < secs(cfg.resend_s) {
+        if let Some(p) = &mut self.pending {
+            if now - p.sent < secs(cfg.resend_s) {
                 return Due::Nothing;
             }
-            if *tries > cfg.retries {
-                let f = f.clone();
-                self.pending = None;
-                return Due::GaveUp(f);
+            if p.tries > cfg.retries {
+                let p = self.pending.take();
+                return p.map_or(Due::Nothing, |p| Due::GaveUp(p.frame, p.tag));
             }
-            *tries += 1;
-            *sent = now;
-            return Due::Send(f.clone(), true);
+            p.tries += 1;
+            p.sent = now;
+            return Due::Send(p.frame.clone(), true);
         }
-        let Some((command, adu)) = self.queue.pop_front() else {
+        let Some((command, adu, tag)) = self.queue.pop_front() else {
             return Due::Nothing;
         };
         self.serial = self.serial.wrapping_add(1);
-        let f = Frame {
+        let frame = Frame {
             serial: self.serial,
             version: [1, 1],
             // Set by `stamp` when sent, in the transmitter's coding.
@@ -693,8 +827,13 @@ impl Outbox {
             command,
             adu: adu.encode(),
         };
-        self.pending = Some((f.clone(), 1, now));
-        Due::Send(f, false)
+        self.pending = Some(Pending {
+            frame: frame.clone(),
+            tries: 1,
+            sent: now,
+            tag,
+        });
+        Due::Send(frame, false)
     }
 }
 
