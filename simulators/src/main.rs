@@ -1,6 +1,7 @@
 //! `firewatch-sim`: device simulators for firewatch — scenarios, load, alert latency.
 
 mod devices;
+mod gb;
 mod latency;
 mod load;
 mod mqtt;
@@ -29,6 +30,9 @@ enum Command {
     Load(load::LoadOptions),
     /// Time alerts from publish to e-mail accepted by the SMTP capture server.
     Latency(latency::LatencyOptions),
+    /// GB/T 26875.3 transmitters over TCP: heartbeats from many, fire alarms timed to the
+    /// gateway's confirm.
+    Gb(gb::GbOptions),
     /// Print a firewatch registry (buildings, classes, expected devices) for a scenario's fleet.
     Registry {
         /// Scenario file.
@@ -88,6 +92,15 @@ async fn dispatch(c: Command) -> anyhow::Result<ExitCode> {
             let s = latency::latency(o).await?;
             println!("{}", serde_json::to_string(&s)?);
             Ok(if s.missing == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Gb(o) => {
+            let s = gb::run(o).await?;
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(if s.unconfirmed == 0 && s.lost == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
