@@ -47,6 +47,28 @@ pub struct GbOptions {
     /// descriptions with bytes after their NUL.
     #[arg(long)]
     pub quirks: bool,
+    /// What the timed uploads are, in turn: `fire` (a smoke detector's fire alarm), `fault`
+    /// (a detector's fault), `power` (the transmitter's main power fault).
+    #[arg(long, value_delimiter = ',', default_value = "fire")]
+    pub events: Vec<Event>,
+    /// Wait for this file to exist before the timed uploads (instead of only `--settle-s`).
+    #[arg(long)]
+    pub wait_file: Option<std::path::PathBuf>,
+    /// The first transmitter sends half of its first upload and drops the connection; it
+    /// reconnects and sends the upload whole, as a device resends what was not confirmed.
+    #[arg(long)]
+    pub drop_mid_frame: bool,
+}
+
+/// A timed upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Event {
+    /// A smoke detector's fire alarm.
+    Fire,
+    /// A detector's fault.
+    Fault,
+    /// The transmitter's main power fault.
+    Power,
 }
 
 /// What a run measured.
@@ -70,7 +92,7 @@ pub struct GbSummary {
     pub p99_ms: f64,
     /// Worst.
     pub max_ms: f64,
-    /// Connections lost during the run.
+    /// Connections lost during the run (each reconnected).
     pub lost: u64,
 }
 
@@ -93,28 +115,37 @@ fn wall_ms() -> i64 {
 /// A fire alarm to send, with where to say when it was confirmed.
 struct Alarm {
     zone: u16,
+    event: Event,
     done: oneshot::Sender<Instant>,
 }
 
-fn fire(serial: u16, me: Address, centre: Address, zone: u16, quirks: bool) -> Frame {
+fn upload(serial: u16, me: Address, centre: Address, a: &Alarm, quirks: bool) -> Frame {
     let p = Profile::default();
     let time = if quirks {
         TimeLabel([0, 0, 0, 1, 1, 0])
     } else {
         TimeLabel::at(wall_ms(), &p)
     };
-    let mut adu = Adu::ComponentStatus(vec![ComponentStatus {
-        component: Component {
-            system: System { kind: 1, addr: 1 },
-            kind: 40,
-            addr: u32::from(zone) | (1 << 16),
-        },
-        status: 0x0002,
-        description: format!("{zone}F 烟感"),
-        time,
-    }])
+    let zone = a.zone;
+    let status = match a.event {
+        Event::Fire => 0x0002,
+        Event::Fault | Event::Power => 0x0004,
+    };
+    let mut adu = match a.event {
+        Event::Power => Adu::UitdStatus(vec![(0x08, time)]),
+        _ => Adu::ComponentStatus(vec![ComponentStatus {
+            component: Component {
+                system: System { kind: 1, addr: 1 },
+                kind: 40,
+                addr: u32::from(zone) | (1 << 16),
+            },
+            status,
+            description: format!("{zone}F 烟感"),
+            time,
+        }]),
+    }
     .encode();
-    if quirks {
+    if quirks && a.event != Event::Power {
         // Bytes after the description's NUL, as some panels leave them.
         let end = 11 + 31;
         if let Some(tail) = adu.get_mut(end - 8..end) {
@@ -132,6 +163,24 @@ fn fire(serial: u16, me: Address, centre: Address, zone: u16, quirks: bool) -> F
     }
 }
 
+/// One transmitter's state across its connections: what it sent and was not confirmed yet is
+/// sent again on the next connection, as a device does.
+struct State {
+    serial: u16,
+    /// Unconfirmed uploads by serial: their bytes, and where to say when confirmed (none for
+    /// a heartbeat or an answer key).
+    waiting: std::collections::BTreeMap<u16, (Vec<u8>, Option<oneshot::Sender<Instant>>)>,
+    /// The first upload goes out cut in half, then the line drops (`--drop_mid_frame`).
+    drop_next: bool,
+}
+
+impl State {
+    fn next(&mut self) -> u16 {
+        self.serial = self.serial.wrapping_add(1);
+        self.serial
+    }
+}
+
 async fn transmitter(
     o: Arc<GbOptions>,
     n: u64,
@@ -139,69 +188,109 @@ async fn transmitter(
     mut alarms: mpsc::UnboundedReceiver<Alarm>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let Ok(mut c) = TcpStream::connect(&o.connect).await else {
-        return;
+    let mut st = State {
+        serial: 0,
+        waiting: std::collections::BTreeMap::new(),
+        drop_next: o.drop_mid_frame && n == 0,
     };
+    let mut first = true;
+    while !stop.is_cancelled() {
+        let Ok(c) = TcpStream::connect(&o.connect).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if first {
+            counts.connected.fetch_add(1, Relaxed);
+            first = false;
+        }
+        if connection(&o, n, &counts, &mut alarms, &stop, c, &mut st).await {
+            return;
+        }
+        counts.lost.fetch_add(1, Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One connection; `true` when the run is over, `false` when the line was lost.
+async fn connection(
+    o: &GbOptions,
+    n: u64,
+    counts: &Counts,
+    alarms: &mut mpsc::UnboundedReceiver<Alarm>,
+    stop: &tokio_util::sync::CancellationToken,
+    mut c: TcpStream,
+    st: &mut State,
+) -> bool {
     let _ = c.set_nodelay(true);
-    counts.connected.fetch_add(1, Relaxed);
     let p = Profile::default();
     let me = Address::number(o.first_address + n);
     let centre = Address::number(o.centre);
-    let mut serial: u16 = 0;
     let mut d = Decoder::new();
     let mut buf = vec![0u8; 2048];
+    // What was not confirmed on the last connection goes out again first.
+    let again: Vec<u8> = st.waiting.values().flat_map(|w| w.0.clone()).collect();
+    if !again.is_empty() && c.write_all(&again).await.is_err() {
+        return false;
+    }
     // Spread the heartbeats over the interval.
     let period = Duration::from_secs_f64(o.heartbeat_s.max(0.1));
     let offset = period.mul_f64((n as f64 * 0.618_034) % 1.0);
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-    let mut waiting: std::collections::HashMap<u16, Option<oneshot::Sender<Instant>>> =
-        std::collections::HashMap::new();
     loop {
         let mut out = Vec::new();
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return true,
             _ = beat.tick() => {
-                serial = serial.wrapping_add(1);
+                let serial = st.next();
                 let f = Frame { serial, version: [1, 1], time: TimeLabel::at(wall_ms(), &p),
                     source: me, destination: centre, command: Command::Send, adu: Vec::new() };
-                out.extend(f.encode(&p));
-                waiting.insert(serial, None);
+                let b = f.encode(&p);
+                out.extend(&b);
+                st.waiting.insert(serial, (b, None));
                 counts.heartbeats_sent.fetch_add(1, Relaxed);
             }
             Some(a) = alarms.recv() => {
-                serial = serial.wrapping_add(1);
-                out.extend(fire(serial, me, centre, a.zone, o.quirks).encode(&p));
-                waiting.insert(serial, Some(a.done));
+                let serial = st.next();
+                let b = upload(serial, me, centre, &a, o.quirks).encode(&p);
+                st.waiting.insert(serial, (b.clone(), Some(a.done)));
+                if std::mem::take(&mut st.drop_next) {
+                    // Half a frame, and the line goes.
+                    let _ = c.write_all(&b[..b.len() / 2]).await;
+                    return false;
+                }
+                out.extend(b);
             }
             r = c.read(&mut buf) => {
-                let n = match r { Ok(0) | Err(_) => { counts.lost.fetch_add(1, Relaxed); return; } Ok(n) => n };
+                let n = match r { Ok(0) | Err(_) => return false, Ok(n) => n };
                 d.push(&buf[..n]);
                 while let Some(Chunk::Frame(b)) = d.next_chunk() {
                     let Ok(f) = Frame::decode(&b, &p) else { continue };
                     match f.command {
-                        Command::Confirm => match waiting.remove(&f.serial) {
-                            Some(Some(done)) => { let _ = done.send(Instant::now()); }
-                            Some(None) => { counts.heartbeats_confirmed.fetch_add(1, Relaxed); }
+                        Command::Confirm => match st.waiting.remove(&f.serial) {
+                            Some((_, Some(done))) => { let _ = done.send(Instant::now()); }
+                            Some((_, None)) => { counts.heartbeats_confirmed.fetch_add(1, Relaxed); }
                             None => {}
                         },
                         Command::Control | Command::Request => {
                             counts.commands.fetch_add(1, Relaxed);
                             let kind = f.adu.first().copied();
+                            let now = TimeLabel::at(wall_ms(), &p);
                             if kind == Some(81) {
-                                let mut r = f.answer(Command::Response, TimeLabel::at(wall_ms(), &p));
-                                r.adu = Adu::UitdStatus(vec![(0x01, TimeLabel::at(wall_ms(), &p))]).encode();
+                                let mut r = f.answer(Command::Response, now);
+                                r.adu = Adu::UitdStatus(vec![(0x01, now)]).encode();
                                 out.extend(r.encode(&p));
                             } else {
-                                out.extend(f.answer(Command::Confirm, TimeLabel::at(wall_ms(), &p)).encode(&p));
+                                out.extend(f.answer(Command::Confirm, now).encode(&p));
                             }
                             if kind == Some(91) {
                                 // The operator presses the answer key.
-                                serial = serial.wrapping_add(1);
-                                let key = Adu::UitdOperation(vec![Operation { system: None, flags: 0x20, operator: 1, time: TimeLabel::at(wall_ms(), &p) }]);
-                                let f = Frame { serial, version: [1, 1], time: TimeLabel::at(wall_ms(), &p),
+                                let serial = st.next();
+                                let key = Adu::UitdOperation(vec![Operation { system: None, flags: 0x20, operator: 1, time: now }]);
+                                let f = Frame { serial, version: [1, 1], time: now,
                                     source: me, destination: centre, command: Command::Send, adu: key.encode() };
-                                out.extend(f.encode(&p));
-                                waiting.insert(serial, None);
+                                let b = f.encode(&p);
+                                out.extend(&b);
+                                st.waiting.insert(serial, (b, None));
                             }
                         }
                         _ => {}
@@ -210,8 +299,7 @@ async fn transmitter(
             }
         }
         if !out.is_empty() && c.write_all(&out).await.is_err() {
-            counts.lost.fetch_add(1, Relaxed);
-            return;
+            return false;
         }
     }
 }
@@ -243,13 +331,25 @@ pub async fn run(o: GbOptions) -> anyhow::Result<GbSummary> {
         o.count, o.heartbeat_s, o.settle_s
     );
     tokio::time::sleep(Duration::from_secs_f64(o.settle_s)).await;
+    if let Some(f) = &o.wait_file {
+        eprintln!("firewatch-sim gb: waiting for {}", f.display());
+        while !f.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let kinds = if o.events.is_empty() {
+        vec![Event::Fire]
+    } else {
+        o.events.clone()
+    };
     let mut waits = Vec::new();
     for i in 0..o.alarms {
         let line = &lines[(i * 7919 % o.count.max(1)) as usize];
         let (done, rx) = oneshot::channel();
         let zone = u16::try_from(i % 60_000).unwrap_or(0) + 1;
+        let event = kinds[(i as usize) % kinds.len()];
         let sent = Instant::now();
-        if line.send(Alarm { zone, done }).is_ok() {
+        if line.send(Alarm { zone, event, done }).is_ok() {
             waits.push((sent, rx));
         }
         tokio::time::sleep(Duration::from_millis(o.interval_ms)).await;

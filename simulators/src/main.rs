@@ -100,7 +100,7 @@ async fn dispatch(c: Command) -> anyhow::Result<ExitCode> {
         Command::Gb(o) => {
             let s = gb::run(o).await?;
             println!("{}", serde_json::to_string(&s)?);
-            Ok(if s.unconfirmed == 0 && s.lost == 0 {
+            Ok(if s.unconfirmed == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -330,6 +330,8 @@ pub async fn serve(
             }
         });
     }
+    // No more connections queue on a listener nobody accepts from.
+    drop(listener);
     tasks.close();
     tasks.wait().await;
     Ok(())
