@@ -10,7 +10,9 @@
 #   a. baseline: one transmitter connected, BENCH_GB_ALARMS fire alarms timed from the send to
 #      the gateway's confirm (which comes only once the alarm's alert is committed);
 #   b. BENCH_GB_COUNT transmitters connected, each with a heartbeat every 30 s, settled for
-#      BENCH_GB_SETTLE_S, then the same fire alarms from connections picked in turn.
+#      BENCH_GB_SETTLE_S, then the same fire alarms from connections picked in turn;
+#   c. as b, with BENCH_GB_FLOODERS more connections flooding meanwhile (garbage as fast as
+#      they can, or heartbeats without waiting for confirms), each closed and reconnecting.
 #
 # Reports both runs' percentiles, the ratio b / a of the p99s, the target (p99 ≤ 50 ms, the
 # loaded alert latency target), firewatch's resident memory and CPU while holding the
@@ -21,6 +23,7 @@
 #   BENCH_GB_COUNT      transmitters (5000)
 #   BENCH_GB_ALARMS     fire alarms per run (200)
 #   BENCH_GB_SETTLE_S   seconds with heartbeats before the alarms (60)
+#   BENCH_GB_FLOODERS   flooding connections in run e (4)
 #   BENCH_BUILD         1: `cargo build --release --workspace --locked` first (1)
 #   BENCH_OUT           logs and results (bench/out/gb-<UTC time>-<pid>)
 #   BENCH_DOC           the file to update (docs/benchmarks.md); empty: none
@@ -32,6 +35,7 @@ cd "$REPO_ROOT"
 COUNT="${BENCH_GB_COUNT:-5000}"
 ALARMS="${BENCH_GB_ALARMS:-200}"
 SETTLE="${BENCH_GB_SETTLE_S:-60}"
+FLOODERS="${BENCH_GB_FLOODERS:-4}"
 BUILD="${BENCH_BUILD:-1}"
 DOC="${BENCH_DOC-docs/benchmarks.md}"
 OUT="${BENCH_OUT:-bench/out/gb-$(date -u +%Y%m%dT%H%M%SZ)-$$}"
@@ -96,11 +100,17 @@ sleep "$(python3 -c "print(max(1, $SETTLE - 5))")"
 rss1="$(rss_kib)"; t1="$(ticks)"; s1="$(date +%s.%N)"
 conns="$(curl -s "http://127.0.0.1:$http/metrics" | awk '$1 == "firewatch_gb_connections" {print $2}')"
 wait "$SIM_PID"
+say "c. $COUNT transmitters and $FLOODERS flooding connections, $ALARMS fire alarms"
+closed0="$(curl -s "http://127.0.0.1:$http/metrics" | awk '/^firewatch_gb_closed_total\{reason="(flood|garbage)"\}/ {n += $2} END {print n + 0}')"
+"$SIM" gb --connect "127.0.0.1:$gb" --count "$COUNT" --first-address 10000 \
+    --settle-s 20 --alarms "$ALARMS" --interval-ms 50 --flooders "$FLOODERS" >"$OUT/flood.json" 2>"$OUT/flood.log"
+closed1="$(curl -s "http://127.0.0.1:$http/metrics" | awk '/^firewatch_gb_closed_total\{reason="(flood|garbage)"\}/ {n += $2} END {print n + 0}')"
 
-python3 - "$OUT" "$COUNT" "$rss0" "$rss1" "$t0" "$t1" "$s0" "$s1" "$conns" "$TARGET_MS" "$(getconf CLK_TCK)" "$(git rev-parse --short HEAD)" <<'PY' >"$OUT/table.md"
+python3 - "$OUT" "$COUNT" "$rss0" "$rss1" "$t0" "$t1" "$s0" "$s1" "$conns" "$TARGET_MS" "$(getconf CLK_TCK)" "$(git rev-parse --short HEAD)" "$((closed1 - closed0))" <<'PY' >"$OUT/table.md"
 import json, sys, datetime, os
-out, count, rss0, rss1, t0, t1, s0, s1, conns, target, tck, commit = sys.argv[1:]
+out, count, rss0, rss1, t0, t1, s0, s1, conns, target, tck, commit, closed = sys.argv[1:]
 one = json.load(open(f"{out}/one.json")); many = json.load(open(f"{out}/many.json"))
+flood = json.load(open(f"{out}/flood.json"))
 cpu = (int(t1) - int(t0)) / int(tck) / (float(s1) - float(s0))
 per = (int(rss1) - int(rss0)) * 1024 / int(count)
 ratio = many["p99_ms"] / one["p99_ms"] if one["p99_ms"] else float("nan")
@@ -110,8 +120,10 @@ print(f"Run {now} · commit {commit} · machine: `nproc` {os.cpu_count()}\n")
 print("| # | measurement | result | target | status |\n|---|---|---|---|---|")
 print(f"| a | fire alarm, send → confirm (committed), 1 transmitter | p50 {one['p50_ms']:.1f} ms, p99 {one['p99_ms']:.1f} ms, max {one['max_ms']:.1f} ms; {one['alarms']} of {one['alarms'] + one['unconfirmed']} confirmed | — | baseline |")
 print(f"| b | the same with {count} transmitters connected, heartbeats every 30 s | p50 {many['p50_ms']:.1f} ms, p99 {many['p99_ms']:.1f} ms, max {many['max_ms']:.1f} ms; {many['alarms']} of {many['alarms'] + many['unconfirmed']} confirmed; p99 {ratio:.2f} × baseline | p99 ≤ {target} ms | **{'met' if ok else 'missed'}** (p99 = {many['p99_ms'] / float(target):.2f} × target) |")
-print(f"| c | holding the connections | {conns} open (gauge), {many['connected']} connected, {many['lost']} lost; {many['heartbeats_confirmed']} of {many['heartbeats_sent']} heartbeats confirmed, {many['commands']} commands of firewatch's (clock syncs) confirmed | — | — |")
-print(f"| d | firewatch while holding them | {cpu:.2f} cores; VmRSS {int(rss0) / 1024:.1f} → {int(rss1) / 1024:.1f} MiB, {per:,.0f} bytes per connection | — | — |")
+fok = flood["p99_ms"] <= float(target) and flood["unconfirmed"] == 0
+print(f"| c | as b, with {flood['flood_closed']} flooding connections closed meanwhile (firewatch counted {closed} closed for flood or garbage; {flood['flood_bytes'] / 1e6:,.0f} MB of flood written) | p50 {flood['p50_ms']:.1f} ms, p99 {flood['p99_ms']:.1f} ms, max {flood['max_ms']:.1f} ms; {flood['alarms']} of {flood['alarms'] + flood['unconfirmed']} confirmed; p99 {flood['p99_ms'] / one['p99_ms']:.2f} × baseline | p99 ≤ {target} ms | **{'met' if fok else 'missed'}** (p99 = {flood['p99_ms'] / float(target):.2f} × target) |")
+print(f"| d | holding the connections | {conns} open (gauge), {many['connected']} connected, {many['lost']} lost; {many['heartbeats_confirmed']} of {many['heartbeats_sent']} heartbeats confirmed, {many['commands']} commands of firewatch's (clock syncs) confirmed | — | — |")
+print(f"| e | firewatch while holding them (run b) | {cpu:.2f} cores; VmRSS {int(rss0) / 1024:.1f} → {int(rss1) / 1024:.1f} MiB, {per:,.0f} bytes per connection | — | — |")
 PY
 cat "$OUT/table.md"
 if [[ -n $DOC ]]; then

@@ -54,6 +54,11 @@ pub struct GbOptions {
     /// Wait for this file to exist before the timed uploads (instead of only `--settle-s`).
     #[arg(long)]
     pub wait_file: Option<std::path::PathBuf>,
+    /// Extra connections that flood while the uploads are timed: even ones send garbage as fast
+    /// as they can, odd ones valid heartbeats without waiting for confirms; each reconnects
+    /// when firewatch closes it.
+    #[arg(long, default_value_t = 0)]
+    pub flooders: u64,
     /// The first transmitter sends half of its first upload and drops the connection; it
     /// reconnects and sends the upload whole, as a device resends what was not confirmed.
     #[arg(long)]
@@ -94,6 +99,10 @@ pub struct GbSummary {
     pub max_ms: f64,
     /// Connections lost during the run (each reconnected).
     pub lost: u64,
+    /// Bytes the flooders wrote.
+    pub flood_bytes: u64,
+    /// Times firewatch closed a flooder.
+    pub flood_closed: u64,
 }
 
 #[derive(Default)]
@@ -103,6 +112,55 @@ struct Counts {
     heartbeats_confirmed: AtomicU64,
     commands: AtomicU64,
     lost: AtomicU64,
+    flood_bytes: AtomicU64,
+    flood_closed: AtomicU64,
+}
+
+/// A flooding connection (see `--flooders`) until `stop`.
+async fn flooder(
+    o: Arc<GbOptions>,
+    k: u64,
+    counts: Arc<Counts>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let p = Profile::default();
+    let me = Address::number(o.first_address + o.count + k);
+    let chunk: Vec<u8> = if k % 2 == 0 {
+        (0..16 * 1024).map(|i| (i % 251) as u8 & 0x3F).collect()
+    } else {
+        let mut v = Vec::new();
+        for serial in 0..300u16 {
+            let f = Frame {
+                serial,
+                version: [1, 1],
+                time: TimeLabel::at(wall_ms(), &p),
+                source: me,
+                destination: Address::number(o.centre),
+                command: Command::Send,
+                adu: Vec::new(),
+            };
+            v.extend(f.encode(&p));
+        }
+        v
+    };
+    while !stop.is_cancelled() {
+        let Ok(mut c) = TcpStream::connect(&o.connect).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                r = c.write_all(&chunk) => {
+                    if r.is_err() {
+                        counts.flood_closed.fetch_add(1, Relaxed);
+                        break;
+                    }
+                    counts.flood_bytes.fetch_add(chunk.len() as u64, Relaxed);
+                }
+            }
+        }
+    }
 }
 
 fn wall_ms() -> i64 {
@@ -337,6 +395,16 @@ pub async fn run(o: GbOptions) -> anyhow::Result<GbSummary> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    let floods: Vec<_> = (0..o.flooders)
+        .map(|k| {
+            tokio::spawn(flooder(
+                Arc::clone(&o),
+                k,
+                Arc::clone(&counts),
+                stop.clone(),
+            ))
+        })
+        .collect();
     let kinds = if o.events.is_empty() {
         vec![Event::Fire]
     } else {
@@ -363,7 +431,7 @@ pub async fn run(o: GbOptions) -> anyhow::Result<GbSummary> {
         }
     }
     stop.cancel();
-    for t in tasks {
+    for t in tasks.into_iter().chain(floods) {
         let _ = t.await;
     }
     ms.sort_by(f64::total_cmp);
@@ -379,5 +447,7 @@ pub async fn run(o: GbOptions) -> anyhow::Result<GbSummary> {
         p99_ms: pct(&ms, 99.0),
         max_ms: ms.last().copied().unwrap_or(f64::NAN),
         lost: counts.lost.load(Relaxed),
+        flood_bytes: counts.flood_bytes.load(Relaxed),
+        flood_closed: counts.flood_closed.load(Relaxed),
     })
 }
