@@ -4,7 +4,8 @@
 //! a bad checksum is denied with the serial echoed; a connection dropped mid-frame loses
 //! nothing confirmed and the next connection goes on; after a firewatch restart the
 //! transmitter reconnects and is heard. A connection that sends only garbage, or floods, or
-//! falls silent, is closed and counted while another is served.
+//! falls silent, is closed and counted while another is served. An unknown address is listed
+//! as a device of building `unassigned`, or refused in strict mode.
 
 use crate::common::*;
 use firewatch::clock::Clock;
@@ -473,5 +474,66 @@ async fn a_duty_check_goes_out_as_type_91_and_the_answer_key_answers_it() {
         answered["transmitters"][0]["answer_delay_ms"], 7000,
         "{answered}"
     );
+    fw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_address_is_listed_or_in_strict_mode_refused() {
+    let p = Profile::default();
+    let heartbeat = |address: u64, now: i64| {
+        Frame {
+            serial: 1,
+            version: [1, 1],
+            time: TimeLabel::at(now, &p),
+            source: Address::number(address),
+            destination: Address::number(88888),
+            command: Command::Send,
+            adu: Vec::new(),
+        }
+        .encode(&p)
+    };
+    // Open: confirmed, and listed as a device of building `unassigned`.
+    let b = unique("bgbu");
+    let port = free_port();
+    let (_broker, fw) = start(&b, port, |_| {}).await;
+    let mut c = Line::open(port).await;
+    c.send(&heartbeat(777_001, fw.clock.now_ms())).await;
+    assert_eq!(c.answer().await.0.command, Command::Confirm);
+    let d = fw.get("/api/v1/devices/gb-777001").await;
+    assert_eq!(
+        (&d["building"], &d["kind"], &d["registered"]),
+        (
+            &Value::from("unassigned"),
+            &Value::from("transmitter"),
+            &Value::from(false)
+        ),
+        "{d}"
+    );
+    let listed = fw.get("/api/v1/devices?building=unassigned").await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "gb-777001"),
+        "{listed}"
+    );
+    fw.stop().await;
+
+    // Strict: refused and counted; a registered transmitter is still heard.
+    let b = unique("bgbs");
+    let port = free_port();
+    let (_broker, fw) = start(&b, port, |c| c.gb26875.strict = true).await;
+    let mut c = Line::open(port).await;
+    c.send(&heartbeat(777_002, fw.clock.now_ms())).await;
+    closed(&mut c.c).await;
+    assert_eq!(
+        fw.metric("firewatch_gb_closed_total{reason=\"refused\"}")
+            .await,
+        1.0
+    );
+    let mut ok = Line::open(port).await;
+    ok.send(&heartbeat(889, fw.clock.now_ms())).await;
+    assert_eq!(ok.answer().await.0.command, Command::Confirm);
     fw.stop().await;
 }
