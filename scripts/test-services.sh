@@ -37,8 +37,9 @@ VM_BIN=/usr/bin/victoria-metrics
 # python3 found earlier on PATH (pyenv, venv, ...) usually lacks aiosmtpd.
 SYS_PYTHON=/usr/bin/python3
 
+# g++: the fuzz step builds libFuzzer (C++).
 PACKAGES=(mosquitto mosquitto-clients victoria-metrics python3-aiosmtpd
-    chromium chromium-driver fonts-wqy-zenhei)
+    chromium chromium-driver fonts-wqy-zenhei g++)
 CHROMIUM_BIN=/usr/bin/chromium
 CHROMEDRIVER_BIN=/usr/bin/chromedriver
 SERVICES=(mosquitto victoria-metrics smtp-capture)
