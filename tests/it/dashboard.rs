@@ -178,8 +178,29 @@ async fn an_operator_sees_a_fire_alarm_within_a_second_and_closes_it_from_the_bo
     )
     .await;
 
+    // Security headers on the page and on the API.
+    for path in ["/", "/api/v1/me"] {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+    }
+
     let b = Browser::start().await;
     log_in(&b, &base, "op-zhang").await;
+    // The policy holds in the browser: an injected inline script does not run (the pages
+    // below render with it, their scripts and styles all of their own).
+    let blocked = b
+        .exec(
+            "const s = document.createElement('script'); s.textContent = 'window.__inline = 1'; \
+             document.body.appendChild(s); return window.__inline === undefined",
+            vec![],
+        )
+        .await;
+    assert_eq!(blocked, true, "an inline script ran");
     b.wait_for_css(
         "the transmitter fault on the board",
         "#board-rows tr[data-alert]",
