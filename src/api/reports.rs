@@ -50,6 +50,15 @@ struct Window {
     filter: Option<String>,
 }
 
+/// A CSV answer (RFC 4180, see `csv`).
+fn csv_answer(header: &[&str], rows: &[Vec<String>]) -> axum::response::Response {
+    (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        csv(header, rows),
+    )
+        .into_response()
+}
+
 /// `format=json` (false) or `format=csv` (true).
 fn is_csv(v: &str) -> Result<bool, ApiError> {
     match v {
@@ -94,11 +103,7 @@ fn respond(
     key: &str,
 ) -> ApiResult {
     if w.csv {
-        return Ok((
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            csv(header, csv_rows),
-        )
-            .into_response());
+        return Ok(csv_answer(header, csv_rows));
     }
     Ok(Json(json!({
         "from": rfc3339(w.from),
@@ -401,11 +406,7 @@ async fn fire_transmission(
                 ]
             })
             .collect();
-        return Ok((
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            csv(TransmissionRow::COLUMNS, &csv_rows),
-        )
-            .into_response());
+        return Ok(csv_answer(TransmissionRow::COLUMNS, &csv_rows));
     }
     let json_rows: Vec<Value> = rows
         .iter()
@@ -441,17 +442,6 @@ fn single(bs: &Option<Vec<String>>) -> Option<String> {
     bs.as_ref().filter(|b| b.len() == 1).map(|b| b[0].clone())
 }
 
-fn shield_rows(w: &Window, rows: &[Shield], now: Millis) -> ApiResult {
-    let csv_rows: Vec<Vec<String>> = rows.iter().map(|r| r.cells(now)).collect();
-    respond(
-        w,
-        Shield::COLUMNS,
-        rows.iter().map(|r| r.json(now)).collect(),
-        &csv_rows,
-        "building",
-    )
-}
-
 /// `GET /api/v1/shielded`: the points shielded now, longest first.
 async fn shielded_now(
     State(s): State<ApiState>,
@@ -473,11 +463,7 @@ async fn shielded_now(
     let now = s.clock.now_ms();
     if csv_out {
         let csv_rows: Vec<Vec<String>> = rows.iter().map(|r| r.cells(now)).collect();
-        return Ok((
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            csv(Shield::COLUMNS, &csv_rows),
-        )
-            .into_response());
+        return Ok(csv_answer(Shield::COLUMNS, &csv_rows));
     }
     Ok(Json(json!({
         "at": rfc3339(now),
@@ -501,7 +487,15 @@ async fn shielded(
         Ok(holds::shields(c, Some((from, until)), bs.as_deref())?)
     })
     .await?;
-    shield_rows(&w, &rows, s.clock.now_ms())
+    let now = s.clock.now_ms();
+    let csv_rows: Vec<Vec<String>> = rows.iter().map(|r| r.cells(now)).collect();
+    respond(
+        &w,
+        Shield::COLUMNS,
+        rows.iter().map(|r| r.json(now)).collect(),
+        &csv_rows,
+        "building",
+    )
 }
 
 /// `GET /api/v1/reports/false_alarms`: false alarms by point, device, building and
@@ -568,11 +562,7 @@ async fn false_alarms(
                 ]
             })
             .collect();
-        return Ok((
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            csv(FalseAlarmRow::COLUMNS, &csv_rows),
-        )
-            .into_response());
+        return Ok(csv_answer(FalseAlarmRow::COLUMNS, &csv_rows));
     }
     let json_row = |r: &FalseAlarmRow| {
         json!({

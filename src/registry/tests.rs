@@ -345,3 +345,49 @@ fn live_swaps_and_sees_file_changes() {
     live.set(Arc::new(Registry::parse("strict = true\n").unwrap()));
     assert!(live.get().strict);
 }
+
+#[test]
+fn gb_addresses_are_numbers_or_ip_and_port_of_one_transmitter_each() {
+    let dev = |id: &str, kind: &str, a: &str| {
+        format!("[[device]]\nid = \"{id}\"\nbuilding = \"b\"\nkind = \"{kind}\"\ngb_address = \"{a}\"\n")
+    };
+    let head = "[[building]]\nid = \"b\"\n";
+    let r = Registry::parse(&format!(
+        "{head}{}{}",
+        dev("t1", "transmitter", "889"),
+        dev("t2", "transmitter", "192.168.1.20:5000")
+    ))
+    .unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(
+        r.device_at(&[0x79, 0x03, 0, 0, 0, 0])
+            .map(|d| d.id.as_str()),
+        Some("t1")
+    );
+    assert_eq!(
+        r.device_at(&[192, 168, 1, 20, 0x88, 0x13])
+            .map(|d| d.id.as_str()),
+        Some("t2")
+    );
+    for (text, key) in [
+        (
+            dev("t1", "transmitter", "281474976710656"),
+            "device[0].gb_address",
+        ),
+        (
+            dev("t1", "transmitter", "10.0.0.1:99999"),
+            "device[0].gb_address",
+        ),
+        (dev("w1", "water_pressure", "5"), "device[0].gb_address"),
+        (
+            format!(
+                "{}{}",
+                dev("t1", "transmitter", "7"),
+                dev("t2", "transmitter", "7")
+            ),
+            "device[1].gb_address",
+        ),
+    ] {
+        let p = Registry::parse(&format!("{head}{text}")).unwrap_err();
+        assert_eq!(keys(&p), [key], "{text}: {p:?}");
+    }
+}

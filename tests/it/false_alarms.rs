@@ -156,15 +156,7 @@ async fn false_alarms_are_counted_by_point_device_building_and_maintainer_and_re
     );
 
     // The CSV: a header and one row per point, device, building and maintainer.
-    let csv = fw
-        .http
-        .get(format!("{}{q}&format=csv&building={ba}", fw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = fw.get_text(&format!("{q}&format=csv&building={ba}")).await;
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(
         lines[0],

@@ -80,6 +80,22 @@ impl Line {
     }
 }
 
+/// An upload (command 2) from the transmitter at `address` to the centre 88888, sent at `now`,
+/// as bytes in the standard profile; an empty `adu` is a heartbeat.
+fn upload(address: u64, serial: u16, now: i64, adu: Vec<u8>) -> Vec<u8> {
+    let p = Profile::default();
+    Frame {
+        serial,
+        version: [1, 1],
+        time: TimeLabel::at(now, &p),
+        source: Address::number(address),
+        destination: Address::number(88888),
+        command: Command::Send,
+        adu,
+    }
+    .encode(&p)
+}
+
 /// Waits, with a bound, until the gateway closes `c` (what it still sends is read past).
 async fn closed(c: &mut TcpStream) {
     let mut buf = [0u8; 64];
@@ -226,16 +242,7 @@ async fn a_transmitter_over_tcp_raises_a_fire_alarm_confirmed_after_commit() {
     drop(c);
     fw.restart().await;
     let mut c = Line::open(port).await;
-    let heartbeat = Frame {
-        serial: 3,
-        version: [1, 1],
-        time: TimeLabel::at(fw.clock.now_ms(), &Profile::default()),
-        source: Address::number(889),
-        destination: Address::number(88888),
-        command: Command::Send,
-        adu: Vec::new(),
-    };
-    c.send(&heartbeat.encode(&Profile::default())).await;
+    c.send(&upload(889, 3, fw.clock.now_ms(), Vec::new())).await;
     let (a, _) = c.answer().await;
     assert_eq!((a.command, a.serial), (Command::Confirm, 3));
     let d = fw.get(&format!("/api/v1/devices/{dev}")).await;
@@ -326,16 +333,7 @@ async fn the_centre_sets_the_clock_on_connect_resends_unanswered_and_patrols() {
     .await;
     let p = Profile::default();
     let mut c = Line::open(port).await;
-    let heartbeat = |serial: u16, now: i64| Frame {
-        serial,
-        version: [1, 1],
-        time: TimeLabel::at(now, &p),
-        source: Address::number(889),
-        destination: Address::number(88888),
-        command: Command::Send,
-        adu: Vec::new(),
-    };
-    c.send(&heartbeat(1, fw.clock.now_ms()).encode(&p)).await;
+    c.send(&upload(889, 1, fw.clock.now_ms(), Vec::new())).await;
     // The clock sync, at once: firewatch's serial 1, the time now in China Standard Time.
     let mut sync = None;
     while sync.is_none() {
@@ -409,17 +407,7 @@ async fn a_duty_check_goes_out_as_type_91_and_the_answer_key_answers_it() {
     .await;
     let p = Profile::default();
     let mut c = Line::open(port).await;
-    let upload = |serial: u16, now: i64, adu: Vec<u8>| Frame {
-        serial,
-        version: [1, 1],
-        time: TimeLabel::at(now, &p),
-        source: Address::number(889),
-        destination: Address::number(88888),
-        command: Command::Send,
-        adu,
-    };
-    c.send(&upload(1, fw.clock.now_ms(), Vec::new()).encode(&p))
-        .await;
+    c.send(&upload(889, 1, fw.clock.now_ms(), Vec::new())).await;
     let (a, _) = c.answer().await;
     assert_eq!(a.command, Command::Confirm);
 
@@ -459,8 +447,7 @@ async fn a_duty_check_goes_out_as_type_91_and_the_answer_key_answers_it() {
         operator: 1,
         time: TimeLabel::at(now, &p),
     }]);
-    c.send(&upload(2, now, answer_key.encode()).encode(&p))
-        .await;
+    c.send(&upload(889, 2, now, answer_key.encode())).await;
     assert_eq!(c.answer().await.0.command, Command::Confirm);
     let answered = wait_for("the check answered", WAIT, || async {
         let v = fw
@@ -479,19 +466,7 @@ async fn a_duty_check_goes_out_as_type_91_and_the_answer_key_answers_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_address_is_listed_or_in_strict_mode_refused() {
-    let p = Profile::default();
-    let heartbeat = |address: u64, now: i64| {
-        Frame {
-            serial: 1,
-            version: [1, 1],
-            time: TimeLabel::at(now, &p),
-            source: Address::number(address),
-            destination: Address::number(88888),
-            command: Command::Send,
-            adu: Vec::new(),
-        }
-        .encode(&p)
-    };
+    let heartbeat = |address: u64, now: i64| upload(address, 1, now, Vec::new());
     // Open: confirmed, and listed as a device of building `unassigned`.
     let b = unique("bgbu");
     let port = free_port();

@@ -13,6 +13,19 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 const SEC: i64 = 1000;
 
+/// firewatch at `t0` on the manual clock, with `registry`, on a broker of its own, mailing
+/// the duty address.
+async fn own(t0: i64, registry: &str) -> (Mosquitto, InProcess) {
+    let broker = Mosquitto::start();
+    let mqtt = broker.url();
+    let fw = InProcess::start_at(t0, registry, move |c| {
+        c.mqtt.url = mqtt;
+        c.email.to = vec!["duty@quiet.test".into()];
+    })
+    .await;
+    (broker, fw)
+}
+
 fn ms(s: &str) -> i64 {
     s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
 }
@@ -28,13 +41,7 @@ async fn a_gateway_offline_folds_the_offline_alerts_behind_it_and_releases_them_
          interval_s = 60\nvia = \"{gw}\"\n"
     );
     let t0 = ms("2026-12-01T06:00:00Z");
-    let broker = Mosquitto::start();
-    let mqtt = broker.url();
-    let fw = InProcess::start_at(t0, &registry, move |c| {
-        c.mqtt.url = mqtt;
-        c.email.to = vec!["duty@quiet.test".into()]
-    })
-    .await;
+    let (broker, fw) = own(t0, &registry).await;
     let mut p = Publisher::connect(&broker.url()).await;
     let online = json!({"online": true}).to_string();
     p.publish(
@@ -97,13 +104,7 @@ async fn a_gateway_offline_folds_the_offline_alerts_behind_it_and_releases_them_
 async fn an_alarm_of_a_shielded_point_is_recorded_and_told_when_the_point_is_unshielded() {
     let b = unique("bshd");
     let tx = format!("tx-{b}");
-    let broker = Mosquitto::start();
-    let mqtt = broker.url();
-    let fw = InProcess::start_at(ms("2026-12-01T06:00:00Z"), "", move |c| {
-        c.mqtt.url = mqtt;
-        c.email.to = vec!["duty@quiet.test".into()]
-    })
-    .await;
+    let (broker, fw) = own(ms("2026-12-01T06:00:00Z"), "").await;
     let mut p = Publisher::connect(&broker.url()).await;
     let topic = format!("fw/v1/{b}/transmitter/{tx}/event");
     let ev = |event: &str, state: &str, zone: &str| {
@@ -164,17 +165,8 @@ async fn an_alarm_of_a_shielded_point_is_recorded_and_told_when_the_point_is_uns
         "the history link lists the point's alarm"
     );
     let csv = fw
-        .http
-        .get(format!(
-            "{}/api/v1/shielded?building={b}&format=csv",
-            fw.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/api/v1/shielded?building={b}&format=csv"))
+        .await;
     assert_eq!(
         csv,
         format!(
@@ -221,13 +213,7 @@ async fn an_alarm_of_a_shielded_point_is_recorded_and_told_when_the_point_is_uns
 async fn a_flapping_point_is_told_once_then_quiet_until_stable() {
     let b = unique("bflp");
     let tx = format!("tx-{b}");
-    let broker = Mosquitto::start();
-    let mqtt = broker.url();
-    let fw = InProcess::start_at(ms("2026-12-01T06:00:00Z"), "", move |c| {
-        c.mqtt.url = mqtt;
-        c.email.to = vec!["duty@quiet.test".into()]
-    })
-    .await;
+    let (broker, fw) = own(ms("2026-12-01T06:00:00Z"), "").await;
     let mut p = Publisher::connect(&broker.url()).await;
     let topic = format!("fw/v1/{b}/transmitter/{tx}/event");
     let mut sent = 0;
@@ -320,13 +306,7 @@ async fn a_transmitter_link_fault_folds_the_devices_behind_it_and_surfaces_what_
              interval_s = 60\nvia = \"{tx}\"\n"
         ));
     }
-    let broker = Mosquitto::start();
-    let mqtt = broker.url();
-    let fw = InProcess::start_at(ms("2026-12-01T06:00:00Z"), &registry, move |c| {
-        c.mqtt.url = mqtt;
-        c.email.to = vec!["duty@quiet.test".into()]
-    })
-    .await;
+    let (broker, fw) = own(ms("2026-12-01T06:00:00Z"), &registry).await;
     let mut p = Publisher::connect(&broker.url()).await;
     let online = json!({"online": true}).to_string();
     let status = |d: &str| {

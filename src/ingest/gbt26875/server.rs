@@ -349,7 +349,12 @@ impl Shared {
     /// The device at `address`, with its profile; `None` when it must be refused.
     fn device(&self, address: &Address) -> Option<Device> {
         let reg = self.registry.get();
-        let standard = || Arc::clone(&self.profiles[self.cfg.default_vendor.as_str()]);
+        // (`default_vendor` is validated to name a profile; the standard one otherwise.)
+        let standard = || {
+            self.profiles
+                .get(self.cfg.default_vendor.as_str())
+                .map_or_else(|| Arc::new(Profile::default()), Arc::clone)
+        };
         match reg.device_at(&address.0) {
             Some(d) => Some(Device {
                 id: d.id.clone(),

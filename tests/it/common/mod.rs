@@ -723,17 +723,21 @@ pub trait Api {
         self.metric_at("/metrics", name).await
     }
 
-    /// One metric's value from the Prometheus text at `path` (`/metrics`, `/metrics/coverage`).
-    async fn metric_at(&self, path: &str, name: &str) -> f64 {
-        let text = self
-            .http()
+    /// GET a text document (CSV, Prometheus text), whatever its status.
+    async fn get_text(&self, path: &str) -> String {
+        self.http()
             .get(format!("{}{path}", self.base()))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// One metric's value from the Prometheus text at `path` (`/metrics`, `/metrics/coverage`).
+    async fn metric_at(&self, path: &str, name: &str) -> f64 {
+        let text = self.get_text(path).await;
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
