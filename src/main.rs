@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use firewatch::config::Config;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -147,12 +147,168 @@ enum RegistryCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Set or rotate DEVICE's MQTT password: read it from standard input (one line), or make a
+    /// new one with --generate and print it once. The registry keeps only its hash.
+    Passwd {
+        /// The device id (its MQTT user name).
+        device: String,
+        /// Make a random password and print it.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Write Mosquitto's password file (`password_file`) from the registry, with firewatch's own
+    /// account (`mqtt.username` and `mqtt.password`) when configured. `-` writes to stdout.
+    MosquittoPasswd {
+        /// The file to write.
+        file: PathBuf,
+    },
+    /// Write Mosquitto's ACL file (`acl_file`) from the registry: each device publishes only its
+    /// own topics and reads only its own commands. `-` writes to stdout.
+    MosquittoAcl {
+        /// The file to write.
+        file: PathBuf,
+    },
+}
+
+/// Writes `text` to `file` atomically (mode 0600 for password files), or to stdout for `-`.
+fn write_out(file: &Path, text: &str, what: &str) -> ExitCode {
+    if file == Path::new("-") {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    match firewatch::registry::csv::write_atomically(file, text.as_bytes()) {
+        Ok(()) => {
+            eprintln!(
+                "Wrote {what} {}; reload Mosquitto (SIGHUP) to apply it.",
+                file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("firewatch: cannot write {}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `firewatch registry passwd|mosquitto-passwd|mosquitto-acl`.
+fn credentials_command(cfg: &Config, action: RegistryCommand) -> ExitCode {
+    use firewatch::ingest::access;
+    let registry_file = &cfg.registry.file;
+    let mut registry = match firewatch::registry::Registry::load(registry_file) {
+        Ok(r) => r,
+        Err(problems) => {
+            eprintln!("firewatch: cannot read the registry:");
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let salt = || firewatch::auth::token::random_bytes::<12>().map_err(|_| ());
+    match action {
+        RegistryCommand::Passwd { device, generate } => {
+            let password = if generate {
+                match firewatch::auth::token::generate("") {
+                    Ok(p) => p,
+                    Err(_) => {
+                        eprintln!("firewatch: no random numbers from the operating system");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_err() {
+                    eprintln!("firewatch: cannot read the password from standard input");
+                    return ExitCode::from(2);
+                }
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            };
+            if password.len() < 12 {
+                eprintln!("firewatch: the password is too short: use at least 12 characters, or --generate");
+                return ExitCode::from(2);
+            }
+            let Ok(salt) = salt() else {
+                eprintln!("firewatch: no random numbers from the operating system");
+                return ExitCode::from(2);
+            };
+            let hash = access::hash(&password, &salt);
+            if !registry.set_mqtt_password_hash(&device, Some(hash)) {
+                eprintln!(
+                    "firewatch: device {device:?} is not in {}",
+                    registry_file.display()
+                );
+                return ExitCode::from(2);
+            }
+            let text = match registry.to_toml() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("firewatch: cannot write the registry as TOML: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) =
+                firewatch::registry::csv::write_atomically(registry_file, text.as_bytes())
+            {
+                eprintln!("firewatch: cannot write {}: {e}", registry_file.display());
+                return ExitCode::from(2);
+            }
+            if generate {
+                println!("{password}");
+            }
+            eprintln!(
+                "Set the MQTT password of {device} in {}. The embedded broker uses it at once; for Mosquitto run `firewatch registry mosquitto-passwd` and reload it.",
+                registry_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        RegistryCommand::MosquittoPasswd { file } => {
+            let service = match (&cfg.mqtt.username, &cfg.mqtt.password) {
+                (Some(user), Some(pw)) => {
+                    let Ok(salt) = salt() else {
+                        eprintln!("firewatch: no random numbers from the operating system");
+                        return ExitCode::from(2);
+                    };
+                    Some(access::Service {
+                        user,
+                        hash: Some(access::hash(pw.expose(), &salt)),
+                    })
+                }
+                _ => None,
+            };
+            let (text, missing) = access::mosquitto_passwd(&registry, service.as_ref());
+            if service.is_none() {
+                eprintln!("Note: mqtt.username/mqtt.password are not set; firewatch's own account is not in the file.");
+            }
+            if !missing.is_empty() {
+                eprintln!(
+                    "Note: {} device(s) have no MQTT password and cannot connect with one (set it with `firewatch registry passwd DEVICE`): {}",
+                    missing.len(),
+                    missing.join(", ")
+                );
+            }
+            write_out(&file, &text, "the password file")
+        }
+        RegistryCommand::MosquittoAcl { file } => {
+            let user = cfg.mqtt.username.as_deref().unwrap_or("firewatch");
+            write_out(
+                &file,
+                &access::mosquitto_acl(&registry, user),
+                "the ACL file",
+            )
+        }
+        // Dispatched by `registry_command`.
+        RegistryCommand::Export { .. } | RegistryCommand::Import { .. } => ExitCode::from(2),
+    }
 }
 
 /// `firewatch registry import|export`.
 fn registry_command(cfg: &Config, action: RegistryCommand) -> ExitCode {
     let registry_file = &cfg.registry.file;
     match action {
+        action @ (RegistryCommand::Passwd { .. }
+        | RegistryCommand::MosquittoPasswd { .. }
+        | RegistryCommand::MosquittoAcl { .. }) => credentials_command(cfg, action),
         RegistryCommand::Export { file } => {
             match firewatch::registry::csv::export_file(registry_file, &file) {
                 Ok((b, d)) => {

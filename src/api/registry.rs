@@ -74,6 +74,7 @@ fn device_json(d: &DeviceEntry) -> Value {
         "power": d.power.map(|p| p.as_str()),
         "interval_s": d.interval_s,
         "thresholds": thresholds,
+        "mqtt_credentials": d.mqtt_password_hash.is_some(),
     })
 }
 

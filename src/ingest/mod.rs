@@ -1,6 +1,7 @@
 //! Ingest: the embedded broker, the MQTT client event loop with manual acknowledgements, and
-//! the command publisher sharing its connection.
+//! the command publisher sharing its connection, and who may publish and read what.
 
+pub mod access;
 pub mod broker;
 pub mod commands;
 pub mod gbt26875;

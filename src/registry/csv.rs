@@ -551,6 +551,11 @@ fn merge_rows(
             if problems.len() > before {
                 continue;
             }
+            // Credentials are not in the CSV: the device keeps the one it has.
+            let mut d = d;
+            d.mqtt_password_hash = current
+                .device(id)
+                .and_then(|c| c.mqtt_password_hash.clone());
             match d_index.get(id) {
                 Some(&i) => {
                     devices[i] = d;

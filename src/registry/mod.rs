@@ -158,6 +158,11 @@ pub struct DeviceEntry {
     /// (added) Its vendor profile (`[gb26875.vendor.NAME]`): time labels, checksum, scales.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+    /// (added) Its MQTT password, as Mosquitto's PBKDF2-SHA512 hash (`$7$…`, set with
+    /// `firewatch registry passwd`): the device connects with its id as user name. Not in the
+    /// CSV export; an import keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_password_hash: Option<String>,
     /// Per-rule level overrides, by rule id.
     #[serde(
         default,
@@ -324,6 +329,7 @@ impl DeviceEntry {
             via: None,
             gb_address: None,
             vendor: None,
+            mqtt_password_hash: None,
             thresholds: HashMap::new(),
             location_derived: false,
         }
@@ -366,6 +372,14 @@ impl DeviceEntry {
             }
         }
         p.extend(text_problem("vendor", &self.vendor));
+        if let Some(h) = &self.mqtt_password_hash {
+            if !crate::ingest::access::valid_hash(h) {
+                p.push((
+                    "mqtt_password_hash",
+                    "is not a Mosquitto $7$ hash (set it with `firewatch registry passwd`)".into(),
+                ));
+            }
+        }
         p.extend(text_problem("zone", &self.zone));
         p.extend(text_problem("location", &self.location));
         if let Some(d) = &self.installed {
@@ -590,6 +604,17 @@ impl Registry {
                 |d| &d.id,
                 |id| self.device_index.get(id).copied(),
             ),
+        }
+    }
+
+    /// (added) Sets or removes a device's MQTT password hash; false when it is not registered.
+    pub fn set_mqtt_password_hash(&mut self, id: &str, hash: Option<String>) -> bool {
+        match self.device_index.get(id) {
+            Some(&i) => {
+                self.devices[i].mqtt_password_hash = hash;
+                true
+            }
+            None => false,
         }
     }
 
