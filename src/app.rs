@@ -177,47 +177,51 @@ pub async fn run_with(
     // Start-up reads files and SQLite: off the async threads.
     let setup_cfg = cfg.clone();
     let setup_clock = Arc::clone(&clock);
-    let (rules, registry, conn, engine, email, roster) = tokio::task::spawn_blocking(move || {
-        let (rules, registry) = check(&setup_cfg).map_err(problems_error)?;
-        let rules = Arc::new(rules);
-        let registry = Arc::new(registry);
-        let dir = &setup_cfg.storage.dir;
-        let conn = store::open_writer(dir, &setup_cfg.storage.synchronous)
-            .with_context(|| format!("opening the store in {}", dir.display()))?;
-        let mut engine = Engine::new(Arc::clone(&rules), Arc::clone(&registry)).with_limits(
-            crate::rules::engine::Limits {
-                max_unregistered: setup_cfg.registry.max_unregistered,
-                max_values: setup_cfg.registry.max_values_per_device,
-            },
-        );
-        pipeline::restore(&conn, &mut engine, setup_clock.now_ms())
-            .context("restoring rule state")?;
-        first_admin(
-            &conn,
-            dir,
-            setup_clock.now_ms(),
-            &setup_cfg.http.public_url(),
-        )
-        .context("creating the first admin account")?;
-        let roster = crate::duty::Roster::load(&setup_cfg.duty.file).map_err(problems_error)?;
-        let kept_from = setup_clock
-            .now_ms()
-            .saturating_sub(crate::duty::OVERRIDES_KEPT_MS);
-        let overrides = store::duty::load(&conn, kept_from).context("loading duty overrides")?;
-        let roster = roster.with_overrides(overrides);
-        if setup_cfg.mqtt.url == "embedded" {
-            broker::start(&setup_cfg.mqtt.embedded_listen).map_err(|e| anyhow!(e))?;
-        }
-        // The e-mail channel may create the `.eml` outbox folder.
-        let look = setup_cfg
-            .notify
-            .render_context(&setup_cfg.http.public_url())
-            .map_err(|e| anyhow!("notify.tz: {e}"))?;
-        let email = Email::new(&setup_cfg.email, dir, look).map_err(|e| anyhow!(e))?;
-        anyhow::Ok((rules, registry, conn, engine, email, roster))
-    })
-    .await
-    .context("start-up task")??;
+    let (rules, registry, conn, engine, email, roster, embedded) =
+        tokio::task::spawn_blocking(move || {
+            let (rules, registry) = check(&setup_cfg).map_err(problems_error)?;
+            let rules = Arc::new(rules);
+            let registry = Arc::new(registry);
+            let dir = &setup_cfg.storage.dir;
+            let conn = store::open_writer(dir, &setup_cfg.storage.synchronous)
+                .with_context(|| format!("opening the store in {}", dir.display()))?;
+            let mut engine = Engine::new(Arc::clone(&rules), Arc::clone(&registry)).with_limits(
+                crate::rules::engine::Limits {
+                    max_unregistered: setup_cfg.registry.max_unregistered,
+                    max_values: setup_cfg.registry.max_values_per_device,
+                },
+            );
+            pipeline::restore(&conn, &mut engine, setup_clock.now_ms())
+                .context("restoring rule state")?;
+            first_admin(
+                &conn,
+                dir,
+                setup_clock.now_ms(),
+                &setup_cfg.http.public_url(),
+            )
+            .context("creating the first admin account")?;
+            let roster = crate::duty::Roster::load(&setup_cfg.duty.file).map_err(problems_error)?;
+            let kept_from = setup_clock
+                .now_ms()
+                .saturating_sub(crate::duty::OVERRIDES_KEPT_MS);
+            let overrides =
+                store::duty::load(&conn, kept_from).context("loading duty overrides")?;
+            let roster = roster.with_overrides(overrides);
+            let embedded = if setup_cfg.mqtt.url == "embedded" {
+                Some(broker::start(&setup_cfg.mqtt).map_err(|e| anyhow!(e))?)
+            } else {
+                None
+            };
+            // The e-mail channel may create the `.eml` outbox folder.
+            let look = setup_cfg
+                .notify
+                .render_context(&setup_cfg.http.public_url())
+                .map_err(|e| anyhow!("notify.tz: {e}"))?;
+            let email = Email::new(&setup_cfg.email, dir, look).map_err(|e| anyhow!(e))?;
+            anyhow::Ok((rules, registry, conn, engine, email, roster, embedded))
+        })
+        .await
+        .context("start-up task")??;
     let dir = cfg.storage.dir.clone();
     tracing::info!(
         file = %cfg.duty.file.display(),
@@ -463,8 +467,25 @@ pub async fn run_with(
     .fuse();
     let gb_priority_tx = priority_tx.clone();
     let gb_links = Arc::new(crate::ingest::gbt26875::server::GbLinks::default());
+    // Behind the embedded broker's gate, firewatch's own client connects to rumqttd directly,
+    // with the internal account; devices go through the gate.
+    let mut ingest_cfg = cfg.mqtt.clone();
+    if let Some(e) = embedded {
+        ingest_cfg.embedded_listen = e.client.to_string();
+        if let Some((user, password)) = e.account {
+            ingest_cfg.username = Some(user);
+            ingest_cfg.password = Some(crate::settings::Secret::new(password));
+        }
+        if let Some(gate) = e.gate {
+            tokio::spawn(crate::ingest::gate::run(
+                gate,
+                Arc::clone(&live),
+                Arc::clone(&metrics),
+            ));
+        }
+    }
     let mut ingest = tokio::spawn(mqtt::run(
-        cfg.mqtt.clone(),
+        ingest_cfg,
         Inputs {
             normal: input_tx.clone(),
             priority: priority_tx,

@@ -59,4 +59,5 @@ pub mod rules;
 pub mod settings;
 pub mod store;
 pub mod summary;
+pub mod tls;
 pub mod tsdb;

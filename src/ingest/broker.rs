@@ -9,16 +9,73 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-/// Starts rumqttd on `listen` in a background thread and waits until it accepts connections.
-pub fn start(listen: &str) -> Result<(), String> {
+/// The embedded broker as firewatch's own client reaches it.
+#[derive(Debug)]
+pub struct Embedded {
+    /// Where firewatch's client connects.
+    pub client: SocketAddr,
+    /// The internal account firewatch's client uses (behind the gate only).
+    pub account: Option<(String, String)>,
+    /// The gate devices connect through, to be run ([`super::gate::run`]).
+    pub gate: Option<super::gate::Gate>,
+}
+
+/// Starts the embedded broker of `cfg` and waits until it accepts connections: rumqttd on
+/// `mqtt.embedded_listen`, or, when devices must prove who they are or speak TLS
+/// ([`super::mqtt::MqttConfig::gated`]), rumqttd on a loopback port with one internal account
+/// and the gate on `mqtt.embedded_listen`.
+pub fn start(cfg: &super::mqtt::MqttConfig) -> Result<Embedded, String> {
+    let listen = &cfg.embedded_listen;
     let addr: SocketAddr = listen
         .parse()
         .map_err(|e| format!("mqtt.embedded_listen {listen:?}: {e}"))?;
-    TcpListener::bind(addr).map_err(|e| {
+    let taken = |e: std::io::Error| {
         format!(
             "mqtt.embedded_listen {addr}: cannot listen ({e}); is another broker running there?"
         )
-    })?;
+    };
+    if !cfg.gated() {
+        TcpListener::bind(addr).map_err(taken)?;
+        start_rumqttd(addr, None)?;
+        return Ok(Embedded {
+            client: addr,
+            account: None,
+            gate: None,
+        });
+    }
+    let listener = TcpListener::bind(addr).map_err(taken)?;
+    let tls = match (&cfg.embedded_tls_cert, &cfg.embedded_tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(
+            cert,
+            key,
+            cfg.embedded_client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
+    let inner = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no loopback port for the embedded broker: {e}"))?;
+    let secret = crate::auth::token::generate("")
+        .map_err(|_| "no random numbers from the operating system".to_owned())?;
+    let account = ("firewatch-gate".to_owned(), secret);
+    start_rumqttd(inner, Some(&account))?;
+    Ok(Embedded {
+        client: inner,
+        account: Some(account.clone()),
+        gate: Some(super::gate::Gate {
+            listener,
+            tls,
+            auth: cfg.embedded_auth,
+            upstream: inner,
+            account,
+            rate: cfg.device_rate,
+            burst: cfg.device_burst,
+        }),
+    })
+}
+
+/// Runs rumqttd on `addr` (with one account when given) and waits until it listens.
+fn start_rumqttd(addr: SocketAddr, account: Option<&(String, String)>) -> Result<(), String> {
     let mut servers = HashMap::new();
     servers.insert(
         "v4".to_owned(),
@@ -34,7 +91,7 @@ pub fn start(listen: &str) -> Result<(), String> {
                 max_payload_size: 1024 * 1024,
                 // The in-flight window is firewatch's pipeline depth (acks follow commits).
                 max_inflight_count: 20_000,
-                auth: None,
+                auth: account.map(|(u, p)| HashMap::from([(u.clone(), p.clone())])),
                 external_auth: None,
                 dynamic_filters: true,
             },

@@ -4,5 +4,6 @@
 pub mod access;
 pub mod broker;
 pub mod commands;
+pub mod gate;
 pub mod gbt26875;
 pub mod mqtt;

@@ -19,6 +19,7 @@ use crate::settings::{Problem, Secret};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
@@ -43,6 +44,32 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     /// Longest wait between reconnect attempts, seconds (the backoff doubles up to it).
     pub reconnect_max_s: u64,
+    /// (added) `mqtts://`: the authorities that sign the broker's certificate (PEM); without
+    /// it the built-in web roots.
+    pub ca_file: Option<PathBuf>,
+    /// (added) `mqtts://`: firewatch's client certificate (PEM), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// (added) `mqtts://`: the key of `client_cert` (PEM).
+    pub client_key: Option<PathBuf>,
+    /// (added) `mqtts://`: the name the broker's certificate must carry, when it is not the
+    /// URL's host (e.g. the broker is reached by IP address).
+    pub tls_server_name: Option<String>,
+    /// (added) The embedded broker admits only registered devices, each with its registry
+    /// password or client certificate, and each only to its own topics.
+    pub embedded_auth: bool,
+    /// (added) The embedded broker speaks TLS with this certificate (PEM), with
+    /// `embedded_tls_key`.
+    pub embedded_tls_cert: Option<PathBuf>,
+    /// (added) The key of `embedded_tls_cert` (PEM).
+    pub embedded_tls_key: Option<PathBuf>,
+    /// (added) With TLS: every device must present a certificate this authority signed; its
+    /// common name is its device id.
+    pub embedded_client_ca: Option<PathBuf>,
+    /// (added) Publishes a second one device may send through the embedded broker's gate;
+    /// faster senders are slowed (nothing is dropped).
+    pub device_rate: f64,
+    /// (added) Publishes a device may send at once before `device_rate` applies.
+    pub device_burst: f64,
 }
 
 impl MqttConfig {
@@ -78,7 +105,98 @@ impl MqttConfig {
         if self.keep_alive_s < 5 {
             p.push(Problem::new("mqtt.keep_alive_s", "must be at least 5"));
         }
+        p.extend(self.tls_problems());
         p
+    }
+
+    /// Whether the embedded broker runs behind its gate (access rules or TLS).
+    pub fn gated(&self) -> bool {
+        self.embedded_auth || self.embedded_tls_cert.is_some()
+    }
+
+    fn tls_problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let tls = parse_mqtt_url(&self.url).is_ok_and(|u| u.tls);
+        let client_side = [
+            ("mqtt.ca_file", self.ca_file.is_some()),
+            ("mqtt.client_cert", self.client_cert.is_some()),
+            ("mqtt.tls_server_name", self.tls_server_name.is_some()),
+        ];
+        for (key, set) in client_side {
+            if set && !tls {
+                p.push(Problem::new(key, "applies to an mqtts:// broker only"));
+            }
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            p.push(Problem::new(
+                "mqtt.client_key",
+                "mqtt.client_cert and mqtt.client_key go together",
+            ));
+        }
+        if tls {
+            if let Err(e) = self.client_tls() {
+                p.push(Problem::new("mqtt.ca_file", e));
+            }
+        }
+        if let Some(n) = &self.tls_server_name {
+            if !crate::tls::valid_server_name(n) {
+                p.push(Problem::new(
+                    "mqtt.tls_server_name",
+                    format!("{n:?} is not a DNS name or an IP address"),
+                ));
+            }
+        }
+        if self.embedded_tls_cert.is_some() != self.embedded_tls_key.is_some() {
+            p.push(Problem::new(
+                "mqtt.embedded_tls_key",
+                "mqtt.embedded_tls_cert and mqtt.embedded_tls_key go together",
+            ));
+        }
+        if self.embedded_client_ca.is_some() && self.embedded_tls_cert.is_none() {
+            p.push(Problem::new(
+                "mqtt.embedded_client_ca",
+                "client certificates need TLS: set mqtt.embedded_tls_cert and _key",
+            ));
+        }
+        if let (true, Some(cert), Some(key)) = (
+            self.url == "embedded",
+            &self.embedded_tls_cert,
+            &self.embedded_tls_key,
+        ) {
+            if let Err(e) = crate::tls::server_config(cert, key, self.embedded_client_ca.as_deref())
+            {
+                p.push(Problem::new("mqtt.embedded_tls_cert", e));
+            }
+        }
+        if self.url == "embedded" && !self.embedded_auth {
+            if let Ok(a) = self.embedded_listen.parse::<std::net::SocketAddr>() {
+                if !a.ip().is_loopback() {
+                    p.push(Problem::new(
+                        "mqtt.embedded_auth",
+                        format!(
+                            "the embedded broker listens on {a}, beyond this host: set mqtt.embedded_auth = true so that only registered devices connect, each to its own topics"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !(self.device_rate > 0.0 && self.device_rate.is_finite()) {
+            p.push(Problem::new("mqtt.device_rate", "must be above 0"));
+        }
+        if !(self.device_burst >= 1.0 && self.device_burst.is_finite()) {
+            p.push(Problem::new("mqtt.device_burst", "must be at least 1"));
+        }
+        p
+    }
+
+    /// The rustls client configuration of an `mqtts://` broker.
+    pub fn client_tls(&self) -> Result<rustls::ClientConfig, String> {
+        let pair = self.client_cert.as_deref().zip(self.client_key.as_deref());
+        crate::tls::client_config(
+            self.ca_file.as_deref(),
+            pair,
+            self.tls_server_name.as_deref(),
+        )
     }
 }
 
@@ -92,6 +210,16 @@ impl Default for MqttConfig {
             password: None,
             keep_alive_s: 30,
             reconnect_max_s: 30,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            tls_server_name: None,
+            embedded_auth: false,
+            embedded_tls_cert: None,
+            embedded_tls_key: None,
+            embedded_client_ca: None,
+            device_rate: 50.0,
+            device_burst: 500.0,
         }
     }
 }
@@ -203,7 +331,7 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
     }
     if tls {
         o.set_transport(Transport::tls_with_config(
-            rumqttc::TlsConfiguration::default(),
+            rumqttc::TlsConfiguration::Rustls(Arc::new(cfg.client_tls()?)),
         ));
     }
     Ok(o)

@@ -8,6 +8,7 @@ use crate::model::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+pub mod broker;
 pub mod gateway;
 pub mod northbound;
 pub mod rollups;
@@ -169,6 +170,8 @@ pub struct Metrics {
     pub northbound: northbound::Targets,
     /// (added) The GB/T 26875.3 gateway.
     pub gb: gateway::GbMetrics,
+    /// (added) The embedded broker's gate.
+    pub broker: broker::BrokerMetrics,
     /// (added) The rollup worker.
     pub rollups: rollups::Rollups,
 }
@@ -707,6 +710,7 @@ impl Metrics {
         self.render_auth(&mut s);
         self.northbound.render(&mut s);
         self.gb.render(&mut s);
+        self.broker.render(&mut s);
         self.rollups.render(&mut s);
         self.stages
             .render(&mut s, &ChannelKind::ALL.map(ChannelKind::as_str));

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod auth;
 mod channels;
 mod chat_channels;
