@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs (when missing) and starts what the tests need — Mosquitto,
 # VictoriaMetrics (InfluxDB v2 write API), an SMTP server and headless Chromium — on free loopback ports, checks
-# formatting and lints, runs the whole suite against them, fuzzes the GB/T 26875.3 decoder for
-# a minute, and stops the services again.
+# formatting and lints, checks the dependency tree with cargo deny (licences, duplicate versions,
+# sources, and advisories where github.com is reachable), runs the whole suite against them,
+# fuzzes the GB/T 26875.3 decoder for a minute, and stops the services again.
 #
 #   scripts/test.sh              everything
 #   scripts/test.sh -E 'test(kill)'   extra arguments go to cargo nextest (a filter, say)
@@ -23,6 +24,21 @@ cargo fmt --all -- --check
 
 echo "==> Linting (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The dependency tree against deny.toml: licences, bans (a second version of a crate only where
+# deny.toml lists it), sources (crates.io only). The advisory check needs the RustSec database,
+# which is cloned from github.com: it runs when that answers and is skipped, saying so, when not.
+echo "==> Checking dependencies (cargo deny)"
+if ! cargo deny --version >/dev/null 2>&1; then
+    cargo install cargo-deny --locked --version 0.20.2
+fi
+deny_checks=(licenses bans sources)
+if timeout 30 git ls-remote --exit-code https://github.com/RustSec/advisory-db HEAD >/dev/null 2>&1; then
+    deny_checks+=(advisories)
+else
+    echo "    advisories skipped: github.com (the RustSec advisory database) is unreachable"
+fi
+cargo deny --locked check "${deny_checks[@]}"
 
 echo "==> Running the test suite (dashboard screenshots go to target/test-artifacts/)"
 if cargo nextest --version >/dev/null 2>&1; then
