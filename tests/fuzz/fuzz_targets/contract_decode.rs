@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let topic = String::from_utf8_lossy(topic);
     let retained = flags & 1 == 1;
     match decode(&topic, payload, retained, RECEIVED) {
-        Err(r) => assert!(!r.detail.is_empty(), "rejection {:?} without a detail", r.reason),
+        Err(r) => assert!(
+            !r.detail.is_empty(),
+            "rejection {:?} without a detail",
+            r.reason
+        ),
         Ok(Decoded::Ignored) => {
             let t = parse_topic(&topic).expect("an ignored publish has a valid topic");
             assert_eq!(t.class, Class::Command);
@@ -41,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(m.retained, retained);
             assert_eq!(m.received, RECEIVED);
             if m.has_ts {
-                assert!((MIN_TS..=RECEIVED + MAX_FUTURE).contains(&m.ts), "ts {}", m.ts);
+                assert!(
+                    (MIN_TS..=RECEIVED + MAX_FUTURE).contains(&m.ts),
+                    "ts {}",
+                    m.ts
+                );
             } else {
                 assert_eq!(m.ts, RECEIVED);
             }
@@ -61,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
                     if let Some(c) = e.confidence {
                         assert!((0.0..=1.0).contains(&c), "{e:?}");
                     }
-                    for s in [&e.zone, &e.snapshot_url, &e.reference].into_iter().flatten() {
+                    for s in [&e.zone, &e.snapshot_url, &e.reference]
+                        .into_iter()
+                        .flatten()
+                    {
                         assert!(s.len() <= 1024, "{e:?}");
                     }
                 }
