@@ -401,8 +401,19 @@ pub async fn run_with(
     let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("http.listen {}: cannot listen", cfg.http.listen))?;
-    tracing::info!(listen = %cfg.http.listen, "HTTP API and dashboard on http://{}/", cfg.http.listen);
     let http_token = CancellationToken::new();
+    let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
+        (Some(c), Some(k)) => Some(api::tls::server_config(c, k).map_err(|ps| {
+            anyhow!(ps
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "))
+        })?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %cfg.http.listen, tls = tls.is_some(), "HTTP API and dashboard on {scheme}://{}/", cfg.http.listen);
     // (added) Northbound targets: one task each, reporting cursors to the pipeline.
     let mut northbound = JoinSet::new();
     for t in &cfg.northbound {
@@ -455,14 +466,32 @@ pub async fn run_with(
 
     let mut http = {
         let t = http_token.clone();
-        tokio::spawn(async move {
-            axum::serve(
-                http_listener,
-                api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(t.cancelled_owned())
-            .await
-        })
+        let app = api::router(state);
+        match tls {
+            None => tokio::spawn(async move {
+                axum::serve(
+                    http_listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(t.cancelled_owned())
+                .await
+            }),
+            Some(tls) => {
+                use axum::serve::ListenerExt as _;
+                // `tap_io` only lends the listener axum's peer-address support.
+                let listener = api::tls::TlsListener::new(http_listener, tls, t.clone())
+                    .context("http.listen: cannot serve HTTPS")?
+                    .tap_io(|_| {});
+                tokio::spawn(async move {
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(t.cancelled_owned())
+                    .await
+                })
+            }
+        }
     }
     .fuse();
     let gb_priority_tx = priority_tx.clone();

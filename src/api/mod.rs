@@ -14,6 +14,7 @@ pub mod registry;
 mod reports;
 mod silences;
 mod summaries;
+pub mod tls;
 mod ui;
 mod workorders;
 
@@ -61,6 +62,10 @@ pub struct HttpConfig {
     /// (added) Map tiles behind the dashboard's risk map, as a URL template with `{z}`, `{x}`
     /// and `{y}` (e.g. a town's own tile server); unset: a plain background, no tiles.
     pub map_tiles: Option<String>,
+    /// (added) PEM certificate chain: with `tls_key`, `listen` serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// (added) PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -70,6 +75,8 @@ impl Default for HttpConfig {
             ack_token: None,
             public_url: None,
             map_tiles: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -113,14 +120,36 @@ impl HttpConfig {
                 ));
             }
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => p.push(Problem::new(
+                "http.tls_key",
+                "http.tls_cert is set: set http.tls_key too (or neither)",
+            )),
+            (None, Some(_)) => p.push(Problem::new(
+                "http.tls_cert",
+                "http.tls_key is set: set http.tls_cert too (or neither)",
+            )),
+            (Some(c), Some(k)) => {
+                if let Err(e) = tls::server_config(c, k) {
+                    p.extend(e);
+                }
+            }
+            (None, None) => {}
+        }
         p
     }
 
-    /// The base of the links to the dashboard (`http.public_url`, else `http://{listen}`),
-    /// without a trailing `/`.
+    /// Whether `listen` serves HTTPS (`tls_cert` and `tls_key` set).
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// The base of the links to the dashboard (`http.public_url`, else `http://{listen}`, or
+    /// `https://{listen}` with TLS), without a trailing `/`.
     pub fn public_url(&self) -> String {
         match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
+            None if self.tls() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }
@@ -183,14 +212,24 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
-                tracing::error!(error = %m, "API request failed.");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_owned(),
-                )
+                // The detail (store, I/O) is for the log; the caller gets an id to quote.
+                let id = error_id();
+                tracing::error!(error = %m, error_id = %id, "API request failed.");
+                let body = json!({ "error": "internal error", "error_id": id });
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
             }
         };
         (status, Json(json!({ "error": msg }))).into_response()
+    }
+}
+
+/// (added) A short random id tying a 500 answer to its line in the log.
+fn error_id() -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 6];
+    match SystemRandom::new().fill(&mut b) {
+        Ok(()) => hex::encode(b),
+        Err(_) => format!("{:x}", wall_ms()),
     }
 }
 
@@ -828,6 +867,25 @@ mod tests {
         assert_eq!(
             status(router(state(dir.path())), "/api/v1/devices/wp-1").await,
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // The answer is generic with an id; SQLite's text stays in the log.
+        let r = router(state(dir.path()))
+            .oneshot(
+                Request::get("/api/v1/devices/wp-1")
+                    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "internal error", "{v}");
+        assert_eq!(v["error_id"].as_str().map(str::len), Some(12), "{v}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("devices") && !text.contains("table"),
+            "{text}"
         );
     }
 }

@@ -161,9 +161,13 @@ impl Config {
                 .separator("__")
                 .source(Some(vars)),
         );
-        let built = b
+        let mut built = b
             .build()
             .map_err(|e| Problem::new("config", e.to_string()))?;
+        let problems = secret_files(&mut built.cache);
+        if let Some(p) = problems.into_iter().next() {
+            return Err(p);
+        }
         built.try_deserialize::<Config>().map_err(|e| {
             let text = e.to_string();
             // The config crate says "… for key `a.b` in <source>"; surface the key.
@@ -197,6 +201,109 @@ impl Config {
         p.extend(crate::northbound::validate(&self.northbound));
         p.extend(self.summary.validate());
         p
+    }
+}
+
+/// Every key whose value is a [`Secret`], as a path of table keys: `[]` is every entry of an
+/// array of tables, `*` every key of a table (the header maps). Each may instead be given as
+/// `KEY_file`, the path of a file holding it (systemd credentials, Kubernetes secrets).
+/// A new `Secret` field is added here too.
+pub const SECRET_KEYS: &[&[&str]] = &[
+    &["mqtt", "password"],
+    &["tsdb", "token"],
+    &["email", "smtp_url"],
+    &["auth", "bootstrap_token"],
+    &["http", "ack_token"],
+    &["webhook", "[]", "secret"],
+    &["wecom", "[]", "url"],
+    &["dingtalk", "[]", "url"],
+    &["dingtalk", "[]", "secret"],
+    &["sms", "url"],
+    &["sms", "headers", "*"],
+    &["northbound", "[]", "password"],
+    &["northbound", "[]", "token"],
+    &["northbound", "[]", "headers", "*"],
+];
+
+/// Replaces each secret's `KEY_file = PATH` (see [`SECRET_KEYS`]) by `KEY = <the file's
+/// content, one trailing newline stripped>`, in the layered tree before it is deserialised.
+/// Problems (unreadable file, both `KEY` and `KEY_file`) name the key and the path, never the
+/// content.
+pub fn secret_files(root: &mut config::Value) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for pattern in SECRET_KEYS {
+        resolve(root, pattern, String::new(), &mut problems);
+    }
+    problems
+}
+
+fn resolve(v: &mut config::Value, pattern: &[&str], at: String, out: &mut Vec<Problem>) {
+    use config::ValueKind;
+    let Some((&first, rest)) = pattern.split_first() else {
+        return;
+    };
+    match (&mut v.kind, first) {
+        (ValueKind::Array(items), "[]") => {
+            for (i, item) in items.iter_mut().enumerate() {
+                resolve(item, rest, format!("{at}[{i}]"), out);
+            }
+        }
+        (ValueKind::Table(t), _) if rest.is_empty() => {
+            let names: Vec<String> = if first == "*" {
+                t.keys()
+                    .filter_map(|k| k.strip_suffix("_file"))
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                vec![first.to_owned()]
+            };
+            for name in names {
+                let key = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{at}.{name}")
+                };
+                let Some(file) = t.remove(&format!("{name}_file")) else {
+                    continue;
+                };
+                let Ok(path) = file.into_string() else {
+                    out.push(Problem::new(format!("{key}_file"), "is not a file path"));
+                    continue;
+                };
+                if t.contains_key(&name) {
+                    out.push(Problem::new(
+                        key.as_str(),
+                        format!("set both {key} and {key}_file: keep one"),
+                    ));
+                    continue;
+                }
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        let text = text.strip_suffix('\n').unwrap_or(&text);
+                        let text = text.strip_suffix('\r').unwrap_or(text);
+                        t.insert(
+                            name,
+                            config::Value::new(None, ValueKind::String(text.to_owned())),
+                        );
+                    }
+                    Err(e) => out.push(Problem::new(
+                        format!("{key}_file"),
+                        format!("cannot read {path}: {e}"),
+                    )),
+                }
+            }
+        }
+        (ValueKind::Table(t), _) => {
+            if let Some(child) = t.get_mut(first) {
+                let at = if at.is_empty() {
+                    first.to_owned()
+                } else {
+                    format!("{at}.{first}")
+                };
+                resolve(child, rest, at, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -438,6 +545,110 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.webhook[0].url, "http://127.0.0.1:9/x");
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_by_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str, text: &str| {
+            let f = dir.path().join(name);
+            std::fs::write(&f, text).unwrap();
+            f.display().to_string()
+        };
+        let mqtt = put("mqtt_password", "mq-pa55\n");
+        let hook = put("hook", "h00k\n\n");
+        let header = put("header", "Bearer n0rth");
+        let sms = put("sms_header", "Bearer sm5\r\n");
+        let ack = put("ack", "0123456789abcdef-ack");
+        let file = dir.path().join("site.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[http]\nack_token_file = \"{ack}\"\n\
+                 [[webhook]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/x\"\n\
+                 [[northbound]]\nname = \"city\"\nurl = \"http://127.0.0.1:9/nb\"\n\
+                 headers = {{ Authorization_file = \"{header}\" }}\n\
+                 [sms]\nurl = \"https://sms.example.org/send\"\n\
+                 body = \"{{text}}\"\nheaders = {{ Authorization_file = \"{sms}\" }}\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            Some(&file),
+            env(&[
+                ("FIREWATCH__MQTT__PASSWORD_FILE", mqtt.as_str()),
+                ("FIREWATCH__WEBHOOK__0__SECRET_FILE", hook.as_str()),
+                ("FIREWATCH__TSDB__TOKEN", "from-env"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.mqtt.password.as_ref().map(Secret::expose),
+            Some("mq-pa55")
+        );
+        // One trailing newline is stripped, no more.
+        assert_eq!(c.webhook[0].secret.expose(), "h00k\n");
+        assert_eq!(c.tsdb.token.as_ref().map(Secret::expose), Some("from-env"));
+        assert_eq!(
+            c.http.ack_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef-ack")
+        );
+        let nb: Vec<&str> = c.northbound[0]
+            .headers
+            .values()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(nb, ["Bearer n0rth"]);
+        let sms_h: Vec<&str> = c
+            .sms
+            .as_ref()
+            .unwrap()
+            .headers
+            .values()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(sms_h, ["Bearer sm5"]);
+    }
+
+    #[test]
+    fn a_secret_file_that_cannot_be_read_or_a_secret_set_twice_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope").display().to_string();
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("FIREWATCH__MQTT__PASSWORD_FILE", missing.as_str())]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "mqtt.password_file", "{e}");
+        assert!(e.message.contains(&missing), "{e}");
+        let f = dir.path().join("token");
+        std::fs::write(&f, "t0p-s3cret-value").unwrap();
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[
+                (
+                    "FIREWATCH__DINGTALK__0__URL",
+                    "https://oapi.dingtalk.com/robot/send",
+                ),
+                ("FIREWATCH__DINGTALK__0__SECRET", "inline"),
+                ("FIREWATCH__DINGTALK__0__SECRET_FILE", f.to_str().unwrap()),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "dingtalk[0].secret", "{e}");
+        assert!(e.message.contains("dingtalk[0].secret_file"), "{e}");
+        assert!(!e.to_string().contains("t0p-s3cret-value"), "{e}");
+        // `_file` of a key that is not a secret is still an unknown key.
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("FIREWATCH__MQTT__URL_FILE", f.to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("url_file"), "{e}");
     }
 
     #[test]

@@ -526,6 +526,9 @@ pub struct Options {
     pub registry: Option<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Variables of the usual environment to leave out (e.g. `FIREWATCH__AUTH__BOOTSTRAP_TOKEN`
+    /// when a test gives it as `_FILE`).
+    pub unset: Vec<String>,
 }
 
 /// A running firewatch binary with its own store, client id and HTTP port.
@@ -565,7 +568,10 @@ impl Firewatch {
         fw
     }
 
-    async fn spawn(&mut self) {
+    /// The command that starts this firewatch (`run` when no subcommand is added), with its
+    /// environment (a started one logs to `firewatch.log`, its standard output goes to
+    /// `firewatch.stdout`).
+    pub fn command(&self) -> Command {
         let o = &self.opts;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_firewatch"));
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -595,14 +601,7 @@ impl Firewatch {
             .env("FIREWATCH__TSDB__FLUSH_INTERVAL_MS", "200")
             // Every alert its own message: the tests of grouping set it themselves.
             .env("FIREWATCH__NOTIFY__GROUP__WAIT_S", "0")
-            .env("FIREWATCH__NOTIFY__GROUP__INTERVAL_S", "0")
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(self.dir.join("firewatch.log")).unwrap_or_else(|_| {
-                    std::fs::create_dir_all(&self.dir).unwrap();
-                    std::fs::File::create(self.dir.join("firewatch.log")).unwrap()
-                }),
-            );
+            .env("FIREWATCH__NOTIFY__GROUP__INTERVAL_S", "0");
         std::fs::create_dir_all(&self.dir).unwrap();
         if let Some(u) = &o.tsdb_url {
             cmd.env("FIREWATCH__TSDB__URL", u);
@@ -619,6 +618,16 @@ impl Firewatch {
         for (k, v) in &o.env {
             cmd.env(k, v);
         }
+        for k in &o.unset {
+            cmd.env_remove(k);
+        }
+        cmd
+    }
+
+    async fn spawn(&mut self) {
+        let mut cmd = self.command();
+        cmd.stderr(std::fs::File::create(self.dir.join("firewatch.log")).unwrap())
+            .stdout(std::fs::File::create(self.dir.join("firewatch.stdout")).unwrap());
         self.child = Some(cmd.spawn().unwrap());
         let http = self.http.clone();
         let url = format!("{}/healthz", self.base);
