@@ -26,7 +26,11 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
         rustls::pki_types::pem::Error::Io(e) => format!("cannot read {}: {e}", path.display()),
-        e => format!("{} holds no usable PEM private key ({e})", path.display()),
+        // What is wrong with the PEM, never the key.
+        _ => format!(
+            "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+            path.display()
+        ),
     })
 }
 
@@ -188,10 +192,7 @@ mod tests {
         let e = certificates(&empty).unwrap_err();
         assert!(e.contains("empty.pem holds no PEM certificate"), "{e}");
         let e = private_key(&empty).unwrap_err();
-        assert!(
-            e.contains("empty.pem holds no usable PEM private key"),
-            "{e}"
-        );
+        assert!(e.contains("empty.pem holds no PEM private key"), "{e}");
         let e = certificates(&dir.path().join("missing.pem")).unwrap_err();
         assert!(e.starts_with("cannot read"), "{e}");
         assert!(valid_server_name("broker.example.org"));

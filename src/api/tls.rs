@@ -6,8 +6,6 @@
 //! which keeps its graceful shutdown and the peer address (login rate limits).
 
 use crate::settings::Problem;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,58 +24,11 @@ const HANDSHAKES: usize = 256;
 /// The server configuration of a PEM certificate chain and its private key; problems name
 /// `http.tls_cert` or `http.tls_key` and the file.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let certs = match std::fs::read(cert) {
-        Err(e) => {
-            problems.push(Problem::new(
-                "http.tls_cert",
-                format!("cannot read {}: {e}", cert.display()),
-            ));
-            None
-        }
-        Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
-            Ok(c) if !c.is_empty() => Some(c),
-            Ok(_) => {
-                problems.push(Problem::new(
-                    "http.tls_cert",
-                    format!("{} holds no PEM certificate", cert.display()),
-                ));
-                None
-            }
-            Err(e) => {
-                problems.push(Problem::new(
-                    "http.tls_cert",
-                    format!("{}: not PEM certificates ({e})", cert.display()),
-                ));
-                None
-            }
-        },
-    };
-    let private = match std::fs::read(key) {
-        Err(e) => {
-            problems.push(Problem::new(
-                "http.tls_key",
-                format!("cannot read {}: {e}", key.display()),
-            ));
-            None
-        }
-        // The error says what is wrong with the PEM, never the key.
-        Ok(pem) => match PrivateKeyDer::from_pem_slice(&pem) {
-            Ok(k) => Some(k),
-            Err(_) => {
-                problems.push(Problem::new(
-                    "http.tls_key",
-                    format!(
-                        "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
-                        key.display()
-                    ),
-                ));
-                None
-            }
-        },
-    };
-    let (Some(certs), Some(private)) = (certs, private) else {
-        return Err(problems);
+    let certs = crate::tls::certificates(cert).map_err(|e| Problem::new("http.tls_cert", e));
+    let private = crate::tls::private_key(key).map_err(|e| Problem::new("http.tls_key", e));
+    let (certs, private) = match (certs, private) {
+        (Ok(c), Ok(k)) => (c, k),
+        (c, k) => return Err(c.err().into_iter().chain(k.err()).collect()),
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let built = rustls::ServerConfig::builder_with_provider(provider)

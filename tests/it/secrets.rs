@@ -184,7 +184,7 @@ async fn no_secret_shows_in_any_output_of_a_full_run() {
     let mail = wait_for("the alarm's mail", T, || async {
         mails_to(&smtp.maildir, "duty@test.local")
             .into_iter()
-            .next()
+            .find(|m| m.decoded_subject().contains(&building))
     })
     .await;
     for channel in ["webhook", "wecom", "dingtalk", "sms"] {
