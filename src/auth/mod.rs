@@ -14,6 +14,7 @@
 //! admin without a user row, `by` = `bootstrap`).
 
 pub mod limit;
+pub mod mosquitto;
 pub mod password;
 pub mod token;
 

@@ -373,7 +373,7 @@ impl DeviceEntry {
         }
         p.extend(text_problem("vendor", &self.vendor));
         if let Some(h) = &self.mqtt_password_hash {
-            if !crate::ingest::access::valid_hash(h) {
+            if !crate::auth::mosquitto::valid_hash(h) {
                 p.push((
                     "mqtt_password_hash",
                     "is not a Mosquitto $7$ hash (set it with `firewatch registry passwd`)".into(),

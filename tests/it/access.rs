@@ -411,7 +411,7 @@ impl Broker {
             child,
             _dir: dir,
         };
-        wait_for_port(port);
+        wait_port(port, "mosquitto");
         b
     }
 }
@@ -421,16 +421,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing listens on {port}");
 }
 
 /// Runs `firewatch --config CONFIG registry ARGS…` with `stdin`; returns its stdout.
@@ -541,7 +531,7 @@ async fn firewatch_reaches_mosquitto_over_tls_checking_its_certificate() {
             "use_identity_as_username true".into(),
         ],
     );
-    wait_for_port(tls_port);
+    wait_port(tls_port, "mosquitto's TLS listener");
     let registry_text = std::fs::read_to_string(&reg).unwrap();
     let fw = InProcess::start_with(&registry_text, |cfg| {
         cfg.mqtt.url = format!("mqtts://localhost:{tls_port}");

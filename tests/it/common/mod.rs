@@ -68,7 +68,8 @@ where
     }
 }
 
-fn wait_port(port: u16, what: &str) {
+/// Waits until something listens on loopback `port`.
+pub fn wait_port(port: u16, what: &str) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
