@@ -102,6 +102,29 @@ fn keep_polling(mut el: EventLoop) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { while el.poll().await.is_ok() {} })
 }
 
+/// acl-wp-1 publishes as acl-wp-2, then under its own topic: its own reading arrives, the
+/// spoofed one never does. Returns the connection's poll task.
+async fn spoof_then_own(
+    fw: &InProcess,
+    c: &AsyncClient,
+    el: EventLoop,
+) -> tokio::task::JoinHandle<()> {
+    c.publish(OTHERS, QoS::AtLeastOnce, false, reading(0.05))
+        .await
+        .unwrap();
+    c.publish(OWN, QoS::AtLeastOnce, false, reading(0.31))
+        .await
+        .unwrap();
+    let polling = keep_polling(el);
+    fw.wait_messages("acl-wp-1", 1).await;
+    assert_eq!(
+        messages(fw, "acl-wp-2").await,
+        0,
+        "the spoofed reading was stored"
+    );
+    polling
+}
+
 async fn messages(fw: &InProcess, device: &str) -> u64 {
     fw.get(&format!("/api/v1/devices/{device}")).await["messages"]
         .as_u64()
@@ -360,15 +383,7 @@ async fn the_embedded_broker_speaks_tls_and_knows_devices_by_their_certificates(
         Some(client_tls(certs.path(), Some("acl-wp-1"))),
     );
     connack(&mut el).await.unwrap();
-    c.publish(OTHERS, QoS::AtLeastOnce, false, reading(0.05))
-        .await
-        .unwrap();
-    c.publish(OWN, QoS::AtLeastOnce, false, reading(0.31))
-        .await
-        .unwrap();
-    let _el = keep_polling(el);
-    fw.wait_messages("acl-wp-1", 1).await;
-    assert_eq!(messages(&fw, "acl-wp-2").await, 0);
+    let _el = spoof_then_own(&fw, &c, el).await;
     assert_eq!(
         fw.metric("firewatch_broker_denied_total{action=\"publish\"}")
             .await,
@@ -425,30 +440,11 @@ impl Drop for Broker {
 
 /// Runs `firewatch --config CONFIG registry ARGS…` with `stdin`; returns its stdout.
 fn registry_cli(config: &Path, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_firewatch"))
-        .arg("--config")
-        .arg(config)
-        .arg("registry")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "registry {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_firewatch"));
+    cmd.arg("--config").arg(config).arg("registry").args(args);
+    let (ok, stdout, stderr) = run_with_stdin(cmd, stdin);
+    assert!(ok, "registry {args:?}: {stderr}");
+    stdout
 }
 
 /// The registry without hashes, passwords set with `firewatch registry passwd`, and the
@@ -501,15 +497,7 @@ async fn mosquitto_enforces_the_password_and_acl_files_written_from_the_registry
     connack(&mut el).await.unwrap();
     // Mosquitto answers the publish as acl-wp-2 and drops it; the device's own reading, sent
     // after it, arrives.
-    c.publish(OTHERS, QoS::AtLeastOnce, false, reading(0.05))
-        .await
-        .unwrap();
-    c.publish(OWN, QoS::AtLeastOnce, false, reading(0.31))
-        .await
-        .unwrap();
-    let _el = keep_polling(el);
-    fw.wait_messages("acl-wp-1", 1).await;
-    assert_eq!(messages(&fw, "acl-wp-2").await, 0);
+    let _el = spoof_then_own(&fw, &c, el).await;
     fw.stop().await;
 }
 
@@ -548,15 +536,7 @@ async fn firewatch_reaches_mosquitto_over_tls_checking_its_certificate() {
         Some(client_tls(c, Some("acl-wp-1"))),
     );
     connack(&mut el).await.unwrap();
-    dev.publish(OTHERS, QoS::AtLeastOnce, false, reading(0.05))
-        .await
-        .unwrap();
-    dev.publish(OWN, QoS::AtLeastOnce, false, reading(0.31))
-        .await
-        .unwrap();
-    let _el = keep_polling(el);
-    fw.wait_messages("acl-wp-1", 1).await;
-    assert_eq!(messages(&fw, "acl-wp-2").await, 0);
+    let _el = spoof_then_own(&fw, &dev, el).await;
     // A device without a certificate does not get in.
     let (_c, mut el) = device(tls_port, "localhost", None, Some(client_tls(c, None)));
     assert!(connack(&mut el).await.is_err());

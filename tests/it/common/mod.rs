@@ -1334,11 +1334,17 @@ pub async fn fire_alarm(fw: &impl Api, building: &str) -> String {
 
 /// `firewatch ARGS` on the store of `fw`, with `stdin` as its standard input.
 pub fn cli(fw: &Firewatch, args: &[&str], stdin: &str) -> (bool, String, String) {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_firewatch"))
-        .args(args)
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_firewatch"));
+    cmd.args(args)
         .env("FIREWATCH__STORAGE__DIR", &fw.dir)
-        .env("FIREWATCH__STORAGE__SYNCHRONOUS", "normal")
+        .env("FIREWATCH__STORAGE__SYNCHRONOUS", "normal");
+    run_with_stdin(cmd, stdin)
+}
+
+/// Runs `cmd` with `stdin` as its standard input: (success, stdout, stderr).
+pub fn run_with_stdin(mut cmd: std::process::Command, stdin: &str) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
