@@ -206,11 +206,24 @@ impl Browser {
 
     /// Waits for `css` and clicks it.
     pub async fn click(&self, css: &str) {
-        let e = self
-            .wait_for_css("an element to click", css, Duration::from_secs(30))
-            .await;
-        self.must("POST", &format!("/element/{e}/click"), None)
-            .await;
+        let start = Instant::now();
+        loop {
+            let e = self
+                .wait_for_css("an element to click", css, Duration::from_secs(30))
+                .await;
+            match self
+                .call("POST", &format!("/element/{e}/click"), None)
+                .await
+            {
+                Ok(_) => return,
+                // The page re-rendered (a change-feed update) between finding the element and
+                // clicking it: click the element that matches now.
+                Err(v)
+                    if v["error"] == "stale element reference"
+                        && start.elapsed() < Duration::from_secs(30) => {}
+                Err(v) => panic!("WebDriver click on {css} failed: {v}"),
+            }
+        }
     }
 
     /// Waits for `css` and types `text` into it.
