@@ -191,124 +191,123 @@ fn write_out(file: &Path, text: &str, what: &str) -> ExitCode {
     }
 }
 
-/// `firewatch registry passwd|mosquitto-passwd|mosquitto-acl`.
-fn credentials_command(cfg: &Config, action: RegistryCommand) -> ExitCode {
-    use firewatch::ingest::access;
-    let registry_file = &cfg.registry.file;
-    let mut registry = match firewatch::registry::Registry::load(registry_file) {
-        Ok(r) => r,
-        Err(problems) => {
-            eprintln!("firewatch: cannot read the registry:");
-            for p in problems {
-                eprintln!("  {p}");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    let salt = || firewatch::auth::token::random_bytes::<12>().map_err(|_| ());
-    match action {
-        RegistryCommand::Passwd { device, generate } => {
-            let password = if generate {
-                match firewatch::auth::token::generate("") {
-                    Ok(p) => p,
-                    Err(_) => {
-                        eprintln!("firewatch: no random numbers from the operating system");
-                        return ExitCode::from(2);
-                    }
-                }
-            } else {
-                let mut line = String::new();
-                if std::io::stdin().read_line(&mut line).is_err() {
-                    eprintln!("firewatch: cannot read the password from standard input");
-                    return ExitCode::from(2);
-                }
-                line.trim_end_matches(['\r', '\n']).to_owned()
-            };
-            if password.len() < 12 {
-                eprintln!("firewatch: the password is too short: use at least 12 characters, or --generate");
-                return ExitCode::from(2);
-            }
-            let Ok(salt) = salt() else {
-                eprintln!("firewatch: no random numbers from the operating system");
-                return ExitCode::from(2);
-            };
-            let hash = access::hash(&password, &salt);
-            if !registry.set_mqtt_password_hash(&device, Some(hash)) {
-                eprintln!(
-                    "firewatch: device {device:?} is not in {}",
-                    registry_file.display()
-                );
-                return ExitCode::from(2);
-            }
-            let text = match registry.to_toml() {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("firewatch: cannot write the registry as TOML: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Err(e) =
-                firewatch::registry::csv::write_atomically(registry_file, text.as_bytes())
-            {
-                eprintln!("firewatch: cannot write {}: {e}", registry_file.display());
-                return ExitCode::from(2);
-            }
-            if generate {
-                println!("{password}");
-            }
-            eprintln!(
-                "Set the MQTT password of {device} in {}. The embedded broker uses it at once; for Mosquitto run `firewatch registry mosquitto-passwd` and reload it.",
-                registry_file.display()
-            );
-            ExitCode::SUCCESS
-        }
-        RegistryCommand::MosquittoPasswd { file } => {
-            let service = match (&cfg.mqtt.username, &cfg.mqtt.password) {
-                (Some(user), Some(pw)) => {
-                    let Ok(salt) = salt() else {
-                        eprintln!("firewatch: no random numbers from the operating system");
-                        return ExitCode::from(2);
-                    };
-                    Some(access::Service {
-                        user,
-                        hash: Some(access::hash(pw.expose(), &salt)),
-                    })
-                }
-                _ => None,
-            };
-            let (text, missing) = access::mosquitto_passwd(&registry, service.as_ref());
-            if service.is_none() {
-                eprintln!("Note: mqtt.username/mqtt.password are not set; firewatch's own account is not in the file.");
-            }
-            if !missing.is_empty() {
-                eprintln!(
-                    "Note: {} device(s) have no MQTT password and cannot connect with one (set it with `firewatch registry passwd DEVICE`): {}",
-                    missing.len(),
-                    missing.join(", ")
-                );
-            }
-            write_out(&file, &text, "the password file")
-        }
-        RegistryCommand::MosquittoAcl { file } => {
-            let user = cfg.mqtt.username.as_deref().unwrap_or("firewatch");
-            write_out(
-                &file,
-                &access::mosquitto_acl(&registry, user),
-                "the ACL file",
-            )
-        }
-        // Dispatched by `registry_command`.
-        RegistryCommand::Export { .. } | RegistryCommand::Import { .. } => ExitCode::from(2),
-    }
+/// Prints `message` as firewatch's error and gives the exit status of a refused command.
+fn refuse(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("firewatch: {message}");
+    ExitCode::from(2)
 }
 
-/// `firewatch registry import|export`.
+/// The registry file, or the refusal that names every problem in it.
+fn load_registry(cfg: &Config) -> Result<firewatch::registry::Registry, ExitCode> {
+    firewatch::registry::Registry::load(&cfg.registry.file).map_err(|problems| {
+        eprintln!("firewatch: cannot read the registry:");
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+/// A fresh salt for a password hash.
+fn salt() -> Result<[u8; 12], ExitCode> {
+    firewatch::auth::token::random_bytes::<12>()
+        .map_err(|_| refuse("no random numbers from the operating system"))
+}
+
+/// `firewatch registry passwd DEVICE [--generate]`.
+fn passwd_command(cfg: &Config, device: &str, generate: bool) -> Result<ExitCode, ExitCode> {
+    let registry_file = &cfg.registry.file;
+    let mut registry = load_registry(cfg)?;
+    let password = if generate {
+        firewatch::auth::token::generate("")
+            .map_err(|_| refuse("no random numbers from the operating system"))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|_| refuse("cannot read the password from standard input"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.len() < 12 {
+        return Err(refuse(
+            "the password is too short: use at least 12 characters, or --generate",
+        ));
+    }
+    let hash = firewatch::ingest::access::hash(&password, &salt()?);
+    if !registry.set_mqtt_password_hash(device, Some(hash)) {
+        return Err(refuse(format_args!(
+            "device {device:?} is not in {}",
+            registry_file.display()
+        )));
+    }
+    let text = registry
+        .to_toml()
+        .map_err(|e| refuse(format_args!("cannot write the registry as TOML: {e}")))?;
+    firewatch::registry::csv::write_atomically(registry_file, text.as_bytes()).map_err(|e| {
+        refuse(format_args!(
+            "cannot write {}: {e}",
+            registry_file.display()
+        ))
+    })?;
+    if generate {
+        println!("{password}");
+    }
+    eprintln!(
+        "Set the MQTT password of {device} in {}. The embedded broker uses it at once; for Mosquitto run `firewatch registry mosquitto-passwd` and reload it.",
+        registry_file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `firewatch registry mosquitto-passwd FILE`.
+fn mosquitto_passwd_command(cfg: &Config, file: &Path) -> Result<ExitCode, ExitCode> {
+    use firewatch::ingest::access;
+    let registry = load_registry(cfg)?;
+    let service = match (&cfg.mqtt.username, &cfg.mqtt.password) {
+        (Some(user), Some(pw)) => Some(access::Service {
+            user,
+            hash: Some(access::hash(pw.expose(), &salt()?)),
+        }),
+        _ => None,
+    };
+    let (text, missing) = access::mosquitto_passwd(&registry, service.as_ref());
+    if service.is_none() {
+        eprintln!("Note: mqtt.username/mqtt.password are not set; firewatch's own account is not in the file.");
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "Note: {} device(s) have no MQTT password and cannot connect with one (set it with `firewatch registry passwd DEVICE`): {}",
+            missing.len(),
+            missing.join(", ")
+        );
+    }
+    Ok(write_out(file, &text, "the password file"))
+}
+
+/// `firewatch registry mosquitto-acl FILE`.
+fn mosquitto_acl_command(cfg: &Config, file: &Path) -> Result<ExitCode, ExitCode> {
+    let registry = load_registry(cfg)?;
+    let user = cfg.mqtt.username.as_deref().unwrap_or("firewatch");
+    Ok(write_out(
+        file,
+        &firewatch::ingest::access::mosquitto_acl(&registry, user),
+        "the ACL file",
+    ))
+}
+
+/// `firewatch registry …`.
 fn registry_command(cfg: &Config, action: RegistryCommand) -> ExitCode {
     let registry_file = &cfg.registry.file;
     match action {
-        action @ (RegistryCommand::Passwd { .. }
-        | RegistryCommand::MosquittoPasswd { .. }
-        | RegistryCommand::MosquittoAcl { .. }) => credentials_command(cfg, action),
+        RegistryCommand::Passwd { device, generate } => {
+            passwd_command(cfg, &device, generate).unwrap_or_else(|refused| refused)
+        }
+        RegistryCommand::MosquittoPasswd { file } => {
+            mosquitto_passwd_command(cfg, &file).unwrap_or_else(|refused| refused)
+        }
+        RegistryCommand::MosquittoAcl { file } => {
+            mosquitto_acl_command(cfg, &file).unwrap_or_else(|refused| refused)
+        }
         RegistryCommand::Export { file } => {
             match firewatch::registry::csv::export_file(registry_file, &file) {
                 Ok((b, d)) => {
