@@ -70,13 +70,13 @@ impl Bucket {
         }
     }
 
-    /// Takes one token; returns the milliseconds to wait before the message may go (0: now).
+    /// Takes `cost` tokens; returns the milliseconds to wait before the message may go (0: now).
     /// Tokens taken while waiting are owed, so a steady flood settles at exactly `rate`.
-    pub fn take(&mut self, now_ms: u64, rate: f64, burst: f64) -> u64 {
+    pub fn take(&mut self, now_ms: u64, cost: f64, rate: f64, burst: f64) -> u64 {
         let elapsed = now_ms.saturating_sub(self.at_ms) as f64 / 1000.0;
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.at_ms = self.at_ms.max(now_ms);
-        self.tokens -= 1.0;
+        self.tokens -= cost;
         if self.tokens >= 0.0 {
             0
         } else {
@@ -352,7 +352,7 @@ impl Shared {
                         }
                         continue;
                     }
-                    let wait = self.wait_for(owner);
+                    let wait = self.wait_for(owner, cost(body.len()));
                     if wait > 0 {
                         m.throttled.fetch_add(1, Relaxed);
                         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -403,8 +403,9 @@ impl Shared {
         }
     }
 
-    /// Milliseconds the next publish of `owner` waits to keep it to its rate.
-    fn wait_for(&self, owner: &str) -> u64 {
+    /// Milliseconds the next publish of `owner` (costing `cost` tokens) waits to keep it to
+    /// its rate.
+    fn wait_for(&self, owner: &str, cost: f64) -> u64 {
         let now = self.epoch.elapsed().as_millis() as u64;
         let mut buckets = self
             .buckets
@@ -417,9 +418,18 @@ impl Shared {
         buckets
             .entry(owner.to_owned())
             .or_insert_with(|| Bucket::new(self.burst, now))
-            .take(now, self.rate, self.burst)
+            .take(now, cost, self.rate, self.burst)
     }
 }
+
+/// Tokens a publish of `len` bytes costs: one, and one more for every started 16 KiB past the
+/// first, so that large payloads cannot carry a flood of bytes at the message rate.
+fn cost(len: usize) -> f64 {
+    1.0 + (len.saturating_sub(1) / PAYLOAD_PER_TOKEN) as f64
+}
+
+/// Bytes a single token carries.
+const PAYLOAD_PER_TOKEN: usize = 16 * 1024;
 
 /// One packet: its first byte and its body; `None` at a clean end of the stream.
 async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<(u8, Vec<u8>)>> {
@@ -610,20 +620,37 @@ mod tests {
         let mut b = Bucket::new(3.0, 0);
         assert_eq!(
             [
-                b.take(0, 10.0, 3.0),
-                b.take(0, 10.0, 3.0),
-                b.take(0, 10.0, 3.0)
+                b.take(0, 1.0, 10.0, 3.0),
+                b.take(0, 1.0, 10.0, 3.0),
+                b.take(0, 1.0, 10.0, 3.0)
             ],
             [0, 0, 0]
         );
         // The fourth waits one token's time (100 ms at 10/s), the fifth two.
-        assert_eq!(b.take(0, 10.0, 3.0), 100);
-        assert_eq!(b.take(0, 10.0, 3.0), 200);
+        assert_eq!(b.take(0, 1.0, 10.0, 3.0), 100);
+        assert_eq!(b.take(0, 1.0, 10.0, 3.0), 200);
         // After a quiet second the bucket is full again, not fuller.
-        assert_eq!(b.take(1300, 10.0, 3.0), 0);
-        assert_eq!(b.take(1300, 10.0, 3.0), 0);
-        assert_eq!(b.take(1300, 10.0, 3.0), 0);
-        assert_eq!(b.take(1300, 10.0, 3.0), 100);
+        assert_eq!(b.take(1300, 1.0, 10.0, 3.0), 0);
+        assert_eq!(b.take(1300, 1.0, 10.0, 3.0), 0);
+        assert_eq!(b.take(1300, 1.0, 10.0, 3.0), 0);
+        assert_eq!(b.take(1300, 1.0, 10.0, 3.0), 100);
+    }
+
+    #[test]
+    fn a_large_payload_costs_a_token_per_16_kib() {
+        assert_eq!(cost(0), 1.0);
+        assert_eq!(cost(16 * 1024), 1.0);
+        assert_eq!(cost(16 * 1024 + 1), 2.0);
+        assert_eq!(cost(1024 * 1024), 64.0);
+        // Megabytes from a full bucket of 500 at 50/s: seven go through at once, the eighth
+        // waits for the 12 tokens it lacks (240 ms), the ninth for 76 (1.52 s).
+        let mut b = Bucket::new(500.0, 0);
+        let waits: Vec<u64> = (0..9)
+            .map(|_| b.take(0, cost(1 << 20), 50.0, 500.0))
+            .collect();
+        assert_eq!(waits[..7], [0; 7]);
+        assert_eq!(waits[7], 240);
+        assert_eq!(waits[8], 1520);
     }
 
     #[test]
