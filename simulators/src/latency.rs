@@ -26,6 +26,9 @@ pub struct LatencyOptions {
     /// Device id prefix (unique per run).
     #[arg(long, default_value = "lat")]
     pub prefix: String,
+    /// Log in as each alerting device (one connection per alert, all made before the first).
+    #[command(flatten)]
+    pub login: crate::mqtt::Login,
 }
 
 /// Latency percentiles in milliseconds.
@@ -63,24 +66,47 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn latency(o: LatencyOptions) -> anyhow::Result<LatencySummary> {
     let broker = crate::mqtt::parse_broker(&o.broker)?;
     let counters = Arc::new(Counters::default());
-    let link = Link::connect(
-        &broker,
-        &format!("{}-latency", o.prefix),
-        None,
-        100,
-        counters,
-        None,
-    );
+    let device = |i: u64| format!("{}-{i:05}", o.prefix);
+    // Logged in, each device speaks for itself only: a connection per alert, all accepted
+    // before the first alert so that no login is timed.
+    let links: Vec<Link> = if o.login.device_password.is_some() {
+        (0..o.count)
+            .map(|i| {
+                let d = device(i);
+                Link::connect(
+                    &broker,
+                    &d,
+                    None,
+                    100,
+                    Arc::clone(&counters),
+                    None,
+                    o.login.of(&d),
+                )
+            })
+            .collect()
+    } else {
+        vec![Link::connect(
+            &broker,
+            &format!("{}-latency", o.prefix),
+            None,
+            100,
+            Arc::clone(&counters),
+            None,
+            None,
+        )]
+    };
+    Link::wait_connected(&counters, links.len() as u64, Duration::from_secs(30)).await?;
     let mut sent: HashMap<String, u128> = HashMap::new();
     for i in 0..o.count {
-        let device = format!("{}-{i:05}", o.prefix);
+        let device = device(i);
         // A building of its own per alert: each is the first fire alarm of its building, which
         // firewatch's grouping sends at once (a second one in the same building would wait for
         // the group interval and go out in a digest).
         let topic = format!("fw/v1/{}-lat-{i:05}/fire_lane/{device}/event", o.prefix);
         let payload = r#"{"event":"smoke","state":"start","zone":"lobby"}"#;
         sent.insert(device, now_ns());
-        link.client
+        links[i as usize % links.len()]
+            .client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await?;
         tokio::time::sleep(Duration::from_millis(o.interval_ms)).await;
@@ -118,7 +144,9 @@ pub async fn latency(o: LatencyOptions) -> anyhow::Result<LatencySummary> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    link.disconnect().await;
+    for link in links {
+        link.disconnect().await;
+    }
     let mut v: Vec<f64> = got.values().copied().collect();
     v.sort_by(f64::total_cmp);
     Ok(LatencySummary {

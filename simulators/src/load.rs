@@ -37,6 +37,9 @@ pub struct LoadOptions {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Log in as each device (one connection per device, `--connections` ignored).
+    #[command(flatten)]
+    pub login: crate::mqtt::Login,
 }
 
 /// Summary of a load run.
@@ -56,13 +59,19 @@ pub struct Summary {
     pub qos: u8,
 }
 
+/// The id of load device `d`.
+pub fn device_id(prefix: &str, d: u64) -> String {
+    format!("{prefix}-{d:06}")
+}
+
 /// Topic and payload of message `n` (device `n % devices`, its seq `n / devices`).
 pub fn message(prefix: &str, devices: u64, n: u64) -> (String, String) {
     let d = n % devices;
     let seq = n / devices;
     let topic = format!(
-        "fw/v1/{prefix}-b{:04}/water_pressure/{prefix}-{d:06}/telemetry",
-        d / 100
+        "fw/v1/{prefix}-b{:04}/water_pressure/{}/telemetry",
+        d / 100,
+        device_id(prefix, d)
     );
     // Healthy readings around 0.30 MPa: load, not alerts.
     let v = 0.3 + (n % 50) as f64 / 1000.0;
@@ -87,18 +96,30 @@ pub async fn load(o: LoadOptions) -> anyhow::Result<Summary> {
     };
     let broker = crate::mqtt::parse_broker(&o.broker)?;
     let counters = Arc::new(Counters::default());
-    let links: Vec<Link> = (0..o.connections)
+    let login = o.login.device_password.is_some();
+    let connections = if login { o.devices } else { o.connections };
+    let links: Vec<Link> = (0..connections)
         .map(|i| {
+            let device = device_id(&o.prefix, i);
+            let client_id = if login {
+                device.clone()
+            } else {
+                format!("{}-load-{i}-{}", o.prefix, std::process::id())
+            };
             Link::connect(
                 &broker,
-                &format!("{}-load-{i}-{}", o.prefix, std::process::id()),
+                &client_id,
                 None,
                 1000,
                 Arc::clone(&counters),
                 None,
+                o.login.of(&device),
             )
         })
         .collect();
+    if login {
+        Link::wait_connected(&counters, connections, Duration::from_secs(30)).await?;
+    }
     let limit = o.count.unwrap_or(u64::MAX);
     let until = o.duration.map(Duration::from_secs_f64);
     let started = Instant::now();
@@ -113,7 +134,7 @@ pub async fn load(o: LoadOptions) -> anyhow::Result<Summary> {
         };
         for _ in 0..slice.min(limit - n) {
             let (topic, payload) = message(&o.prefix, o.devices, n);
-            let link = &links[(n % o.devices % o.connections) as usize];
+            let link = &links[(n % o.devices % connections) as usize];
             link.client.publish(topic, qos, false, payload).await?;
             n += 1;
         }

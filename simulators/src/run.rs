@@ -81,6 +81,7 @@ fn connect(
         100,
         Arc::clone(counters),
         (d.kind == firewatch::model::Kind::Transmitter).then(|| cmd_tx.clone()),
+        None,
     );
     if d.kind == firewatch::model::Kind::Transmitter {
         let _ = link
@@ -128,6 +129,7 @@ pub async fn run(o: RunOptions) -> anyhow::Result<usize> {
         None,
         100,
         Arc::clone(&counters),
+        None,
         None,
     );
     let mut incidents = sc.incidents.clone();

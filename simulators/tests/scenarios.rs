@@ -397,3 +397,92 @@ async fn gb_transmitters_reach_alerts_and_mail_across_a_dropped_frame_and_a_rest
     assert!(mails.len() >= 3, "{} mails", mails.len());
     stop.cancel();
 }
+
+/// `firewatch-sim load --device-password` logs in as each device at a broker that checks (the
+/// embedded broker with `mqtt.embedded_auth`): every reading committed; with a wrong password
+/// it stops at once with an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_logs_in_as_each_device_where_the_broker_checks() {
+    const PASSWORD: &str = "sim-device-password";
+    let dir = tempfile::tempdir().unwrap();
+    let hash = firewatch::ingest::access::hash(PASSWORD, b"sim-testsalt");
+    let mut registry = String::from("[[building]]\nid = \"ld-b0000\"\n");
+    for d in 0..3 {
+        registry.push_str(&format!(
+            "[[device]]\nid = \"ld-{d:06}\"\nbuilding = \"ld-b0000\"\nkind = \"water_pressure\"\nmqtt_password_hash = \"{hash}\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("registry.toml"), registry).unwrap();
+    let mut cfg = firewatch::config::Config::default();
+    let mqtt = free_port();
+    cfg.mqtt.url = "embedded".into();
+    cfg.mqtt.embedded_listen = format!("127.0.0.1:{mqtt}");
+    cfg.mqtt.embedded_auth = true;
+    cfg.http.listen = format!("127.0.0.1:{}", free_port());
+    cfg.storage.dir = dir.path().join("data");
+    cfg.storage.synchronous = "normal".into();
+    cfg.auth.bootstrap_token = Some(firewatch::settings::Secret::new(TOKEN));
+    cfg.registry.file = dir.path().join("registry.toml");
+    cfg.rules.file = root().join("config/rules.toml");
+    let (base, stop, task) = serve(cfg).await;
+    let broker = format!("mqtt://127.0.0.1:{mqtt}");
+    let run = |password: &'static str| {
+        let broker = broker.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_firewatch-sim"))
+                .env("FW_SIM_DEVICE_PASSWORD", password)
+                .args([
+                    "load",
+                    "--broker",
+                    &broker,
+                    "--devices",
+                    "3",
+                    "--count",
+                    "30",
+                ])
+                .args(["--qos", "1", "--prefix", "ld", "--quiet"])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(PASSWORD).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (summary["sent"].as_u64(), summary["acked"].as_u64()),
+        (Some(30), Some(30))
+    );
+    wait_metric(&base, "firewatch_messages_committed_total", 30.0).await;
+    assert_eq!(
+        metric(
+            &base,
+            "firewatch_broker_refused_total{reason=\"credentials\"}"
+        )
+        .await,
+        0.0
+    );
+
+    let out = run("not-the-password").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("the broker refused"), "{stderr}");
+    assert!(
+        metric(
+            &base,
+            "firewatch_broker_refused_total{reason=\"credentials\"}"
+        )
+        .await
+            >= 1.0
+    );
+    assert_eq!(
+        metric(&base, "firewatch_messages_committed_total").await,
+        30.0
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
