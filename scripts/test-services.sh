@@ -9,7 +9,8 @@
 #   - VictoriaMetrics (InfluxDB v2 write API at /api/v2/write, export at /api/v1/export)
 #   - scripts/smtp_capture.py (SMTP server that saves every mail to DIR/mail)
 # and writes DIR/env with `export FW_TEST_...=...` lines; `source DIR/env` before
-# running the tests.
+# running the tests. It also installs what tests start themselves: Chromium and its driver
+# (dashboard tests), nginx-light (the reverse-proxy test), g++ (the fuzz targets).
 #
 # Layout of DIR:
 #   env                          variables for the tests (see write_env)
@@ -39,7 +40,7 @@ SYS_PYTHON=/usr/bin/python3
 
 # g++: the fuzz step builds libFuzzer (C++).
 PACKAGES=(mosquitto mosquitto-clients victoria-metrics python3-aiosmtpd
-    chromium chromium-driver fonts-wqy-zenhei g++)
+    chromium chromium-driver fonts-wqy-zenhei g++ nginx-light)
 CHROMIUM_BIN=/usr/bin/chromium
 CHROMEDRIVER_BIN=/usr/bin/chromedriver
 SERVICES=(mosquitto victoria-metrics smtp-capture)
@@ -136,7 +137,7 @@ ensure_packages() {
     fi
     local f
     for f in "$MOSQUITTO_BIN" "$VM_BIN" /usr/bin/mosquitto_pub /usr/bin/mosquitto_sub "$SYS_PYTHON" \
-        "$CHROMIUM_BIN" "$CHROMEDRIVER_BIN"; do
+        "$CHROMIUM_BIN" "$CHROMEDRIVER_BIN" /usr/sbin/nginx; do
         [[ -x $f ]] || die "$f is missing although its package is installed"
     done
     "$SYS_PYTHON" -c 'import aiosmtpd' 2>/dev/null ||

@@ -302,24 +302,6 @@ async fn a_flooding_device_is_slowed_and_another_buildings_alarm_still_goes_out(
     fw.stop().await;
 }
 
-/// The CA, broker and device certificates of `deploy/make-certs.sh`.
-fn certs(clients: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/make-certs.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(script).arg(dir.path());
-    for c in clients {
-        cmd.arg("--client").arg(c);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
-
 fn client_tls(dir: &Path, who: Option<&str>) -> rustls::ClientConfig {
     let cert = who.map(|c| dir.join(format!("clients/{c}.crt")));
     let key = who.map(|c| dir.join(format!("clients/{c}.key")));
@@ -333,7 +315,7 @@ fn client_tls(dir: &Path, who: Option<&str>) -> rustls::ClientConfig {
 
 #[tokio::test]
 async fn the_embedded_broker_speaks_tls_and_knows_devices_by_their_certificates() {
-    let certs = certs(&["acl-wp-1", "intruder"]);
+    let certs = make_certs(&["acl-wp-1", "intruder"]);
     let port = free_port();
     let fw = InProcess::start_with(&registry(false), |c| {
         c.mqtt.url = "embedded".into();
@@ -503,7 +485,7 @@ async fn mosquitto_enforces_the_password_and_acl_files_written_from_the_registry
 
 #[tokio::test]
 async fn firewatch_reaches_mosquitto_over_tls_checking_its_certificate() {
-    let certs = certs(&["firewatch", "acl-wp-1"]);
+    let certs = make_certs(&["firewatch", "acl-wp-1"]);
     let files = tempfile::tempdir().unwrap();
     let (_config, reg) = mosquitto_files(files.path());
     let tls_port = free_port();

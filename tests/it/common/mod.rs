@@ -1178,12 +1178,21 @@ impl EventStream {
     /// Opens `GET {base}{path}`, with `Last-Event-ID` when given; returns once the response
     /// headers arrived (the server has subscribed to the feed by then).
     pub async fn open(base: &str, path: &str, last_event_id: Option<i64>) -> EventStream {
-        let mut req = api_client().get(format!("{base}{path}"));
+        EventStream::open_with(&api_client(), &format!("{base}{path}"), last_event_id).await
+    }
+
+    /// As `open`, with `client` (which carries the credentials) at `url`.
+    pub async fn open_with(
+        client: &reqwest::Client,
+        url: &str,
+        last_event_id: Option<i64>,
+    ) -> EventStream {
+        let mut req = client.get(url);
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
         let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
+        assert_eq!(resp.status(), 200, "GET {url}");
         let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(ct.starts_with("text/event-stream"), "content type {ct}");
         EventStream {
@@ -1362,4 +1371,23 @@ pub fn run_with_stdin(mut cmd: std::process::Command, stdin: &str) -> (bool, Str
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The CA, server (localhost, 127.0.0.1) and device certificates `deploy/make-certs.sh` makes,
+/// one device certificate per entry of `clients`.
+pub fn make_certs(clients: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/make-certs.sh");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(script).arg(dir.path());
+    for c in clients {
+        cmd.arg("--client").arg(c);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
 }
