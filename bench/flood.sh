@@ -181,13 +181,5 @@ print(f"| d | firewatch during run b | {cpu:.2f} cores; VmRSS {int(rss0) / 1024:
 PY
 cat "$OUT/table.md"
 if [[ -n $DOC ]]; then
-    python3 - "$DOC" "$OUT/table.md" <<'PY'
-import sys, re
-doc, table = sys.argv[1], open(sys.argv[2]).read()
-s = open(doc).read()
-if "<!-- bench-flood:begin -->" not in s:
-    sys.exit(f"{doc} has no <!-- bench-flood:begin --> marker")
-s = re.sub(r"<!-- bench-flood:begin -->.*<!-- bench-flood:end -->", "<!-- bench-flood:begin -->\n" + table + "<!-- bench-flood:end -->", s, flags=re.S)
-open(doc, "w").write(s)
-PY
+    python3 bench/doc-table.py "$DOC" bench-flood "$OUT/table.md"
 fi

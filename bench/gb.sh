@@ -127,11 +127,5 @@ print(f"| e | firewatch while holding them (run b) | {cpu:.2f} cores; VmRSS {int
 PY
 cat "$OUT/table.md"
 if [[ -n $DOC ]]; then
-    python3 - "$DOC" "$OUT/table.md" <<'PY'
-import sys, re
-doc, table = sys.argv[1], open(sys.argv[2]).read()
-s = open(doc).read()
-s = re.sub(r"<!-- bench-gb:begin -->.*<!-- bench-gb:end -->", "<!-- bench-gb:begin -->\n" + table + "<!-- bench-gb:end -->", s, flags=re.S)
-open(doc, "w").write(s)
-PY
+    python3 bench/doc-table.py "$DOC" bench-gb "$OUT/table.md"
 fi

@@ -321,15 +321,8 @@ EOF
 )"
 printf '%s\n' "$TABLE"
 if [[ -n $DOC ]]; then
-    grep -q '<!-- bench-readings:begin -->' "$DOC" || die "$DOC has no <!-- bench-readings:begin --> marker"
-    "$PY" - "$DOC" "$TABLE" <<'EOF'
-import re, sys
-path, table = sys.argv[1], sys.argv[2]
-text = open(path).read()
-text = re.sub(r"(<!-- bench-readings:begin -->\n).*?(<!-- bench-readings:end -->)",
-              lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
-open(path, "w").write(text)
-EOF
+    printf '%s\n' "$TABLE" >"$OUT/table.md"
+    "$PY" bench/doc-table.py "$DOC" bench-readings "$OUT/table.md"
     step "wrote the table into $DOC"
 fi
 step "done; logs in $OUT"

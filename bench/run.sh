@@ -1043,11 +1043,7 @@ TABLE="$OUT/table.md"
 
 cat "$TABLE"
 if [[ -n $DOC ]]; then
-    awk -v block="$TABLE" '
-        $0 == "<!-- bench:begin -->" { print; while ((getline line < block) > 0) print line; skip = 1; next }
-        $0 == "<!-- bench:end -->" { skip = 0 }
-        !skip { print }' "$DOC" >"$DOC.tmp"
-    mv "$DOC.tmp" "$DOC"
+    "$SYS_PYTHON" bench/doc-table.py "$DOC" bench "$TABLE"
     step "wrote the table into $DOC"
 fi
 step "done; logs and raw results in $OUT"

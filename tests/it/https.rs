@@ -7,6 +7,19 @@ use crate::common::*;
 use std::path::Path;
 use std::time::Duration;
 
+/// The dashboard page with firewatch's security headers: its headers, for more checks.
+async fn dashboard(r: reqwest::Response) -> reqwest::header::HeaderMap {
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(r.text().await.unwrap().contains("/ui/app.js"));
+    h
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firewatch_serves_https_only_with_its_certificate() {
     let certs = make_certs(&[]);
@@ -40,16 +53,9 @@ async fn firewatch_serves_https_only_with_its_certificate() {
 
     // The dashboard, with the security headers.
     let r = client.get(format!("{https}/")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let h = r.headers().clone();
-    assert!(h["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("frame-ancestors 'none'"));
-    assert_eq!(h["x-content-type-options"], "nosniff");
+    let h = dashboard(r).await;
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["referrer-policy"], "no-referrer");
-    assert!(r.text().await.unwrap().contains("/ui/app.js"));
     // An API route, with the token, at 127.0.0.1 too (the certificate names both).
     let r = client
         .get(format!("https://127.0.0.1:{port}/api/v1/alerts?limit=1"))
@@ -218,14 +224,8 @@ async fn the_nginx_snippet_terminates_tls_in_front_of_firewatch() {
     let r = client.get(format!("{https}/")).send().await;
     let r = r.unwrap_or_else(|e| panic!("{e}\n{}", nginx.logs()));
     assert_eq!(r.status(), 200, "{}", nginx.logs());
-    let h = r.headers().clone();
-    assert!(h["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("frame-ancestors 'none'"));
-    assert_eq!(h["x-content-type-options"], "nosniff");
+    let h = dashboard(r).await;
     assert_eq!(h["strict-transport-security"], "max-age=31536000");
-    assert!(r.text().await.unwrap().contains("/ui/app.js"));
 
     let r = client
         .get(format!("{https}/api/v1/alerts?limit=1"))
