@@ -172,7 +172,10 @@ say "b. takeover: partition 0's session on node 1, away; messages on node 3; bac
 mine="$(awk '$1 == 0 {print $2}' "$OUT/spread.tsv")"
 want="$(printf '%s\n' "$mine" | grep -c . || true)"
 ((want > 0)) || die "partition 0 got no devices in run a"
-timeout 10 mosquitto_sub -h 127.0.0.1 -p "${MQTT[1]}" -i "owner-p0-$$" -c -q 1 -t 'fwp/0/#' -W 1 >/dev/null 2>&1 || true
+# The session must exist (its SUBACK seen) before it leaves: else nothing is kept for it.
+timeout 10 stdbuf -oL mosquitto_sub -h 127.0.0.1 -p "${MQTT[1]}" -i "owner-p0-$$" -c -q 1 -t 'fwp/0/#' -d -E \
+    >"$OUT/owner-p0.out" 2>&1 || true
+grep -q SUBACK "$OUT/owner-p0.out" || die "partition 0's session got no SUBACK on node 1: $(tail -n 2 "$OUT/owner-p0.out")"
 for d in $mine; do
     mosquitto_pub -h 127.0.0.1 -p "${MQTT[3]}" -q 1 -t "fw/v1/bb-${d:5:3}/water_pressure/$d/telemetry" -m queued
 done
