@@ -8,6 +8,8 @@
 #   - Mosquitto (MQTT broker), configured from deploy/mosquitto.conf
 #   - VictoriaMetrics (InfluxDB v2 write API at /api/v2/write, export at /api/v1/export)
 #   - scripts/smtp_capture.py (SMTP server that saves every mail to DIR/mail)
+#   - PostgreSQL (the shared store's tests), a cluster initialised in DIR/pg with the user
+#     `firewatch` (password `firewatch-test`); tests make their own databases in it
 # and writes DIR/env with `export FW_TEST_...=...` lines; `source DIR/env` before
 # running the tests. It also installs what tests start themselves: Chromium and its driver
 # (dashboard tests), nginx-light (the reverse-proxy test), g++ (the fuzz targets).
@@ -18,6 +20,7 @@
 #   mosquitto/                   broker persistence
 #   vm/                          VictoriaMetrics storage
 #   mail/                        captured mail: <ns>-<n>.eml + <ns>-<n>.json
+#   pg/                          PostgreSQL cluster (owned by the `postgres` user when run as root)
 #   <service>.pid, <service>.log for mosquitto, victoria-metrics, smtp-capture
 #     (Mosquitto also writes mosquitto.pid itself via pid_file, so a broker that a
 #     test restarts with FW_TEST_MOSQUITTO_CONF is still stopped by `stop`)
@@ -40,10 +43,14 @@ SYS_PYTHON=/usr/bin/python3
 
 # g++: the fuzz step builds libFuzzer (C++).
 PACKAGES=(mosquitto mosquitto-clients victoria-metrics python3-aiosmtpd
-    chromium chromium-driver fonts-wqy-zenhei g++ nginx-light)
+    chromium chromium-driver fonts-wqy-zenhei g++ nginx-light postgresql)
 CHROMIUM_BIN=/usr/bin/chromium
 CHROMEDRIVER_BIN=/usr/bin/chromedriver
-SERVICES=(mosquitto victoria-metrics smtp-capture)
+SERVICES=(mosquitto victoria-metrics smtp-capture postgresql)
+# Debian's PostgreSQL 15 (package postgresql); initdb and postgres refuse to run as root, so as
+# root they run as the package's `postgres` user.
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_PASSWORD=firewatch-test
 
 # Seconds to wait for each service to accept connections.
 START_TIMEOUT="${FW_TEST_SERVICES_START_TIMEOUT:-30}"
@@ -137,7 +144,7 @@ ensure_packages() {
     fi
     local f
     for f in "$MOSQUITTO_BIN" "$VM_BIN" /usr/bin/mosquitto_pub /usr/bin/mosquitto_sub "$SYS_PYTHON" \
-        "$CHROMIUM_BIN" "$CHROMEDRIVER_BIN" /usr/sbin/nginx; do
+        "$CHROMIUM_BIN" "$CHROMEDRIVER_BIN" /usr/sbin/nginx "$PG_BIN/initdb" "$PG_BIN/postgres"; do
         [[ -x $f ]] || die "$f is missing although its package is installed"
     done
     "$SYS_PYTHON" -c 'import aiosmtpd' 2>/dev/null ||
@@ -175,9 +182,12 @@ running_pid() {
 
 stop_service() {
     local name=$1 pid i
+    # PostgreSQL's "fast" shutdown is SIGINT (SIGTERM waits for its clients to leave).
+    local sig=TERM
+    [[ $name == postgresql ]] && sig=INT
     if pid="$(running_pid "$name")"; then
         say "Stopping $name (pid $pid) ..."
-        kill -TERM "$pid" 2>/dev/null || true
+        kill -"$sig" "$pid" 2>/dev/null || true
         for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
             alive "$pid" || break
             sleep 0.1
@@ -234,13 +244,13 @@ wait_for_port() {
     die "$label did not accept connections on 127.0.0.1:$port within ${START_TIMEOUT}s; see $log"
 }
 
-# Three distinct free loopback ports: all three sockets are bound at the same time,
+# Four distinct free loopback ports: all three sockets are bound at the same time,
 # then released.
 pick_ports() {
     "$SYS_PYTHON" -c '
 import socket
 socks = []
-for _ in range(3):
+for _ in range(4):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -314,8 +324,36 @@ start_smtp_capture() {
     say "Started SMTP capture server on 127.0.0.1:$port, saving mail to $DIR/mail (log $(logfile_of smtp-capture))"
 }
 
+start_postgresql() {
+    local port=$1 data="$DIR/pg" as_pg=()
+    mkdir -p "$data"
+    printf '%s\n' "$PG_PASSWORD" >"$DIR/pg.password"
+    if ((EUID == 0)); then
+        # The postgres user must reach DIR/pg (DIR is root's, mode 700 from mktemp).
+        chmod o+x "$DIR"
+        chown postgres:postgres "$data" "$DIR/pg.password"
+        as_pg=(setpriv --reuid postgres --regid postgres --clear-groups)
+    fi
+    "${as_pg[@]}" "$PG_BIN/initdb" -D "$data" -U firewatch --pwfile="$DIR/pg.password" \
+        --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >"$(logfile_of postgresql-initdb)" 2>&1 ||
+        { tail -n 20 "$(logfile_of postgresql-initdb)" >&2; die "initdb failed; see $(logfile_of postgresql-initdb)"; }
+    # Durable as in production (fsync and synchronous_commit stay on); sockets only in DIR/pg.
+    spawn postgresql "${as_pg[@]}" "$PG_BIN/postgres" -D "$data" -p "$port" -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories="$data" -c max_connections=200 -c shared_buffers=128MB
+    wait_for_port postgresql PostgreSQL "$port" "$SPAWNED_PID"
+    # The port opens before the server takes sessions; pg_isready says when it does.
+    local i
+    for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+        sleep 0.1
+    done
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" ||
+        die "PostgreSQL did not take sessions within ${START_TIMEOUT}s; see $(logfile_of postgresql)"
+    say "Started PostgreSQL on 127.0.0.1:$port (log $(logfile_of postgresql))"
+}
+
 write_env() {
-    local mqtt=$1 tsdb=$2 smtp=$3 env="$DIR/env"
+    local mqtt=$1 tsdb=$2 smtp=$3 pg=$4 env="$DIR/env"
     {
         printf '# Generated by scripts/test-services.sh start; source this file.\n'
         printf 'export FW_TEST_MQTT_URL=%q\n' "mqtt://127.0.0.1:$mqtt"
@@ -326,6 +364,7 @@ write_env() {
         printf 'export FW_TEST_MOSQUITTO_CONF=%q\n' "$DIR/mosquitto.conf"
         printf 'export FW_TEST_CHROMIUM=%q\n' "$CHROMIUM_BIN"
         printf 'export FW_TEST_CHROMEDRIVER=%q\n' "$CHROMEDRIVER_BIN"
+        printf 'export FW_TEST_POSTGRES_URL=%q\n' "postgres://firewatch:$PG_PASSWORD@127.0.0.1:$pg/postgres"
     } >"$env.tmp"
     mv "$env.tmp" "$env"
 }
@@ -344,7 +383,7 @@ cmd_start() {
     ensure_packages
 
     # Fresh state on every start: no old sessions, series or mail.
-    rm -rf "$DIR/mosquitto" "$DIR/vm" "$DIR/mail" "$DIR/env" "$DIR/mosquitto.conf"
+    rm -rf "$DIR/mosquitto" "$DIR/vm" "$DIR/mail" "$DIR/env" "$DIR/mosquitto.conf" "$DIR/pg"
     for name in "${SERVICES[@]}"; do
         rm -f "$(pidfile_of "$name")" "$(logfile_of "$name")"
     done
@@ -352,14 +391,15 @@ cmd_start() {
     # Whatever was started is stopped again if a later step fails.
     trap 'status=$?; if ((status != 0)); then say "Start failed; stopping what was started" >&2; stop_all >&2; fi' EXIT
 
-    local ports mqtt_port tsdb_port smtp_port
+    local ports mqtt_port tsdb_port smtp_port pg_port
     ports="$(pick_ports)" || die "could not pick free ports"
-    read -r mqtt_port tsdb_port smtp_port <<<"$ports"
+    read -r mqtt_port tsdb_port smtp_port pg_port <<<"$ports"
 
     start_mosquitto "$mqtt_port"
     start_victoria_metrics "$tsdb_port"
     start_smtp_capture "$smtp_port"
-    write_env "$mqtt_port" "$tsdb_port" "$smtp_port"
+    start_postgresql "$pg_port"
+    write_env "$mqtt_port" "$tsdb_port" "$smtp_port" "$pg_port"
     trap - EXIT
 
     say "Wrote $DIR/env; run: source $DIR/env"

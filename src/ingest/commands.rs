@@ -285,8 +285,8 @@ impl CommandPublisher {
             let c = Arc::clone(&conn);
             let (rows, pending, next) = tokio::task::spawn_blocking(move || {
                 let conn = c.lock().map_err(task_error)?;
-                let (rows, pending) = commands::due(&conn, now, BATCH)?;
-                let next = commands::next_due_after(&conn, now)?;
+                let (rows, pending) = commands::due(&*conn, now, BATCH)?;
+                let next = commands::next_due_after(&*conn, now)?;
                 Ok::<_, StoreError>((rows, pending, next))
             })
             .await

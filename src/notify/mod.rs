@@ -238,7 +238,7 @@ impl<C: Channel> Sender<C> {
                     what: "outbox reader",
                     err: "lock poisoned".into(),
                 })?;
-                notifications::due(&conn, kind, now, FETCH)
+                notifications::due(&*conn, kind, now, FETCH)
             })
             .await
             .map_err(|e| store::StoreError::Corrupt {

@@ -111,7 +111,7 @@ impl Worker {
     /// Rolls up until cancelled (the readings not rolled up yet stay in the store for the next
     /// start).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RollupError> {
-        let mut at = self.blocking(rollups::position).await?;
+        let mut at = self.blocking(|c| rollups::position(c)).await?;
         self.metrics.rollups.cursor.store(at.cursor, Relaxed);
         match at.pending {
             Some((to, merged)) => tracing::info!(
@@ -168,7 +168,7 @@ impl Worker {
                     }
                     Ok(false) => {
                         // Not where the store stands: read on from there.
-                        at = self.blocking(rollups::position).await?;
+                        at = self.blocking(|c| rollups::position(c)).await?;
                         self.metrics.rollups.cursor.store(at.cursor, Relaxed);
                         continue;
                     }

@@ -5,15 +5,15 @@
 //! alert, its history entry and its queued notification become durable together, before the
 //! messages that caused them are acknowledged to the broker.
 
+use super::sql::{Arg, Db, Row, Value as SqlValue};
 use super::{Result, StoreError};
+use crate::args;
 pub use crate::model::alert::{
     alert_id, parse_alert_id, Alert, Classification, Confirmation, Status, Verification,
 };
 use crate::model::alert::{Change, Transition};
 use crate::model::notification::{ChannelKind, Event, Subject};
 use crate::model::{rfc3339, Millis};
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -21,32 +21,19 @@ const COLUMNS: &str = "id, rule, severity, building, kind, device, channel, acti
     threshold, message, started_at, updated_at, cleared_at, acknowledged_at, acknowledged_by,
     closed_at, closed_by, classification, sla_missed_at";
 
-/// A closed set stored by its wire name: an unknown name is a corrupt row, not a default.
-fn wire<T: std::str::FromStr>(v: ValueRef<'_>) -> FromSqlResult<T> {
-    let s = v.as_str()?;
-    s.parse()
-        .map_err(|_| FromSqlError::Other(format!("unknown value {s:?}").into()))
-}
-
-struct Wire<T>(T);
-
-impl<T: std::str::FromStr> FromSql for Wire<T> {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        wire(v).map(Wire)
-    }
-}
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
+fn from_row(r: &Row) -> Result<Alert> {
     Ok(Alert {
         id: r.get(0)?,
         rule: r.get(1)?,
-        severity: r.get::<_, Wire<_>>(2)?.0,
+        // Closed sets stored by their wire names: an unknown name is a corrupt row, not a
+        // default.
+        severity: r.wire(2)?,
         building: r.get(3)?,
-        kind: r.get::<_, Wire<_>>(4)?.0,
+        kind: r.wire(4)?,
         device: r.get(5)?,
         channel: r.get(6)?,
-        active: r.get::<_, i64>(7)? != 0,
-        status: r.get::<_, Wire<_>>(8)?.0,
+        active: r.get::<i64>(7)? != 0,
+        status: r.wire(8)?,
         value: r.get(9)?,
         threshold: r.get(10)?,
         message: r.get(11)?,
@@ -57,7 +44,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         acknowledged_by: r.get(16)?,
         closed_at: r.get(17)?,
         closed_by: r.get(18)?,
-        classification: r.get::<_, Option<Wire<_>>>(19)?.map(|w| w.0),
+        classification: r.wire_opt(19)?,
         sla_missed_at: r.get(20)?,
     })
 }
@@ -99,27 +86,29 @@ pub type Route<'a> = &'a dyn Fn(&Alert, Event) -> Routed;
 
 /// The open alert for a key, if any.
 pub fn find_open(
-    conn: &Connection,
+    conn: &dyn Db,
     rule: &str,
     device: &str,
     channel: Option<&str>,
 ) -> Result<Option<Alert>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM alerts WHERE rule = ?1 AND device = ?2
-         AND ifnull(channel, '') = ifnull(?3, '') AND status != 'closed'"
+         AND coalesce(channel, '') = coalesce(?3, '') AND status != 'closed'"
     );
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row(params![rule, device, channel], from_row)
-        .optional()?)
+    conn.row(&sql, args![rule, device, channel])?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }
 
 /// The alert an acknowledgement code names: of the alerts whose id is congruent to `residue`
 /// (see [`crate::model::alert::ack_code_residue`]), the newest that is not closed, else the
 /// newest (so that a late reply gets a clear conflict, not "unknown code").
-pub fn by_code(conn: &Connection, residue: i64) -> Result<Option<Alert>> {
+pub fn by_code(conn: &dyn Db, residue: i64) -> Result<Option<Alert>> {
     let space = crate::model::alert::ack_code_space();
-    let max: i64 = conn.query_row("SELECT ifnull(max(id), 0) FROM alerts", [], |r| r.get(0))?;
+    let max: i64 = conn
+        .one("SELECT coalesce(max(id), 0) FROM alerts", args![])?
+        .unwrap_or(0);
     let mut newest = None;
     let mut id = residue + (max - residue).div_euclid(space) * space;
     while id > 0 {
@@ -135,37 +124,38 @@ pub fn by_code(conn: &Connection, residue: i64) -> Result<Option<Alert>> {
 }
 
 /// One alert.
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {
+pub fn get(conn: &dyn Db, id: i64) -> Result<Option<Alert>> {
     let sql = format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+    conn.row(&sql, args![id])?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }
 
 /// The confirmation side of an alert: its on-site check and its work order.
-pub fn confirmation(conn: &Connection, id: i64) -> Result<Confirmation> {
+pub fn confirmation(conn: &dyn Db, id: i64) -> Result<Confirmation> {
     let c = conn
-        .prepare_cached(
+        .row(
             "SELECT verified_at, verified_by, verification, called_119_at,
              (SELECT max(w.id) FROM workorders w WHERE w.alert_id = a.id)
              FROM alerts a WHERE a.id = ?1",
+            args![id],
         )?
-        .query_row([id], |r| {
-            Ok(Confirmation {
+        .map(|r| {
+            Ok::<_, StoreError>(Confirmation {
                 verified_at: r.get(0)?,
                 verified_by: r.get(1)?,
-                verification: r.get::<_, Option<Wire<_>>>(2)?.map(|w| w.0),
+                verification: r.wire_opt(2)?,
                 called_119_at: r.get(3)?,
                 workorder: r.get(4)?,
             })
         })
-        .optional()?;
+        .transpose()?;
     Ok(c.unwrap_or_default())
 }
 
 /// The contract JSON of an alert (section 3) with its confirmation fields.
-pub fn json(conn: &Connection, alert: &Alert, notes: Vec<Value>) -> Result<Value> {
+pub fn json(conn: &dyn Db, alert: &Alert, notes: Vec<Value>) -> Result<Value> {
     let mut j = alert.to_json(notes);
     confirmation(conn, alert.id)?.apply(&mut j);
     // (added) The silence holding its notifications back, if one does.
@@ -202,7 +192,7 @@ pub fn json(conn: &Connection, alert: &Alert, notes: Vec<Value>) -> Result<Value
 }
 
 fn history(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     at: Millis,
     what: &str,
@@ -210,24 +200,27 @@ fn history(
     note: Option<&str>,
     detail: Option<Value>,
 ) -> Result<i64> {
-    conn.prepare_cached(
+    let detail = detail.map(|d| d.to_string());
+    inserted(
+        conn,
         "INSERT INTO alert_history (alert_id, at, what, by, note, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        id,
-        at,
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        args![id, at, what, by, note, detail.as_deref()],
+        "alert history",
+    )
+}
+
+/// Runs an `INSERT … RETURNING id`; the id.
+fn inserted(conn: &dyn Db, sql: &str, args: &[Arg<'_>], what: &'static str) -> Result<i64> {
+    conn.one(sql, args)?.ok_or(StoreError::Corrupt {
         what,
-        by,
-        note,
-        detail.map(|d| d.to_string())
-    ])?;
-    Ok(conn.last_insert_rowid())
+        err: "no id returned".into(),
+    })
 }
 
 /// Records a notification attempt outcome in the alert's history.
 pub fn record_notification(
-    conn: &Connection,
+    conn: &dyn Db,
     alert: i64,
     at: Millis,
     what: &str,
@@ -239,7 +232,7 @@ pub fn record_notification(
 /// Queues the notifications of a transition (its history entry `transition`): the alert as
 /// committed now, for every target the route names. Returns whether any were queued.
 fn enqueue(
-    conn: &Connection,
+    conn: &dyn Db,
     alert: &Alert,
     event: Event,
     transition: i64,
@@ -251,7 +244,7 @@ fn enqueue(
 
 /// [`enqueue`] with one more field in the snapshot (what the renderer needs to tell).
 fn enqueue_with(
-    conn: &Connection,
+    conn: &dyn Db,
     alert: &Alert,
     event: Event,
     transition: i64,
@@ -298,7 +291,7 @@ fn enqueue_with(
 /// (added) A silence holds back the notifications of `alert` (which fired while it covered
 /// the alert): marked, with a `silenced` history entry. Returns false when it already was.
 pub fn silence(
-    conn: &Connection,
+    conn: &dyn Db,
     alert: i64,
     s: &crate::model::silence::Silence,
     now: Millis,
@@ -321,7 +314,7 @@ pub fn silence(
 /// (a person closing it may still say otherwise), with a `drill` history entry. Returns false
 /// when it already was.
 pub fn drill(
-    conn: &Connection,
+    conn: &dyn Db,
     alert: i64,
     s: &crate::model::silence::Silence,
     now: Millis,
@@ -329,10 +322,10 @@ pub fn drill(
     if !super::silences::mark_drill(conn, alert, s, now)? {
         return Ok(false);
     }
-    conn.prepare_cached(
+    conn.exec(
         "UPDATE alerts SET classification = 'test' WHERE id = ?1 AND classification IS NULL",
-    )?
-    .execute([alert])?;
+        args![alert],
+    )?;
     let detail = json!({
         "drill": crate::model::silence::silence_id(s.id),
         "mode": s.mode.as_str(),
@@ -348,7 +341,7 @@ pub fn drill(
 /// Returns whether notifications were queued (`None`: the alert is gone or closed, nothing
 /// recorded).
 pub fn unsilence(
-    conn: &Connection,
+    conn: &dyn Db,
     alert: i64,
     silence: i64,
     notify: bool,
@@ -376,7 +369,7 @@ pub fn unsilence(
 
 /// (added) `alert` is held back (inhibited or shielded): the hold, with a history entry
 /// `inhibited` or `shielded`. Returns false when something held it already.
-pub fn hold(conn: &Connection, h: &super::holds::Hold) -> Result<bool> {
+pub fn hold(conn: &dyn Db, h: &super::holds::Hold) -> Result<bool> {
     if super::silences::mark_of(conn, h.alert)?.is_some() || !super::holds::hold(conn, h)? {
         return Ok(false);
     }
@@ -402,7 +395,7 @@ pub fn hold(conn: &Connection, h: &super::holds::Hold) -> Result<bool> {
 /// history entry, and when the alert is still open and active it is notified now as fired.
 /// Returns whether notifications were queued (`None`: the alert is gone or closed).
 pub fn release(
-    conn: &Connection,
+    conn: &dyn Db,
     h: &super::holds::Hold,
     route: Route<'_>,
     now: Millis,
@@ -424,7 +417,7 @@ pub fn release(
 
 /// (added) `alert` fired and cleared `changes` times within the window: a `flapping` history
 /// entry (its mark is already set).
-pub fn flapping(conn: &Connection, alert: i64, changes: i64, now: Millis) -> Result<()> {
+pub fn flapping(conn: &dyn Db, alert: i64, changes: i64, now: Millis) -> Result<()> {
     let detail = json!({"changes": changes});
     history(conn, alert, now, "flapping", None, None, Some(detail))?;
     Ok(())
@@ -434,12 +427,7 @@ pub fn flapping(conn: &Connection, alert: i64, changes: i64, now: Millis) -> Res
 /// `stable` history entry, and its state now is told (fired again when active, cleared
 /// otherwise, to those told of it). Returns whether notifications were queued (`None`: the
 /// alert is gone or closed).
-pub fn stable(
-    conn: &Connection,
-    alert: i64,
-    route: Route<'_>,
-    now: Millis,
-) -> Result<Option<bool>> {
+pub fn stable(conn: &dyn Db, alert: i64, route: Route<'_>, now: Millis) -> Result<Option<bool>> {
     let Some(a) = get(conn, alert)? else {
         return Ok(None);
     };
@@ -474,32 +462,34 @@ pub enum Applied {
 }
 
 /// Applies one engine transition.
-pub fn apply(conn: &Connection, t: &Transition, route: Route<'_>) -> Result<Applied> {
+pub fn apply(conn: &dyn Db, t: &Transition, route: Route<'_>) -> Result<Applied> {
     let open = find_open(conn, &t.rule, &t.device, t.channel.as_deref())?;
     let detail = json!({"value": t.value, "threshold": t.threshold, "message": t.message});
     match (t.change, open) {
         (Change::Fired, None) => {
-            conn.prepare_cached(
+            let id = inserted(
+                conn,
                 "INSERT INTO alerts (rule, severity, building, kind, device, channel, active,
                  status, value, threshold, message, started_at, updated_at, cleared_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?
-            .execute(params![
-                t.rule,
-                t.severity.as_str(),
-                t.building,
-                t.kind.as_str(),
-                t.device,
-                t.channel,
-                i64::from(!t.pulse),
-                t.value,
-                t.threshold,
-                t.message,
-                t.since,
-                t.at,
-                t.pulse.then_some(t.at),
-            ])?;
-            let id = conn.last_insert_rowid();
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?11, ?12, ?13)
+                 RETURNING id",
+                args![
+                    &t.rule,
+                    t.severity.as_str(),
+                    &t.building,
+                    t.kind.as_str(),
+                    &t.device,
+                    t.channel.as_deref(),
+                    i64::from(!t.pulse),
+                    t.value,
+                    t.threshold,
+                    &t.message,
+                    t.since,
+                    t.at,
+                    t.pulse.then_some(t.at),
+                ],
+                "alert",
+            )?;
             let h = history(conn, id, t.at, "fired", None, None, Some(detail))?;
             let alert = get(conn, id)?.ok_or(StoreError::Corrupt {
                 what: "alert",
@@ -515,30 +505,30 @@ pub fn apply(conn: &Connection, t: &Transition, route: Route<'_>) -> Result<Appl
             // A pulse on an alert whose condition holds leaves it active (the condition's own
             // end clears it); on an inactive alert it stays inactive.
             let active = a.active || !t.pulse;
-            conn.prepare_cached(
+            conn.exec(
                 "UPDATE alerts SET active = ?2, value = ?3, threshold = ?4, message = ?5,
                  updated_at = ?6, cleared_at = ?7 WHERE id = ?1",
-            )?
-            .execute(params![
-                a.id,
-                i64::from(active),
-                t.value,
-                t.threshold,
-                t.message,
-                t.at,
-                if active { None } else { Some(t.at) },
-            ])?;
+                args![
+                    a.id,
+                    i64::from(active),
+                    t.value,
+                    t.threshold,
+                    &t.message,
+                    t.at,
+                    if active { None } else { Some(t.at) },
+                ],
+            )?;
             let h = history(conn, a.id, t.at, "refired", None, None, Some(detail))?;
             let alert = get(conn, a.id)?.unwrap_or(a);
             enqueue(conn, &alert, Event::Refired, h, route, t.at)?;
             Ok(Applied::Reactivated(alert.id))
         }
         (Change::Cleared, Some(a)) if a.active => {
-            conn.prepare_cached(
+            conn.exec(
                 "UPDATE alerts SET active = 0, cleared_at = ?2, updated_at = ?2,
                  value = coalesce(?3, value) WHERE id = ?1",
-            )?
-            .execute(params![a.id, t.at, t.value])?;
+                args![a.id, t.at, t.value],
+            )?;
             let h = history(conn, a.id, t.at, "cleared", None, None, Some(detail))?;
             let alert = get(conn, a.id)?.unwrap_or(a);
             enqueue(conn, &alert, Event::Cleared, h, route, t.at)?;
@@ -556,7 +546,7 @@ pub fn apply(conn: &Connection, t: &Transition, route: Route<'_>) -> Result<Appl
 /// An escalation step: the history entry `escalated` and the notifications to the routed
 /// targets not told of the alert before. Returns how many were queued.
 pub fn escalate(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     step: &Escalation<'_>,
     routed: Routed,
@@ -596,7 +586,7 @@ pub fn escalate(
 /// `workorder_overdue` and an escalation notification to `routed` (the fire office's contacts)
 /// and everyone told of the alert before. Returns how many were queued.
 pub fn workorder_overdue(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     workorder: &crate::model::workorder::Workorder,
     routed: Routed,
@@ -651,11 +641,11 @@ pub struct Escalation<'a> {
 
 /// The acknowledgement deadline of `policy` (`sla_s` seconds) passed with the alert still
 /// open: marks it (`sla_missed_at`) and records `sla_missed` in its history.
-pub fn miss_sla(conn: &Connection, id: i64, policy: &str, sla_s: u64, now: Millis) -> Result<()> {
-    conn.prepare_cached(
+pub fn miss_sla(conn: &dyn Db, id: i64, policy: &str, sla_s: u64, now: Millis) -> Result<()> {
+    conn.exec(
         "UPDATE alerts SET sla_missed_at = ?2 WHERE id = ?1 AND sla_missed_at IS NULL",
-    )?
-    .execute(params![id, now])?;
+        args![id, now],
+    )?;
     history(
         conn,
         id,
@@ -670,7 +660,7 @@ pub fn miss_sla(conn: &Connection, id: i64, policy: &str, sla_s: u64, now: Milli
 
 /// A reminder of `policy` while nobody acknowledged: `repeat` in the history and a
 /// notification to everyone told so far (`place`: the routed location and building name).
-pub fn remind(conn: &Connection, id: i64, policy: &str, place: Routed, now: Millis) -> Result<()> {
+pub fn remind(conn: &dyn Db, id: i64, policy: &str, place: Routed, now: Millis) -> Result<()> {
     let Some(alert) = get(conn, id)? else {
         return Ok(());
     };
@@ -812,25 +802,25 @@ pub fn check_close(a: &Alert, note: Option<&str>) -> std::result::Result<(), Act
 /// inside a savepoint of the caller's transaction, so a failure halfway (the status changed, the
 /// history entry not written) leaves nothing behind when the caller commits its other work.
 pub fn act(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     action: &Action,
     now: Millis,
     route: Route<'_>,
 ) -> std::result::Result<Alert, ActionError> {
-    conn.execute_batch("SAVEPOINT people_action")?;
+    conn.batch("SAVEPOINT people_action")?;
     let r = act_inner(conn, id, action, now, route);
     let end = if r.is_ok() {
         "RELEASE people_action"
     } else {
         "ROLLBACK TO people_action; RELEASE people_action"
     };
-    conn.execute_batch(end)?;
+    conn.batch(end)?;
     r
 }
 
 fn act_inner(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     action: &Action,
     now: Millis,
@@ -846,10 +836,10 @@ fn act_inner(
                     a.status
                 )));
             }
-            conn.execute(
+            conn.exec(
                 "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2,
                  acknowledged_by = ?3, updated_at = ?2 WHERE id = ?1",
-                params![id, now, by],
+                args![id, now, by],
             )?;
             let h = history(
                 conn,
@@ -876,10 +866,10 @@ fn act_inner(
                 )));
             }
             check_close(&a, note.as_deref())?;
-            conn.execute(
+            conn.exec(
                 "UPDATE alerts SET status = 'closed', closed_at = ?2, closed_by = ?3,
                  classification = ?4, updated_at = ?2 WHERE id = ?1",
-                params![id, now, by, classification.as_str()],
+                args![id, now, by, classification.as_str()],
             )?;
             let mut detail =
                 json!({"classification": classification.as_str(), "active_when_closed": a.active});
@@ -901,9 +891,9 @@ fn act_inner(
             enqueue(conn, &closed, Event::Closed, h, route, now)?;
         }
         Action::Note { by, note } => {
-            conn.execute(
+            conn.exec(
                 "UPDATE alerts SET updated_at = ?2 WHERE id = ?1",
-                params![id, now],
+                args![id, now],
             )?;
             history(conn, id, now, "note", Some(by), Some(note), None)?;
         }
@@ -915,10 +905,10 @@ fn act_inner(
         } => {
             let verified = confirmation(conn, id)?.verified_at.is_some();
             check_verify(&a, verified, *result, *called_119_at, now)?;
-            conn.execute(
+            conn.exec(
                 "UPDATE alerts SET verified_at = ?2, verified_by = ?3, verification = ?4,
                  called_119_at = ?5, updated_at = ?2 WHERE id = ?1",
-                params![id, now, by, result.as_str(), called_119_at],
+                args![id, now, by, result.as_str(), *called_119_at],
             )?;
             history(
                 conn,
@@ -960,48 +950,53 @@ pub struct Filter {
 }
 
 /// Lists alerts, newest first.
-pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Alert>> {
+pub fn list(conn: &dyn Db, f: &Filter) -> Result<Vec<Alert>> {
     let mut sql = format!("SELECT {COLUMNS} FROM alerts WHERE 1 = 1");
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut push = |cond: &str, v: rusqlite::types::Value, sql: &mut String| {
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut push = |cond: &str, v: SqlValue, sql: &mut String| {
         args.push(v);
         sql.push_str(&format!(" AND {cond} ?{}", args.len()));
     };
     if let Some(a) = f.active {
-        push("active =", i64::from(a).into(), &mut sql);
+        push("active =", SqlValue::Int(i64::from(a)), &mut sql);
     }
     if let Some(s) = &f.status {
-        push("status =", s.as_str().to_owned().into(), &mut sql);
+        push("status =", SqlValue::Text(s.as_str().to_owned()), &mut sql);
     }
     if let Some(b) = &f.building {
-        push("building =", b.clone().into(), &mut sql);
+        push("building =", SqlValue::Text(b.clone()), &mut sql);
     }
     if let Some(d) = &f.device {
-        push("device =", d.clone().into(), &mut sql);
+        push("device =", SqlValue::Text(d.clone()), &mut sql);
     }
     if let Some(ch) = &f.channel {
-        push("channel =", ch.clone().into(), &mut sql);
+        push("channel =", SqlValue::Text(ch.clone()), &mut sql);
     }
     if let Some(s) = &f.severity {
-        push("severity =", s.as_str().to_owned().into(), &mut sql);
+        push(
+            "severity =",
+            SqlValue::Text(s.as_str().to_owned()),
+            &mut sql,
+        );
     }
     if let Some(r) = &f.rule {
-        push("rule =", r.clone().into(), &mut sql);
+        push("rule =", SqlValue::Text(r.clone()), &mut sql);
     }
     if let Some(s) = f.since {
-        push("updated_at >=", s.into(), &mut sql);
+        push("updated_at >=", SqlValue::Int(s), &mut sql);
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit));
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), from_row)?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    conn.rows(&sql, &args.iter().map(Arg::from).collect::<Vec<_>>())?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// (added) Alerts of `building` closed in `[from, until)` as `classification` (the daily
 /// summary's false alarms), most recently closed first, at most `limit`; and how many there
 /// are in all.
 pub fn closed_as(
-    conn: &Connection,
+    conn: &dyn Db,
     building: &str,
     classification: Classification,
     from: Millis,
@@ -1013,29 +1008,30 @@ pub fn closed_as(
          AND classification = ?2 AND closed_at >= ?3 AND closed_at < ?4
          ORDER BY closed_at DESC, id DESC LIMIT ?5"
     );
-    let args = params![building, classification.as_str(), from, until, limit];
+    let args = args![building, classification.as_str(), from, until, limit];
     let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(args, from_row)?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let total: u64 = conn
-        .prepare_cached(
+        .rows(&sql, args)?
+        .iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let total = conn
+        .one::<i64>(
             "SELECT count(*) FROM alerts WHERE building = ?1 AND status = 'closed'
              AND classification = ?2 AND closed_at >= ?3 AND closed_at < ?4",
+            args![building, classification.as_str(), from, until],
         )?
-        .query_row(
-            params![building, classification.as_str(), from, until],
-            |r| r.get(0),
-        )?;
-    Ok((rows, total))
+        .unwrap_or(0);
+    Ok((rows, u64::try_from(total).unwrap_or(0)))
 }
 
 /// The history of an alert, oldest first.
-pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
-    let mut stmt = conn.prepare_cached(
+pub fn history_of(conn: &dyn Db, id: i64) -> Result<Vec<HistoryEntry>> {
+    conn.rows(
         "SELECT at, what, by, note, detail FROM alert_history WHERE alert_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([id], |r| {
+        args![id],
+    )?
+    .iter()
+    .map(|r| {
         let detail: Option<String> = r.get(4)?;
         Ok(HistoryEntry {
             at: rfc3339(r.get(0)?),
@@ -1046,8 +1042,8 @@ pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
             // text rather than dropped.
             detail: detail.map(|d| serde_json::from_str(&d).unwrap_or(Value::String(d))),
         })
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Notes of an alert in contract form (`[{"at", "by", "note"}]`).
@@ -1060,28 +1056,21 @@ pub fn notes_of(history: &[HistoryEntry]) -> Vec<Value> {
 }
 
 /// Notes of several alerts at once (contract form), by alert id.
-pub fn notes_for(
-    conn: &Connection,
-    ids: &[i64],
-) -> Result<std::collections::HashMap<i64, Vec<Value>>> {
+pub fn notes_for(conn: &dyn Db, ids: &[i64]) -> Result<std::collections::HashMap<i64, Vec<Value>>> {
     let mut out: std::collections::HashMap<i64, Vec<Value>> = std::collections::HashMap::new();
     let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
         return Ok(out);
     };
     let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.rows(
         "SELECT alert_id, at, what, by, note FROM alert_history
          WHERE alert_id BETWEEN ?1 AND ?2 AND note IS NOT NULL ORDER BY id",
+        args![*lo, *hi],
     )?;
-    let rows = stmt.query_map(params![lo, hi], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            json!({"at": rfc3339(r.get(1)?), "by": r.get::<_, Option<String>>(3)?,
-                   "note": r.get::<_, Option<String>>(4)?, "with": r.get::<_, String>(2)?}),
-        ))
-    })?;
-    for row in rows {
-        let (id, note) = row?;
+    for r in &rows {
+        let id = r.get::<i64>(0)?;
+        let note = json!({"at": rfc3339(r.get(1)?), "by": r.get::<Option<String>>(3)?,
+                          "note": r.get::<Option<String>>(4)?, "with": r.get::<String>(2)?});
         if wanted.contains(&id) {
             out.entry(id).or_default().push(note);
         }
@@ -1090,19 +1079,24 @@ pub fn notes_for(
 }
 
 /// Count of open alerts per device (for device health).
-pub fn open_counts(conn: &Connection) -> Result<std::collections::HashMap<String, i64>> {
-    let mut stmt = conn.prepare_cached(
+pub fn open_counts(conn: &dyn Db) -> Result<std::collections::HashMap<String, i64>> {
+    conn.rows(
         "SELECT device, count(*) FROM alerts WHERE status != 'closed' GROUP BY device",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+        args![],
+    )?
+    .iter()
+    .map(|r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))
+    .collect()
 }
 
 /// Open (not closed) alerts of one device.
-pub fn open_of_device(conn: &Connection, device: &str) -> Result<i64> {
+pub fn open_of_device(conn: &dyn Db, device: &str) -> Result<i64> {
     Ok(conn
-        .prepare_cached("SELECT count(*) FROM alerts WHERE device = ?1 AND status != 'closed'")?
-        .query_row([device], |r| r.get(0))?)
+        .one::<i64>(
+            "SELECT count(*) FROM alerts WHERE device = ?1 AND status != 'closed'",
+            args![device],
+        )?
+        .unwrap_or(0))
 }
 
 /// Open alerts of one building: how many, and the worst severity among them.
@@ -1115,29 +1109,29 @@ pub struct OpenAlerts {
 }
 
 /// Per building, its alerts that are not closed.
-pub fn open_by_building(
-    conn: &Connection,
-) -> Result<std::collections::HashMap<String, OpenAlerts>> {
-    let mut stmt = conn.prepare_cached(
+pub fn open_by_building(conn: &dyn Db) -> Result<std::collections::HashMap<String, OpenAlerts>> {
+    conn.rows(
         "SELECT building, count(*), min(CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 \
          WHEN 'minor' THEN 2 ELSE 3 END) FROM alerts WHERE status != 'closed' GROUP BY building",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let worst = match r.get::<_, i64>(2)? {
+        args![],
+    )?
+    .iter()
+    .map(|r| {
+        let worst = match r.get::<i64>(2)? {
             0 => crate::model::Severity::Critical,
             1 => crate::model::Severity::Major,
             2 => crate::model::Severity::Minor,
             _ => crate::model::Severity::Info,
         };
         Ok((
-            r.get::<_, String>(0)?,
+            r.get::<String>(0)?,
             OpenAlerts {
                 count: r.get(1)?,
                 worst: Some(worst),
             },
         ))
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! `test`) with what they recorded, and the monthly simulated fire transmission per building
 //! (passed when a transmitter fire alarm arrived during a drill or test of that month).
 
+use super::sql::{Db, Row};
 use super::Result;
+use crate::args;
 use crate::model::silence::{silence_id, State};
 use crate::model::Millis;
-use rusqlite::{params, Connection, OptionalExtension};
 
 /// The rule of a fire alarm relayed by a building's transmitter.
 pub const FIRE_ALARM_RULE: &str = "transmitter.fire_alarm";
@@ -57,21 +58,27 @@ impl DrillRow {
     ];
 }
 
+/// Column `i`, a count, as `u64`.
+fn count(r: &Row, i: usize) -> Result<u64> {
+    Ok(r.get::<usize>(i)? as u64)
+}
+
 /// Alerts recorded during drill `id`: (all, fire alarms, first fire alarm).
-fn recorded(c: &Connection, id: i64) -> Result<(u64, u64, Option<Millis>)> {
-    Ok(c.prepare_cached(
-        "SELECT count(*), coalesce(sum(a.rule = ?2), 0),
+fn recorded(c: &dyn Db, id: i64) -> Result<(u64, u64, Option<Millis>)> {
+    c.row(
+        "SELECT count(*), coalesce(sum(CASE WHEN a.rule = ?2 THEN 1 ELSE 0 END), 0),
                 min(CASE WHEN a.rule = ?2 THEN d.since END)
          FROM alert_drills d JOIN alerts a ON a.id = d.alert_id WHERE d.silence_id = ?1",
+        args![id, FIRE_ALARM_RULE],
     )?
-    .query_row(params![id, FIRE_ALARM_RULE], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?)
+    .map_or(Ok((0, 0, None)), |r| {
+        Ok((count(&r, 0)?, count(&r, 1)?, r.get(2)?))
+    })
 }
 
 /// Drills and tests overlapping `[from, until)`, optionally of one building, oldest first.
 pub fn drills(
-    c: &Connection,
+    c: &dyn Db,
     from: Millis,
     until: Millis,
     building: Option<&str>,
@@ -144,7 +151,7 @@ impl TransmissionRow {
 /// control room's zone): passed when a transmitter fire alarm was recorded during a drill or
 /// test of the building then.
 pub fn fire_transmission(
-    c: &Connection,
+    c: &dyn Db,
     buildings: &[String],
     from: Millis,
     until: Millis,
@@ -158,15 +165,14 @@ pub fn fire_transmission(
             .filter(|s| s.starts_at >= from && s.starts_at < until)
             .count() as u64;
         let first: Option<(Millis, i64)> = c
-            .prepare_cached(
+            .row(
                 "SELECT d.since, a.id FROM alert_drills d JOIN alerts a ON a.id = d.alert_id
                  WHERE a.building = ?1 AND a.rule = ?2 AND d.since >= ?3 AND d.since < ?4
                  ORDER BY d.since LIMIT 1",
+                args![b, FIRE_ALARM_RULE, from, until],
             )?
-            .query_row(params![b, FIRE_ALARM_RULE, from, until], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
+            .map(|r| -> Result<_> { Ok((r.get(0)?, r.get(1)?)) })
+            .transpose()?;
         out.push(TransmissionRow {
             building: b.clone(),
             tests,
@@ -197,29 +203,32 @@ pub struct FalseAlarm {
 /// The false alarms that started in `[from, until)`, optionally of some buildings only,
 /// oldest first.
 pub fn false_alarms(
-    c: &Connection,
+    c: &dyn Db,
     from: Millis,
     until: Millis,
     buildings: Option<&[String]>,
 ) -> Result<Vec<FalseAlarm>> {
-    let mut st = c.prepare_cached(
-        "SELECT id, building, device, channel, rule, started_at FROM alerts
+    let mut out: Vec<FalseAlarm> = c
+        .rows(
+            "SELECT id, building, device, channel, rule, started_at FROM alerts
          WHERE coalesce(classification, verification) = 'false_alarm'
            AND started_at >= ?1 AND started_at < ?2
            AND id NOT IN (SELECT alert_id FROM alert_drills)
          ORDER BY started_at, id",
-    )?;
-    let rows = st.query_map(params![from, until], |r| {
-        Ok(FalseAlarm {
-            id: r.get(0)?,
-            building: r.get(1)?,
-            device: r.get(2)?,
-            channel: r.get(3)?,
-            rule: r.get(4)?,
-            started_at: r.get(5)?,
+            args![from, until],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(FalseAlarm {
+                id: r.get(0)?,
+                building: r.get(1)?,
+                device: r.get(2)?,
+                channel: r.get(3)?,
+                rule: r.get(4)?,
+                started_at: r.get(5)?,
+            })
         })
-    })?;
-    let mut out: Vec<FalseAlarm> = rows.collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     if let Some(bs) = buildings {
         out.retain(|a| bs.contains(&a.building));
     }

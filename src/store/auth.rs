@@ -7,9 +7,11 @@
 //! commits by SQLite's write lock. Sessions and tokens are stored as the SHA-256 digest of the
 //! secret the client holds (`auth::token::digest`), passwords as Argon2id PHC strings.
 
+use super::sql::{Db, Row};
 use super::{Result, StoreError};
+use crate::args;
 use crate::auth::{Role, User};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::Connection;
 use std::collections::BTreeSet;
 
 const SCHEMA: &str = r#"
@@ -60,7 +62,7 @@ pub fn create(c: &Connection) -> Result<()> {
 
 const USER_COLUMNS: &str = "name, display, role, buildings, disabled, created_at";
 
-fn user_row(r: &Row<'_>) -> rusqlite::Result<(User, String, String)> {
+fn user_row(r: &Row) -> Result<(User, String, String)> {
     Ok((
         User {
             name: r.get(0)?,
@@ -87,20 +89,28 @@ fn user_of((mut u, role, buildings): (User, String, String)) -> Result<User> {
     Ok(u)
 }
 
+/// The id an `INSERT … RETURNING id` gave back.
+fn returned_id(id: Option<i64>, what: &'static str) -> Result<i64> {
+    id.ok_or(StoreError::Corrupt {
+        what,
+        err: "no id returned".into(),
+    })
+}
+
 /// Adds a user with a password hash; `false` when the name is taken.
-pub fn insert_user(c: &Connection, u: &User, password_phc: &str) -> Result<bool> {
+pub fn insert_user(c: &dyn Db, u: &User, password_phc: &str) -> Result<bool> {
     let buildings = serde_json::to_string(&u.buildings).map_err(|e| StoreError::Corrupt {
         what: "users.buildings",
         err: e.to_string(),
     })?;
-    let n = c.execute(
+    let n = c.exec(
         "INSERT INTO users (name, display, role, buildings, password, disabled, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (name) DO NOTHING",
-        params![
-            u.name,
-            u.display,
+        args![
+            &u.name,
+            &u.display,
             u.role.as_str(),
-            buildings,
+            &buildings,
             password_phc,
             u.disabled,
             u.created_at
@@ -110,99 +120,121 @@ pub fn insert_user(c: &Connection, u: &User, password_phc: &str) -> Result<bool>
 }
 
 /// A user and its password hash.
-pub fn user_with_password(c: &Connection, name: &str) -> Result<Option<(User, String)>> {
-    let row = c
-        .query_row(
-            &format!("SELECT {USER_COLUMNS}, password FROM users WHERE name = ?1"),
-            params![name],
-            |r| Ok((user_row(r)?, r.get::<_, String>(6)?)),
-        )
-        .optional()?;
-    row.map(|(u, phc)| Ok((user_of(u)?, phc))).transpose()
+pub fn user_with_password(c: &dyn Db, name: &str) -> Result<Option<(User, String)>> {
+    let Some(r) = c.row(
+        &format!("SELECT {USER_COLUMNS}, password FROM users WHERE name = ?1"),
+        args![name],
+    )?
+    else {
+        return Ok(None);
+    };
+    let (u, phc) = (user_row(&r)?, r.get::<String>(6)?);
+    Ok(Some((user_of(u)?, phc)))
 }
 
 /// A user.
-pub fn user(c: &Connection, name: &str) -> Result<Option<User>> {
+pub fn user(c: &dyn Db, name: &str) -> Result<Option<User>> {
     Ok(user_with_password(c, name)?.map(|(u, _)| u))
 }
 
 /// Every user, by name.
-pub fn users(c: &Connection) -> Result<Vec<User>> {
-    let mut st = c.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
-    let rows = st.query_map([], user_row)?;
-    rows.map(|r| user_of(r?)).collect()
+pub fn users(c: &dyn Db) -> Result<Vec<User>> {
+    c.rows(
+        &format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"),
+        args![],
+    )?
+    .iter()
+    .map(|r| user_of(user_row(r)?))
+    .collect()
 }
 
 /// How many users there are.
-pub fn count_users(c: &Connection) -> Result<u64> {
-    Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+pub fn count_users(c: &dyn Db) -> Result<u64> {
+    let n = c
+        .one::<i64>("SELECT count(*) FROM users", args![])?
+        .unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Sets a user's password hash and ends its sessions; `false` when there is no such user.
 pub fn set_password(c: &mut Connection, name: &str, password_phc: &str) -> Result<bool> {
     let tx = c.transaction()?;
-    let n = tx.execute(
-        "UPDATE users SET password = ?2 WHERE name = ?1",
-        params![name, password_phc],
-    )?;
-    tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])?;
+    let changed = set_password_in(&tx, name, password_phc)?;
     tx.commit()?;
+    Ok(changed)
+}
+
+/// [`set_password`] in a transaction the caller holds.
+pub fn set_password_in(tx: &dyn Db, name: &str, password_phc: &str) -> Result<bool> {
+    let n = tx.exec(
+        "UPDATE users SET password = ?2 WHERE name = ?1",
+        args![name, password_phc],
+    )?;
+    tx.exec(r#"DELETE FROM sessions WHERE "user" = ?1"#, args![name])?;
     Ok(n == 1)
 }
 
 /// Enables or disables a user; disabling ends its sessions. `false` when there is no such user.
 pub fn set_disabled(c: &mut Connection, name: &str, disabled: bool) -> Result<bool> {
     let tx = c.transaction()?;
-    let n = tx.execute(
+    let changed = set_disabled_in(&tx, name, disabled)?;
+    tx.commit()?;
+    Ok(changed)
+}
+
+/// [`set_disabled`] in a transaction the caller holds.
+pub fn set_disabled_in(tx: &dyn Db, name: &str, disabled: bool) -> Result<bool> {
+    let n = tx.exec(
         "UPDATE users SET disabled = ?2 WHERE name = ?1",
-        params![name, disabled],
+        args![name, disabled],
     )?;
     if disabled {
-        tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])?;
+        tx.exec(r#"DELETE FROM sessions WHERE "user" = ?1"#, args![name])?;
     }
-    tx.commit()?;
     Ok(n == 1)
 }
 
 /// Stores a new session.
 pub fn insert_session(
-    c: &Connection,
+    c: &dyn Db,
     digest: &str,
     user: &str,
     csrf: &str,
     created_at: i64,
     expires_at: i64,
 ) -> Result<()> {
-    c.execute(
-        "INSERT INTO sessions (digest, user, csrf, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![digest, user, csrf, created_at, expires_at],
+    c.exec(
+        r#"INSERT INTO sessions (digest, "user", csrf, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)"#,
+        args![digest, user, csrf, created_at, expires_at],
     )?;
     Ok(())
 }
 
 /// The enabled user of an unexpired session, with the session's CSRF token.
-pub fn session(c: &Connection, digest: &str, now: i64) -> Result<Option<(User, String)>> {
-    let row = c
-        .query_row(
-            "SELECT u.name, u.display, u.role, u.buildings, u.disabled, u.created_at, s.csrf
-             FROM sessions s JOIN users u ON u.name = s.user
-             WHERE s.digest = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
-            params![digest, now],
-            |r| Ok((user_row(r)?, r.get::<_, String>(6)?)),
-        )
-        .optional()?;
-    row.map(|(u, csrf)| Ok((user_of(u)?, csrf))).transpose()
+pub fn session(c: &dyn Db, digest: &str, now: i64) -> Result<Option<(User, String)>> {
+    let Some(r) = c.row(
+        r#"SELECT u.name, u.display, u.role, u.buildings, u.disabled, u.created_at, s.csrf
+             FROM sessions s JOIN users u ON u.name = s."user"
+             WHERE s.digest = ?1 AND s.expires_at > ?2 AND u.disabled = 0"#,
+        args![digest, now],
+    )?
+    else {
+        return Ok(None);
+    };
+    let (u, csrf) = (user_row(&r)?, r.get::<String>(6)?);
+    Ok(Some((user_of(u)?, csrf)))
 }
 
 /// Ends a session; `false` when there was none.
-pub fn delete_session(c: &Connection, digest: &str) -> Result<bool> {
-    Ok(c.execute("DELETE FROM sessions WHERE digest = ?1", params![digest])? == 1)
+pub fn delete_session(c: &dyn Db, digest: &str) -> Result<bool> {
+    Ok(c.exec("DELETE FROM sessions WHERE digest = ?1", args![digest])? == 1)
 }
 
 /// Deletes expired sessions; returns how many.
-pub fn prune_sessions(c: &Connection, now: i64) -> Result<usize> {
-    Ok(c.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?)
+pub fn prune_sessions(c: &dyn Db, now: i64) -> Result<usize> {
+    let n = c.exec("DELETE FROM sessions WHERE expires_at <= ?1", args![now])?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// An API token as listed (never its secret).
@@ -222,39 +254,40 @@ pub struct ApiToken {
 
 /// Stores a new API token for `user`; returns its id.
 pub fn insert_token(
-    c: &Connection,
+    c: &dyn Db,
     digest: &str,
     label: &str,
     user: &str,
     created_at: i64,
 ) -> Result<i64> {
-    c.execute(
-        "INSERT INTO api_tokens (digest, label, user, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![digest, label, user, created_at],
+    let id = c.one(
+        r#"INSERT INTO api_tokens (digest, label, "user", created_at) VALUES (?1, ?2, ?3, ?4)
+         RETURNING id"#,
+        args![digest, label, user, created_at],
     )?;
-    Ok(c.last_insert_rowid())
+    returned_id(id, "api_tokens.id")
 }
 
 /// The enabled user an unrevoked API token acts as.
-pub fn token_user(c: &Connection, digest: &str) -> Result<Option<User>> {
-    let row = c
-        .query_row(
-            "SELECT u.name, u.display, u.role, u.buildings, u.disabled, u.created_at
-             FROM api_tokens t JOIN users u ON u.name = t.user
-             WHERE t.digest = ?1 AND t.revoked_at IS NULL AND u.disabled = 0",
-            params![digest],
-            user_row,
-        )
-        .optional()?;
-    row.map(user_of).transpose()
+pub fn token_user(c: &dyn Db, digest: &str) -> Result<Option<User>> {
+    c.row(
+        r#"SELECT u.name, u.display, u.role, u.buildings, u.disabled, u.created_at
+             FROM api_tokens t JOIN users u ON u.name = t."user"
+             WHERE t.digest = ?1 AND t.revoked_at IS NULL AND u.disabled = 0"#,
+        args![digest],
+    )?
+    .map(|r| user_of(user_row(&r)?))
+    .transpose()
 }
 
 /// Every API token, newest first.
-pub fn tokens(c: &Connection) -> Result<Vec<ApiToken>> {
-    let mut st = c.prepare(
-        "SELECT id, label, user, created_at, revoked_at FROM api_tokens ORDER BY id DESC",
-    )?;
-    let rows = st.query_map([], |r| {
+pub fn tokens(c: &dyn Db) -> Result<Vec<ApiToken>> {
+    c.rows(
+        r#"SELECT id, label, "user", created_at, revoked_at FROM api_tokens ORDER BY id DESC"#,
+        args![],
+    )?
+    .iter()
+    .map(|r| {
         Ok(ApiToken {
             id: r.get(0)?,
             label: r.get(1)?,
@@ -262,15 +295,15 @@ pub fn tokens(c: &Connection) -> Result<Vec<ApiToken>> {
             created_at: r.get(3)?,
             revoked_at: r.get(4)?,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
+    .collect()
 }
 
 /// Revokes a token; `false` when there is no such unrevoked token.
-pub fn revoke_token(c: &Connection, id: i64, at: i64) -> Result<bool> {
-    Ok(c.execute(
+pub fn revoke_token(c: &dyn Db, id: i64, at: i64) -> Result<bool> {
+    Ok(c.exec(
         "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-        params![id, at],
+        args![id, at],
     )? == 1)
 }
 
@@ -381,29 +414,38 @@ pub struct AuditEntry {
 }
 
 /// Appends an entry to the audit trail (its `id` is ignored).
-pub fn insert_audit(c: &Connection, e: &AuditEntry) -> Result<i64> {
-    c.prepare_cached(
+pub fn insert_audit(c: &dyn Db, e: &AuditEntry) -> Result<i64> {
+    let id = c.one(
         "INSERT INTO audit (at, actor, via, role, action, target, status, addr) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        e.at, e.actor, e.via, e.role, e.action, e.target, e.status, e.addr
-    ])?;
-    Ok(c.last_insert_rowid())
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+        args![
+            e.at,
+            &e.actor,
+            &e.via,
+            e.role.as_deref(),
+            &e.action,
+            &e.target,
+            e.status,
+            e.addr.as_deref()
+        ],
+    )?;
+    returned_id(id, "audit.id")
 }
 
 /// Audit entries, newest first: of one actor (or all), with an id below `before` (or all).
 pub fn audit(
-    c: &Connection,
+    c: &dyn Db,
     actor: Option<&str>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<AuditEntry>> {
-    let mut stmt = c.prepare_cached(
+    c.rows(
         "SELECT id, at, actor, via, role, action, target, status, addr FROM audit \
-         WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![actor, before, limit], |r| {
+         WHERE (CAST(?1 AS TEXT) IS NULL OR actor = ?1) AND (CAST(?2 AS BIGINT) IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+        args![actor, before, limit],
+    )?
+    .iter()
+    .map(|r| {
         Ok(AuditEntry {
             id: r.get(0)?,
             at: r.get(1)?,
@@ -415,6 +457,6 @@ pub fn audit(
             status: r.get(7)?,
             addr: r.get(8)?,
         })
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    })
+    .collect()
 }

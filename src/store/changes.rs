@@ -2,9 +2,10 @@
 //! that made it, so a change id (the row id) is durable with what it describes. Subscribers
 //! that resume (`Last-Event-ID`) or lagged read what they missed from here.
 
-use super::Result;
+use super::sql::Db;
+use super::{Result, StoreError};
+use crate::args;
 use crate::model::Millis;
-use rusqlite::{params, Connection};
 use serde::Serialize;
 
 /// One stored change.
@@ -33,64 +34,72 @@ pub struct Span {
 
 /// Appends a change inside the caller's transaction; returns its id.
 pub fn insert<T: Serialize>(
-    conn: &Connection,
+    conn: &dyn Db,
     at: Millis,
     kind: &str,
     building: &str,
     body: &T,
 ) -> Result<i64> {
     let json = super::to_json(body, "change")?;
-    conn.prepare_cached("INSERT INTO changes (at, kind, building, body) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![at, kind, building, json])?;
-    Ok(conn.last_insert_rowid())
+    conn.one(
+        "INSERT INTO changes (at, kind, building, body) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+        args![at, kind, building, &json],
+    )?
+    .ok_or(StoreError::Corrupt {
+        what: "change",
+        err: "no id returned".into(),
+    })
 }
 
 /// Up to `limit` changes after `since`, oldest first, of one building or all.
 pub fn after(
-    conn: &Connection,
+    conn: &dyn Db,
     since: i64,
     building: Option<&str>,
     limit: usize,
 ) -> Result<Vec<StoredChange>> {
-    let mut stmt = conn.prepare_cached(
+    conn.rows(
         "SELECT id, at, kind, building, body FROM changes
-         WHERE id > ?1 AND (?2 IS NULL OR building = ?2) ORDER BY id LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![since, building, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |r| {
-            Ok(StoredChange {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                kind: r.get(2)?,
-                building: r.get(3)?,
-                body: r.get(4)?,
-            })
-        },
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+         WHERE id > ?1 AND (CAST(?2 AS TEXT) IS NULL OR building = ?2) ORDER BY id LIMIT ?3",
+        args![since, building, i64::try_from(limit).unwrap_or(i64::MAX)],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(StoredChange {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            building: r.get(3)?,
+            body: r.get(4)?,
+        })
+    })
+    .collect()
 }
 
 /// The oldest and newest change ids held.
-pub fn span(conn: &Connection) -> Result<Span> {
-    Ok(conn.query_row(
-        "SELECT ifnull(min(id), 0), ifnull(max(id), 0) FROM changes",
-        [],
-        |r| {
-            Ok(Span {
-                oldest: r.get(0)?,
-                newest: r.get(1)?,
-            })
-        },
-    )?)
+pub fn span(conn: &dyn Db) -> Result<Span> {
+    let r = conn
+        .row(
+            "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM changes",
+            args![],
+        )?
+        .ok_or(StoreError::Corrupt {
+            what: "change span",
+            err: "no row returned".into(),
+        })?;
+    Ok(Span {
+        oldest: r.get(0)?,
+        newest: r.get(1)?,
+    })
 }
 
 /// Keeps only the newest `keep` changes; returns how many went.
-pub fn prune(conn: &Connection, keep: u32) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM changes WHERE id <= (SELECT ifnull(max(id), 0) FROM changes) - ?1",
-        [i64::from(keep)],
-    )?)
+pub fn prune(conn: &dyn Db, keep: u32) -> Result<usize> {
+    let n = conn.exec(
+        "DELETE FROM changes WHERE id <= (SELECT coalesce(max(id), 0) FROM changes) - ?1",
+        args![i64::from(keep)],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //! `answered` when the device's `duty_check_answer` with the same `ref` was accepted. A row that
 //! could not be published within its bounded attempts is `failed`.
 
+use super::sql::{Db, Row};
 use super::Result;
+use crate::args;
 use crate::model::{rfc3339, Kind, Millis};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 use std::fmt;
 use std::str::FromStr;
@@ -205,7 +206,7 @@ const COLUMNS: &str = "id, device, building, kind, command, ref, payload, create
     status, attempts, next_attempt_at, last_error, published_at, answered_at, answer_delay_ms,
     requested_by";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Command> {
+fn from_row(r: &Row) -> Result<Command> {
     let status: String = r.get(9)?;
     Ok(Command {
         id: r.get(0)?,
@@ -321,28 +322,30 @@ fn compact_time(ms: Millis) -> String {
 
 /// Queues a command inside the caller's transaction; returns it. Its `ref` is
 /// `dc-{device}-{created, UTC}-{id}`, unique by its row id.
-pub fn insert(c: &Connection, n: &NewCommand, now: Millis) -> Result<Command> {
+pub fn insert(c: &dyn Db, n: &NewCommand, now: Millis) -> Result<Command> {
     let deadline_at = now + i64::from(n.deadline_s) * 1000;
     let id: i64 = c
-        .prepare_cached(
+        .one(
             "INSERT INTO commands (device, building, kind, command, ref, payload, created_at,
                  deadline_at, status, attempts, next_attempt_at, requested_by)
-             VALUES (?1, ?2, ?3, ?4, 'new-' || ?5 || '-' || ifnull((SELECT max(id) FROM commands), 0),
+             VALUES (?1, ?2, ?3, ?4,
+                 'new-' || CAST(?5 AS BIGINT) || '-' || coalesce((SELECT max(id) FROM commands), 0),
                  '', ?5, ?6, 'pending', 0, ?5, ?7)
              RETURNING id",
-        )?
-        .query_row(
-            params![
-                n.device,
-                n.building,
+            args![
+                &n.device,
+                &n.building,
                 n.kind.as_str(),
                 n.command.as_str(),
                 now,
                 deadline_at,
-                n.by
+                &n.by
             ],
-            |r| r.get(0),
-        )?;
+        )?
+        .ok_or(super::StoreError::Corrupt {
+            what: "command",
+            err: "no id returned".into(),
+        })?;
     let prefix = match n.command {
         CommandKind::DutyCheck => "dc",
     };
@@ -354,8 +357,10 @@ pub fn insert(c: &Connection, n: &NewCommand, now: Millis) -> Result<Command> {
         "ts": rfc3339(now),
     })
     .to_string();
-    c.prepare_cached("UPDATE commands SET ref = ?2, payload = ?3 WHERE id = ?1")?
-        .execute(params![id, reference, payload])?;
+    c.exec(
+        "UPDATE commands SET ref = ?2, payload = ?3 WHERE id = ?1",
+        args![id, &reference, &payload],
+    )?;
     get(c, id)?.ok_or(super::StoreError::Corrupt {
         what: "command",
         err: format!("row {id} vanished after insert"),
@@ -363,72 +368,82 @@ pub fn insert(c: &Connection, n: &NewCommand, now: Millis) -> Result<Command> {
 }
 
 /// One command.
-pub fn get(c: &Connection, id: i64) -> Result<Option<Command>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {COLUMNS} FROM commands WHERE id = ?1"))?
-            .query_row([id], from_row)
-            .optional()?,
-    )
+pub fn get(c: &dyn Db, id: i64) -> Result<Option<Command>> {
+    c.row(
+        &format!("SELECT {COLUMNS} FROM commands WHERE id = ?1"),
+        args![id],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// Commands, newest first.
 pub fn list(
-    c: &Connection,
+    c: &dyn Db,
     device: Option<&str>,
     status: Option<CommandStatus>,
     limit: u32,
 ) -> Result<Vec<Command>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM commands WHERE (?1 IS NULL OR device = ?1)
-         AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3"
-    ))?;
-    let rows = stmt.query_map(
-        params![device, status.map(CommandStatus::as_str), limit],
-        from_row,
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    c.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM commands WHERE (CAST(?1 AS TEXT) IS NULL OR device = ?1)
+         AND (CAST(?2 AS TEXT) IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3"
+        ),
+        args![device, status.map(CommandStatus::as_str), limit],
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 /// Pending commands due for an attempt at `now`, oldest first, and how many are pending in all.
-pub fn due(c: &Connection, now: Millis, limit: u32) -> Result<(Vec<Command>, i64)> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM commands WHERE status = 'pending' AND next_attempt_at <= ?1
+pub fn due(c: &dyn Db, now: Millis, limit: u32) -> Result<(Vec<Command>, i64)> {
+    let rows = c
+        .rows(
+            &format!(
+                "SELECT {COLUMNS} FROM commands WHERE status = 'pending' AND next_attempt_at <= ?1
          ORDER BY id LIMIT ?2"
-    ))?;
-    let rows = stmt
-        .query_map(params![now, limit], from_row)?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+            ),
+            args![now, limit],
+        )?
+        .iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>>>()?;
     let pending: i64 = c
-        .prepare_cached("SELECT count(*) FROM commands WHERE status = 'pending'")?
-        .query_row([], |r| r.get(0))?;
+        .one::<i64>(
+            "SELECT count(*) FROM commands WHERE status = 'pending'",
+            args![],
+        )?
+        .unwrap_or(0);
     Ok((rows, pending))
 }
 
 /// The earliest `next_attempt_at` after `now` of a pending command (one backing off).
-pub fn next_due_after(c: &Connection, now: Millis) -> Result<Option<Millis>> {
-    Ok(c.prepare_cached(
+pub fn next_due_after(c: &dyn Db, now: Millis) -> Result<Option<Millis>> {
+    Ok(c.one::<Option<Millis>>(
         "SELECT min(next_attempt_at) FROM commands
              WHERE status = 'pending' AND next_attempt_at > ?1",
+        args![now],
     )?
-    .query_row([now], |r| r.get(0))?)
+    .flatten())
 }
 
 /// Records the broker's PUBACK: `pending` → `published`. An answer may have been recorded
 /// first (the device can answer before the PUBACK is processed): then only `published_at` is
 /// filled in. Returns whether the row changed to `published`.
-pub fn mark_published(c: &Connection, id: i64, at: Millis) -> Result<bool> {
-    let n = c
-        .prepare_cached(
-            "UPDATE commands SET status = 'published', published_at = ?2, last_error = NULL
+pub fn mark_published(c: &dyn Db, id: i64, at: Millis) -> Result<bool> {
+    let n = c.exec(
+        "UPDATE commands SET status = 'published', published_at = ?2, last_error = NULL
              WHERE id = ?1 AND status = 'pending'",
-        )?
-        .execute(params![id, at])?;
+        args![id, at],
+    )?;
     if n == 0 {
-        c.prepare_cached(
+        c.exec(
             "UPDATE commands SET published_at = ?2 WHERE id = ?1 AND published_at IS NULL
              AND status = 'answered'",
-        )?
-        .execute(params![id, at])?;
+            args![id, at],
+        )?;
     }
     Ok(n > 0)
 }
@@ -439,28 +454,22 @@ pub const MAX_BACKOFF_MS: i64 = 60_000;
 /// Records a failed publish attempt: the next one waits (1 s doubling, capped at
 /// [`MAX_BACKOFF_MS`]); with `give_up` the row becomes `failed`. Returns whether it failed
 /// for good.
-pub fn record_attempt(
-    c: &Connection,
-    id: i64,
-    at: Millis,
-    error: &str,
-    give_up: bool,
-) -> Result<bool> {
-    let attempts: Option<i64> = c
-        .prepare_cached("SELECT attempts FROM commands WHERE id = ?1 AND status = 'pending'")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
+pub fn record_attempt(c: &dyn Db, id: i64, at: Millis, error: &str, give_up: bool) -> Result<bool> {
+    let attempts: Option<i64> = c.one(
+        "SELECT attempts FROM commands WHERE id = ?1 AND status = 'pending'",
+        args![id],
+    )?;
     let Some(attempts) = attempts else {
         return Ok(false); // confirmed or answered meanwhile
     };
     let attempts = attempts + 1;
     let backoff = (1000_i64 << attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
     let status = if give_up { "failed" } else { "pending" };
-    c.prepare_cached(
+    c.exec(
         "UPDATE commands SET attempts = ?2, next_attempt_at = ?3, last_error = ?4, status = ?5
          WHERE id = ?1",
-    )?
-    .execute(params![id, attempts, at + backoff, error, status])?;
+        args![id, attempts, at + backoff, error, status],
+    )?;
     Ok(give_up)
 }
 
@@ -486,21 +495,20 @@ pub enum Answer {
 /// Matches an answer event of `device` by `ref`, inside the caller's transaction (the event's).
 /// A late answer (after the deadline) or one of a `failed` command is still recorded.
 pub fn answer(
-    c: &Connection,
+    c: &dyn Db,
     device: &str,
     reference: &str,
     event: &str,
     received: Millis,
 ) -> Result<Answer> {
     let row: Option<(i64, String, String, Millis, Option<Millis>)> = c
-        .prepare_cached(
+        .row(
             "SELECT id, command, status, created_at, published_at FROM commands
              WHERE ref = ?1 AND device = ?2",
+            args![reference, device],
         )?
-        .query_row(params![reference, device], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?;
+        .map(|r| -> Result<_> { Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)) })
+        .transpose()?;
     let Some((id, command, status, created_at, published_at)) = row else {
         return Ok(Answer::Unmatched);
     };
@@ -514,11 +522,11 @@ pub fn answer(
         return Ok(Answer::Repeated { id });
     }
     let delay_ms = (received - published_at.unwrap_or(created_at)).max(0);
-    c.prepare_cached(
+    c.exec(
         "UPDATE commands SET status = 'answered', answered_at = ?2, answer_delay_ms = ?3
          WHERE id = ?1",
-    )?
-    .execute(params![id, received, delay_ms])?;
+        args![id, received, delay_ms],
+    )?;
     Ok(Answer::Matched { id, delay_ms })
 }
 
@@ -526,7 +534,7 @@ pub fn answer(
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Connection) {
+    fn store() -> (tempfile::TempDir, rusqlite::Connection) {
         let dir = tempfile::tempdir().unwrap();
         let c = crate::store::open_writer(dir.path(), "normal").unwrap();
         (dir, c)

@@ -7,10 +7,12 @@
 //! transaction holds it for well under a millisecond). The roster in memory is then reloaded
 //! from these rows ([`load`]).
 
-use super::Result;
+use super::sql::{Db, Row};
+use super::{Result, StoreError};
+use crate::args;
 use crate::duty::Override;
 use crate::model::Millis;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,7 +41,7 @@ pub fn open_writer(dir: &Path) -> Result<Connection> {
 const COLUMNS: &str =
     "id, room, shift, from_ms, until_ms, replace_person, with_person, by, note, created_at, ended_at";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Override> {
+fn row(r: &Row) -> Result<Override> {
     Ok(Override {
         id: r.get(0)?,
         room: r.get(1)?,
@@ -56,61 +58,72 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Override> {
 }
 
 /// Stores a new override (its `id` is ignored); returns it with its id.
-pub fn insert(conn: &Connection, o: &Override) -> Result<Override> {
-    conn.execute(
-        "INSERT INTO duty_overrides (room, shift, from_ms, until_ms, replace_person, with_person, by,
+pub fn insert(conn: &dyn Db, o: &Override) -> Result<Override> {
+    let id: i64 = conn
+        .one(
+            "INSERT INTO duty_overrides (room, shift, from_ms, until_ms, replace_person, with_person, by,
                                      note, created_at, ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
-        params![
-            o.room,
-            o.shift,
-            o.from,
-            o.until,
-            o.replace,
-            o.with,
-            o.by,
-            o.note,
-            o.created_at
-        ],
-    )?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)
+         RETURNING id",
+            args![
+                &o.room,
+                o.shift.as_deref(),
+                o.from,
+                o.until,
+                &o.replace,
+                o.with.as_deref(),
+                &o.by,
+                o.note.as_deref(),
+                o.created_at
+            ],
+        )?
+        .ok_or(StoreError::Corrupt {
+            what: "duty override",
+            err: "no id returned".into(),
+        })?;
     Ok(Override {
-        id: conn.last_insert_rowid(),
+        id,
         ended_at: None,
         ..o.clone()
     })
 }
 
 /// One override.
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Override>> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM duty_overrides WHERE id = ?1"),
-            [id],
-            row,
-        )
-        .optional()?)
+pub fn get(conn: &dyn Db, id: i64) -> Result<Option<Override>> {
+    conn.row(
+        &format!("SELECT {COLUMNS} FROM duty_overrides WHERE id = ?1"),
+        args![id],
+    )?
+    .as_ref()
+    .map(row)
+    .transpose()
 }
 
 /// Ends an override at `at` (it stops applying then); `false` when it had already ended or
 /// does not exist.
-pub fn end(conn: &Connection, id: i64, at: Millis) -> Result<bool> {
-    let n = conn.execute(
+pub fn end(conn: &dyn Db, id: i64, at: Millis) -> Result<bool> {
+    let n = conn.exec(
         "UPDATE duty_overrides SET ended_at = ?2
          WHERE id = ?1 AND ended_at IS NULL AND until_ms > ?2",
-        params![id, at],
+        args![id, at],
     )?;
     Ok(n == 1)
 }
 
 /// Overrides still applying after `after` (their end, or the time they were ended, is later),
 /// by id.
-pub fn load(conn: &Connection, after: Millis) -> Result<Vec<Override>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM duty_overrides
-         WHERE min(until_ms, ifnull(ended_at, until_ms)) > ?1 ORDER BY id"
-    ))?;
-    let rows = stmt.query_map([after], row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn load(conn: &dyn Db, after: Millis) -> Result<Vec<Override>> {
+    conn.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM duty_overrides
+         WHERE CASE WHEN until_ms <= coalesce(ended_at, until_ms) THEN until_ms
+                    ELSE coalesce(ended_at, until_ms) END > ?1 ORDER BY id"
+        ),
+        args![after],
+    )?
+    .iter()
+    .map(row)
+    .collect()
 }
 
 #[cfg(test)]

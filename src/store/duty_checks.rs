@@ -3,9 +3,11 @@
 //! `commands`), and `duty_check_schedule`, the last scheduled check time of each room, so a
 //! restart neither skips nor repeats one. Written by the pipeline only.
 
-use super::Result;
+use super::sql::Db;
+use super::{Result, StoreError};
+use crate::args;
 use crate::model::{rfc3339, Millis};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
 /// The tables, created with the store.
@@ -71,7 +73,7 @@ impl Reason {
 
 /// Records a check (its commands follow with [`add_command`]); returns its row id.
 pub fn insert(
-    c: &Connection,
+    c: &dyn Db,
     room: &str,
     reason: Reason,
     scheduled_for: Option<Millis>,
@@ -79,47 +81,50 @@ pub fn insert(
     deadline_at: Millis,
     by: &str,
 ) -> Result<i64> {
-    c.prepare_cached(
+    c.one(
         "INSERT INTO duty_checks (room, reason, scheduled_for, created_at, deadline_at, requested_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         RETURNING id",
+        args![room, reason.as_str(), scheduled_for, now, deadline_at, by],
     )?
-    .execute(params![room, reason.as_str(), scheduled_for, now, deadline_at, by])?;
-    Ok(c.last_insert_rowid())
+    .ok_or(StoreError::Corrupt {
+        what: "duty check",
+        err: "no id returned".into(),
+    })
 }
 
 /// Links the `duty_check` command `command_id` to check `check_id`.
 pub fn add_command(
-    c: &Connection,
+    c: &dyn Db,
     check_id: i64,
     command_id: i64,
     device: &str,
     building: &str,
     deadline_at: Millis,
 ) -> Result<()> {
-    c.prepare_cached(
+    c.exec(
         "INSERT INTO duty_check_commands (command_id, check_id, device, building, deadline_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![command_id, check_id, device, building, deadline_at])?;
+        args![command_id, check_id, device, building, deadline_at],
+    )?;
     Ok(())
 }
 
 /// The last scheduled check time of `room` (or when its schedule was first seen).
-pub fn last_scheduled(c: &Connection, room: &str) -> Result<Option<Millis>> {
-    Ok(
-        c.prepare_cached("SELECT last_at FROM duty_check_schedule WHERE room = ?1")?
-            .query_row([room], |r| r.get(0))
-            .optional()?,
+pub fn last_scheduled(c: &dyn Db, room: &str) -> Result<Option<Millis>> {
+    c.one(
+        "SELECT last_at FROM duty_check_schedule WHERE room = ?1",
+        args![room],
     )
 }
 
 /// Records how far the schedule of `room` has been handled.
-pub fn set_last_scheduled(c: &Connection, room: &str, at: Millis) -> Result<()> {
-    c.prepare_cached(
+pub fn set_last_scheduled(c: &dyn Db, room: &str, at: Millis) -> Result<()> {
+    c.exec(
         "INSERT INTO duty_check_schedule (room, last_at) VALUES (?1, ?2)
          ON CONFLICT(room) DO UPDATE SET last_at = excluded.last_at",
-    )?
-    .execute(params![room, at])?;
+        args![room, at],
+    )?;
     Ok(())
 }
 
@@ -144,15 +149,17 @@ pub struct Unanswered {
 
 /// Takes the commands of checks whose deadline passed at `now` without an answer (at most
 /// `limit`): they are marked unanswered and no longer waiting.
-pub fn take_unanswered(c: &Connection, now: Millis, limit: u32) -> Result<Vec<Unanswered>> {
+pub fn take_unanswered(c: &dyn Db, now: Millis, limit: u32) -> Result<Vec<Unanswered>> {
     let rows = c
-        .prepare_cached(
+        .rows(
             "SELECT d.command_id, d.check_id, d.device, d.building, c.ref, c.created_at,
                     d.deadline_at, c.status
              FROM duty_check_commands d JOIN commands c ON c.id = d.command_id
              WHERE d.waiting = 1 AND d.deadline_at <= ?1 ORDER BY d.deadline_at LIMIT ?2",
+            args![now, limit],
         )?
-        .query_map(params![now, limit], |r| {
+        .iter()
+        .map(|r| {
             Ok((
                 Unanswered {
                     command_id: r.get(0)?,
@@ -163,22 +170,24 @@ pub fn take_unanswered(c: &Connection, now: Millis, limit: u32) -> Result<Vec<Un
                     created_at: r.get(5)?,
                     deadline_at: r.get(6)?,
                 },
-                r.get::<_, String>(7)?,
+                r.get::<String>(7)?,
             ))
-        })?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::new();
     for (u, status) in rows {
         if status == "answered" {
             // Answered (the answer marks the row), kept waiting only by an older store.
-            c.prepare_cached("UPDATE duty_check_commands SET waiting = 0 WHERE command_id = ?1")?
-                .execute([u.command_id])?;
+            c.exec(
+                "UPDATE duty_check_commands SET waiting = 0 WHERE command_id = ?1",
+                args![u.command_id],
+            )?;
             continue;
         }
-        c.prepare_cached(
+        c.exec(
             "UPDATE duty_check_commands SET waiting = 0, unanswered_at = ?2 WHERE command_id = ?1",
-        )?
-        .execute(params![u.command_id, now])?;
+            args![u.command_id, now],
+        )?;
         out.push(u);
     }
     Ok(out)
@@ -186,27 +195,34 @@ pub fn take_unanswered(c: &Connection, now: Millis, limit: u32) -> Result<Vec<Un
 
 /// Records the answer to command `command_id`, if it is a duty check's: returns the
 /// transmitter and its building.
-pub fn answered(c: &Connection, command_id: i64) -> Result<Option<(String, String)>> {
+pub fn answered(c: &dyn Db, command_id: i64) -> Result<Option<(String, String)>> {
     let row = c
-        .prepare_cached("SELECT device, building FROM duty_check_commands WHERE command_id = ?1")?
-        .query_row([command_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+        .row(
+            "SELECT device, building FROM duty_check_commands WHERE command_id = ?1",
+            args![command_id],
+        )?
+        .map(|r| -> Result<(String, String)> { Ok((r.get(0)?, r.get(1)?)) })
+        .transpose()?;
     if row.is_some() {
-        c.prepare_cached("UPDATE duty_check_commands SET waiting = 0 WHERE command_id = ?1")?
-            .execute([command_id])?;
+        c.exec(
+            "UPDATE duty_check_commands SET waiting = 0 WHERE command_id = ?1",
+            args![command_id],
+        )?;
     }
     Ok(row)
 }
 
 /// Checks as the API shows them (`GET /api/v1/duty/checks`), newest first, each with its
 /// transmitters.
-pub fn list(c: &Connection, room: Option<&str>, limit: u32) -> Result<Vec<Value>> {
+pub fn list(c: &dyn Db, room: Option<&str>, limit: u32) -> Result<Vec<Value>> {
     let ids: Vec<i64> = c
-        .prepare_cached(
-            "SELECT id FROM duty_checks WHERE (?1 IS NULL OR room = ?1) ORDER BY id DESC LIMIT ?2",
+        .rows(
+            "SELECT id FROM duty_checks WHERE (CAST(?1 AS TEXT) IS NULL OR room = ?1) ORDER BY id DESC LIMIT ?2",
+            args![room, limit],
         )?
-        .query_map(params![room, limit], |r| r.get(0))?
-        .collect::<std::result::Result<_, _>>()?;
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(v) = get(c, id)? {
@@ -218,47 +234,50 @@ pub fn list(c: &Connection, room: Option<&str>, limit: u32) -> Result<Vec<Value>
 
 /// One check with its transmitters:
 /// `status` is `waiting` (before the deadline, no answer yet), `answered`, or `unanswered`.
-pub fn get(c: &Connection, id: i64) -> Result<Option<Value>> {
+pub fn get(c: &dyn Db, id: i64) -> Result<Option<Value>> {
     let head = c
-        .prepare_cached(
+        .row(
             "SELECT room, reason, scheduled_for, created_at, deadline_at, requested_by
              FROM duty_checks WHERE id = ?1",
+            args![id],
         )?
-        .query_row([id], |r| {
+        .map(|r| -> Result<_> {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<Millis>>(2)?,
-                r.get::<_, Millis>(3)?,
-                r.get::<_, Millis>(4)?,
-                r.get::<_, String>(5)?,
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<Option<Millis>>(2)?,
+                r.get::<Millis>(3)?,
+                r.get::<Millis>(4)?,
+                r.get::<String>(5)?,
             ))
         })
-        .optional()?;
+        .transpose()?;
     let Some((room, reason, scheduled_for, created_at, deadline_at, by)) = head else {
         return Ok(None);
     };
-    let mut stmt = c.prepare_cached(
-        "SELECT d.device, d.building, d.command_id, c.ref, c.status, c.answered_at,
+    let mut counts = (0, 0, 0);
+    let transmitters = c
+        .rows(
+            "SELECT d.device, d.building, d.command_id, c.ref, c.status, c.answered_at,
                 c.answer_delay_ms, d.unanswered_at
          FROM duty_check_commands d JOIN commands c ON c.id = d.command_id
          WHERE d.check_id = ?1 ORDER BY d.command_id",
-    )?;
-    let mut counts = (0, 0, 0);
-    let transmitters = stmt
-        .query_map([id], |r| {
+            args![id],
+        )?
+        .iter()
+        .map(|r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<Millis>>(5)?,
-                r.get::<_, Option<i64>>(6)?,
-                r.get::<_, Option<Millis>>(7)?,
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<i64>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+                r.get::<Option<Millis>>(5)?,
+                r.get::<Option<i64>>(6)?,
+                r.get::<Option<Millis>>(7)?,
             ))
-        })?
-        .collect::<std::result::Result<Vec<_>, _>>()?
+        })
+        .collect::<Result<Vec<_>>>()?
         .into_iter()
         .map(
             |(device, building, cid, reference, cstatus, answered_at, delay, unanswered_at)| {

@@ -3,15 +3,16 @@
 //! transaction together with the notifications a step queues, so a restart in the middle of
 //! an escalation neither repeats a step nor misses one.
 
+use super::sql::Db;
 use super::{from_json, to_json, Result};
+use crate::args;
 use crate::model::Millis;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Saves the timer of `alert`, next due at `next_at`; `None` ends it.
 pub fn save<T: Serialize>(
-    conn: &Connection,
+    conn: &dyn Db,
     alert: i64,
     timer: &T,
     next_at: Option<Millis>,
@@ -19,51 +20,46 @@ pub fn save<T: Serialize>(
     let Some(next_at) = next_at else {
         return stop(conn, alert);
     };
-    conn.prepare_cached(
+    conn.exec(
         "INSERT INTO escalations (alert_id, next_at, timer) VALUES (?1, ?2, ?3)
          ON CONFLICT(alert_id) DO UPDATE SET next_at = excluded.next_at, timer = excluded.timer",
-    )?
-    .execute(params![alert, next_at, to_json(timer, "escalation timer")?])?;
+        args![alert, next_at, &to_json(timer, "escalation timer")?],
+    )?;
     Ok(())
 }
 
 /// Ends the escalation of `alert` (acknowledged or closed).
-pub fn stop(conn: &Connection, alert: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM escalations WHERE alert_id = ?1")?
-        .execute([alert])?;
+pub fn stop(conn: &dyn Db, alert: i64) -> Result<()> {
+    conn.exec("DELETE FROM escalations WHERE alert_id = ?1", args![alert])?;
     Ok(())
 }
 
 /// The timer of `alert`, if its escalation is under way.
-pub fn get<T: DeserializeOwned>(conn: &Connection, alert: i64) -> Result<Option<T>> {
-    let s: Option<String> = conn
-        .prepare_cached("SELECT timer FROM escalations WHERE alert_id = ?1")?
-        .query_row([alert], |r| r.get(0))
-        .optional()?;
+pub fn get<T: DeserializeOwned>(conn: &dyn Db, alert: i64) -> Result<Option<T>> {
+    let s: Option<String> = conn.one(
+        "SELECT timer FROM escalations WHERE alert_id = ?1",
+        args![alert],
+    )?;
     s.map(|s| from_json(&s, "escalation timer")).transpose()
 }
 
 /// Timers due at `now`, the earliest first (at most `limit`).
-pub fn due<T: DeserializeOwned>(
-    conn: &Connection,
-    now: Millis,
-    limit: u32,
-) -> Result<Vec<(i64, T)>> {
-    let mut stmt = conn.prepare_cached(
+pub fn due<T: DeserializeOwned>(conn: &dyn Db, now: Millis, limit: u32) -> Result<Vec<(i64, T)>> {
+    conn.rows(
         "SELECT alert_id, timer FROM escalations WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, s) = row?;
-        out.push((id, from_json(&s, "escalation timer")?));
-    }
-    Ok(out)
+        args![now, limit],
+    )?
+    .iter()
+    .map(|r| {
+        let s: String = r.get(1)?;
+        Ok((r.get::<i64>(0)?, from_json(&s, "escalation timer")?))
+    })
+    .collect()
 }
 
 /// Escalations under way.
-pub fn count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM escalations", [], |r| r.get(0))?)
+pub fn count(conn: &dyn Db) -> Result<i64> {
+    Ok(conn
+        .one::<i64>("SELECT count(*) FROM escalations", args![])?
+        .unwrap_or(0))
 }

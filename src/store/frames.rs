@@ -3,9 +3,10 @@
 //! was denied. Written by the pipeline as the gateway hands them over; pruned after
 //! `gb26875.frames_keep_days`.
 
+use super::sql::{Db, Row};
 use super::Result;
+use crate::args;
 use crate::model::{rfc3339, Millis};
-use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
 /// The table.
@@ -51,51 +52,63 @@ impl FrameRecord {
 }
 
 /// Writes `records`.
-pub fn insert(c: &Connection, records: &[FrameRecord]) -> Result<()> {
-    let mut st = c.prepare_cached(
-        "INSERT INTO gb_frames (at, device, peer, direction, hex, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+pub fn insert(c: &dyn Db, records: &[FrameRecord]) -> Result<()> {
     for r in records {
-        st.execute(params![r.at, r.device, r.peer, r.direction, r.hex, r.note])?;
+        c.exec(
+            "INSERT INTO gb_frames (at, device, peer, direction, hex, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            args![
+                r.at,
+                r.device.as_deref(),
+                &r.peer,
+                r.direction,
+                &r.hex,
+                r.note.as_deref()
+            ],
+        )?;
     }
     Ok(())
 }
 
 /// Deletes up to `max` frames older than `cutoff`; returns how many.
-pub fn prune(c: &Connection, cutoff: Millis, max: usize) -> Result<usize> {
-    Ok(c.prepare_cached(
+pub fn prune(c: &dyn Db, cutoff: Millis, max: usize) -> Result<usize> {
+    let n = c.exec(
         "DELETE FROM gb_frames WHERE id IN
          (SELECT id FROM gb_frames WHERE at < ?1 ORDER BY id LIMIT ?2)",
-    )?
-    .execute(params![cutoff, max as i64])?)
+        args![cutoff, max],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Frames, newest first: of one device, at or after `since`, at most `limit`.
 pub fn list(
-    c: &Connection,
+    c: &dyn Db,
     device: Option<&str>,
     since: Option<Millis>,
     limit: u32,
 ) -> Result<Vec<(i64, FrameRecord)>> {
-    let mut st = c.prepare_cached(
+    c.rows(
         "SELECT id, at, device, peer, direction, hex, note FROM gb_frames
-         WHERE (?1 IS NULL OR device = ?1) AND (?2 IS NULL OR at >= ?2)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR device = ?1) AND (CAST(?2 AS BIGINT) IS NULL OR at >= ?2)
          ORDER BY id DESC LIMIT ?3",
-    )?;
-    let rows = st.query_map(params![device, since, limit], |r| {
-        let direction: String = r.get(4)?;
-        Ok((
-            r.get(0)?,
-            FrameRecord {
-                at: r.get(1)?,
-                device: r.get(2)?,
-                peer: r.get(3)?,
-                direction: if direction == "out" { "out" } else { "in" },
-                hex: r.get(5)?,
-                note: r.get(6)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![device, since, limit],
+    )?
+    .iter()
+    .map(frame_row)
+    .collect()
+}
+
+fn frame_row(r: &Row) -> Result<(i64, FrameRecord)> {
+    let direction: String = r.get(4)?;
+    Ok((
+        r.get(0)?,
+        FrameRecord {
+            at: r.get(1)?,
+            device: r.get(2)?,
+            peer: r.get(3)?,
+            direction: if direction == "out" { "out" } else { "in" },
+            hex: r.get(5)?,
+            note: r.get(6)?,
+        },
+    ))
 }

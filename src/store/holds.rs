@@ -3,9 +3,10 @@
 //! before (table `shields`), and flapping alerts (table `alert_flapping`). Written by the
 //! pipeline in its transactions; read by the API.
 
+use super::sql::{Db, Row};
 use super::Result;
+use crate::args;
 use crate::model::{rfc3339, Millis};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 /// The tables.
@@ -86,33 +87,29 @@ pub fn point_key(device: &str, channel: &str) -> String {
 }
 
 /// Holds `alert` back; false when something already does.
-pub fn hold(c: &Connection, h: &Hold) -> Result<bool> {
-    Ok(c.prepare_cached(
+pub fn hold(c: &dyn Db, h: &Hold) -> Result<bool> {
+    Ok(c.exec(
         "INSERT INTO alert_holds (alert_id, why, source, reason, since) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (alert_id) DO NOTHING",
-    )?
-    .execute(params![
-        h.alert,
-        h.why.as_str(),
-        h.source,
-        h.reason,
-        h.since
-    ])? > 0)
+        args![h.alert, h.why.as_str(), &h.source, &h.reason, h.since],
+    )? > 0)
 }
 
 /// What holds `alert` back, if anything.
-pub fn hold_of(c: &Connection, alert: i64) -> Result<Option<Hold>> {
-    Ok(c.prepare_cached(
+pub fn hold_of(c: &dyn Db, alert: i64) -> Result<Option<Hold>> {
+    c.row(
         "SELECT alert_id, why, source, reason, since FROM alert_holds WHERE alert_id = ?1",
+        args![alert],
     )?
-    .query_row([alert], hold_row)
-    .optional()?)
+    .as_ref()
+    .map(hold_row)
+    .transpose()
 }
 
-fn hold_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hold> {
+fn hold_row(r: &Row) -> Result<Hold> {
     Ok(Hold {
         alert: r.get(0)?,
-        why: Why::parse(&r.get::<_, String>(1)?),
+        why: Why::parse(&r.get::<String>(1)?),
         source: r.get(2)?,
         reason: r.get(3)?,
         since: r.get(4)?,
@@ -121,37 +118,42 @@ fn hold_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hold> {
 
 /// The holds that are over: inhibitions whose source alert is no longer open and active,
 /// and alerts of points no longer shielded. Taken out of the table.
-pub fn take_released(c: &Connection) -> Result<Vec<Hold>> {
-    let mut st = c.prepare_cached(
-        "SELECT h.alert_id, h.why, h.source, h.reason, h.since FROM alert_holds h
+pub fn take_released(c: &dyn Db) -> Result<Vec<Hold>> {
+    let out: Vec<Hold> = c
+        .rows(
+            "SELECT h.alert_id, h.why, h.source, h.reason, h.since FROM alert_holds h
          WHERE (h.why = 'inhibited' AND NOT EXISTS (
-                  SELECT 1 FROM alerts s WHERE s.id = CAST(h.source AS INTEGER)
+                  SELECT 1 FROM alerts s WHERE s.id = CAST(CASE WHEN h.why = 'inhibited' THEN h.source END AS BIGINT)
                   AND s.active = 1 AND s.status != 'closed'))
             OR (h.why = 'shielded' AND NOT EXISTS (
                   SELECT 1 FROM shields p WHERE p.until IS NULL
                   AND p.device || '/' || p.channel = h.source))
          ORDER BY h.alert_id",
-    )?;
-    let out: Vec<Hold> = st
-        .query_map([], hold_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut del = c.prepare_cached("DELETE FROM alert_holds WHERE alert_id = ?1")?;
+            args![],
+        )?
+        .iter()
+        .map(hold_row)
+        .collect::<Result<_>>()?;
     for h in &out {
-        del.execute([h.alert])?;
+        c.exec(
+            "DELETE FROM alert_holds WHERE alert_id = ?1",
+            args![h.alert],
+        )?;
     }
     Ok(out)
 }
 
 /// How many alerts the alert `source` inhibits now.
-pub fn inhibiting(c: &Connection, source: i64) -> Result<i64> {
-    Ok(c.prepare_cached(
+pub fn inhibiting(c: &dyn Db, source: i64) -> Result<i64> {
+    Ok(c.one::<i64>(
         "SELECT COUNT(*) FROM alert_holds WHERE why = 'inhibited' AND source = ?1",
+        args![&source.to_string()],
     )?
-    .query_row([source.to_string()], |r| r.get(0))?)
+    .unwrap_or(0))
 }
 
 /// The contract JSON of what holds an alert back: (`inhibited`, `shielded`), `null` for none.
-pub fn json_of(c: &Connection, alert: i64) -> Result<(Value, Value)> {
+pub fn json_of(c: &dyn Db, alert: i64) -> Result<(Value, Value)> {
     Ok(match hold_of(c, alert)? {
         Some(h) if h.why == Why::Inhibited => {
             let by = h.source.parse::<i64>().map(crate::model::alert::alert_id);
@@ -169,43 +171,38 @@ pub fn json_of(c: &Connection, alert: i64) -> Result<(Value, Value)> {
 
 /// A point is shielded from `at` (nothing when it already is).
 pub fn shield(
-    c: &Connection,
+    c: &dyn Db,
     building: &str,
     device: &str,
     channel: &str,
     point: Option<&Value>,
     at: Millis,
 ) -> Result<bool> {
-    Ok(c.prepare_cached(
+    let point = point.map(Value::to_string);
+    Ok(c.exec(
         "INSERT INTO shields (building, device, channel, point, since) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![
-        building,
-        device,
-        channel,
-        point.map(Value::to_string),
-        at
-    ])? > 0)
+        args![building, device, channel, point.as_deref(), at],
+    )? > 0)
 }
 
 /// The point is unshielded at `at`; `None` for every point of the device (a panel reset).
 /// Returns how many shields ended.
-pub fn unshield(c: &Connection, device: &str, channel: Option<&str>, at: Millis) -> Result<usize> {
-    Ok(c.prepare_cached(
+pub fn unshield(c: &dyn Db, device: &str, channel: Option<&str>, at: Millis) -> Result<usize> {
+    let n = c.exec(
         "UPDATE shields SET until = ?3 WHERE device = ?1 AND until IS NULL
-         AND (?2 IS NULL OR channel = ?2)",
-    )?
-    .execute(params![device, channel, at])?)
+         AND (CAST(?2 AS TEXT) IS NULL OR channel = ?2)",
+        args![device, channel, at],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Whether the point is shielded now.
-pub fn is_shielded(c: &Connection, device: &str, channel: &str) -> Result<bool> {
-    Ok(c.prepare_cached(
+pub fn is_shielded(c: &dyn Db, device: &str, channel: &str) -> Result<bool> {
+    Ok(c.row(
         "SELECT 1 FROM shields WHERE device = ?1 AND channel = ?2 AND until IS NULL",
+        args![device, channel],
     )?
-    .query_row(params![device, channel], |_| Ok(()))
-    .optional()?
     .is_some())
 }
 
@@ -290,12 +287,12 @@ impl Shield {
 /// Shields of points: with `span` none, the points shielded now; with `Some((from, until))`
 /// every shield overlapping `[from, until)`. Optionally of some buildings only; oldest first.
 pub fn shields(
-    c: &Connection,
+    c: &dyn Db,
     span: Option<(Millis, Millis)>,
     buildings: Option<&[String]>,
 ) -> Result<Vec<Shield>> {
     let (from, until) = span.map_or((None, None), |(f, u)| (Some(f), Some(u)));
-    let mut st = c.prepare_cached(
+    let rows = c.rows(
         "SELECT s.id, s.building, s.device, s.channel, s.point, s.since, s.until,
                 (SELECT count(*) FROM alerts a WHERE a.device = s.device AND a.channel = s.channel
                    AND a.rule != ?3 AND a.started_at >= s.since
@@ -304,26 +301,29 @@ pub fn shields(
                    AND a.channel = s.channel AND a.rule = ?3 AND a.started_at >= s.since
                    AND (s.until IS NULL OR a.started_at <= s.until))
          FROM shields s
-         WHERE CASE WHEN ?1 IS NULL THEN s.until IS NULL
+         WHERE CASE WHEN CAST(?1 AS BIGINT) IS NULL THEN s.until IS NULL
                     ELSE s.since < ?2 AND (s.until IS NULL OR s.until > ?1) END
          ORDER BY s.since, s.id",
+        args![from, until, SHIELD_RULE],
     )?;
-    let rows = st.query_map(params![from, until, SHIELD_RULE], |r| {
-        Ok(Shield {
-            id: r.get(0)?,
-            building: r.get(1)?,
-            device: r.get(2)?,
-            channel: r.get(3)?,
-            point: r
-                .get::<_, Option<String>>(4)?
-                .and_then(|p| serde_json::from_str(&p).ok()),
-            since: r.get(5)?,
-            until: r.get(6)?,
-            alarms: r.get(7)?,
-            alert: r.get(8)?,
+    let mut out: Vec<Shield> = rows
+        .iter()
+        .map(|r| {
+            Ok(Shield {
+                id: r.get(0)?,
+                building: r.get(1)?,
+                device: r.get(2)?,
+                channel: r.get(3)?,
+                point: r
+                    .get::<Option<String>>(4)?
+                    .and_then(|p| serde_json::from_str(&p).ok()),
+                since: r.get(5)?,
+                until: r.get(6)?,
+                alarms: r.get(7)?,
+                alert: r.get(8)?,
+            })
         })
-    })?;
-    let mut out: Vec<Shield> = rows.collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     if let Some(bs) = buildings {
         out.retain(|s| bs.contains(&s.building));
     }
@@ -344,50 +344,52 @@ pub struct Flap {
 }
 
 /// Marks `alert` flapping, or records one more change of a flapping alert.
-pub fn flap(c: &Connection, f: &Flap) -> Result<()> {
-    c.prepare_cached(
+pub fn flap(c: &dyn Db, f: &Flap) -> Result<()> {
+    c.exec(
         "INSERT INTO alert_flapping (alert_id, since, last_change, changes) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (alert_id) DO UPDATE SET last_change = excluded.last_change,
          changes = excluded.changes",
-    )?
-    .execute(params![f.alert, f.since, f.last_change, f.changes])?;
+        args![f.alert, f.since, f.last_change, f.changes],
+    )?;
     Ok(())
 }
 
 /// `alert` is no longer flapping.
-pub fn unflap(c: &Connection, alert: i64) -> Result<()> {
-    c.prepare_cached("DELETE FROM alert_flapping WHERE alert_id = ?1")?
-        .execute([alert])?;
+pub fn unflap(c: &dyn Db, alert: i64) -> Result<()> {
+    c.exec(
+        "DELETE FROM alert_flapping WHERE alert_id = ?1",
+        args![alert],
+    )?;
     Ok(())
 }
 
 /// Every flapping alert.
-pub fn flapping(c: &Connection) -> Result<Vec<Flap>> {
-    let mut st =
-        c.prepare_cached("SELECT alert_id, since, last_change, changes FROM alert_flapping")?;
-    let rows = st.query_map([], |r| {
-        Ok(Flap {
-            alert: r.get(0)?,
-            since: r.get(1)?,
-            last_change: r.get(2)?,
-            changes: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn flapping(c: &dyn Db) -> Result<Vec<Flap>> {
+    c.rows(
+        "SELECT alert_id, since, last_change, changes FROM alert_flapping",
+        args![],
+    )?
+    .iter()
+    .map(flap_row)
+    .collect()
+}
+
+fn flap_row(r: &Row) -> Result<Flap> {
+    Ok(Flap {
+        alert: r.get(0)?,
+        since: r.get(1)?,
+        last_change: r.get(2)?,
+        changes: r.get(3)?,
+    })
 }
 
 /// The flapping mark of `alert`, if it has one.
-pub fn flap_of(c: &Connection, alert: i64) -> Result<Option<Flap>> {
-    Ok(c.prepare_cached(
+pub fn flap_of(c: &dyn Db, alert: i64) -> Result<Option<Flap>> {
+    c.row(
         "SELECT alert_id, since, last_change, changes FROM alert_flapping WHERE alert_id = ?1",
+        args![alert],
     )?
-    .query_row([alert], |r| {
-        Ok(Flap {
-            alert: r.get(0)?,
-            since: r.get(1)?,
-            last_change: r.get(2)?,
-            changes: r.get(3)?,
-        })
-    })
-    .optional()?)
+    .as_ref()
+    .map(flap_row)
+    .transpose()
 }

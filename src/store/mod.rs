@@ -35,15 +35,20 @@ pub mod frames;
 pub mod holds;
 pub mod northbound;
 pub mod notifications;
+pub mod pg;
 pub mod reports;
 pub mod rollups;
 pub mod silences;
+pub mod sql;
 pub mod summaries;
 pub mod workorders;
 
+pub use sql::{Db, Engine};
+
+use crate::args;
 use crate::model::{Kind, Millis};
 use crate::settings::Problem;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{Connection, OpenFlags};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -131,6 +136,12 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// The database's schema cannot be used by this version.
+    #[error("schema: {0}")]
+    Schema(String),
     /// Persisted JSON could not be read back.
     #[error("corrupt {what}: {err}")]
     Corrupt {
@@ -364,24 +375,24 @@ pub fn open_reader(dir: &Path) -> Result<Connection> {
 
 /// Appends one reading.
 pub fn insert_reading(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     ts: Millis,
     device: &str,
     metric: &str,
     channel: Option<&str>,
     value: f64,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO readings (ts, device, metric, channel, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![ts, device, metric, channel, value])?;
+        args![ts, device, metric, channel, value],
+    )?;
     Ok(())
 }
 
 /// Appends one event.
 #[allow(clippy::too_many_arguments)]
 pub fn insert_event(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     ts: Millis,
     received: Millis,
     device: &str,
@@ -391,19 +402,17 @@ pub fn insert_event(
     confidence: Option<f64>,
     detail: Option<&str>,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO events (ts, received, device, event, state, channel, confidence, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        ts, received, device, event, state, channel, confidence, detail
-    ])?;
+        args![ts, received, device, event, state, channel, confidence, detail],
+    )?;
     Ok(())
 }
 
 /// Keeps a rejected message (payload cut to 64 KiB).
 pub fn insert_rejected(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     received: Millis,
     reason: &str,
     detail: &str,
@@ -411,18 +420,11 @@ pub fn insert_rejected(
     payload: &[u8],
 ) -> Result<()> {
     let kept = &payload[..payload.len().min(crate::model::MAX_PAYLOAD)];
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO rejected (received, reason, detail, topic, payload, size)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        received,
-        reason,
-        detail,
-        topic,
-        kept,
-        i64::try_from(payload.len()).unwrap_or(i64::MAX)
-    ])?;
+        args![received, reason, detail, topic, kept, payload.len()],
+    )?;
     Ok(())
 }
 
@@ -442,36 +444,35 @@ fn from_json<T: DeserializeOwned>(s: &str, what: &'static str) -> Result<T> {
 
 /// Upserts a device record (any serialisable record; the engine's in practice).
 pub fn upsert_device<T: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &dyn Db,
     id: &str,
     building: &str,
     kind: Kind,
     rec: &T,
 ) -> Result<()> {
     let json = to_json(rec, "device record")?;
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO devices (id, building, kind, record) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(id) DO UPDATE SET building = excluded.building, kind = excluded.kind,
          record = excluded.record",
-    )?
-    .execute(params![id, building, kind.as_str(), json])?;
+        args![id, building, kind.as_str(), &json],
+    )?;
     Ok(())
 }
 
 /// Upserts (`Some`) or deletes (`None`) a condition under its key.
-pub fn save_cond<T: Serialize>(tx: &Transaction<'_>, key: &str, cond: Option<&T>) -> Result<()> {
+pub fn save_cond<T: Serialize>(tx: &dyn Db, key: &str, cond: Option<&T>) -> Result<()> {
     match cond {
         Some(c) => {
             let json = to_json(c, "condition")?;
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO conds (key, cond) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET cond = excluded.cond",
-            )?
-            .execute(params![key, json])?;
+                args![key, &json],
+            )?;
         }
         None => {
-            tx.prepare_cached("DELETE FROM conds WHERE key = ?1")?
-                .execute(params![key])?;
+            tx.exec("DELETE FROM conds WHERE key = ?1", args![key])?;
         }
     }
     Ok(())
@@ -480,79 +481,68 @@ pub fn save_cond<T: Serialize>(tx: &Transaction<'_>, key: &str, cond: Option<&T>
 /// Every condition (by key) and device record (by id).
 #[allow(clippy::type_complexity)]
 pub fn load_state<C: DeserializeOwned, D: DeserializeOwned>(
-    conn: &Connection,
+    conn: &dyn Db,
 ) -> Result<(Vec<(String, C)>, Vec<(String, D)>)> {
-    let mut conds = Vec::new();
-    let mut stmt = conn.prepare("SELECT key, cond FROM conds")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    for row in rows {
-        let (k, c) = row?;
-        conds.push((k, from_json(&c, "condition")?));
-    }
-    let mut devices = Vec::new();
-    let mut stmt = conn.prepare("SELECT id, record FROM devices")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    for row in rows {
-        let (id, rec) = row?;
-        devices.push((id, from_json(&rec, "device record")?));
-    }
+    let conds = conn
+        .rows("SELECT key, cond FROM conds", args![])?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.json(1, "condition")?)))
+        .collect::<Result<_>>()?;
+    let devices = conn
+        .rows("SELECT id, record FROM devices", args![])?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.json(1, "device record")?)))
+        .collect::<Result<_>>()?;
     Ok((conds, devices))
 }
 
 /// Device records, by id (of one building, or all).
 pub fn device_records<D: DeserializeOwned>(
-    conn: &Connection,
+    conn: &dyn Db,
     building: Option<&str>,
 ) -> Result<Vec<(String, D)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, record FROM devices WHERE ?1 IS NULL OR building = ?1")?;
-    let rows = stmt.query_map(params![building], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, rec) = row?;
-        out.push((id, from_json(&rec, "device record")?));
-    }
-    Ok(out)
+    conn.rows(
+        "SELECT id, record FROM devices WHERE CAST(?1 AS TEXT) IS NULL OR building = ?1",
+        args![building],
+    )?
+    .iter()
+    .map(|r| Ok((r.get(0)?, r.json(1, "device record")?)))
+    .collect()
 }
 
 /// One device record.
-pub fn device_record<D: DeserializeOwned>(conn: &Connection, id: &str) -> Result<Option<D>> {
-    let rec: Option<String> = conn
-        .prepare_cached("SELECT record FROM devices WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    rec.map(|r| from_json(&r, "device record")).transpose()
+pub fn device_record<D: DeserializeOwned>(conn: &dyn Db, id: &str) -> Result<Option<D>> {
+    conn.row("SELECT record FROM devices WHERE id = ?1", args![id])?
+        .map(|r| r.json(0, "device record"))
+        .transpose()
 }
 
 /// Reads a `meta` value.
-pub fn get_meta(conn: &Connection, key: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+pub fn get_meta(conn: &dyn Db, key: &str) -> Result<Option<i64>> {
+    conn.one("SELECT value FROM meta WHERE key = ?1", args![key])
 }
 
 /// Writes a `meta` value.
-pub fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<()> {
-    conn.prepare_cached(
+pub fn set_meta(conn: &dyn Db, key: &str, value: i64) -> Result<()> {
+    conn.exec(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![key, value])?;
+        args![key, value],
+    )?;
     Ok(())
 }
 
 /// Removes a `meta` value.
-pub fn delete_meta(conn: &Connection, key: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?
-        .execute([key])?;
+pub fn delete_meta(conn: &dyn Db, key: &str) -> Result<()> {
+    conn.exec("DELETE FROM meta WHERE key = ?1", args![key])?;
     Ok(())
 }
 
 /// Largest reading id (0 when empty).
-pub fn max_reading_id(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT ifnull(max(id), 0) FROM readings", [], |r| r.get(0))?)
+pub fn max_reading_id(conn: &dyn Db) -> Result<i64> {
+    Ok(conn
+        .one("SELECT coalesce(max(id), 0) FROM readings", args![])?
+        .unwrap_or(0))
 }
 
 /// Deletes up to `limit` readings (and events) older than `cutoff`; returns how many went.
@@ -560,19 +550,16 @@ pub fn max_reading_id(conn: &Connection) -> Result<i64> {
 /// time-series database has not received yet: they stay, however old (the pipeline passes the
 /// rollup cursor the same way, so that no reading goes before it is rolled up).
 pub fn prune_readings(
-    conn: &Connection,
+    conn: &dyn Db,
     cutoff: Millis,
     limit: i64,
     spool_from: Option<i64>,
 ) -> Result<usize> {
     // Ids grow with arrival; the first id whose ts is recent bounds the old rows.
-    let bound: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM readings WHERE ts >= ?1 ORDER BY id LIMIT 1",
-            [cutoff],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let bound: Option<i64> = conn.one(
+        "SELECT id FROM readings WHERE ts >= ?1 ORDER BY id LIMIT 1",
+        args![cutoff],
+    )?;
     let max = max_reading_id(conn)?;
     // The newest reading always stays: SQLite gives a new row max(id) + 1, so an emptied table
     // would hand out ids again that the cursors (time series, rollups) have already passed.
@@ -581,23 +568,24 @@ pub fn prune_readings(
         Some(cursor) => bound.min(cursor.saturating_add(1)),
         None => bound,
     };
-    let n = conn.execute(
+    let n = conn.exec(
         "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE id < ?1 ORDER BY id LIMIT ?2)",
-        params![bound, limit],
+        args![bound, limit],
     )?;
-    let e = conn.execute(
+    let e = conn.exec(
         "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ?1 ORDER BY id LIMIT ?2)",
-        params![cutoff, limit],
+        args![cutoff, limit],
     )?;
-    Ok(n + e)
+    Ok(usize::try_from(n + e).unwrap_or(usize::MAX))
 }
 
 /// Keeps only the newest `keep` rejected messages.
-pub fn prune_rejected(conn: &Connection, keep: u32) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM rejected WHERE id <= (SELECT ifnull(max(id), 0) FROM rejected) - ?1",
-        [i64::from(keep)],
-    )?)
+pub fn prune_rejected(conn: &dyn Db, keep: u32) -> Result<usize> {
+    let n = conn.exec(
+        "DELETE FROM rejected WHERE id <= (SELECT coalesce(max(id), 0) FROM rejected) - ?1",
+        args![keep],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// A reading as the time-series forwarder sends it.
@@ -622,29 +610,28 @@ pub struct SpoolRow {
 }
 
 /// Readings after `cursor`, oldest first.
-pub fn spool_after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<SpoolRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.ts, r.device, ifnull(d.building, ''), ifnull(d.kind, ''), r.metric,
+pub fn spool_after(conn: &dyn Db, cursor: i64, limit: usize) -> Result<Vec<SpoolRow>> {
+    conn.rows(
+        "SELECT r.id, r.ts, r.device, coalesce(d.building, ''), coalesce(d.kind, ''), r.metric,
                 r.channel, r.value
          FROM readings r LEFT JOIN devices d ON d.id = r.device
          WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(
-        params![cursor, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |r| {
-            Ok(SpoolRow {
-                id: r.get(0)?,
-                ts: r.get(1)?,
-                device: r.get(2)?,
-                building: r.get(3)?,
-                kind: r.get(4)?,
-                metric: r.get(5)?,
-                channel: r.get(6)?,
-                value: r.get(7)?,
-            })
-        },
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+        args![cursor, limit],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(SpoolRow {
+            id: r.get(0)?,
+            ts: r.get(1)?,
+            device: r.get(2)?,
+            building: r.get(3)?,
+            kind: r.get(4)?,
+            metric: r.get(5)?,
+            channel: r.get(6)?,
+            value: r.get(7)?,
+        })
+    })
+    .collect()
 }
 
 #[cfg(test)]

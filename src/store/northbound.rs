@@ -2,9 +2,11 @@
 //! their cursors in `meta`, the backlog and lag behind them, the records a platform refused
 //! (`northbound_set_aside`), and the pruning floors that keep what a target has not forwarded.
 
+use super::sql::{Db, Row};
 use super::{changes, Result};
+use crate::args;
 use crate::model::Millis;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 /// Creates the table of set-aside records (idempotent).
 pub fn create(conn: &Connection) -> Result<()> {
@@ -73,22 +75,24 @@ pub struct SetAside {
 }
 
 /// Keeps a refused record (inside the caller's transaction).
-pub fn set_aside(conn: &Connection, s: &SetAside) -> Result<()> {
-    conn.prepare_cached(
+pub fn set_aside(conn: &dyn Db, s: &SetAside) -> Result<()> {
+    conn.exec(
         "INSERT INTO northbound_set_aside (target, key, at, error, record)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![s.target, s.key, s.at, s.error, s.record])?;
+        args![&s.target, &s.key, s.at, &s.error, &s.record],
+    )?;
     Ok(())
 }
 
 /// Set-aside records of a target, oldest first.
-pub fn set_aside_of(conn: &Connection, target: &str) -> Result<Vec<SetAside>> {
-    let mut stmt = conn.prepare_cached(
+pub fn set_aside_of(conn: &dyn Db, target: &str) -> Result<Vec<SetAside>> {
+    conn.rows(
         "SELECT target, key, at, error, record FROM northbound_set_aside
          WHERE target = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([target], |r| {
+        args![target],
+    )?
+    .iter()
+    .map(|r: &Row| {
         Ok(SetAside {
             target: r.get(0)?,
             key: r.get(1)?,
@@ -96,21 +100,21 @@ pub fn set_aside_of(conn: &Connection, target: &str) -> Result<Vec<SetAside>> {
             error: r.get(3)?,
             record: r.get(4)?,
         })
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Oldest id held in a source (0 when empty).
-pub fn oldest_id(conn: &Connection, source: Source) -> Result<i64> {
+pub fn oldest_id(conn: &dyn Db, source: Source) -> Result<i64> {
     let sql = match source {
-        Source::Changes => "SELECT ifnull(min(id), 0) FROM changes",
-        Source::Readings => "SELECT ifnull(min(id), 0) FROM readings",
+        Source::Changes => "SELECT coalesce(min(id), 0) FROM changes",
+        Source::Readings => "SELECT coalesce(min(id), 0) FROM readings",
     };
-    Ok(conn.query_row(sql, [], |r| r.get(0))?)
+    Ok(conn.one::<i64>(sql, args![])?.unwrap_or(0))
 }
 
 /// Newest id held in a source (0 when empty).
-pub fn newest_id(conn: &Connection, source: Source) -> Result<i64> {
+pub fn newest_id(conn: &dyn Db, source: Source) -> Result<i64> {
     match source {
         Source::Changes => Ok(changes::span(conn)?.newest),
         Source::Readings => super::max_reading_id(conn),
@@ -127,28 +131,28 @@ pub struct Behind {
 }
 
 /// Changes of the `kinds` after `cursor`.
-pub fn changes_behind(conn: &Connection, cursor: i64, kinds: &[&str]) -> Result<Behind> {
+pub fn changes_behind(conn: &dyn Db, cursor: i64, kinds: &[&str]) -> Result<Behind> {
     let (alert, device) = (kinds.contains(&"alert"), kinds.contains(&"device"));
-    Ok(conn
-        .prepare_cached(
-            "SELECT count(*), min(at) FROM changes WHERE id > ?1
-             AND ((?2 AND kind = 'alert') OR (?3 AND kind = 'device'))",
-        )?
-        .query_row(params![cursor, alert, device], |r| {
-            Ok(Behind {
-                records: r.get(0)?,
-                oldest_at: r.get(1)?,
-            })
-        })?)
+    conn.row(
+        "SELECT count(*), min(at) FROM changes WHERE id > ?1
+             AND ((?2 = 1 AND kind = 'alert') OR (?3 = 1 AND kind = 'device'))",
+        args![cursor, alert, device],
+    )?
+    .map_or(Ok(Behind::default()), |r| {
+        Ok(Behind {
+            records: r.get(0)?,
+            oldest_at: r.get(1)?,
+        })
+    })
 }
 
 /// Readings after `cursor` (by id: ids are contiguous between prunes of the oldest).
-pub fn readings_behind(conn: &Connection, cursor: i64) -> Result<Behind> {
+pub fn readings_behind(conn: &dyn Db, cursor: i64) -> Result<Behind> {
     let newest = super::max_reading_id(conn)?;
-    let oldest_at: Option<Millis> = conn
-        .prepare_cached("SELECT ts FROM readings WHERE id > ?1 ORDER BY id LIMIT 1")?
-        .query_row([cursor], |r| r.get(0))
-        .optional()?;
+    let oldest_at: Option<Millis> = conn.one(
+        "SELECT ts FROM readings WHERE id > ?1 ORDER BY id LIMIT 1",
+        args![cursor],
+    )?;
     Ok(Behind {
         records: (newest - cursor).max(0),
         oldest_at,
@@ -157,7 +161,7 @@ pub fn readings_behind(conn: &Connection, cursor: i64) -> Result<Behind> {
 
 /// The lowest id each source must keep for the holds (rows after it stay): `None` for a source
 /// no hold is on.
-pub fn floors(conn: &Connection, holds: &[Hold]) -> Result<(Option<i64>, Option<i64>)> {
+pub fn floors(conn: &dyn Db, holds: &[Hold]) -> Result<(Option<i64>, Option<i64>)> {
     let (mut changes_floor, mut readings_floor): (Option<i64>, Option<i64>) = (None, None);
     for h in holds {
         let cursor = super::get_meta(conn, &h.cursor_key)?.unwrap_or(0);
@@ -173,11 +177,15 @@ pub fn floors(conn: &Connection, holds: &[Hold]) -> Result<(Option<i64>, Option<
 }
 
 /// [`changes::prune`] that also keeps every change after `floor`; returns how many went.
-pub fn prune_changes(conn: &Connection, keep: u32, floor: i64) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM changes WHERE id <= min((SELECT ifnull(max(id), 0) FROM changes) - ?1, ?2)",
-        params![i64::from(keep), floor],
-    )?)
+pub fn prune_changes(conn: &dyn Db, keep: u32, floor: i64) -> Result<usize> {
+    let n = conn.exec(
+        "DELETE FROM changes WHERE id <= CASE
+             WHEN (SELECT coalesce(max(id), 0) FROM changes) - ?1 <= ?2
+             THEN (SELECT coalesce(max(id), 0) FROM changes) - ?1
+             ELSE ?2 END",
+        args![i64::from(keep), floor],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]

@@ -5,10 +5,12 @@
 //! connection; the outcome of every attempt is recorded here by the store's single writer,
 //! together with the alert's or work order's history.
 
-use super::Result;
+use super::sql::{Db, Row};
+use super::{Result, StoreError};
+use crate::args;
 use crate::model::notification::{ChannelKind, DeliveryStatus, Event, Look, Notification, Subject};
 use crate::model::{rfc3339, Millis};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
 /// The outbox table. `alert_id`, `workorder_id` or (added) `summary_id` names the subject;
@@ -96,7 +98,7 @@ pub struct Recipients<'a> {
 /// Queues one notification per target for a transition of `subject` (`transition` is its
 /// history entry). A key already queued is left as it is.
 pub fn enqueue(
-    conn: &Connection,
+    conn: &dyn Db,
     subject: Subject,
     event: Event,
     transition: i64,
@@ -117,7 +119,7 @@ pub fn enqueue(
 /// queued is left as it is and not counted).
 #[allow(clippy::too_many_arguments)]
 pub fn enqueue_summary(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     building: &str,
     day: &str,
@@ -141,7 +143,7 @@ pub fn enqueue_summary(
 
 /// Inserts one row per target, keyed by `key(channel, target)`; returns the rows inserted.
 fn insert(
-    conn: &Connection,
+    conn: &dyn Db,
     subject: Subject,
     event: Event,
     to: Recipients<'_>,
@@ -151,41 +153,40 @@ fn insert(
 ) -> Result<usize> {
     let Recipients { targets, look } = to;
     let snapshot = snapshot.to_string();
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO notifications (alert_id, workorder_id, summary_id, event, channel, target,
-         key, created_at, next_attempt_at, alert, lang, tz)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11) ON CONFLICT(key) DO NOTHING",
-    )?;
-    let mut n = 0;
+    let mut n: u64 = 0;
     for (channel, target) in targets {
         let lang = look.english.contains(target).then_some("en");
-        n += stmt.execute(params![
-            subject.alert(),
-            subject.workorder(),
-            subject.summary(),
-            event.as_str(),
-            channel.as_str(),
-            target,
-            key(*channel, target),
-            now,
-            snapshot,
-            lang,
-            look.tz
-        ])?;
+        n += conn.exec(
+            "INSERT INTO notifications (alert_id, workorder_id, summary_id, event, channel, target,
+             key, created_at, next_attempt_at, alert, lang, tz)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11) ON CONFLICT(key) DO NOTHING",
+            args![
+                subject.alert(),
+                subject.workorder(),
+                subject.summary(),
+                event.as_str(),
+                channel.as_str(),
+                target,
+                &key(*channel, target),
+                now,
+                &snapshot,
+                lang,
+                look.tz.as_deref()
+            ],
+        )?;
     }
-    Ok(n)
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-fn corrupt(what: &'static str, v: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("unknown {what} {v:?}").into(),
-    )
+fn corrupt(what: &'static str, v: &str) -> StoreError {
+    StoreError::Corrupt {
+        what: "notification",
+        err: format!("unknown {what} {v:?}"),
+    }
 }
 
 /// Every (channel, target) told of `subject` so far, in the order first told.
-pub fn told(c: &Connection, subject: Subject) -> Result<Vec<(ChannelKind, String)>> {
+pub fn told(c: &dyn Db, subject: Subject) -> Result<Vec<(ChannelKind, String)>> {
     let sql = match subject {
         Subject::Alert(_) => {
             "SELECT channel, target FROM notifications WHERE alert_id = ?1
@@ -204,21 +205,18 @@ pub fn told(c: &Connection, subject: Subject) -> Result<Vec<(ChannelKind, String
         .alert()
         .or(subject.workorder())
         .or(subject.summary());
-    let mut stmt = c.prepare_cached(sql)?;
-    let rows = stmt.query_map([id], |r| {
-        let ch: String = r.get(0)?;
-        let channel = ch.parse().map_err(|()| corrupt("channel", &ch))?;
-        Ok((channel, r.get::<_, String>(1)?))
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    c.rows(sql, args![id])?
+        .iter()
+        .map(|r| {
+            let ch: String = r.get(0)?;
+            let channel = ch.parse().map_err(|()| corrupt("channel", &ch))?;
+            Ok((channel, r.get::<String>(1)?))
+        })
+        .collect()
 }
 
 /// The subject of a row from its three id columns.
-fn subject(
-    alert: Option<i64>,
-    workorder: Option<i64>,
-    summary: Option<i64>,
-) -> rusqlite::Result<Subject> {
+fn subject(alert: Option<i64>, workorder: Option<i64>, summary: Option<i64>) -> Result<Subject> {
     match (alert, workorder, summary) {
         (Some(a), _, _) => Ok(Subject::Alert(a)),
         (None, Some(w), _) => Ok(Subject::Workorder(w)),
@@ -228,11 +226,10 @@ fn subject(
 }
 
 /// The highest notification id (0 when there is none).
-pub fn max_id(c: &Connection) -> Result<i64> {
+pub fn max_id(c: &dyn Db) -> Result<i64> {
     Ok(
-        c.query_row("SELECT ifnull(max(id), 0) FROM notifications", [], |r| {
-            r.get(0)
-        })?,
+        c.one::<i64>("SELECT coalesce(max(id), 0) FROM notifications", args![])?
+            .unwrap_or(0),
     )
 }
 
@@ -240,19 +237,21 @@ pub fn max_id(c: &Connection) -> Result<i64> {
 /// count of its pending rows, and when the next one not due yet is due.
 #[allow(clippy::type_complexity)]
 pub fn due(
-    c: &Connection,
+    c: &dyn Db,
     channel: ChannelKind,
     now: Millis,
     limit: u32,
 ) -> Result<(Vec<Notification>, i64, Option<Millis>)> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, alert_id, key, event, target, created_at, attempts, alert, lang, tz,
-         workorder_id, summary_id FROM notifications
-         WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
-         ORDER BY next_attempt_at, id LIMIT ?3",
-    )?;
-    let rows = stmt
-        .query_map(params![channel.as_str(), now, limit], |r| {
+    let rows = c
+        .rows(
+            "SELECT id, alert_id, key, event, target, created_at, attempts, alert, lang, tz,
+             workorder_id, summary_id FROM notifications
+             WHERE status = 'pending' AND channel = ?1 AND next_attempt_at <= ?2
+             ORDER BY next_attempt_at, id LIMIT ?3",
+            args![channel.as_str(), now, limit],
+        )?
+        .iter()
+        .map(|r| {
             let event: String = r.get(3)?;
             let alert: String = r.get(7)?;
             Ok(Notification {
@@ -268,16 +267,17 @@ pub fn due(
                 lang: r.get(8)?,
                 tz: r.get(9)?,
             })
-        })?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let (queued, next): (i64, Option<Millis>) = c
-        .prepare_cached(
-            "SELECT count(*), min(CASE WHEN next_attempt_at > ?2 THEN next_attempt_at END)
-             FROM notifications WHERE status = 'pending' AND channel = ?1",
-        )?
-        .query_row(params![channel.as_str(), now], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let counts: Option<Row> = c.row(
+        "SELECT count(*), min(CASE WHEN next_attempt_at > ?2 THEN next_attempt_at END)
+         FROM notifications WHERE status = 'pending' AND channel = ?1",
+        args![channel.as_str(), now],
+    )?;
+    let (queued, next): (i64, Option<Millis>) = match counts {
+        Some(r) => (r.get(0)?, r.get(1)?),
+        None => (0, None),
+    };
     Ok((rows, queued, next))
 }
 
@@ -330,7 +330,7 @@ pub struct Delivery {
 /// Records a delivery attempt inside the caller's transaction: the outbox row and the alert's
 /// or work order's history change together (a daily summary has no history: its rows are its
 /// record). A report for a row that is no longer pending (a repeated report) changes nothing.
-pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
+pub fn record_delivery(c: &dyn Db, d: &Delivery) -> Result<()> {
     let mut detail = json!({
         "event": d.event.as_str(),
         "channel": d.channel.as_str(),
@@ -351,10 +351,10 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
     };
     match &d.outcome {
         Outcome::Sent => {
-            let n = c.execute(
+            let n = c.exec(
                 "UPDATE notifications SET status = 'sent', sent_at = ?2, attempts = ?3,
                  last_error = NULL WHERE id = ?1 AND status = 'pending'",
-                params![d.id, d.at, d.attempt],
+                args![d.id, d.at, d.attempt],
             )?;
             if n > 0 {
                 history("notified", detail)?;
@@ -364,10 +364,10 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
             error,
             next_attempt_at,
         } => {
-            let n = c.execute(
+            let n = c.exec(
                 "UPDATE notifications SET attempts = ?2, next_attempt_at = ?3, last_error = ?4
                  WHERE id = ?1 AND status = 'pending'",
-                params![d.id, d.attempt, next_attempt_at, error],
+                args![d.id, d.attempt, *next_attempt_at, error],
             )?;
             if n > 0 {
                 detail["error"] = error.clone().into();
@@ -376,10 +376,10 @@ pub fn record_delivery(c: &Connection, d: &Delivery) -> Result<()> {
             }
         }
         Outcome::GaveUp { error, permanent } => {
-            let n = c.execute(
+            let n = c.exec(
                 "UPDATE notifications SET status = 'failed', attempts = ?2, last_error = ?3
                  WHERE id = ?1 AND status = 'pending'",
-                params![d.id, d.attempt, error],
+                args![d.id, d.attempt, error],
             )?;
             if n > 0 {
                 detail["error"] = error.clone().into();
@@ -410,17 +410,15 @@ pub struct Filter {
 }
 
 /// Outbox rows, newest first, in API form.
-pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Value>> {
-    let mut stmt = c.prepare_cached(
+pub fn list(c: &dyn Db, f: &Filter) -> Result<Vec<Value>> {
+    c.rows(
         "SELECT id, alert_id, key, event, channel, target, status, attempts, created_at,
          next_attempt_at, sent_at, last_error, workorder_id, summary_id FROM notifications
-         WHERE (?1 IS NULL OR alert_id = ?1) AND (?2 IS NULL OR status = ?2)
-         AND (?3 IS NULL OR channel = ?3) AND (?5 IS NULL OR workorder_id = ?5)
-         AND (?6 IS NULL OR summary_id = ?6)
+         WHERE (CAST(?1 AS BIGINT) IS NULL OR alert_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
+         AND (CAST(?3 AS TEXT) IS NULL OR channel = ?3) AND (CAST(?5 AS BIGINT) IS NULL OR workorder_id = ?5)
+         AND (CAST(?6 AS BIGINT) IS NULL OR summary_id = ?6)
          ORDER BY id DESC LIMIT ?4",
-    )?;
-    let rows = stmt.query_map(
-        params![
+        args![
             f.alert,
             f.status.map(DeliveryStatus::as_str),
             f.channel.map(ChannelKind::as_str),
@@ -428,28 +426,29 @@ pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Value>> {
             f.workorder,
             f.summary
         ],
-        |r| {
-            let status: String = r.get(6)?;
-            let subject = subject(r.get(1)?, r.get(12)?, r.get(13)?)?;
-            Ok(json!({
-                "id": r.get::<_, i64>(0)?,
-                "alert": subject.alert().map(crate::model::alert::alert_id),
-                "workorder": subject.workorder().map(crate::model::workorder::workorder_id),
-                "summary": subject.summary().map(crate::model::summary::summary_id),
-                "key": r.get::<_, String>(2)?,
-                "event": r.get::<_, String>(3)?,
-                "channel": r.get::<_, String>(4)?,
-                "target": r.get::<_, String>(5)?,
-                "status": status,
-                "attempts": r.get::<_, i64>(7)?,
-                "created_at": rfc3339(r.get(8)?),
-                "next_attempt_at": (status == "pending").then(|| r.get(9).map(rfc3339)).transpose()?,
-                "sent_at": r.get::<_, Option<Millis>>(10)?.map(rfc3339),
-                "last_error": r.get::<_, Option<String>>(11)?,
-            }))
-        },
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    )?
+    .iter()
+    .map(|r| {
+        let status: String = r.get(6)?;
+        let subject = subject(r.get(1)?, r.get(12)?, r.get(13)?)?;
+        Ok(json!({
+            "id": r.get::<i64>(0)?,
+            "alert": subject.alert().map(crate::model::alert::alert_id),
+            "workorder": subject.workorder().map(crate::model::workorder::workorder_id),
+            "summary": subject.summary().map(crate::model::summary::summary_id),
+            "key": r.get::<String>(2)?,
+            "event": r.get::<String>(3)?,
+            "channel": r.get::<String>(4)?,
+            "target": r.get::<String>(5)?,
+            "status": status,
+            "attempts": r.get::<i64>(7)?,
+            "created_at": rfc3339(r.get(8)?),
+            "next_attempt_at": (status == "pending").then(|| r.get(9).map(rfc3339)).transpose()?,
+            "sent_at": r.get::<Option<Millis>>(10)?.map(rfc3339),
+            "last_error": r.get::<Option<String>>(11)?,
+        }))
+    })
+    .collect()
 }
 
 #[cfg(test)]

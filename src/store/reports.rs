@@ -2,9 +2,10 @@
 //! duty checks per control room, work orders per building. The SQL reads the rows; medians and worst cases are taken
 //! here. Read-only.
 
+use super::sql::{Db, Row};
 use super::Result;
+use crate::args;
 use crate::model::{Millis, Severity};
-use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -21,6 +22,11 @@ fn median_worst(mut v: Vec<Millis>) -> (Option<f64>, Option<f64>) {
         (v[n / 2 - 1] as f64 + v[n / 2] as f64) / 2.0
     };
     (Some(median / 1000.0), v.last().map(|w| *w as f64 / 1000.0))
+}
+
+/// Column `i`, a count, as `u64`.
+fn count(r: &Row, i: usize) -> Result<u64> {
+    Ok(r.get::<usize>(i)? as u64)
 }
 
 fn severity_rank(s: &str) -> u8 {
@@ -122,13 +128,13 @@ pub fn cell(v: Option<f64>) -> String {
 /// The alerts report: alerts that fired in `[from, until)` (their first `fired` history
 /// entry), optionally of one building, per building and severity (critical first).
 pub fn alerts(
-    c: &Connection,
+    c: &dyn Db,
     from: Millis,
     until: Millis,
     building: Option<&str>,
 ) -> Result<Vec<AlertRow>> {
     // `started_at` ≤ the firing time, so it bounds the scan from above.
-    let mut stmt = c.prepare_cached(
+    let rows = c.rows(
         "SELECT a.building, a.severity, f.fired_at, a.acknowledged_at, a.closed_at,
                 a.sla_missed_at IS NOT NULL,
                 (SELECT count(*) FROM alert_history h WHERE h.alert_id = a.id
@@ -141,6 +147,7 @@ pub fn alerts(
              FROM alerts x WHERE x.started_at < ?2 AND (?3 IS NULL OR x.building = ?3)
          ) f ON f.id = a.id
          WHERE f.fired_at >= ?1 AND f.fired_at < ?2",
+        args![from, until, building],
     )?;
     type Raw = (
         String,
@@ -152,8 +159,9 @@ pub fn alerts(
         u64,
         u64,
     );
-    let raws = stmt
-        .query_map(params![from, until, building], |r| {
+    let raws = rows
+        .iter()
+        .map(|r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -161,11 +169,11 @@ pub fn alerts(
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
+                count(r, 6)?,
+                count(r, 7)?,
             ))
-        })?
-        .collect::<std::result::Result<Vec<Raw>, _>>()?;
+        })
+        .collect::<Result<Vec<Raw>>>()?;
     #[derive(Default)]
     struct Acc {
         alerts: u64,
@@ -242,26 +250,26 @@ pub struct DutyCheckRow {
 /// The duty-check report: checks created in `[from, until)`, optionally of one room, per
 /// control room. `now` decides which unanswered ones are still waiting.
 pub fn duty_checks(
-    c: &Connection,
+    c: &dyn Db,
     from: Millis,
     until: Millis,
     room: Option<&str>,
     now: Millis,
 ) -> Result<Vec<DutyCheckRow>> {
-    let mut stmt = c.prepare_cached(
+    let rows = c.rows(
         "SELECT k.room, k.id, c.answered_at, c.answer_delay_ms, d.deadline_at
          FROM duty_checks k
          JOIN duty_check_commands d ON d.check_id = k.id
          JOIN commands c ON c.id = d.command_id
          WHERE k.created_at >= ?1 AND k.created_at < ?2 AND (?3 IS NULL OR k.room = ?3)
          ORDER BY k.room, k.id",
+        args![from, until, room],
     )?;
     type Raw = (String, i64, Option<Millis>, Option<i64>, Millis);
-    let raws = stmt
-        .query_map(params![from, until, room], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<std::result::Result<Vec<Raw>, _>>()?;
+    let raws = rows
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .collect::<Result<Vec<Raw>>>()?;
     let mut groups: BTreeMap<String, (DutyCheckRow, Option<i64>, Vec<Millis>)> = BTreeMap::new();
     for (room, check, answered_at, delay, deadline_at) in raws {
         let (row, last, delays) = groups.entry(room.clone()).or_insert_with(|| {
@@ -339,12 +347,12 @@ pub struct WorkorderRow {
 /// The work-order report: orders raised in `[from, until)`, optionally of one building, per
 /// building.
 pub fn workorders(
-    c: &Connection,
+    c: &dyn Db,
     from: Millis,
     until: Millis,
     building: Option<&str>,
 ) -> Result<Vec<WorkorderRow>> {
-    let mut stmt = c.prepare_cached(
+    let rows = c.rows(
         "SELECT w.building, w.auto, w.created_at, w.closed_at, w.overdue_at IS NOT NULL,
                 (SELECT min(h.at) FROM workorder_history h WHERE h.workorder_id = w.id
                     AND h.what = 'rectified'),
@@ -352,6 +360,7 @@ pub fn workorders(
                     AND h.what = 'sent_back')
          FROM workorders w
          WHERE w.created_at >= ?1 AND w.created_at < ?2 AND (?3 IS NULL OR w.building = ?3)",
+        args![from, until, building],
     )?;
     type Raw = (
         String,
@@ -362,8 +371,9 @@ pub fn workorders(
         Option<Millis>,
         u64,
     );
-    let raws = stmt
-        .query_map(params![from, until, building], |r| {
+    let raws = rows
+        .iter()
+        .map(|r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -371,10 +381,10 @@ pub fn workorders(
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
-                r.get(6)?,
+                count(r, 6)?,
             ))
-        })?
-        .collect::<std::result::Result<Vec<Raw>, _>>()?;
+        })
+        .collect::<Result<Vec<Raw>>>()?;
     let mut groups: BTreeMap<String, (WorkorderRow, Vec<Millis>, Vec<Millis>)> = BTreeMap::new();
     for (b, auto, created, closed, overdue, rectified, sent_back) in raws {
         let (row, rect, close) = groups.entry(b.clone()).or_insert_with(|| {

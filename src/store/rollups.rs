@@ -15,9 +15,10 @@
 //! Rollups outlive the raw readings (`storage.rollup_retention_days`); [`prune`] removes old
 //! buckets in bounded chunks.
 
+use super::sql::{Db, Row, Value};
 use super::Result;
+use crate::args;
 use crate::model::Millis;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
 
 /// `meta` key of the rollup worker's cursor (the last `readings` id merged into the rollups).
@@ -284,7 +285,7 @@ pub struct Position {
 }
 
 /// The persisted [`Position`].
-pub fn position(conn: &Connection) -> Result<Position> {
+pub fn position(conn: &dyn Db) -> Result<Position> {
     let pending = match (
         super::get_meta(conn, PENDING_TO)?,
         super::get_meta(conn, PENDING_MERGED)?,
@@ -301,36 +302,26 @@ pub fn position(conn: &Connection) -> Result<Position> {
 /// Reads and adds up the next batch from `at`: the readings of its pending batch again, when
 /// there is one, else at most `limit` readings after its cursor. Returns the batch (its
 /// `merged` where the pending one stood), the readings left out, and the rows read.
-pub fn read_batch(
-    conn: &Connection,
-    at: Position,
-    limit: usize,
-) -> Result<(Batch, Vec<i64>, usize)> {
+pub fn read_batch(conn: &dyn Db, at: Position, limit: usize) -> Result<(Batch, Vec<i64>, usize)> {
     let (until, limit) = match at.pending {
         Some((to, _)) => (to, i64::MAX),
         None => (i64::MAX, i64::try_from(limit).unwrap_or(i64::MAX)),
     };
-    let mut stmt = conn.prepare_cached(
+    let mut agg = Aggregator::default();
+    let read = conn.each(
         "SELECT id, ts, device, metric, channel, value FROM readings
          WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+        args![at.cursor, until, limit],
+        &mut |r| {
+            let (device, metric, channel) = (
+                text_or_null(r, 2)?.unwrap_or(""),
+                text_or_null(r, 3)?.unwrap_or(""),
+                text_or_null(r, 4)?,
+            );
+            agg.add(r.get(0)?, r.get(1)?, device, metric, channel, r.get(5)?);
+            Ok(())
+        },
     )?;
-    let mut rows = stmt.query(params![at.cursor, until, limit])?;
-    let mut agg = Aggregator::default();
-    let mut read = 0usize;
-    while let Some(r) = rows.next()? {
-        let text = |i: usize| {
-            r.get_ref(i)?.as_str_or_null().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })
-        };
-        let (device, metric, channel) = (text(2)?.unwrap_or(""), text(3)?.unwrap_or(""), text(4)?);
-        agg.add(r.get(0)?, r.get(1)?, device, metric, channel, r.get(5)?);
-        read += 1;
-    }
     let (mut batch, skipped) = agg.finish(at.cursor);
     if let Some((to, merged)) = at.pending {
         batch.to = to;
@@ -340,7 +331,7 @@ pub fn read_batch(
 }
 
 /// The persisted cursor (0 before the first merge).
-pub fn cursor(conn: &Connection) -> Result<i64> {
+pub fn cursor(conn: &dyn Db) -> Result<i64> {
     Ok(super::get_meta(conn, CURSOR)?.unwrap_or(0))
 }
 
@@ -360,7 +351,7 @@ pub enum Merged {
 /// far it got: the cursor moves to `batch.to` with the last part. Only when the batch starts
 /// at the persisted position (its cursor, and the part merged before): otherwise nothing
 /// changes and [`Merged::Stale`] comes back, so no reading is counted twice.
-pub fn merge(tx: &Transaction<'_>, batch: &mut Batch, max: usize) -> Result<Merged> {
+pub fn merge(tx: &dyn Db, batch: &mut Batch, max: usize) -> Result<Merged> {
     let at = position(tx)?;
     let expected = (batch.merged > 0).then_some((batch.to, batch.merged));
     if at.cursor != batch.from || batch.to < batch.from || at.pending != expected {
@@ -368,13 +359,6 @@ pub fn merge(tx: &Transaction<'_>, batch: &mut Batch, max: usize) -> Result<Merg
     }
     let start = batch.merged.min(batch.deltas.len());
     let end = start.saturating_add(max.max(1)).min(batch.deltas.len());
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO rollups (device, step, bucket, metric, channel, min, max, sum, count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT(device, step, bucket, metric, channel) DO UPDATE SET
-             min = min(rollups.min, excluded.min), max = max(rollups.max, excluded.max),
-             sum = rollups.sum + excluded.sum, count = rollups.count + excluded.count",
-    )?;
     for d in &batch.deltas[start..end] {
         let Some(s) = batch.series.get(d.series as usize) else {
             return Err(super::StoreError::Corrupt {
@@ -382,17 +366,25 @@ pub fn merge(tx: &Transaction<'_>, batch: &mut Batch, max: usize) -> Result<Merg
                 err: format!("delta names series {} of {}", d.series, batch.series.len()),
             });
         };
-        stmt.execute(params![
-            s.device,
-            d.step.ms(),
-            d.bucket,
-            s.metric,
-            s.channel.as_deref().unwrap_or(""),
-            d.agg.min,
-            d.agg.max,
-            d.agg.sum,
-            d.agg.count
-        ])?;
+        tx.exec(
+            "INSERT INTO rollups (device, step, bucket, metric, channel, min, max, sum, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT(device, step, bucket, metric, channel) DO UPDATE SET
+             min = CASE WHEN rollups.min <= excluded.min THEN rollups.min ELSE excluded.min END,
+             max = CASE WHEN rollups.max >= excluded.max THEN rollups.max ELSE excluded.max END,
+             sum = rollups.sum + excluded.sum, count = rollups.count + excluded.count",
+            args![
+                &s.device,
+                d.step.ms(),
+                d.bucket,
+                &s.metric,
+                s.channel.as_deref().unwrap_or(""),
+                d.agg.min,
+                d.agg.max,
+                d.agg.sum,
+                d.agg.count
+            ],
+        )?;
     }
     batch.merged = end;
     if end < batch.deltas.len() {
@@ -407,17 +399,18 @@ pub fn merge(tx: &Transaction<'_>, batch: &mut Batch, max: usize) -> Result<Merg
 }
 
 /// Deletes up to `limit` buckets that start before `cutoff`; returns how many went.
-pub fn prune(conn: &Connection, cutoff: Millis, limit: i64) -> Result<usize> {
-    Ok(conn.execute(
+pub fn prune(conn: &dyn Db, cutoff: Millis, limit: i64) -> Result<usize> {
+    let n = conn.exec(
         "DELETE FROM rollups WHERE (device, step, bucket, metric, channel) IN
              (SELECT device, step, bucket, metric, channel FROM rollups
               WHERE bucket < ?1 ORDER BY bucket LIMIT ?2)",
-        params![cutoff, limit],
-    )?)
+        args![cutoff, limit],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Readings rolled up and readings not yet: (the cursor, readings after it).
-pub fn backlog(conn: &Connection) -> Result<(i64, i64)> {
+pub fn backlog(conn: &dyn Db) -> Result<(i64, i64)> {
     let at = cursor(conn)?;
     let max = super::max_reading_id(conn)?;
     Ok((at, (max - at).max(0)))
@@ -464,7 +457,7 @@ pub struct Bucket {
     pub agg: Agg,
 }
 
-/// A raw reading as [`each_raw`] hands it over: borrowed from the SQLite row, nothing copied.
+/// A raw reading as [`each_raw`] hands it over: borrowed from the row being read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RawReadingRef<'a> {
     /// Device time.
@@ -477,7 +470,7 @@ pub struct RawReadingRef<'a> {
     pub value: f64,
 }
 
-/// A bucket as [`each_bucket`] hands it over: borrowed from the SQLite row, nothing copied.
+/// A bucket as [`each_bucket`] hands it over: borrowed from the row being read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BucketRef<'a> {
     /// Bucket start.
@@ -490,16 +483,32 @@ pub struct BucketRef<'a> {
     pub agg: Agg,
 }
 
-/// Column `i` of `row` as text borrowed from SQLite.
-fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str> {
-    row.get_ref(i)?.as_str().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-            .into()
-    })
+/// Column `i` of `row` as text borrowed from the row.
+fn text(row: &Row, i: usize) -> Result<&str> {
+    match row.0.get(i) {
+        Some(Value::Text(s)) => Ok(s),
+        // Not text: the row's own error for it.
+        _ => row.get::<String>(i).and(Err(not_text(i))),
+    }
+}
+
+/// Column `i` of `row` as text borrowed from the row, or `None` for NULL.
+fn text_or_null(row: &Row, i: usize) -> Result<Option<&str>> {
+    match row.0.get(i) {
+        Some(Value::Null) => Ok(None),
+        _ => text(row, i).map(Some),
+    }
+}
+
+fn not_text(i: usize) -> super::StoreError {
+    super::StoreError::Corrupt {
+        what: "row",
+        err: format!("column {i}: want text"),
+    }
 }
 
 /// The raw readings of `r`, oldest first.
-pub fn raw(conn: &Connection, r: &Range) -> Result<Vec<RawReading>> {
+pub fn raw(conn: &dyn Db, r: &Range) -> Result<Vec<RawReading>> {
     let mut out = Vec::new();
     each_raw(conn, r, |x| {
         out.push(RawReading {
@@ -512,39 +521,30 @@ pub fn raw(conn: &Connection, r: &Range) -> Result<Vec<RawReading>> {
     Ok(out)
 }
 
-/// Hands the raw readings of `r`, oldest first, to `f` one by one, straight from the statement
-/// (a cached one, reading only the columns the history shows); returns how many.
-pub fn each_raw(
-    conn: &Connection,
-    r: &Range,
-    mut f: impl FnMut(RawReadingRef<'_>),
-) -> Result<usize> {
-    let mut stmt = conn.prepare_cached(
+/// Hands the raw readings of `r`, oldest first, to `f` one by one as the statement steps (on
+/// SQLite one row in memory at a time; reading only the columns the history shows); returns
+/// how many.
+pub fn each_raw(conn: &dyn Db, r: &Range, mut f: impl FnMut(RawReadingRef<'_>)) -> Result<usize> {
+    conn.each(
         "SELECT ts, metric, channel, value FROM readings
-         WHERE device = ?1 AND ts >= ?2 AND ts <= ?3 AND (?4 IS NULL OR metric = ?4)
+         WHERE device = ?1 AND ts >= ?2 AND ts <= ?3 AND (CAST(?4 AS TEXT) IS NULL OR metric = ?4)
          ORDER BY ts, id LIMIT ?5",
-    )?;
-    let mut rows = stmt.query(params![r.device, r.since, r.until, r.metric, r.limit])?;
-    let mut n = 0;
-    while let Some(row) = rows.next()? {
-        let channel = match row.get_ref(2)? {
-            rusqlite::types::ValueRef::Null => None,
-            _ => Some(text(row, 2)?),
-        };
-        f(RawReadingRef {
-            ts: row.get(0)?,
-            metric: text(row, 1)?,
-            channel,
-            value: row.get(3)?,
-        });
-        n += 1;
-    }
-    Ok(n)
+        args![&r.device, r.since, r.until, r.metric.as_deref(), r.limit],
+        &mut |row| {
+            f(RawReadingRef {
+                ts: row.get(0)?,
+                metric: text(row, 1)?,
+                channel: text_or_null(row, 2)?,
+                value: row.get(3)?,
+            });
+            Ok(())
+        },
+    )
 }
 
 /// The buckets of `step` that overlap `r` (from the one holding `since`), oldest first, each
 /// instant's metrics and channels in name order.
-pub fn buckets(conn: &Connection, step: Step, r: &Range) -> Result<Vec<Bucket>> {
+pub fn buckets(conn: &dyn Db, step: Step, r: &Range) -> Result<Vec<Bucket>> {
     let mut out = Vec::new();
     each_bucket(conn, step, r, |b| {
         out.push(Bucket {
@@ -557,126 +557,113 @@ pub fn buckets(conn: &Connection, step: Step, r: &Range) -> Result<Vec<Bucket>> 
     Ok(out)
 }
 
-/// Hands the buckets of [`buckets`] to `f` one by one, straight from the statement (a cached
-/// one: a range is one contiguous read of the primary key); returns how many.
+/// Hands the buckets of [`buckets`] to `f` one by one as the statement steps (a range is one
+/// contiguous read of the primary key); returns how many.
 pub fn each_bucket(
-    conn: &Connection,
+    conn: &dyn Db,
     step: Step,
     r: &Range,
     mut f: impl FnMut(BucketRef<'_>),
 ) -> Result<usize> {
-    let mut stmt = conn.prepare_cached(
+    conn.each(
         "SELECT bucket, metric, channel, min, max, sum, count FROM rollups
          WHERE device = ?1 AND step = ?2 AND bucket >= ?3 AND bucket <= ?4
-           AND (?5 IS NULL OR metric = ?5)
+           AND (CAST(?5 AS TEXT) IS NULL OR metric = ?5)
          ORDER BY bucket, metric, channel LIMIT ?6",
-    )?;
-    let mut rows = stmt.query(params![
-        r.device,
-        step.ms(),
-        step.bucket(r.since),
-        r.until,
-        r.metric,
-        r.limit
-    ])?;
-    let mut n = 0;
-    while let Some(row) = rows.next()? {
-        let channel = text(row, 2)?;
-        f(BucketRef {
-            ts: row.get(0)?,
-            metric: text(row, 1)?,
-            channel: (!channel.is_empty()).then_some(channel),
-            agg: Agg {
-                min: row.get(3)?,
-                max: row.get(4)?,
-                sum: row.get(5)?,
-                count: row.get(6)?,
-            },
-        });
-        n += 1;
-    }
-    Ok(n)
+        args![
+            &r.device,
+            step.ms(),
+            step.bucket(r.since),
+            r.until,
+            r.metric.as_deref(),
+            r.limit
+        ],
+        &mut |row| {
+            let channel = text(row, 2)?;
+            f(BucketRef {
+                ts: row.get(0)?,
+                metric: text(row, 1)?,
+                channel: (!channel.is_empty()).then_some(channel),
+                agg: Agg {
+                    min: row.get(3)?,
+                    max: row.get(4)?,
+                    sum: row.get(5)?,
+                    count: row.get(6)?,
+                },
+            });
+            Ok(())
+        },
+    )
 }
 
 /// How many buckets of `step` [`buckets`] would return without its limit, counted up to
 /// `cap + 1` (enough to tell whether they fit in `cap`).
-fn count_buckets(conn: &Connection, step: Step, r: &Range, cap: u32) -> Result<i64> {
+fn count_buckets(conn: &dyn Db, step: Step, r: &Range, cap: u32) -> Result<i64> {
     Ok(conn
-        .prepare_cached(
+        .one::<i64>(
             "SELECT count(*) FROM (SELECT 1 FROM rollups
              WHERE device = ?1 AND step = ?2 AND bucket >= ?3 AND bucket <= ?4
-               AND (?5 IS NULL OR metric = ?5) LIMIT ?6)",
-        )?
-        .query_row(
-            params![
-                r.device,
+               AND (CAST(?5 AS TEXT) IS NULL OR metric = ?5) LIMIT ?6) AS capped",
+            args![
+                &r.device,
                 step.ms(),
                 step.bucket(r.since),
                 r.until,
-                r.metric,
+                r.metric.as_deref(),
                 i64::from(cap) + 1
             ],
-            |row| row.get(0),
-        )?)
+        )?
+        .unwrap_or(0))
 }
 
 /// Whether the raw readings of `r` are all still kept: no reading rolled up into a 5-minute
 /// bucket of the range lies before the first raw reading left in it (retention prunes the
 /// oldest readings first).
-fn raw_complete(conn: &Connection, r: &Range) -> Result<bool> {
-    let first_bucket: Option<Millis> = conn
-        .prepare_cached(
-            "SELECT bucket FROM rollups WHERE device = ?1 AND step = ?2 AND bucket >= ?3
+fn raw_complete(conn: &dyn Db, r: &Range) -> Result<bool> {
+    let first_bucket: Option<Millis> = conn.one(
+        "SELECT bucket FROM rollups WHERE device = ?1 AND step = ?2 AND bucket >= ?3
              AND bucket <= ?4 ORDER BY bucket LIMIT 1",
-        )?
-        .query_row(
-            params![
-                r.device,
-                Step::FiveMinutes.ms(),
-                Step::FiveMinutes.bucket(r.since),
-                r.until
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
+        args![
+            &r.device,
+            Step::FiveMinutes.ms(),
+            Step::FiveMinutes.bucket(r.since),
+            r.until
+        ],
+    )?;
     let Some(first_bucket) = first_bucket else {
         return Ok(true);
     };
-    let first_raw: Option<Millis> = conn
-        .prepare_cached(
-            "SELECT ts FROM readings WHERE device = ?1 AND ts >= ?2 AND ts <= ?3
+    let first_raw: Option<Millis> = conn.one(
+        "SELECT ts FROM readings WHERE device = ?1 AND ts >= ?2 AND ts <= ?3
              ORDER BY ts LIMIT 1",
-        )?
-        .query_row(params![r.device, r.since, r.until], |row| row.get(0))
-        .optional()?;
+        args![&r.device, r.since, r.until],
+    )?;
     Ok(first_raw.is_some_and(|ts| Step::FiveMinutes.bucket(ts) <= first_bucket))
 }
 
 /// Readings of `r` rolled up so far (from the hourly buckets that overlap it: an estimate of
 /// the raw rows, slightly high at the edges, blind to readings not rolled up yet).
-fn rolled_up(conn: &Connection, r: &Range) -> Result<i64> {
+fn rolled_up(conn: &dyn Db, r: &Range) -> Result<i64> {
     Ok(conn
-        .prepare_cached(
-            "SELECT ifnull(sum(count), 0) FROM rollups
+        .one::<i64>(
+            "SELECT coalesce(sum(count), 0) FROM rollups
              WHERE device = ?1 AND step = ?2 AND bucket >= ?3 AND bucket <= ?4
-               AND (?5 IS NULL OR metric = ?5)",
-        )?
-        .query_row(
-            params![
-                r.device,
+               AND (CAST(?5 AS TEXT) IS NULL OR metric = ?5)",
+            args![
+                &r.device,
                 Step::Hour.ms(),
                 Step::Hour.bucket(r.since),
                 r.until,
-                r.metric
+                r.metric.as_deref()
             ],
-            |row| row.get(0),
-        )?)
+        )?
+        .unwrap_or(0))
 }
 
 /// `step=auto`: the finest resolution that returns at most `r.limit` rows. Raw readings
 /// (`None`) when they fit and are all still kept (a short range, as before rollups existed),
 /// else the finest [`Step`] whose buckets fit, else `1d`.
-pub fn auto_step(conn: &Connection, r: &Range) -> Result<Option<Step>> {
+pub fn auto_step(conn: &dyn Db, r: &Range) -> Result<Option<Step>> {
     if rolled_up(conn, r)? <= i64::from(r.limit) && raw_complete(conn, r)? {
         return Ok(None);
     }
@@ -691,6 +678,7 @@ pub fn auto_step(conn: &Connection, r: &Range) -> Result<Option<Step>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::{params, Connection};
 
     /// (id, ts, value) of device `wp-1`'s `pressure_mpa`.
     type R = (i64, Millis, f64);

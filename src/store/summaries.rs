@@ -4,10 +4,11 @@
 //! building and local day, so the schedule cannot make a second one of a day after a restart.
 //! Written by the pipeline only.
 
+use super::sql::{Db, Row};
 use super::{Result, StoreError};
+use crate::args;
 use crate::model::summary::{summary_id, SummaryReason};
 use crate::model::{rfc3339, Millis};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 /// The table, created with the store.
@@ -45,30 +46,33 @@ pub struct New<'a> {
 }
 
 /// Inserts a summary; returns its row id.
-pub fn insert(c: &Connection, n: &New<'_>, now: Millis) -> Result<i64> {
-    c.prepare_cached(
+pub fn insert(c: &dyn Db, n: &New<'_>, now: Millis) -> Result<i64> {
+    let snapshot = n.snapshot.to_string();
+    c.one(
         "INSERT INTO summaries (building, day, reason, requested_by, created_at, targets,
-         snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        args![
+            n.building,
+            n.day,
+            n.reason.as_str(),
+            n.by,
+            now,
+            i64::try_from(n.targets).unwrap_or(i64::MAX),
+            &snapshot
+        ],
     )?
-    .execute(params![
-        n.building,
-        n.day,
-        n.reason.as_str(),
-        n.by,
-        now,
-        i64::try_from(n.targets).unwrap_or(i64::MAX),
-        n.snapshot.to_string()
-    ])?;
-    Ok(c.last_insert_rowid())
+    .ok_or(StoreError::Corrupt {
+        what: "summary",
+        err: "no id returned".into(),
+    })
 }
 
 /// The scheduled summary of `building` for local `day` was made already.
-pub fn scheduled_exists(c: &Connection, building: &str, day: &str) -> Result<bool> {
-    Ok(c.prepare_cached(
+pub fn scheduled_exists(c: &dyn Db, building: &str, day: &str) -> Result<bool> {
+    Ok(c.row(
         "SELECT 1 FROM summaries WHERE building = ?1 AND day = ?2 AND reason = 'scheduled'",
+        args![building, day],
     )?
-    .query_row(params![building, day], |_| Ok(()))
-    .optional()?
     .is_some())
 }
 
@@ -116,14 +120,11 @@ impl Summary {
 
 const COLUMNS: &str = "id, building, day, reason, requested_by, created_at, targets, snapshot";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(Summary, String)> {
+fn from_row(r: &Row) -> Result<(Summary, String)> {
     let reason: String = r.get(3)?;
-    let reason = reason.parse().map_err(|()| {
-        rusqlite::Error::FromSqlConversionFailure(
-            3,
-            rusqlite::types::Type::Text,
-            format!("unknown summary reason {reason:?}").into(),
-        )
+    let reason = reason.parse().map_err(|()| StoreError::Corrupt {
+        what: "summary",
+        err: format!("column 3: unknown summary reason {reason:?}"),
     })?;
     Ok((
         Summary {
@@ -151,35 +152,31 @@ fn with_snapshot((mut s, text): (Summary, String)) -> Result<Summary> {
 }
 
 /// One summary.
-pub fn get(c: &Connection, id: i64) -> Result<Option<Summary>> {
+pub fn get(c: &dyn Db, id: i64) -> Result<Option<Summary>> {
     let sql = format!("SELECT {COLUMNS} FROM summaries WHERE id = ?1");
-    c.prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?
-        .map(with_snapshot)
+    c.row(&sql, args![id])?
+        .as_ref()
+        .map(|r| from_row(r).and_then(with_snapshot))
         .transpose()
 }
 
 /// Summaries, newest first, optionally of one building.
-pub fn list(c: &Connection, building: Option<&str>, limit: u32) -> Result<Vec<Summary>> {
+pub fn list(c: &dyn Db, building: Option<&str>, limit: u32) -> Result<Vec<Summary>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM summaries WHERE (?1 IS NULL OR building = ?1)
          ORDER BY id DESC LIMIT ?2"
     );
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(params![building, limit], from_row)?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let rows = c
+        .rows(&sql, args![building, limit])?
+        .iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>>>()?;
     rows.into_iter().map(with_snapshot).collect()
 }
 
 /// The building of summary `id`, for the change feed of its deliveries.
-pub fn building_of(c: &Connection, id: i64) -> Result<Option<String>> {
-    Ok(
-        c.prepare_cached("SELECT building FROM summaries WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?,
-    )
+pub fn building_of(c: &dyn Db, id: i64) -> Result<Option<String>> {
+    c.one("SELECT building FROM summaries WHERE id = ?1", args![id])
 }
 
 #[cfg(test)]

@@ -6,14 +6,15 @@
 //! for the alert yet; `overdue_at` not set yet), evaluated in the tick's transaction, so a
 //! restart loses none and repeats none.
 
+use super::sql::{Db, Engine, Row};
 use super::{Result, StoreError};
+use crate::args;
 use crate::model::alert::alert_id;
 pub use crate::model::workorder::{
     parse_workorder_id, workorder_id, Step, Workorder, WorkorderStatus,
 };
 use crate::model::{rfc3339, Millis};
 use crate::settings::Problem;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -262,7 +263,7 @@ const COLUMNS: &str = "id, alert_id, building, rule, description, photo_url, sta
     created_at, created_by, deadline_at, overdue_at, rectified_at, rectified_by, closed_at,
     closed_by, updated_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Workorder> {
+fn from_row(r: &Row) -> Result<Workorder> {
     let status: String = r.get(6)?;
     Ok(Workorder {
         id: r.get(0)?,
@@ -271,14 +272,11 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Workorder> {
         rule: r.get(3)?,
         description: r.get(4)?,
         photo_url: r.get(5)?,
-        status: status.parse().map_err(|()| {
-            rusqlite::Error::FromSqlConversionFailure(
-                6,
-                rusqlite::types::Type::Text,
-                format!("unknown work order status {status:?}").into(),
-            )
+        status: status.parse().map_err(|()| StoreError::Corrupt {
+            what: "work order",
+            err: format!("unknown work order status {status:?}"),
         })?,
-        auto: r.get::<_, i64>(7)? != 0,
+        auto: r.get::<i64>(7)? != 0,
         created_at: r.get(8)?,
         created_by: r.get(9)?,
         deadline_at: r.get(10)?,
@@ -292,26 +290,26 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Workorder> {
 }
 
 /// One work order.
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Workorder>> {
+pub fn get(conn: &dyn Db, id: i64) -> Result<Option<Workorder>> {
     let sql = format!("SELECT {COLUMNS} FROM workorders WHERE id = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+    conn.row(&sql, args![id])?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }
 
 /// The work order of an alert, if it has one.
-pub fn of_alert(conn: &Connection, alert: i64) -> Result<Option<Workorder>> {
+pub fn of_alert(conn: &dyn Db, alert: i64) -> Result<Option<Workorder>> {
     let sql = format!("SELECT {COLUMNS} FROM workorders WHERE alert_id = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([alert], from_row)
-        .optional()?)
+    conn.row(&sql, args![alert])?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }
 
 #[allow(clippy::too_many_arguments)]
 fn history(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     at: Millis,
     what: &str,
@@ -320,26 +318,19 @@ fn history(
     photo_url: Option<&str>,
     detail: Option<Value>,
 ) -> Result<()> {
-    conn.prepare_cached(
+    let detail = detail.map(|d| d.to_string());
+    conn.exec(
         "INSERT INTO workorder_history (workorder_id, at, what, by, note, photo_url, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        id,
-        at,
-        what,
-        by,
-        note,
-        photo_url,
-        detail.map(|d| d.to_string())
-    ])?;
+        args![id, at, what, by, note, photo_url, detail.as_deref()],
+    )?;
     Ok(())
 }
 
 /// Records a notification attempt in the work order's history (`notified`, `notify_failed`,
 /// `notify_gave_up`).
 pub fn record_notification(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     at: Millis,
     what: &str,
@@ -353,7 +344,7 @@ pub fn record_notification(
 /// before, with the order as committed now, the step's person, note and photo, and the
 /// building's name. Returns how many targets it went to.
 pub fn enqueue_notifications(
-    conn: &Connection,
+    conn: &dyn Db,
     w: &Workorder,
     event: crate::model::notification::Event,
     routed: super::alerts::Routed,
@@ -369,14 +360,20 @@ pub fn enqueue_notifications(
             }
         }
     }
-    let (step, by, note, photo_url): (i64, Option<String>, Option<String>, Option<String>) = conn
-        .prepare_cached(
+    let r = conn
+        .row(
             "SELECT id, by, note, photo_url FROM workorder_history
              WHERE workorder_id = ?1
              AND what IN ('created', 'rectified', 'sent_back', 'accepted', 'overdue')
              ORDER BY id DESC LIMIT 1",
+            args![w.id],
         )?
-        .query_row([w.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        .ok_or(StoreError::Corrupt {
+            what: "work order history",
+            err: format!("work order {} has no step", workorder_id(w.id)),
+        })?;
+    let (step, by, note, photo_url): (i64, Option<String>, Option<String>, Option<String>) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
     let mut snapshot = w.to_json();
     snapshot["building_name"] = routed.building_name.into();
     snapshot["step"] = json!({"by": by, "note": note, "photo_url": photo_url});
@@ -417,24 +414,28 @@ pub struct New<'a> {
 }
 
 /// Inserts a work order and its `created` history entry.
-pub fn insert(conn: &Connection, n: &New<'_>, now: Millis) -> Result<Workorder> {
-    conn.prepare_cached(
-        "INSERT INTO workorders (alert_id, building, rule, description, photo_url, status, auto,
-         created_at, created_by, deadline_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?8, ?9, ?7)",
-    )?
-    .execute(params![
-        n.alert,
-        n.building,
-        n.rule,
-        n.description,
-        n.photo_url,
-        i64::from(n.auto),
-        now,
-        n.by,
-        n.deadline_at
-    ])?;
-    let id = conn.last_insert_rowid();
+pub fn insert(conn: &dyn Db, n: &New<'_>, now: Millis) -> Result<Workorder> {
+    let id: i64 = conn
+        .one(
+            "INSERT INTO workorders (alert_id, building, rule, description, photo_url, status,
+             auto, created_at, created_by, deadline_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?8, ?9, ?7) RETURNING id",
+            args![
+                n.alert,
+                n.building,
+                n.rule,
+                n.description,
+                n.photo_url,
+                i64::from(n.auto),
+                now,
+                n.by,
+                n.deadline_at
+            ],
+        )?
+        .ok_or(StoreError::Corrupt {
+            what: "work order",
+            err: "no id returned".into(),
+        })?;
     history(
         conn,
         id,
@@ -454,7 +455,7 @@ pub fn insert(conn: &Connection, n: &New<'_>, now: Millis) -> Result<Workorder> 
 
 /// Raises the work order an operator asked for.
 pub fn create(
-    conn: &Connection,
+    conn: &dyn Db,
     req: &WorkorderRequest,
     cfg: &WorkordersConfig,
     now: Millis,
@@ -502,7 +503,7 @@ pub fn create(
 
 /// A step of the lifecycle, all or nothing (in a savepoint of the caller's transaction).
 pub fn step(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     step: Step,
     by: &str,
@@ -510,19 +511,19 @@ pub fn step(
     photo_url: Option<&str>,
     now: Millis,
 ) -> std::result::Result<Workorder, WorkorderError> {
-    conn.execute_batch("SAVEPOINT workorder_step")?;
+    conn.batch("SAVEPOINT workorder_step")?;
     let r = step_inner(conn, id, step, by, note, photo_url, now);
     let end = if r.is_ok() {
         "RELEASE workorder_step"
     } else {
         "ROLLBACK TO workorder_step; RELEASE workorder_step"
     };
-    conn.execute_batch(end)?;
+    conn.batch(end)?;
     r
 }
 
 fn step_inner(
-    conn: &Connection,
+    conn: &dyn Db,
     id: i64,
     step: Step,
     by: &str,
@@ -537,19 +538,19 @@ fn step_inner(
         WorkorderError::Conflict(format!("work order {} {why}", workorder_id(id)))
     })?;
     match step {
-        Step::Rectify => conn.execute(
+        Step::Rectify => conn.exec(
             "UPDATE workorders SET status = ?2, rectified_at = ?3, rectified_by = ?4,
              updated_at = ?3 WHERE id = ?1",
-            params![id, to.as_str(), now, by],
+            args![id, to.as_str(), now, by],
         )?,
-        Step::Accept => conn.execute(
+        Step::Accept => conn.exec(
             "UPDATE workorders SET status = ?2, closed_at = ?3, closed_by = ?4, updated_at = ?3
              WHERE id = ?1",
-            params![id, to.as_str(), now, by],
+            args![id, to.as_str(), now, by],
         )?,
-        Step::SendBack => conn.execute(
+        Step::SendBack => conn.exec(
             "UPDATE workorders SET status = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id, to.as_str(), now],
+            args![id, to.as_str(), now],
         )?,
     };
     history(
@@ -585,28 +586,37 @@ pub struct Candidate {
 /// Open `major` alerts of the hazard rules without a work order, oldest first. Reads only the
 /// alerts not closed (through the partial index of open alerts), so it stays cheap on every
 /// tick however many alerts the store keeps.
-pub fn candidates(conn: &Connection, hazards: &[String]) -> Result<Vec<Candidate>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT a.id, a.rule, a.building, a.message,
-         ifnull((SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.id
-                 AND h.what = 'fired'), a.updated_at)
-         FROM alerts a INDEXED BY alerts_one_open WHERE a.status != 'closed'
-         AND a.severity = 'major'
-         AND NOT EXISTS (SELECT 1 FROM workorders w WHERE w.alert_id = a.id)
-         ORDER BY a.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Candidate {
+pub fn candidates(conn: &dyn Db, hazards: &[String]) -> Result<Vec<Candidate>> {
+    // `INDEXED BY` is SQLite's; PostgreSQL's planner picks the partial index by itself.
+    let sql = match conn.engine() {
+        Engine::Sqlite => {
+            "SELECT a.id, a.rule, a.building, a.message,
+             coalesce((SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.id
+                       AND h.what = 'fired'), a.updated_at)
+             FROM alerts a INDEXED BY alerts_one_open WHERE a.status != 'closed'
+             AND a.severity = 'major'
+             AND NOT EXISTS (SELECT 1 FROM workorders w WHERE w.alert_id = a.id)
+             ORDER BY a.id"
+        }
+        Engine::Postgres => {
+            "SELECT a.id, a.rule, a.building, a.message,
+             coalesce((SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.id
+                       AND h.what = 'fired'), a.updated_at)
+             FROM alerts a WHERE a.status != 'closed'
+             AND a.severity = 'major'
+             AND NOT EXISTS (SELECT 1 FROM workorders w WHERE w.alert_id = a.id)
+             ORDER BY a.id"
+        }
+    };
+    let mut out = Vec::new();
+    for r in conn.rows(sql, args![])? {
+        let c = Candidate {
             alert: r.get(0)?,
             rule: r.get(1)?,
             building: r.get(2)?,
             message: r.get(3)?,
             fired_at: r.get(4)?,
-        })
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let c = row?;
+        };
         if hazards.contains(&c.rule) {
             out.push(c);
         }
@@ -615,22 +625,23 @@ pub fn candidates(conn: &Connection, hazards: &[String]) -> Result<Vec<Candidate
 }
 
 /// Open work orders whose deadline passed and that are not marked overdue yet.
-pub fn due_overdue(conn: &Connection, now: Millis, limit: u32) -> Result<Vec<Workorder>> {
+pub fn due_overdue(conn: &dyn Db, now: Millis, limit: u32) -> Result<Vec<Workorder>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM workorders WHERE status = 'open' AND overdue_at IS NULL
          AND deadline_at <= ?1 ORDER BY deadline_at LIMIT ?2"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![now, limit], from_row)?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    conn.rows(&sql, args![now, limit])?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// Marks a work order overdue (once) with its history entry `overdue`.
-pub fn mark_overdue(conn: &Connection, w: &Workorder, now: Millis) -> Result<()> {
-    conn.prepare_cached(
+pub fn mark_overdue(conn: &dyn Db, w: &Workorder, now: Millis) -> Result<()> {
+    conn.exec(
         "UPDATE workorders SET overdue_at = ?2, updated_at = ?2 WHERE id = ?1 AND overdue_at IS NULL",
-    )?
-    .execute(params![w.id, now])?;
+        args![w.id, now],
+    )?;
     history(
         conn,
         w.id,
@@ -661,12 +672,14 @@ pub struct HistoryEntry {
 }
 
 /// The history of a work order, oldest first.
-pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
-    let mut stmt = conn.prepare_cached(
+pub fn history_of(conn: &dyn Db, id: i64) -> Result<Vec<HistoryEntry>> {
+    conn.rows(
         "SELECT at, what, by, note, photo_url, detail FROM workorder_history
          WHERE workorder_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([id], |r| {
+        args![id],
+    )?
+    .iter()
+    .map(|r| {
         let detail: Option<String> = r.get(5)?;
         Ok(HistoryEntry {
             at: rfc3339(r.get(0)?),
@@ -676,8 +689,8 @@ pub fn history_of(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>> {
             photo_url: r.get(4)?,
             detail: detail.map(|d| serde_json::from_str(&d).unwrap_or(Value::String(d))),
         })
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Filters of `GET /api/v1/workorders`.
@@ -694,24 +707,26 @@ pub struct Filter {
 }
 
 /// Lists work orders, newest first.
-pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Workorder>> {
+pub fn list(conn: &dyn Db, f: &Filter) -> Result<Vec<Workorder>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM workorders WHERE (?1 IS NULL OR building = ?1)
-         AND (?2 IS NULL OR status = ?2)
-         AND (?3 IS NULL OR (overdue_at IS NOT NULL) = ?3)
+        "SELECT {COLUMNS} FROM workorders WHERE (CAST(?1 AS TEXT) IS NULL OR building = ?1)
+         AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
+         AND (CAST(?3 AS BIGINT) IS NULL
+              OR (CASE WHEN overdue_at IS NOT NULL THEN 1 ELSE 0 END) = ?3)
          ORDER BY id DESC LIMIT ?4"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            f.building,
+    conn.rows(
+        &sql,
+        args![
+            f.building.as_deref(),
             f.status.map(WorkorderStatus::as_str),
             f.overdue.map(i64::from),
             f.limit
         ],
-        from_row,
-    )?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 #[cfg(test)]

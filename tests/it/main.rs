@@ -29,6 +29,7 @@ mod registry;
 mod rollups;
 mod secrets;
 mod silences;
+mod store_engines;
 mod storms;
 mod summaries;
 mod tsdb;
