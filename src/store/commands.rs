@@ -324,13 +324,18 @@ fn compact_time(ms: Millis) -> String {
 /// `dc-{device}-{created, UTC}-{id}`, unique by its row id.
 pub fn insert(c: &dyn Db, n: &NewCommand, now: Millis) -> Result<Command> {
     let deadline_at = now + i64::from(n.deadline_s) * 1000;
+    // A placeholder `ref` until the row id is known (the real one replaces it below, in the
+    // same transaction): random, so that writers on one PostgreSQL database queuing in the same
+    // millisecond never make the same one.
+    let placeholder = crate::auth::token::random_bytes::<12>()
+        .map(|b| format!("new-{}", hex::encode(b)))
+        .map_err(|e| super::StoreError::Io(std::io::Error::other(e)))?;
     let id: i64 = c
         .one(
             "INSERT INTO commands (device, building, kind, command, ref, payload, created_at,
                  deadline_at, status, attempts, next_attempt_at, requested_by)
              VALUES (?1, ?2, ?3, ?4,
-                 'new-' || CAST(?5 AS BIGINT) || '-' || coalesce((SELECT max(id) FROM commands), 0),
-                 '', ?5, ?6, 'pending', 0, ?5, ?7)
+                 ?8, '', ?5, ?6, 'pending', 0, ?5, ?7)
              RETURNING id",
             args![
                 &n.device,
@@ -339,7 +344,8 @@ pub fn insert(c: &dyn Db, n: &NewCommand, now: Millis) -> Result<Command> {
                 n.command.as_str(),
                 now,
                 deadline_at,
-                &n.by
+                &n.by,
+                &placeholder
             ],
         )?
         .ok_or(super::StoreError::Corrupt {

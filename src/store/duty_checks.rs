@@ -155,7 +155,8 @@ pub fn take_unanswered(c: &dyn Db, now: Millis, limit: u32) -> Result<Vec<Unansw
             "SELECT d.command_id, d.check_id, d.device, d.building, c.ref, c.created_at,
                     d.deadline_at, c.status
              FROM duty_check_commands d JOIN commands c ON c.id = d.command_id
-             WHERE d.waiting = 1 AND d.deadline_at <= ?1 ORDER BY d.deadline_at LIMIT ?2",
+             WHERE d.waiting = 1 AND d.deadline_at <= ?1 ORDER BY d.deadline_at, d.command_id
+             LIMIT ?2",
             args![now, limit],
         )?
         .iter()

@@ -46,7 +46,7 @@ pub fn get<T: DeserializeOwned>(conn: &dyn Db, alert: i64) -> Result<Option<T>> 
 /// Timers due at `now`, the earliest first (at most `limit`).
 pub fn due<T: DeserializeOwned>(conn: &dyn Db, now: Millis, limit: u32) -> Result<Vec<(i64, T)>> {
     conn.rows(
-        "SELECT alert_id, timer FROM escalations WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
+        "SELECT alert_id, timer FROM escalations WHERE next_at <= ?1 ORDER BY next_at, alert_id LIMIT ?2",
         args![now, limit],
     )?
     .iter()

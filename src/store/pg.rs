@@ -42,6 +42,7 @@ pub fn open(url: &str) -> Result<Pg> {
 
 /// Applies the migrations `pg` lacks; returns the versions applied now.
 pub fn migrate(pg: &Pg) -> Result<Vec<i64>> {
+    check_collation(pg)?;
     pg.batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version BIGINT PRIMARY KEY,
@@ -96,4 +97,24 @@ pub fn version(pg: &Pg) -> Result<i64> {
             args![],
         )?
         .unwrap_or(0))
+}
+
+/// Text sorts byte-wise in the embedded store (SQLite's BINARY); a PostgreSQL database with a
+/// language collation (`en_US.UTF-8`, `zh_CN.UTF-8`) would list users, metrics and channels in
+/// another order, so it is refused with what to do instead.
+fn check_collation(pg: &Pg) -> Result<()> {
+    let collation: String = (pg as &dyn Db)
+        .one(
+            "SELECT datcollate::text FROM pg_database WHERE datname = current_database()",
+            args![],
+        )?
+        .unwrap_or_default();
+    if matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8") {
+        return Ok(());
+    }
+    Err(StoreError::Schema(format!(
+        "the database's collation is {collation:?}; firewatch needs \"C\" or \"C.UTF-8\" (text \
+         sorted byte-wise, as in the embedded store): CREATE DATABASE firewatch TEMPLATE template0 \
+         LOCALE 'C.UTF-8' ENCODING 'UTF8'"
+    )))
 }

@@ -628,7 +628,7 @@ pub fn candidates(conn: &dyn Db, hazards: &[String]) -> Result<Vec<Candidate>> {
 pub fn due_overdue(conn: &dyn Db, now: Millis, limit: u32) -> Result<Vec<Workorder>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM workorders WHERE status = 'open' AND overdue_at IS NULL
-         AND deadline_at <= ?1 ORDER BY deadline_at LIMIT ?2"
+         AND deadline_at <= ?1 ORDER BY deadline_at, id LIMIT ?2"
     );
     conn.rows(&sql, args![now, limit])?
         .iter()

@@ -30,6 +30,7 @@ mod rollups;
 mod secrets;
 mod silences;
 mod store_engines;
+mod store_engines_more;
 mod storms;
 mod summaries;
 mod tsdb;

@@ -9,13 +9,14 @@ use firewatch::store::alerts::{self, Action, ActionError, Alert, Applied, Filter
 use firewatch::store::notifications::{self, Delivery, Outcome};
 use firewatch::store::sql::{Db, Pg};
 use firewatch::store::{self, StoreError};
+use firewatch::store::{changes, escalations, frames};
 use serde_json::json;
 
 /// Records by key, as the store reads them back.
 type Records = Vec<(String, serde_json::Value)>;
 
 /// One engine's store, made fresh for a test.
-enum Store {
+pub(crate) enum Store {
     Sqlite {
         /// Removed when the store is dropped.
         _dir: tempfile::TempDir,
@@ -25,7 +26,7 @@ enum Store {
 }
 
 impl Store {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Store::Sqlite { .. } => "sqlite",
             Store::Pg(_) => "postgres",
@@ -33,7 +34,10 @@ impl Store {
     }
 
     /// Runs `f` in one transaction, committed when it returns `Ok`.
-    fn tx<T>(&mut self, f: impl FnOnce(&dyn Db) -> store::Result<T>) -> store::Result<T> {
+    pub(crate) fn tx<T>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> store::Result<T>,
+    ) -> store::Result<T> {
         match self {
             Store::Sqlite { conn, .. } => {
                 let tx = conn.transaction()?;
@@ -66,7 +70,7 @@ fn postgres(test: &str) -> Pg {
 }
 
 /// SQLite and PostgreSQL stores, both fresh.
-fn engines(test: &str) -> Vec<Store> {
+pub(crate) fn engines(test: &str) -> Vec<Store> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let conn = store::open_writer(dir.path(), "normal").expect("open the SQLite store");
     vec![
@@ -206,7 +210,7 @@ fn device_state_meta_and_the_reading_spool_read_back_alike() {
     }
 }
 
-fn fired(at: i64) -> Transition {
+pub(crate) fn fired(at: i64) -> Transition {
     Transition {
         change: Change::Fired,
         rule: "transmitter.fire_alarm".into(),
@@ -224,7 +228,7 @@ fn fired(at: i64) -> Transition {
     }
 }
 
-fn duty() -> Routed {
+pub(crate) fn duty() -> Routed {
     Routed {
         targets: vec![
             (ChannelKind::Email, "duty@b1.example".into()),
@@ -430,5 +434,195 @@ fn store_error(e: ActionError) -> StoreError {
             what: "action",
             err: other.to_string(),
         },
+    }
+}
+
+/// A transition of `rule` at a device's point (building `b1`).
+pub(crate) fn alarm(
+    change: Change,
+    rule: &str,
+    kind: Kind,
+    device: &str,
+    channel: Option<&str>,
+    severity: Severity,
+    at: i64,
+) -> Transition {
+    Transition {
+        change,
+        rule: rule.into(),
+        building: "b1".into(),
+        kind,
+        device: device.into(),
+        channel: channel.map(Into::into),
+        severity,
+        at,
+        since: at,
+        value: None,
+        threshold: None,
+        message: format!("{rule} at {device}"),
+        pulse: false,
+    }
+}
+
+/// The id of a newly opened alert.
+pub(crate) fn opened(db: &dyn Db, t: &Transition) -> store::Result<i64> {
+    let route = |_: &Alert, _: Event| duty();
+    match alerts::apply(db, t, &route)? {
+        Applied::Opened(id) => Ok(id),
+        other => panic!("{} did not open an alert: {other:?}", t.rule),
+    }
+}
+
+#[test]
+fn changes_are_numbered_read_after_an_id_and_pruned_oldest_first_alike() {
+    for mut s in engines("changes") {
+        let engine = s.name();
+        let ids = s
+            .tx(|db| {
+                assert_eq!(
+                    changes::span(db)?,
+                    changes::Span::default(),
+                    "{engine}: empty"
+                );
+                (0..10)
+                    .map(|n| {
+                        let b = if n % 2 == 0 { "b1" } else { "b2" };
+                        changes::insert(db, 1_000 + n, "alert", b, &json!({"n": n}))
+                    })
+                    .collect::<store::Result<Vec<i64>>>()
+            })
+            .unwrap();
+        assert!(
+            ids.windows(2).all(|w| w[1] == w[0] + 1),
+            "{engine}: {ids:?}"
+        );
+        s.tx(|db| {
+            let after = changes::after(db, ids[3], None, 100)?;
+            assert_eq!(
+                after.iter().map(|c| c.id).collect::<Vec<_>>(),
+                ids[4..],
+                "{engine}"
+            );
+            assert_eq!(
+                (after[0].at, after[0].kind.as_str()),
+                (1_004, "alert"),
+                "{engine}"
+            );
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&after[0].body).unwrap(),
+                json!({"n": 4})
+            );
+            let b1 = changes::after(db, 0, Some("b1"), 100)?;
+            assert_eq!(b1.len(), 5, "{engine}");
+            assert!(b1.iter().all(|c| c.building == "b1"), "{engine}");
+            assert_eq!(changes::after(db, 0, None, 3)?.len(), 3, "{engine}");
+            assert_eq!(changes::prune(db, 4)?, 6, "{engine}");
+            let span = changes::span(db)?;
+            assert_eq!((span.oldest, span.newest), (ids[6], ids[9]), "{engine}");
+            // Ids keep growing after a prune, even when everything went.
+            assert_eq!(changes::prune(db, 0)?, 4, "{engine}");
+            let next = changes::insert(db, 2_000, "device", "b1", &1)?;
+            assert!(next > ids[9], "{engine}: {next}");
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn escalation_timers_are_saved_due_in_order_and_stopped_alike() {
+    for mut s in engines("escalations") {
+        let engine = s.name();
+        s.tx(|db| {
+            escalations::save(db, 10, &json!({"step": 0}), Some(5_000))?;
+            escalations::save(db, 11, &json!({"step": 0}), Some(3_000))?;
+            escalations::save(db, 12, &json!({"step": 2}), Some(9_000))?;
+            escalations::save(db, 10, &json!({"step": 1}), Some(7_000))?;
+            assert_eq!(escalations::count(db)?, 3, "{engine}");
+            let ten: Option<serde_json::Value> = escalations::get(db, 10)?;
+            assert_eq!(ten, Some(json!({"step": 1})), "{engine}: saved over");
+            let due: Vec<(i64, serde_json::Value)> = escalations::due(db, 7_000, 10)?;
+            assert_eq!(
+                due,
+                [(11, json!({"step": 0})), (10, json!({"step": 1}))],
+                "{engine}"
+            );
+            let first: Vec<(i64, serde_json::Value)> = escalations::due(db, 7_000, 1)?;
+            assert_eq!(first.len(), 1, "{engine}");
+            assert_eq!(first[0].0, 11, "{engine}");
+            escalations::save(db, 11, &json!({"step": 0}), None)?;
+            assert_eq!(escalations::count(db)?, 2, "{engine}");
+            escalations::stop(db, 12)?;
+            let gone: Option<serde_json::Value> = escalations::get(db, 12)?;
+            assert_eq!((gone, escalations::count(db)?), (None, 1), "{engine}");
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn gb_frames_are_listed_newest_first_by_device_and_time_and_pruned_alike() {
+    let frame = |at: i64, device: Option<&str>, direction: &'static str| frames::FrameRecord {
+        at,
+        device: device.map(Into::into),
+        peer: "10.0.0.7:40123".into(),
+        direction,
+        hex: format!("4040{at:04X}2323"),
+        note: device.is_none().then(|| "bad checksum".to_string()),
+    };
+    for mut s in engines("frames") {
+        let engine = s.name();
+        s.tx(|db| {
+            let records = [
+                frame(1_000, Some("gb-1"), "in"),
+                frame(2_000, Some("gb-1"), "out"),
+                frame(3_000, None, "in"),
+                frame(4_000, Some("gb-2"), "in"),
+                frame(5_000, Some("gb-1"), "in"),
+            ];
+            frames::insert(db, &records)?;
+            let all = frames::list(db, None, None, 10)?;
+            assert_eq!(all.len(), 5, "{engine}");
+            assert!(
+                all.windows(2).all(|w| w[0].0 > w[1].0),
+                "{engine}: newest first"
+            );
+            assert_eq!(all[0].1, records[4], "{engine}");
+            assert_eq!(all[2].1, records[2], "{engine}: no device, a note");
+            let ats = |v: Vec<(i64, frames::FrameRecord)>| {
+                v.into_iter().map(|(_, f)| f.at).collect::<Vec<_>>()
+            };
+            assert_eq!(
+                ats(frames::list(db, Some("gb-1"), None, 10)?),
+                [5_000, 2_000, 1_000],
+                "{engine}"
+            );
+            assert_eq!(
+                ats(frames::list(db, Some("gb-1"), Some(2_000), 10)?),
+                [5_000, 2_000],
+                "{engine}"
+            );
+            assert_eq!(
+                ats(frames::list(db, None, Some(3_000), 10)?),
+                [5_000, 4_000, 3_000],
+                "{engine}"
+            );
+            assert_eq!(
+                ats(frames::list(db, None, None, 2)?),
+                [5_000, 4_000],
+                "{engine}"
+            );
+            assert_eq!(all[3].1.direction, "out", "{engine}");
+            assert_eq!(frames::prune(db, 3_000, 1)?, 1, "{engine}");
+            assert_eq!(frames::prune(db, 3_000, 10)?, 1, "{engine}");
+            assert_eq!(
+                ats(frames::list(db, None, None, 10)?),
+                [5_000, 4_000, 3_000],
+                "{engine}"
+            );
+            Ok(())
+        })
+        .unwrap();
     }
 }
